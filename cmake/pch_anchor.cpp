@@ -1,0 +1,1 @@
+// Compiled only so that the shared precompiled header has a target to belong to.

@@ -1,0 +1,115 @@
+#include "model/backbone.h"
+
+#include <torch/torch.h>
+
+#include <stdexcept>
+
+namespace crsm::model {
+
+BackboneImpl::BackboneImpl(const ModelConfig& cfg) : cfg_(cfg) {
+  namespace nn = torch::nn;
+  embedding_ = register_module("embedding", nn::Embedding(cfg.vocab_size, cfg.d_model));
+  layers_ = register_module("layers", nn::ModuleList());
+  value_heads_ = register_module("value_heads", nn::ModuleList());
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    blocks_.push_back(Block(cfg));
+    layers_->push_back(blocks_.back());
+    heads_.push_back(nn::Linear(cfg.d_model, 1));
+    value_heads_->push_back(heads_.back());
+  }
+  norm_f_ = register_module("norm_f", RMSNorm(cfg.d_model));
+  if (!cfg.tie_embeddings)
+    lm_head_ = register_module(
+        "lm_head", nn::Linear(nn::LinearOptions(cfg.d_model, cfg.vocab_size).bias(false)));
+  torch::NoGradGuard no_grad;
+  embedding_->weight.normal_(0.0, 0.02);
+}
+
+at::Tensor BackboneImpl::embed(const at::Tensor& tokens) {
+  if (tokens.numel() > 0) {
+    const int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
+    if (lo < 0 || hi >= cfg_.vocab_size)
+      throw std::out_of_range("token id " + std::to_string(lo < 0 ? lo : hi) +
+                              " outside the vocabulary [0, " + std::to_string(cfg_.vocab_size) +
+                              ")");
+  }
+  return embedding_(tokens);
+}
+
+at::Tensor BackboneImpl::head(const at::Tensor& h) {
+  const auto normed = norm_f_(h);
+  return cfg_.tie_embeddings ? torch::nn::functional::linear(normed, embedding_->weight)
+                             : lm_head_(normed);
+}
+
+at::Tensor BackboneImpl::values_of(const std::vector<at::Tensor>& latents) {
+  std::vector<at::Tensor> values;
+  values.reserve(latents.size());
+  for (size_t l = 0; l < latents.size(); ++l)
+    values.push_back(heads_[l](latents[l]).squeeze(-1));
+  return torch::stack(values, -1);
+}
+
+SequenceOutput BackboneImpl::forward(const at::Tensor& tokens) {
+  auto h = embed(tokens);
+  std::vector<at::Tensor> latents;
+  latents.reserve(blocks_.size());
+  for (auto& block : blocks_) {
+    h = block->forward(h);
+    latents.push_back(h);
+  }
+  return {head(h), values_of(latents)};
+}
+
+StepOutput BackboneImpl::prefill(const at::Tensor& tokens, ModelState& state) {
+  TORCH_CHECK(tokens.dim() == 2 && tokens.size(1) > 0, "prefill: tokens must be [batch, T>0]");
+  state.caches.assign(blocks_.size(), LayerCache{});
+  auto h = embed(tokens);
+  std::vector<at::Tensor> last;
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    h = blocks_[l]->forward(h, &state.caches[l]);
+    last.push_back(h.select(1, -1));
+  }
+  state.latents = torch::stack(last, 1);
+  state.position = tokens.size(1);
+  return {head(last.back()), values_of(last)};
+}
+
+StepOutput BackboneImpl::step(const at::Tensor& tokens, ModelState& state) {
+  TORCH_CHECK(tokens.dim() == 1, "step: tokens must be [batch]");
+  TORCH_CHECK(state.caches.size() == blocks_.size(), "step: state has ", state.caches.size(),
+              " layer caches, the model has ", blocks_.size(), " layers");
+  auto h = embed(tokens);
+  std::vector<at::Tensor> latents;
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    h = blocks_[l]->step(h, state.caches[l]);
+    latents.push_back(h);
+  }
+  state.latents = torch::stack(latents, 1);
+  state.position += 1;
+  return {head(h), values_of(latents)};
+}
+
+StepOutput BackboneImpl::predict_from_states(const at::Tensor& latents) {
+  TORCH_CHECK(latents.dim() == 3 && latents.size(1) == cfg_.num_layers &&
+                  latents.size(2) == cfg_.d_model,
+              "predict_from_states: latents must be [batch, ", cfg_.num_layers, ", ",
+              cfg_.d_model, "], got ", latents.sizes());
+  return {head(latents.select(1, cfg_.num_layers - 1)), values_of(latents.unbind(1))};
+}
+
+ModelState BackboneImpl::empty_state(int64_t batch) const {
+  const auto options = embedding_->weight.options().requires_grad(false);
+  ModelState state;
+  for (const auto& block : blocks_) state.caches.push_back(block->mixer()->empty_cache(batch, options));
+  state.latents = torch::zeros({batch, cfg_.num_layers, cfg_.d_model}, options);
+  return state;
+}
+
+at::Tensor consensus_value(const at::Tensor& values) {
+  const auto mean = values.mean(-1);
+  const auto spread = (values - mean.unsqueeze(-1)).pow(2).mean(-1).sqrt();  // population std
+  return mean - 0.1 * spread;
+}
+
+}  // namespace crsm::model

@@ -1,0 +1,70 @@
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "model/block.h"
+#include "model/layer_cache.h"
+#include "model/model_config.h"
+#include "model/rms_norm.h"
+
+namespace crsm::model {
+
+struct SequenceOutput {
+  at::Tensor logits;  // [batch, T, vocab]
+  at::Tensor values;  // [batch, T, num_layers]: value head l applied to h_l
+};
+
+struct StepOutput {
+  at::Tensor logits;  // [batch, vocab]
+  at::Tensor values;  // [batch, num_layers]
+};
+
+// The Mamba language model with per-layer value heads (SPEC §3): embedding, blocks,
+// final norm (norm_f), lm_head, value_heads. Parallel mode for training; recurrent
+// mode (prefill, step) for generation and planning.
+class BackboneImpl : public torch::nn::Module {
+ public:
+  explicit BackboneImpl(const ModelConfig& cfg);
+
+  // tokens [batch, T] (int64) -> logits and per-layer values at every position.
+  SequenceOutput forward(const at::Tensor& tokens);
+
+  // Runs the prompt in parallel mode and leaves in `state` everything a following
+  // step needs; returns the outputs at the prompt's last position.
+  StepOutput prefill(const at::Tensor& tokens, ModelState& state);
+
+  // Consumes one token per row, tokens [batch], in O(1).
+  StepOutput step(const at::Tensor& tokens, ModelState& state);
+
+  // Policy logits and per-layer values from latents [batch, num_layers, d_model].
+  StepOutput predict_from_states(const at::Tensor& latents);
+
+  ModelState empty_state(int64_t batch) const;
+
+  const ModelConfig& config() const { return cfg_; }
+  at::Tensor embed(const at::Tensor& tokens);
+
+ private:
+  at::Tensor head(const at::Tensor& h);  // final norm + LM head
+  at::Tensor values_of(const std::vector<at::Tensor>& latents);
+
+  ModelConfig cfg_;
+  torch::nn::Embedding embedding_{nullptr};
+  torch::nn::ModuleList layers_{nullptr};
+  std::vector<Block> blocks_;
+  RMSNorm norm_f_{nullptr};
+  torch::nn::Linear lm_head_{nullptr};
+  torch::nn::ModuleList value_heads_{nullptr};
+  std::vector<torch::nn::Linear> heads_;
+};
+TORCH_MODULE(Backbone);
+
+// Consensus value of a state from its per-layer values [..., num_layers]: mean over
+// layers - 0.1 * std over layers, so layers that disagree lower the value.
+at::Tensor consensus_value(const at::Tensor& values);
+
+}  // namespace crsm::model

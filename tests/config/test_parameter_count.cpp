@@ -1,0 +1,41 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "config/run_config.h"
+#include "model/backbone.h"
+#include "model/parameter_count.h"
+
+namespace {
+
+int64_t counted(const crsm::model::ModelConfig& cfg) {
+  crsm::model::Backbone model(cfg);
+  int64_t n = 0;
+  for (const auto& p : model->parameters()) n += p.numel();
+  return n;
+}
+
+TEST(ParameterCount, BuiltModelsMatchTheAnalyticCount) {
+  for (const char* name : {"tiny", "small", "medium"}) {
+    const auto cfg =
+        crsm::load_run_config(std::string(CRSM_SOURCE_DIR) + "/configs/" + name + ".json").model;
+    EXPECT_EQ(counted(cfg), crsm::model::analytic_parameter_count(cfg)) << name;
+  }
+}
+
+TEST(ParameterCount, VariantsMatchTheAnalyticCount) {
+  crsm::model::ModelConfig cfg;
+  cfg.d_model = 40;
+  cfg.tie_embeddings = true;
+  cfg.dt_rank = 7;
+  cfg.expand = 3;
+  cfg.d_conv = 2;
+  EXPECT_EQ(counted(cfg), crsm::model::analytic_parameter_count(cfg));
+}
+
+TEST(ParameterCount, LargeConfigCountQuotedInTheReadme) {
+  const auto cfg =
+      crsm::load_run_config(std::string(CRSM_SOURCE_DIR) + "/configs/large.json").model;
+  EXPECT_EQ(crsm::model::analytic_parameter_count(cfg), 1571325976);
+}
+
+}  // namespace

@@ -1,0 +1,167 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <map>
+
+#include "model/backbone.h"
+#include "test_helpers.h"
+
+namespace {
+
+using crsm::model::Backbone;
+using crsm::model::ModelState;
+using crsm::testing::max_abs_diff;
+using crsm::testing::tiny_model_config;
+
+class BackboneTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    torch::manual_seed(7);
+    model = Backbone(tiny_model_config());
+    model->eval();
+    tokens = torch::randint(0, tiny_model_config().vocab_size, {3, 64}, torch::kLong);
+  }
+  Backbone model{nullptr};
+  torch::Tensor tokens;
+};
+
+TEST_F(BackboneTest, RecurrentStepsMatchParallelLogits) {
+  torch::NoGradGuard no_grad;
+  const auto parallel = model->forward(tokens);
+  ModelState state = model->empty_state(3);
+  for (int64_t t = 0; t < tokens.size(1); ++t) {
+    const auto out = model->step(tokens.select(1, t), state);
+    ASSERT_LE(max_abs_diff(out.logits, parallel.logits.select(1, t)), 1e-4) << "position " << t;
+    ASSERT_LE(max_abs_diff(out.values, parallel.values.select(1, t)), 1e-4) << "position " << t;
+  }
+  EXPECT_EQ(state.position, 64);
+}
+
+TEST_F(BackboneTest, PrefillThenStepsMatchParallelLogits) {
+  torch::NoGradGuard no_grad;
+  const auto parallel = model->forward(tokens);
+  for (int64_t prompt : {1, 2, 23}) {
+    ModelState state;
+    const auto first = model->prefill(tokens.narrow(1, 0, prompt), state);
+    EXPECT_LE(max_abs_diff(first.logits, parallel.logits.select(1, prompt - 1)), 1e-4);
+    for (int64_t t = prompt; t < tokens.size(1); ++t) {
+      const auto out = model->step(tokens.select(1, t), state);
+      ASSERT_LE(max_abs_diff(out.logits, parallel.logits.select(1, t)), 1e-4)
+          << "prompt " << prompt << ", position " << t;
+    }
+  }
+}
+
+TEST_F(BackboneTest, ChangingATokenLeavesEarlierLogitsUnchanged) {
+  torch::NoGradGuard no_grad;
+  const int64_t t = 40;
+  auto changed = tokens.clone();
+  changed.select(1, t).add_(1).remainder_(tiny_model_config().vocab_size);
+  const auto a = model->forward(tokens).logits;
+  const auto b = model->forward(changed).logits;
+  EXPECT_LE(max_abs_diff(a.narrow(1, 0, t), b.narrow(1, 0, t)), 1e-6);
+  EXPECT_GT(max_abs_diff(a.select(1, t), b.select(1, t)), 1e-4) << "token t must matter at t";
+}
+
+TEST_F(BackboneTest, PredictFromStatesEqualsTheStepThatMadeThem) {
+  torch::NoGradGuard no_grad;
+  ModelState state = model->empty_state(3);
+  crsm::model::StepOutput out;
+  for (int64_t t = 0; t < 10; ++t) out = model->step(tokens.select(1, t), state);
+  const auto again = model->predict_from_states(state.latents);
+  EXPECT_LE(max_abs_diff(again.logits, out.logits), 1e-6);
+  EXPECT_LE(max_abs_diff(again.values, out.values), 1e-6);
+}
+
+TEST_F(BackboneTest, StepCopiesAreIndependentSnapshots) {
+  torch::NoGradGuard no_grad;
+  ModelState state = model->empty_state(3);
+  model->step(tokens.select(1, 0), state);
+  const ModelState snapshot = state;
+  const auto a = model->step(tokens.select(1, 1), state).logits;
+  ModelState replay = snapshot;
+  const auto b = model->step(tokens.select(1, 1), replay).logits;
+  EXPECT_EQ(max_abs_diff(a, b), 0.0);
+}
+
+TEST_F(BackboneTest, ConsensusValueIsMeanMinusTenthOfSpread) {
+  const auto values = torch::tensor({{1.0f, 3.0f}, {2.0f, 2.0f}});
+  const auto v = crsm::model::consensus_value(values);
+  EXPECT_NEAR(v[0].item<float>(), 2.0f - 0.1f * 1.0f, 1e-6);
+  EXPECT_NEAR(v[1].item<float>(), 2.0f, 1e-6);
+}
+
+TEST_F(BackboneTest, RejectsTokensOutsideTheVocabulary) {
+  const auto bad = torch::full({1, 3}, tiny_model_config().vocab_size, torch::kLong);
+  try {
+    model->forward(bad);
+    FAIL() << "expected an error";
+  } catch (const std::out_of_range& e) {
+    EXPECT_NE(std::string(e.what()).find("token id 50"), std::string::npos) << e.what();
+  }
+}
+
+TEST(BackboneNames, ParameterNamesAndShapesFollowTheReferenceModule) {
+  auto cfg = tiny_model_config();
+  Backbone model(cfg);
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& p : model->named_parameters()) shapes[p.key()] = p.value().sizes().vec();
+  const int64_t di = cfg.d_inner(), r = cfg.resolved_dt_rank(), n = cfg.d_state, d = cfg.d_model;
+  const std::map<std::string, std::vector<int64_t>> expected_layer = {
+      {"mixer.in_proj.weight", {2 * di, d}},
+      {"mixer.conv1d.weight", {di, 1, cfg.d_conv}},
+      {"mixer.conv1d.bias", {di}},
+      {"mixer.x_proj.weight", {r + 2 * n, di}},
+      {"mixer.dt_proj.weight", {di, r}},
+      {"mixer.dt_proj.bias", {di}},
+      {"mixer.A_log", {di, n}},
+      {"mixer.D", {di}},
+      {"mixer.out_proj.weight", {d, di}},
+      {"norm.weight", {d}},
+      {"ffn_norm.weight", {d}},
+      {"ffn.0.weight", {cfg.d_ffn, d}},
+      {"ffn.0.bias", {cfg.d_ffn}},
+      {"ffn.3.weight", {d, cfg.d_ffn}},
+      {"ffn.3.bias", {d}},
+  };
+  std::map<std::string, std::vector<int64_t>> expected = {
+      {"embedding.weight", {cfg.vocab_size, d}},
+      {"norm_f.weight", {d}},
+      {"lm_head.weight", {cfg.vocab_size, d}},
+  };
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    const std::string prefix = "layers." + std::to_string(l) + ".";
+    for (const auto& [name, shape] : expected_layer) expected[prefix + name] = shape;
+    expected["value_heads." + std::to_string(l) + ".weight"] = {1, d};
+    expected["value_heads." + std::to_string(l) + ".bias"] = {1};
+  }
+  EXPECT_EQ(shapes, expected);
+}
+
+TEST(BackboneInit, FollowsTheMambaInitialisation) {
+  auto cfg = tiny_model_config();
+  Backbone model(cfg);
+  std::map<std::string, torch::Tensor> p;
+  for (const auto& item : model->named_parameters()) p[item.key()] = item.value();
+  const auto A_log = p.at("layers.0.mixer.A_log");
+  EXPECT_TRUE(torch::allclose(A_log.select(0, 3),
+                              torch::log(torch::arange(1, cfg.d_state + 1, torch::kFloat))));
+  EXPECT_TRUE(torch::equal(p.at("layers.1.mixer.D"), torch::ones({cfg.d_inner()})));
+  const auto dt = torch::softplus(p.at("layers.0.mixer.dt_proj.bias"));
+  EXPECT_GE(dt.min().item<float>(), 1e-4f * 0.999f);
+  EXPECT_LE(dt.max().item<float>(), 0.1f * 1.001f);
+}
+
+TEST(BackboneTied, TiedEmbeddingsShareTheEmbeddingMatrix) {
+  auto cfg = tiny_model_config();
+  cfg.tie_embeddings = true;
+  Backbone model(cfg);
+  model->eval();
+  for (const auto& item : model->named_parameters()) EXPECT_NE(item.key(), "lm_head.weight");
+  torch::NoGradGuard no_grad;
+  const auto tokens = torch::randint(0, cfg.vocab_size, {1, 5}, torch::kLong);
+  const auto out = model->forward(tokens);
+  EXPECT_EQ(out.logits.sizes(), (std::vector<int64_t>{1, 5, cfg.vocab_size}));
+}
+
+}  // namespace
