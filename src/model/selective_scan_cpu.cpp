@@ -1,7 +1,9 @@
 // Fused CPU kernels for the selective scan. The work is split into independent
-// (batch row, block of channels) items: each walks time once, keeping its block's
-// states in a small buffer, so the [batch, T, d_inner, d_state] state tensor is never
-// materialised. Backward recomputes the states of its block, then runs time in reverse.
+// (batch row, block of kBlock channels) items: each walks time once, keeping its
+// block's states in a small buffer, so the [batch, T, d_inner, d_state] state tensor is
+// never materialised. Inner loops run across the block's channels with a trip count
+// known at compile time, so they vectorise without reductions across lanes. Backward
+// recomputes the states of its block, then runs time in reverse.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -15,9 +17,9 @@
 #include "model/selective_scan.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-// One copy of the float kernels for AVX2+FMA machines and one for any x86-64, picked
-// at load time: the build stays portable and the fast machines use their vectors.
-#define CRSM_CPU_CLONES __attribute__((target_clones("arch=haswell", "default")))
+// One copy of the float kernels for AVX2 machines and one for any x86-64, picked at
+// load time by CPU feature: the build stays portable and fast machines use their vectors.
+#define CRSM_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CRSM_CPU_CLONES
 #endif
@@ -26,15 +28,14 @@
 namespace crsm::model {
 namespace {
 
-// Channels per work item: enough to amortise the per-step loads of B_t and C_t,
-// few enough that batch x blocks gives every thread work.
-constexpr int64_t kChannelBlock = 16;
+// Channels per work item: two AVX2 vectors of floats.
+constexpr int64_t kBlock = 16;
 
 // exp(x) for float written so the compiler can vectorise it (no libm call): split
 // x = n*ln2 + r, evaluate a degree-6 polynomial for exp(r) and put n in the exponent.
 // Relative error about 2e-7 over the clamped range.
 CRSM_INLINE float scan_exp(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
   const float round_shift = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float t = x * 1.44269504088896341f + round_shift;
   const float n = t - round_shift;
@@ -59,7 +60,7 @@ CRSM_INLINE double scan_exp(double x) { return std::exp(x); }
 
 template <typename S>
 CRSM_INLINE S sigmoid(S v) {
-  return S(1) / (S(1) + std::exp(-v));
+  return S(1) / (S(1) + scan_exp(-v));
 }
 
 template <typename S>
@@ -78,45 +79,63 @@ template <typename S>
 struct BackwardOut {
   const S* grad;  // [batch, T, D]
   S *dx, *ddt, *dz;     // [batch, T, D], written
-  S *dB_part, *dC_part;  // [blocks, batch, T, N], accumulated per block
-  S* dA_part;            // [batch, D, N], accumulated per batch row
+  S *dB_part, *dC_part;  // [blocks, batch, T, N]: each block's share, summed afterwards
+  S* dA_part;            // [batch, D, N]: each batch row's share
   S* dD_part;            // [batch, D]
 };
+
+// Copies one block's values into kBlock lanes; lanes past the last channel get zero,
+// which keeps their states at zero (dt = x = 0) and their gradients at zero (grad = 0).
+template <typename S>
+CRSM_INLINE void load_lanes(const S* src, int64_t width, S* dst) {
+  for (int64_t j = 0; j < kBlock; ++j) dst[j] = j < width ? src[j] : S(0);
+}
+
+// The block's A as [d_state][kBlock], so the inner loops read it contiguously.
+template <typename S>
+CRSM_INLINE void load_decay(const ScanArgs<S>& a, int64_t d0, int64_t width, S* A) {
+  for (int64_t n = 0; n < a.N; ++n)
+    for (int64_t j = 0; j < kBlock; ++j) A[n * kBlock + j] = j < width ? a.A[(d0 + j) * a.N + n] : S(0);
+}
 
 template <typename S>
 CRSM_INLINE void forward_items(const ScanArgs<S>& a, const ForwardOut<S>& o, int64_t begin,
                                int64_t end) {
   const int64_t T = a.T, D = a.D, N = a.N;
-  std::vector<S> state(kChannelBlock * N);
+  std::vector<S> h(N * kBlock), A(N * kBlock);
+  alignas(64) S x[kBlock], dt[kBlock], xdt[kBlock], z[kBlock], Dskip[kBlock], acc[kBlock], y[kBlock];
   for (int64_t item = begin; item < end; ++item) {
     const int64_t b = item / a.blocks;
-    const int64_t d0 = (item % a.blocks) * kChannelBlock;
-    const int64_t d1 = std::min(D, d0 + kChannelBlock);
-    std::fill(state.begin(), state.end(), S(0));
+    const int64_t d0 = (item % a.blocks) * kBlock;
+    const int64_t width = std::min(kBlock, D - d0);
+    load_decay(a, d0, width, A.data());
+    load_lanes(a.Dskip + d0, width, Dskip);
+    std::fill(h.begin(), h.end(), S(0));
     for (int64_t t = 0; t < T; ++t) {
       const int64_t row = b * T + t;
-      const S* Bt = a.B + row * N;
-      const S* Ct = a.C + row * N;
-      for (int64_t d = d0; d < d1; ++d) {
-        const S xv = a.x[row * D + d];
-        const S dtv = a.dt[row * D + d];
-        const S dtx = dtv * xv;
-        const S* Ad = a.A + d * N;
-        S* h = state.data() + (d - d0) * N;
-        S acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t n = 0; n < N; ++n) {
-          const S hn = scan_exp(dtv * Ad[n]) * h[n] + dtx * Bt[n];
-          h[n] = hn;
-          acc += Ct[n] * hn;
-        }
-        const S zv = a.z[row * D + d];
-        o.out[row * D + d] = (acc + a.Dskip[d] * xv) * zv * sigmoid(zv);
+      const int64_t base = row * D + d0;
+      load_lanes(a.x + base, width, x);
+      load_lanes(a.dt + base, width, dt);
+      for (int64_t j = 0; j < kBlock; ++j) {
+        xdt[j] = x[j] * dt[j];
+        acc[j] = 0;
       }
+      for (int64_t n = 0; n < N; ++n) {
+        const S bn = a.B[row * N + n], cn = a.C[row * N + n];
+        S* hn = &h[n * kBlock];
+        const S* An = &A[n * kBlock];
+        for (int64_t j = 0; j < kBlock; ++j) {
+          hn[j] = scan_exp(dt[j] * An[j]) * hn[j] + xdt[j] * bn;
+          acc[j] += cn * hn[j];
+        }
+      }
+      load_lanes(a.z + base, width, z);
+      for (int64_t j = 0; j < kBlock; ++j) y[j] = (acc[j] + Dskip[j] * x[j]) * z[j] * sigmoid(z[j]);
+      std::copy_n(y, width, o.out + base);
     }
     if (o.last_state) {
-      for (int64_t d = d0; d < d1; ++d)
-        std::copy_n(state.data() + (d - d0) * N, N, o.last_state + (b * D + d) * N);
+      for (int64_t j = 0; j < width; ++j)
+        for (int64_t n = 0; n < N; ++n) o.last_state[(b * D + d0 + j) * N + n] = h[n * kBlock + j];
     }
   }
 }
@@ -124,73 +143,96 @@ CRSM_INLINE void forward_items(const ScanArgs<S>& a, const ForwardOut<S>& o, int
 template <typename S>
 CRSM_INLINE void backward_items(const ScanArgs<S>& a, const BackwardOut<S>& g, int64_t begin,
                                 int64_t end) {
-  const int64_t T = a.T, D = a.D, N = a.N;
-  std::vector<S> states(T * kChannelBlock * N);  // h_t of the block for every t
-  std::vector<S> dstate(kChannelBlock * N);      // dL/dh_t carried backwards in time
-  const std::vector<S> zeros(N, S(0));           // h_{-1}
+  const int64_t T = a.T, D = a.D, N = a.N, NB = N * kBlock;
+  std::vector<S> states(T * NB);  // h_t of the block for every t: [T][N][kBlock]
+  std::vector<S> decays(T * NB);  // exp(dt_t * A), kept from the recompute pass
+  std::vector<S> dstate(NB);      // dL/dh carried backwards in time
+  std::vector<S> A(NB), dA(NB);
+  const std::vector<S> zeros(NB, S(0));  // h_{-1}
+  alignas(64) S x[kBlock], dt[kBlock], xdt[kBlock], z[kBlock], go[kBlock], Dskip[kBlock];
+  alignas(64) S acc[kBlock], gy[kBlock], dx[kBlock], ddt[kBlock], dz[kBlock], dD[kBlock];
   for (int64_t item = begin; item < end; ++item) {
     const int64_t b = item / a.blocks;
     const int64_t block = item % a.blocks;
-    const int64_t d0 = block * kChannelBlock;
-    const int64_t d1 = std::min(D, d0 + kChannelBlock);
-    const int64_t nd = d1 - d0;
+    const int64_t d0 = block * kBlock;
+    const int64_t width = std::min(kBlock, D - d0);
+    load_decay(a, d0, width, A.data());
+    load_lanes(a.Dskip + d0, width, Dskip);
 
     for (int64_t t = 0; t < T; ++t) {
       const int64_t row = b * T + t;
-      const S* Bt = a.B + row * N;
-      for (int64_t d = d0; d < d1; ++d) {
-        const S dtv = a.dt[row * D + d];
-        const S dtx = dtv * a.x[row * D + d];
-        const S* Ad = a.A + d * N;
-        const S* hp = t > 0 ? &states[((t - 1) * nd + (d - d0)) * N] : zeros.data();
-        S* h = &states[(t * nd + (d - d0)) * N];
-#pragma omp simd
-        for (int64_t n = 0; n < N; ++n) h[n] = scan_exp(dtv * Ad[n]) * hp[n] + dtx * Bt[n];
+      load_lanes(a.x + row * D + d0, width, x);
+      load_lanes(a.dt + row * D + d0, width, dt);
+      for (int64_t j = 0; j < kBlock; ++j) xdt[j] = x[j] * dt[j];
+      const S* hp = t > 0 ? &states[(t - 1) * NB] : zeros.data();
+      S* ht = &states[t * NB];
+      S* et = &decays[t * NB];
+      for (int64_t n = 0; n < N; ++n) {
+        const S bn = a.B[row * N + n];
+        for (int64_t j = 0; j < kBlock; ++j) {
+          const int64_t k = n * kBlock + j;
+          et[k] = scan_exp(dt[j] * A[k]);
+          ht[k] = et[k] * hp[k] + xdt[j] * bn;
+        }
       }
     }
 
     std::fill(dstate.begin(), dstate.end(), S(0));
+    std::fill(dA.begin(), dA.end(), S(0));
+    std::fill(dD, dD + kBlock, S(0));
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t row = b * T + t;
-      const S* Bt = a.B + row * N;
-      const S* Ct = a.C + row * N;
-      S* dBt = g.dB_part + ((block * a.batch + b) * T + t) * N;
-      S* dCt = g.dC_part + ((block * a.batch + b) * T + t) * N;
-      for (int64_t d = d0; d < d1; ++d) {
-        const int64_t i = row * D + d;
-        const S xv = a.x[i], dtv = a.dt[i], zv = a.z[i], go = g.grad[i];
-        const S* Ad = a.A + d * N;
-        const S* h = &states[(t * nd + (d - d0)) * N];
-        const S* hp = t > 0 ? &states[((t - 1) * nd + (d - d0)) * N] : zeros.data();
+      const int64_t base = row * D + d0;
+      load_lanes(a.x + base, width, x);
+      load_lanes(a.dt + base, width, dt);
+      load_lanes(a.z + base, width, z);
+      load_lanes(g.grad + base, width, go);
+      const S* ht = &states[t * NB];
+      const S* et = &decays[t * NB];
+      const S* hp = t > 0 ? &states[(t - 1) * NB] : zeros.data();
 
-        S acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t n = 0; n < N; ++n) acc += Ct[n] * h[n];
-        const S y = acc + a.Dskip[d] * xv;
-        const S sig = sigmoid(zv);
-        g.dz[i] = go * y * sig * (S(1) + zv * (S(1) - sig));
-        const S gy = go * zv * sig;
-        g.dD_part[b * D + d] += gy * xv;
-
-        S dxv = gy * a.Dskip[d];
-        S ddt = 0;
-        S* dh = dstate.data() + (d - d0) * N;
-        S* dAd = g.dA_part + (b * D + d) * N;
-#pragma omp simd reduction(+ : dxv, ddt)
-        for (int64_t n = 0; n < N; ++n) {
-          const S dhn = dh[n] + gy * Ct[n];
-          dCt[n] += gy * h[n];
-          const S decay = scan_exp(dtv * Ad[n]);
-          const S g_arg = dhn * hp[n] * decay;  // dL/d(dt*A)
-          ddt += g_arg * Ad[n] + dhn * Bt[n] * xv;
-          dAd[n] += g_arg * dtv;
-          dBt[n] += dhn * dtv * xv;
-          dxv += dhn * dtv * Bt[n];
-          dh[n] = dhn * decay;
-        }
-        g.dx[i] = dxv;
-        g.ddt[i] = ddt;
+      std::fill(acc, acc + kBlock, S(0));
+      for (int64_t n = 0; n < N; ++n) {
+        const S cn = a.C[row * N + n];
+        for (int64_t j = 0; j < kBlock; ++j) acc[j] += cn * ht[n * kBlock + j];
       }
+      for (int64_t j = 0; j < kBlock; ++j) {
+        const S y = acc[j] + Dskip[j] * x[j];
+        const S sig = sigmoid(z[j]);
+        dz[j] = go[j] * y * sig * (S(1) + z[j] * (S(1) - sig));
+        gy[j] = go[j] * z[j] * sig;
+        dD[j] += gy[j] * x[j];
+        dx[j] = gy[j] * Dskip[j];
+        ddt[j] = 0;
+      }
+      for (int64_t n = 0; n < N; ++n) {
+        const S bn = a.B[row * N + n], cn = a.C[row * N + n];
+        const S* An = &A[n * kBlock];
+        S* dh = &dstate[n * kBlock];
+        S* dAn = &dA[n * kBlock];
+        S sum_dB = 0, sum_dC = 0;
+#pragma omp simd reduction(+ : sum_dB, sum_dC)
+        for (int64_t j = 0; j < kBlock; ++j) {
+          const S dhn = dh[j] + gy[j] * cn;  // dL/dh_t
+          sum_dC += gy[j] * ht[n * kBlock + j];
+          const S decay = et[n * kBlock + j];
+          const S g_arg = dhn * hp[n * kBlock + j] * decay;  // dL/d(dt*A)
+          ddt[j] += g_arg * An[j] + dhn * bn * x[j];
+          dAn[j] += g_arg * dt[j];
+          sum_dB += dhn * dt[j] * x[j];
+          dx[j] += dhn * dt[j] * bn;
+          dh[j] = dhn * decay;  // dL/dh_{t-1} through the recurrence
+        }
+        g.dB_part[((block * a.batch + b) * T + t) * N + n] = sum_dB;
+        g.dC_part[((block * a.batch + b) * T + t) * N + n] = sum_dC;
+      }
+      std::copy_n(dx, width, g.dx + base);
+      std::copy_n(ddt, width, g.ddt + base);
+      std::copy_n(dz, width, g.dz + base);
+    }
+    for (int64_t j = 0; j < width; ++j) {
+      g.dD_part[b * D + d0 + j] = dD[j];
+      for (int64_t n = 0; n < N; ++n) g.dA_part[(b * D + d0 + j) * N + n] = dA[n * kBlock + j];
     }
   }
 }
@@ -241,7 +283,7 @@ Inputs check_inputs(const at::Tensor& x, const at::Tensor& dt, const at::Tensor&
   TORCH_CHECK(x.device().is_cpu(), "selective_scan: the fused kernel runs on CPU tensors only");
   return {x.contiguous(), dt.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
           D.contiguous(), z.contiguous(), batch, T, Dn, N,
-          (Dn + kChannelBlock - 1) / kChannelBlock};
+          (Dn + kBlock - 1) / kBlock};
 }
 
 template <typename S>
@@ -283,10 +325,10 @@ std::vector<at::Tensor> selective_scan_fused_backward(const at::Tensor& grad_out
   const at::Tensor grad = grad_out.to(in.x.scalar_type()).contiguous();
   const auto opts = in.x.options();
   at::Tensor dx = at::empty_like(in.x), ddt = at::empty_like(in.x), dz = at::empty_like(in.x);
-  at::Tensor dB_part = at::zeros({in.blocks, in.batch, in.T, in.N}, opts);
-  at::Tensor dC_part = at::zeros({in.blocks, in.batch, in.T, in.N}, opts);
-  at::Tensor dA_part = at::zeros({in.batch, in.Dn, in.N}, opts);
-  at::Tensor dD_part = at::zeros({in.batch, in.Dn}, opts);
+  at::Tensor dB_part = at::empty({in.blocks, in.batch, in.T, in.N}, opts);
+  at::Tensor dC_part = at::empty({in.blocks, in.batch, in.T, in.N}, opts);
+  at::Tensor dA_part = at::empty({in.batch, in.Dn, in.N}, opts);
+  at::Tensor dD_part = at::empty({in.batch, in.Dn}, opts);
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "selective_scan_fused_backward", [&] {
     const auto a = args_of<scalar_t>(in);
     const BackwardOut<scalar_t> g{grad.data_ptr<scalar_t>(),    dx.data_ptr<scalar_t>(),
