@@ -1,0 +1,134 @@
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_common.h"
+#include "cli/commands.h"
+#include "config/run_config.h"
+#include "data/prepare.h"
+#include "dist/cpu_setup.h"
+#include "train/trainer.h"
+
+namespace crsm::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// --data may name a text file: it is prepared once with the byte tokenizer into
+// <run>/data and reused while that directory still describes the same file.
+std::string prepared_data_dir(const std::string& data, const std::string& run_dir) {
+  if (fs::is_directory(data)) return data;
+  if (!fs::is_regular_file(data))
+    throw std::invalid_argument("--data " + data +
+                                ": no such prepared directory or text file");
+  const fs::path dir = fs::path(run_dir) / "data";
+  if (fs::exists(dir / "index.json")) {
+    std::ifstream in(dir / "index.json");
+    const auto index = nlohmann::json::parse(in, nullptr, false);
+    const bool same = index.is_object() && index.contains("inputs") &&
+                      index["inputs"].size() == 1 &&
+                      index["inputs"][0].value("path", "") == fs::absolute(data).string() &&
+                      index["inputs"][0].value("bytes", int64_t(-1)) ==
+                          static_cast<int64_t>(fs::file_size(data));
+    if (same) return dir.string();
+    throw std::invalid_argument(dir.string() + " holds data prepared from another file than " + data +
+                                "; remove it or pass a prepared directory with --data");
+  }
+  data::PrepareOptions prep;
+  prep.inputs = {fs::absolute(data).string()};
+  prep.output_dir = dir.string();
+  const auto summary = data::prepare_corpus(prep);
+  std::printf("prepare: %s -> %s (%lld train / %lld val tokens, byte tokenizer)\n", data.c_str(),
+              dir.c_str(), static_cast<long long>(summary.train_tokens),
+              static_cast<long long>(summary.val_tokens));
+  return dir.string();
+}
+
+}  // namespace
+
+int train_command(int argc, char** argv) {
+  po::options_description o("crsm_train train options (flags override the config file)");
+  o.add_options()
+      ("config", po::value<std::string>(), "JSON config (SPEC §3 keys); defaults for everything below")
+      ("data", po::value<std::string>(), "prepared data directory (crsm_train prepare), or a text file to prepare with the byte tokenizer")
+      ("checkpoint-dir", po::value<std::string>()->required(), "run directory: metrics.jsonl, config.json, checkpoints/")
+      ("resume", po::value<std::string>(), "auto | checkpoint dir | run dir; a stage-1 checkpoint starts stage 4 (weights only)")
+      ("no-value-loss", po::bool_switch(), "stage 1: train the language model alone (default: with value heads, stage 4)")
+      ("epochs", po::value<int64_t>(), "epochs over the training split (config: backbone_epochs / finetune_epochs)")
+      ("max-steps", po::value<int64_t>(), "stop after exactly this many optimizer steps (overrides --epochs)")
+      ("batch-size", po::value<int64_t>(), "global batch (sequences per optimizer step)")
+      ("seq-len", po::value<int64_t>(), "tokens per sequence")
+      ("vocab-size", po::value<int64_t>(), "model vocabulary; must equal the tokenizer's")
+      ("lr", po::value<double>(), "peak learning rate (config: lr, or finetune_lr with value loss)")
+      ("min-lr-ratio", po::value<double>()->default_value(0.1), "final learning rate as a fraction of the peak")
+      ("warmup-steps", po::value<int64_t>()->default_value(-1), "linear warm-up steps (-1: 5% of the run, at most 200)")
+      ("weight-decay", po::value<double>()->default_value(0.1), "AdamW weight decay on matrices")
+      ("grad-clip", po::value<double>()->default_value(1.0), "global gradient-norm clip (0: off)")
+      ("grad-accum", po::value<int64_t>()->default_value(1), "micro-batches per optimizer step (must divide the batch)")
+      ("value-weight", po::value<double>()->default_value(1.0), "weight of the value-head loss")
+      ("eval-every", po::value<int64_t>()->default_value(250), "steps between validation passes (0: only at the end)")
+      ("eval-batches", po::value<int64_t>()->default_value(20), "validation batches per pass (0: the whole split)")
+      ("save-every", po::value<int64_t>()->default_value(0), "steps between checkpoints (0: only at the end)")
+      ("keep-last", po::value<int>()->default_value(3), "checkpoints kept (0: all)")
+      ("log-every", po::value<int64_t>()->default_value(10), "steps between progress lines")
+      ("seed", po::value<int64_t>(), "seed of initialisation and data order (config: seed)")
+      ("device", po::value<std::string>(), "cpu | cuda | cuda:N (config: device)")
+      ("threads", po::value<int>()->default_value(0), "CPU threads (0: the node's cores / ranks on it)");
+  po::variables_map vm;
+  if (!parse_options(argc, argv, "usage: crsm_train train --checkpoint-dir DIR --data DATA [--config FILE] [options]", o, vm))
+    return 0;
+
+  RunConfig config = vm.count("config") ? load_run_config(vm["config"].as<std::string>()) : RunConfig{};
+  if (vm.count("vocab-size")) config.model.vocab_size = vm["vocab-size"].as<int64_t>();
+  if (vm.count("batch-size")) config.train.batch_size = vm["batch-size"].as<int64_t>();
+  if (vm.count("seq-len")) config.train.seq_len = vm["seq-len"].as<int64_t>();
+  if (vm.count("seed")) config.seed = vm["seed"].as<int64_t>();
+  if (vm.count("device")) config.device = vm["device"].as<std::string>();
+  // Re-validate: flags obey the same rules as config keys.
+  config = parse_run_config(to_json(config), "command line and config");
+
+  train::TrainOptions t;
+  t.value_loss = !vm["no-value-loss"].as<bool>();
+  t.run_dir = vm["checkpoint-dir"].as<std::string>();
+  if (!vm.count("data"))
+    throw std::invalid_argument("--data is required: a directory from `crsm_train prepare`, or a text file such as data/tinyshakespeare.txt");
+  fs::create_directories(t.run_dir);
+  t.data_dir = prepared_data_dir(vm["data"].as<std::string>(), t.run_dir);
+  if (vm.count("resume")) t.resume = vm["resume"].as<std::string>();
+  t.epochs = vm.count("epochs") ? vm["epochs"].as<int64_t>()
+                                : (t.value_loss ? config.train.finetune_epochs : config.train.backbone_epochs);
+  if (vm.count("max-steps")) t.max_steps = vm["max-steps"].as<int64_t>();
+  t.batch_size = config.train.batch_size;
+  t.seq_len = config.train.seq_len;
+  t.lr = vm.count("lr") ? vm["lr"].as<double>() : (t.value_loss ? config.train.finetune_lr : config.train.lr);
+  t.min_lr_ratio = vm["min-lr-ratio"].as<double>();
+  t.warmup_steps = vm["warmup-steps"].as<int64_t>();
+  t.weight_decay = vm["weight-decay"].as<double>();
+  t.grad_clip = vm["grad-clip"].as<double>();
+  t.grad_accum = vm["grad-accum"].as<int64_t>();
+  t.value_weight = vm["value-weight"].as<double>();
+  t.eval_every = vm["eval-every"].as<int64_t>();
+  t.eval_batches = vm["eval-batches"].as<int64_t>();
+  t.save_every = vm["save-every"].as<int64_t>();
+  t.keep_last = vm["keep-last"].as<int>();
+  t.log_every = std::max<int64_t>(1, vm["log-every"].as<int64_t>());
+  t.seed = config.seed;
+  t.device = config.device;
+  if (t.epochs <= 0 && t.max_steps <= 0)
+    throw std::invalid_argument("nothing to do: --epochs and --max-steps are both 0");
+  if (t.grad_accum < 1) throw std::invalid_argument("--grad-accum must be >= 1");
+  if (t.lr <= 0 || t.min_lr_ratio < 0 || t.min_lr_ratio > 1)
+    throw std::invalid_argument("--lr must be > 0 and --min-lr-ratio in [0, 1]");
+
+  dist::configure_threads(vm["threads"].as<int>(), 1);
+  const auto result = train::run_training(config, t);
+  if (result.exit_status == train::kExitOk && result.steps_run > 0)
+    std::printf("train: done, %lld steps, val loss %.4f, checkpoint %s\n",
+                static_cast<long long>(result.steps), result.final_val_loss,
+                result.last_checkpoint.c_str());
+  return result.exit_status;
+}
+
+}  // namespace crsm::cli

@@ -1,0 +1,13 @@
+#pragma once
+
+// The crsm_train subcommands. Each gets argv from the subcommand name on and returns
+// the process exit status; they throw on bad input, and main() reports it.
+namespace crsm::cli {
+
+int prepare_command(int argc, char** argv);
+int train_command(int argc, char** argv);
+int generate_command(int argc, char** argv);
+int export_command(int argc, char** argv);
+int plot_command(int argc, char** argv);
+
+}  // namespace crsm::cli

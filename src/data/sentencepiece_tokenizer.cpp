@@ -1,0 +1,80 @@
+#include "data/sentencepiece_tokenizer.h"
+
+#include <filesystem>
+
+#include "data/data_error.h"
+#include "data/file_io.h"
+#include "data/sentencepiece_loader.h"
+#include "data/tokenizer_file.h"
+
+namespace crsm::data {
+namespace {
+
+class SentencePieceTokenizer final : public Tokenizer {
+ public:
+  SentencePieceTokenizer(std::unique_ptr<SentencePieceModel> sp, std::string source)
+      : sp_(std::move(sp)), source_(std::move(source)) {}
+
+  std::vector<int32_t> encode(const std::string& text) const override {
+    std::vector<int> ids;
+    std::string error;
+    if (!sp_->encode(text, &ids, &error))
+      throw DataError(source_ + ": SentencePiece cannot encode the text (" + error + ")");
+    return std::vector<int32_t>(ids.begin(), ids.end());
+  }
+
+  std::string decode(const std::vector<int32_t>& ids) const override {
+    std::vector<int> pieces;
+    pieces.reserve(ids.size());
+    for (const int32_t id : ids) {
+      if (id < 0 || id >= sp_->piece_size())
+        throw DataError(source_ + ": cannot decode id " + std::to_string(id) + " (expected 0.." +
+                        std::to_string(sp_->piece_size() - 1) + ")");
+      // SentencePiece renders <unk> as " ⁇ "; specials are not text.
+      if (!sp_->is_special(id)) pieces.push_back(id);
+    }
+    std::string text, error;
+    if (!sp_->decode(pieces, &text, &error))
+      throw DataError(source_ + ": SentencePiece cannot decode (" + error + ")");
+    return text;
+  }
+
+  int64_t vocab_size() const override { return sp_->piece_size(); }
+  std::string kind() const override { return "sentencepiece"; }
+  int32_t bos_id() const override { return sp_->bos_id(); }
+  int32_t eos_id() const override { return sp_->eos_id(); }
+
+  void save(const std::string& dir) const override {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) throw DataError(dir + ": cannot create the tokenizer directory (" + ec.message() + ")");
+    write_file_atomically((std::filesystem::path(dir) / kSentencePieceModelFile).string(),
+                          sp_->serialized());
+    write_tokenizer_file(dir, kind(), vocab_size(), kSentencePieceModelFile);
+  }
+
+ private:
+  std::unique_ptr<SentencePieceModel> sp_;
+  std::string source_;  // names the model in error messages
+};
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> sentencepiece_from_bytes(const std::string& model_bytes,
+                                                    const std::string& source) {
+  std::string error;
+  auto sp = sentencepiece_library().load(model_bytes, &error);
+  if (!sp) throw DataError(source + ": not a SentencePiece model (" + error + ")");
+  // Documents are separated by eos in the token shards; generation starts from bos.
+  if (sp->bos_id() < 0 || sp->eos_id() < 0)
+    throw DataError(source + ": the SentencePiece model must define bos and eos pieces (bos_id " +
+                    std::to_string(sp->bos_id()) + ", eos_id " + std::to_string(sp->eos_id()) +
+                    ")");
+  return std::make_unique<SentencePieceTokenizer>(std::move(sp), source);
+}
+
+std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& model_path) {
+  return sentencepiece_from_bytes(read_file(model_path), model_path);
+}
+
+}  // namespace crsm::data

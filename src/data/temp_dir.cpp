@@ -1,0 +1,32 @@
+#include "data/temp_dir.h"
+
+#include <stdlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "data/data_error.h"
+
+namespace crsm::data {
+
+TempDir::TempDir(const std::string& parent, const std::string& stem) {
+  std::error_code ec;
+  std::filesystem::create_directories(parent, ec);
+  const std::string pattern = (std::filesystem::path(parent) / ("." + stem + ".XXXXXX")).string();
+  std::vector<char> name(pattern.begin(), pattern.end());
+  name.push_back('\0');
+  if (!::mkdtemp(name.data()))
+    throw DataError(parent + ": cannot create a temporary directory there (" +
+                    std::strerror(errno) + ")");
+  path_ = name.data();
+}
+
+TempDir::~TempDir() {
+  if (path_.empty()) return;
+  std::error_code ec;  // best effort: a destructor must not throw
+  std::filesystem::remove_all(path_, ec);
+}
+
+}  // namespace crsm::data

@@ -1,0 +1,180 @@
+#include "dist/checkpoint_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "dist/sha256.h"
+
+namespace crsm::dist {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr int kFormatVersion = 1;
+constexpr const char* kPrefix = "step_";
+
+void sync_path(const fs::path& p, bool directory) {
+  const int fd = ::open(p.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+void write_synced(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) throw CheckpointError(tmp.string() + ": write failed");
+  }
+  sync_path(tmp, false);
+  fs::rename(tmp, path);
+}
+
+// Step number of a final checkpoint directory name, or -1 for anything else.
+int64_t step_of(const std::string& name) {
+  if (name.rfind(kPrefix, 0) != 0) return -1;
+  const std::string digits = name.substr(std::string(kPrefix).size());
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) return -1;
+  return std::stoll(digits);
+}
+
+// Final checkpoint directories under root, newest first.
+std::vector<fs::path> checkpoints_newest_first(const fs::path& root) {
+  std::vector<std::pair<int64_t, fs::path>> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const int64_t step = step_of(entry.path().filename().string());
+    if (step >= 0 && entry.is_directory()) found.emplace_back(step, entry.path());
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<fs::path> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
+std::optional<std::string> newest_verified(const fs::path& root, std::vector<std::string>* skipped) {
+  for (const auto& dir : checkpoints_newest_first(root)) {
+    const std::string problem = verify_checkpoint(dir.string());
+    if (problem.empty()) return dir.string();
+    if (skipped) skipped->push_back("skipping damaged checkpoint " + dir.string() + ": " + problem);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string checkpoint_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%s%08lld", kPrefix, static_cast<long long>(step));
+  return buf;
+}
+
+std::string begin_checkpoint(const std::string& root, int64_t step) {
+  const fs::path tmp = fs::path(root) / (checkpoint_name(step) + ".tmp");
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  return tmp.string();
+}
+
+std::string commit_checkpoint(const std::string& root, const std::string& tmp_dir, json manifest,
+                              int keep_last) {
+  json files = json::object();
+  for (const auto& entry : fs::directory_iterator(tmp_dir)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string name = entry.path().filename().string();
+    if (name == "manifest.json") continue;
+    sync_path(entry.path(), false);
+    files[name] = {{"bytes", fs::file_size(entry.path())}, {"sha256", sha256_file(entry.path().string())}};
+  }
+  manifest["format_version"] = kFormatVersion;
+  manifest["files"] = files;
+  write_synced(fs::path(tmp_dir) / "manifest.json", manifest.dump(2) + "\n");
+  sync_path(tmp_dir, true);
+
+  std::string name = fs::path(tmp_dir).filename().string();
+  name = name.substr(0, name.size() - 4);  // drop ".tmp"
+  const fs::path final_dir = fs::path(root) / name;
+  if (fs::exists(final_dir)) {
+    // Saving a step again (a resumed run): the new copy replaces the old only once complete.
+    const fs::path replaced = final_dir.string() + ".replaced";
+    fs::remove_all(replaced);
+    fs::rename(final_dir, replaced);
+    fs::rename(tmp_dir, final_dir);
+    fs::remove_all(replaced);
+  } else {
+    fs::rename(tmp_dir, final_dir);
+  }
+  sync_path(root, true);
+  write_synced(fs::path(root) / "latest", name + "\n");
+  sync_path(root, true);
+
+  if (keep_last > 0) {
+    const auto all = checkpoints_newest_first(root);
+    for (size_t i = static_cast<size_t>(keep_last); i < all.size(); ++i) fs::remove_all(all[i]);
+  }
+  return final_dir.string();
+}
+
+json read_manifest(const std::string& dir) {
+  const fs::path path = fs::path(dir) / "manifest.json";
+  std::ifstream in(path);
+  if (!in) throw CheckpointError(path.string() + ": missing (not a complete checkpoint)");
+  try {
+    return json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw CheckpointError(path.string() + ": malformed: " + e.what());
+  }
+}
+
+std::string verify_checkpoint(const std::string& dir) {
+  json manifest;
+  try {
+    manifest = read_manifest(dir);
+  } catch (const CheckpointError& e) {
+    return e.what();
+  }
+  if (manifest.value("format_version", 0) != kFormatVersion)
+    return "manifest.json: unsupported format_version " + manifest.value("format_version", json()).dump();
+  if (!manifest.contains("files") || !manifest["files"].is_object())
+    return "manifest.json: no file list";
+  for (const auto& item : manifest["files"].items()) {
+    const fs::path path = fs::path(dir) / item.key();
+    if (!fs::exists(path)) return item.key() + " is missing";
+    const auto expected_bytes = item.value().value("bytes", uint64_t(0));
+    const auto bytes = fs::file_size(path);
+    if (bytes != expected_bytes)
+      return item.key() + " has " + std::to_string(bytes) + " bytes, the manifest says " +
+             std::to_string(expected_bytes) + " (truncated?)";
+    if (sha256_file(path.string()) != item.value().value("sha256", ""))
+      return item.key() + " does not match its SHA-256 in the manifest (corrupted)";
+  }
+  return "";
+}
+
+std::optional<std::string> resolve_resume(const std::string& spec, const std::string& root,
+                                          std::vector<std::string>* skipped) {
+  if (spec == "auto") return newest_verified(root, skipped);
+  const fs::path path(spec);
+  if (!fs::exists(path)) throw CheckpointError("--resume " + spec + ": no such checkpoint or run directory");
+  if (fs::exists(path / "manifest.json") || step_of(path.filename().string()) >= 0) {
+    const std::string problem = verify_checkpoint(spec);
+    if (!problem.empty()) throw CheckpointError("--resume " + spec + ": damaged checkpoint: " + problem);
+    return spec;
+  }
+  const fs::path nested = path / "checkpoints";
+  const auto found = newest_verified(fs::exists(nested) ? nested : path, skipped);
+  if (!found) throw CheckpointError("--resume " + spec + ": holds no complete checkpoint");
+  return found;
+}
+
+}  // namespace crsm::dist

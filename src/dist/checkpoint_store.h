@@ -1,0 +1,56 @@
+#pragma once
+
+// Checkpoint directories on disk (SPEC §8):
+//
+//   <root>/step_00000100/manifest.json   step, config, sampler and RNG state, and the
+//                                        size and SHA-256 of every other file
+//   <root>/step_00000100/...             model, optimizer shards, tokenizer
+//   <root>/latest                        name of the newest complete checkpoint
+//
+// A checkpoint is written into <name>.tmp, every file synced, the manifest written
+// last, then the directory is renamed and `latest` replaced, so a crash at any moment
+// leaves either the old set of checkpoints or the new one, never a half-written one
+// under a final name. Several ranks can share this: one rank begins, every rank writes
+// its own files into the temporary directory, and one rank commits after a barrier.
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace crsm::dist {
+
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+std::string checkpoint_name(int64_t step);  // "step_00000100"
+
+// Creates <root>/<name>.tmp afresh and returns its path.
+std::string begin_checkpoint(const std::string& root, int64_t step);
+
+// Hashes every file in tmp_dir, writes manifest.json (`manifest` plus "files"), renames
+// the directory to its final name, points `latest` at it and removes all but the newest
+// keep_last checkpoints (keep_last <= 0 keeps all). Returns the final path.
+std::string commit_checkpoint(const std::string& root, const std::string& tmp_dir,
+                              nlohmann::json manifest, int keep_last);
+
+// "" when dir holds a complete checkpoint whose files match the manifest's sizes and
+// SHA-256s; otherwise what is wrong, naming the file.
+std::string verify_checkpoint(const std::string& dir);
+
+nlohmann::json read_manifest(const std::string& dir);
+
+// Chooses the checkpoint for --resume. spec "auto": the newest checkpoint under root
+// that verifies (nullopt when there is none: a fresh start); each damaged one passed
+// over is described in `skipped`. Otherwise spec is a path: a checkpoint directory, or
+// a run directory (its checkpoints/ is searched like "auto" but must yield one). A
+// path that is missing, damaged or holds no checkpoint throws CheckpointError.
+std::optional<std::string> resolve_resume(const std::string& spec, const std::string& root,
+                                          std::vector<std::string>* skipped);
+
+}  // namespace crsm::dist

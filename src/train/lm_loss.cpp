@@ -1,0 +1,37 @@
+#include "train/lm_loss.h"
+
+#include <torch/torch.h>
+
+namespace crsm::train {
+
+LossParts lm_loss(model::Backbone& model, const at::Tensor& windows, double value_weight) {
+  const int64_t T = windows.size(1) - 1;
+  const auto inputs = windows.narrow(1, 0, T);
+  const auto targets = windows.narrow(1, 1, T);
+  const auto out = model->forward(inputs);
+  const int64_t vocab = out.logits.size(-1);
+  const auto lm = torch::nn::functional::cross_entropy(out.logits.reshape({-1, vocab}),
+                                                       targets.reshape(-1));
+  if (value_weight <= 0) return {lm, lm, torch::zeros({}, lm.options())};
+  const auto p_true =
+      torch::softmax(out.logits.detach(), -1).gather(-1, targets.unsqueeze(-1));  // [B, T, 1]
+  const auto value = (out.values - p_true).pow(2).mean(at::IntArrayRef{0, 1}).sum();
+  return {lm + value_weight * value, lm, value};
+}
+
+double evaluate_lm_loss(model::Backbone& model, const at::Tensor& windows, int64_t batch) {
+  const bool was_training = model->is_training();
+  model->eval();
+  torch::NoGradGuard no_grad;
+  double weighted = 0;
+  int64_t rows = 0;
+  for (int64_t start = 0; start < windows.size(0); start += batch) {
+    const auto part = windows.narrow(0, start, std::min(batch, windows.size(0) - start));
+    weighted += lm_loss(model, part, 0.0).lm.item<double>() * part.size(0);
+    rows += part.size(0);
+  }
+  model->train(was_training);
+  return weighted / static_cast<double>(rows);
+}
+
+}  // namespace crsm::train

@@ -1,0 +1,38 @@
+#include "train/metrics_writer.h"
+
+#include <filesystem>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+namespace crsm::train {
+
+MetricsWriter::MetricsWriter(const std::string& run_dir, int64_t keep_through_step) {
+  namespace fs = std::filesystem;
+  const fs::path path = fs::path(run_dir) / "metrics.jsonl";
+  std::string kept;
+  if (keep_through_step >= 0) {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (record.is_object() && record.value("step", int64_t(0)) <= keep_through_step)
+        kept += line + "\n";
+    }
+  }
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream rewrite(tmp, std::ios::trunc);
+    rewrite << kept;
+  }
+  fs::rename(tmp, path);
+  out_.open(path, std::ios::app);
+  if (!out_) throw std::runtime_error(path.string() + ": cannot open for writing");
+}
+
+void MetricsWriter::write(const nlohmann::json& record) {
+  out_ << record.dump() << "\n";
+  out_.flush();
+}
+
+}  // namespace crsm::train

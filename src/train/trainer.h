@@ -1,0 +1,57 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "config/run_config.h"
+
+namespace crsm::train {
+
+// Everything `crsm_train train` takes besides the model shape. batch_size is the global
+// batch of one optimizer step; grad_accum splits it into that many micro-batches.
+struct TrainOptions {
+  std::string data_dir;  // a directory written by `crsm_train prepare`
+  std::string run_dir;   // metrics.jsonl, config.json, checkpoints/
+  std::string resume;    // "" = fresh run, "auto", or a checkpoint or run directory
+  int64_t epochs = 1;
+  int64_t max_steps = 0;  // > 0: exactly this many optimizer steps (overrides epochs)
+  int64_t batch_size = 12;
+  int64_t seq_len = 64;
+  int64_t grad_accum = 1;
+  double lr = 1e-3;
+  double min_lr_ratio = 0.1;
+  int64_t warmup_steps = -1;  // -1: 5% of the run, at most 200 steps
+  double weight_decay = 0.1;
+  double grad_clip = 1.0;  // <= 0: no clipping
+  bool value_loss = true;
+  double value_weight = 1.0;
+  int64_t eval_every = 250;
+  int64_t eval_batches = 20;  // 0: the whole validation split
+  int64_t save_every = 0;     // 0: only at the end
+  int keep_last = 3;
+  int64_t log_every = 10;
+  int64_t seed = 42;
+  std::string device = "cpu";
+};
+
+// Process exit statuses of `crsm_train train`, documented in the README.
+enum ExitStatus : int {
+  kExitOk = 0,
+  kExitBadInput = 2,
+  kExitNonFinite = 3,
+};
+
+struct TrainResult {
+  int exit_status = kExitOk;
+  int64_t steps = 0;      // where the run stands
+  int64_t steps_run = 0;  // optimizer steps taken by this invocation
+  double final_val_loss = 0;
+  std::string last_checkpoint;
+};
+
+// Runs stage 1 (value_loss off) or stage 4 (on). Bad input (data, checkpoint, device,
+// options) throws with a message naming it; a non-finite loss stops the run with
+// kExitNonFinite and leaves the checkpoints as they were.
+TrainResult run_training(const RunConfig& config, const TrainOptions& options);
+
+}  // namespace crsm::train

@@ -1,0 +1,117 @@
+#include <gtest/gtest.h>
+
+#include "cli_test_support.h"
+
+namespace {
+
+using namespace crsm::testing;
+
+// One prepared corpus (the first 150 KB of Tiny Shakespeare) shared by the suite.
+class CliTrain : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    work = new TempDir("cli_train");
+    const std::string text = read_file(source_path("data/tinyshakespeare.txt")).substr(0, 150000);
+    write_file(work->path() / "corpus.txt", text);
+    const auto r = run_command(crsm_train("prepare --input " + work->str("corpus.txt") +
+                                          " --output " + work->str("data")));
+    ASSERT_EQ(r.status, 0) << r.output;
+  }
+  static void TearDownTestSuite() { delete work; }
+
+  static std::string train_args(const std::string& run, const std::string& extra) {
+    return "train --config " + source_path("configs/tiny.json") + " --data " + work->str("data") +
+           " --checkpoint-dir " + work->str(run) + " --threads 1 " + extra;
+  }
+
+  static TempDir* work;
+};
+TempDir* CliTrain::work = nullptr;
+
+TEST_F(CliTrain, ResumedRunReproducesTheUninterruptedLosses) {
+  const auto straight = run_command(crsm_train(train_args(
+      "straight", "--no-value-loss --max-steps 8 --log-every 1 --save-every 4 --keep-last 0 --eval-every 0")));
+  ASSERT_EQ(straight.status, 0) << straight.output;
+  // The step-4 checkpoint of the same run is where an interrupted run would resume.
+  fs::create_directories(work->path() / "resumed" / "checkpoints");
+  fs::copy(work->path() / "straight" / "checkpoints" / "step_00000004",
+           work->path() / "resumed" / "checkpoints" / "step_00000004", fs::copy_options::recursive);
+  const auto resumed = run_command(crsm_train(train_args(
+      "resumed", "--no-value-loss --max-steps 8 --log-every 1 --save-every 4 --keep-last 0 --eval-every 0 --resume auto")));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("continuing from"), std::string::npos) << resumed.output;
+
+  const auto a = metrics_of(work->path() / "straight", "train");
+  const auto b = metrics_of(work->path() / "resumed", "train");
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(b[i]["step"], a[i + 4]["step"]);
+    EXPECT_EQ(b[i]["loss"].get<double>(), a[i + 4]["loss"].get<double>()) << "step " << b[i]["step"];
+  }
+  EXPECT_LT(a.back()["loss"].get<double>(), a.front()["loss"].get<double>());
+}
+
+TEST_F(CliTrain, StageFourStartsFromAStageOneCheckpoint) {
+  const auto stage1 = run_command(crsm_train(train_args("stage1", "--no-value-loss --max-steps 3 --eval-every 0")));
+  ASSERT_EQ(stage1.status, 0) << stage1.output;
+  const auto stage4 = run_command(crsm_train(train_args(
+      "stage4", "--max-steps 3 --log-every 1 --eval-every 0 --resume " + work->str("stage1"))));
+  ASSERT_EQ(stage4.status, 0) << stage4.output;
+  EXPECT_NE(stage4.output.find("weights only"), std::string::npos) << stage4.output;
+  const auto records = metrics_of(work->path() / "stage4", "train");
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0]["step"], 1);
+  EXPECT_TRUE(records[0].contains("value_loss"));
+  const auto manifest = nlohmann::json::parse(
+      read_file(work->path() / "stage4" / "checkpoints" / "step_00000003" / "manifest.json"));
+  EXPECT_EQ(manifest["stage"], "finetune");
+}
+
+TEST_F(CliTrain, GenerateIsDeterministicPerSeed) {
+  const auto trained = run_command(crsm_train(train_args("gen", "--no-value-loss --max-steps 20 --eval-every 0")));
+  ASSERT_EQ(trained.status, 0) << trained.output;
+  auto gen = [&](const std::string& extra) {
+    return run_command(crsm_train("generate --threads 1 --model " + work->str("gen") +
+                                  " --prompt 'ROMEO:' --max-length 40 " + extra));
+  };
+  const auto a = gen("--seed 5"), b = gen("--seed 5"), c = gen("--seed 6");
+  ASSERT_EQ(a.status, 0) << a.output;
+  EXPECT_EQ(a.output, b.output);
+  EXPECT_NE(a.output, c.output);
+  EXPECT_EQ(a.output.rfind("ROMEO:", 0), 0u) << a.output;
+  const auto g1 = gen("--temperature 0 --seed 1"), g2 = gen("--temperature 0 --seed 2");
+  EXPECT_EQ(g1.output, g2.output) << "greedy decoding ignores the seed";
+}
+
+TEST_F(CliTrain, ExportWritesSafetensorsThatPythonReads) {
+  const auto trained = run_command(crsm_train(train_args("export", "--no-value-loss --max-steps 1 --eval-every 0")));
+  ASSERT_EQ(trained.status, 0) << trained.output;
+  const auto exported = run_command(crsm_train("export --checkpoint " + work->str("export") +
+                                               " --output " + work->str("model.safetensors")));
+  ASSERT_EQ(exported.status, 0) << exported.output;
+  // A dozen lines of numpy read it: the format Python users get.
+  const auto py = run_command(
+      "/usr/bin/python3 -c \"import json,struct,numpy as np,sys\n"
+      "b=open(sys.argv[1],'rb').read(); n=struct.unpack('<Q',b[:8])[0]; h=json.loads(b[8:8+n])\n"
+      "e=h['embedding.weight']; s,t=e['data_offsets']\n"
+      "a=np.frombuffer(b[8+n+s:8+n+t],dtype=np.float32).reshape(e['shape'])\n"
+      "print(e['shape'], len([k for k in h if k!='__metadata__']), json.loads(h['__metadata__']['config'])['d_model'], np.isfinite(a).all())\" " +
+      work->str("model.safetensors"));
+  ASSERT_EQ(py.status, 0) << py.output;
+  EXPECT_NE(py.output.find("[258, 32]"), std::string::npos) << py.output;
+  EXPECT_NE(py.output.find(" 32 True"), std::string::npos) << py.output;
+}
+
+TEST_F(CliTrain, PlotDrawsTheRunsLossCurves) {
+  const auto trained = run_command(crsm_train(train_args("plotted", "--no-value-loss --max-steps 6 --log-every 2 --eval-every 3")));
+  ASSERT_EQ(trained.status, 0) << trained.output;
+  const auto plot = run_command(crsm_train("plot " + work->str("plotted") + " --output " + work->str("loss.svg")));
+  ASSERT_EQ(plot.status, 0) << plot.output;
+  const std::string svg = read_file(work->path() / "loss.svg");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("plotted train"), std::string::npos);
+  EXPECT_NE(svg.find("plotted val"), std::string::npos);
+}
+
+}  // namespace

@@ -1,0 +1,73 @@
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "data/data_error.h"
+
+namespace crsm::testing {
+
+// A fresh directory per test, removed afterwards.
+class DataTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir = std::filesystem::temp_directory_path() /
+          ("crsm_data_" + std::to_string(::getpid()) + "_" + info->test_suite_name() + "_" +
+           info->name());
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir); }
+
+  // Writes `text` to dir/name and returns the path.
+  std::string write_file(const std::string& name, const std::string& text) const {
+    const auto path = (dir / name).string();
+    std::ofstream(path, std::ios::binary) << text;
+    return path;
+  }
+
+  std::string path(const std::string& name) const { return (dir / name).string(); }
+
+  std::filesystem::path dir;
+};
+
+// Runs fn, expects crsm::data::DataError, and returns its message.
+template <typename Fn>
+std::string data_error_of(Fn fn) {
+  try {
+    fn();
+  } catch (const data::DataError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected DataError";
+  return "";
+}
+
+// Deterministic English-like text: `lines` lines of words drawn by a fixed LCG, enough
+// variety for SentencePiece to learn a few hundred pieces.
+inline std::string generated_corpus(int lines, uint32_t seed) {
+  static const char* words[] = {"the",   "quick", "brown",  "fox",    "jumps", "over",  "lazy",
+                                "dog",   "data",  "model",  "token",  "shard", "train", "value",
+                                "night", "light", "stream", "window", "river", "stone", "apple",
+                                "grape", "kings", "queens", "castle", "horse", "sword", "crown"};
+  constexpr uint32_t n_words = sizeof(words) / sizeof(words[0]);
+  std::string text;
+  uint32_t x = seed;
+  for (int l = 0; l < lines; ++l) {
+    const int len = 5 + l % 7;
+    for (int w = 0; w < len; ++w) {
+      x = x * 1664525u + 1013904223u;
+      text += (w ? " " : "") + std::string(words[(x >> 16) % n_words]);
+    }
+    text += l % 5 == 4 ? ".\n\n" : ",\n";
+  }
+  return text;
+}
+
+}  // namespace crsm::testing

@@ -1,0 +1,117 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "dist/checkpoint_store.h"
+#include "dist/sha256.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace crsm::dist;
+
+TEST(DistSha256, KnownVectors) {
+  Sha256 empty;
+  EXPECT_EQ(empty.hex_digest(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  Sha256 abc;
+  abc.update("abc", 3);
+  EXPECT_EQ(abc.hex_digest(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  // Two blocks, fed in uneven pieces.
+  const std::string msg = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  Sha256 pieces;
+  pieces.update(msg.data(), 5);
+  pieces.update(msg.data() + 5, msg.size() - 5);
+  EXPECT_EQ(pieces.hex_digest(), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+class DistCheckpointStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root = fs::temp_directory_path() / ("crsm_ckpt_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root);
+    fs::create_directories(root);
+  }
+  void TearDown() override { fs::remove_all(root); }
+
+  std::string save(int64_t step, const std::string& payload, int keep_last = 0) {
+    const auto tmp = begin_checkpoint(root.string(), step);
+    std::ofstream(fs::path(tmp) / "model.bin") << payload;
+    return commit_checkpoint(root.string(), tmp, {{"step", step}}, keep_last);
+  }
+
+  fs::path root;
+};
+
+TEST_F(DistCheckpointStore, CommitWritesManifestAndLatest) {
+  const auto dir = save(7, "weights");
+  EXPECT_EQ(fs::path(dir).filename(), "step_00000007");
+  EXPECT_EQ(verify_checkpoint(dir), "");
+  const auto manifest = read_manifest(dir);
+  EXPECT_EQ(manifest["step"], 7);
+  EXPECT_EQ(manifest["files"]["model.bin"]["bytes"], 7);
+  std::ifstream latest(root / "latest");
+  std::string name;
+  latest >> name;
+  EXPECT_EQ(name, "step_00000007");
+  EXPECT_FALSE(fs::exists(root / "step_00000007.tmp"));
+}
+
+TEST_F(DistCheckpointStore, KeepLastPrunesOldest) {
+  for (int step = 1; step <= 4; ++step) save(step, "w" + std::to_string(step), 2);
+  EXPECT_FALSE(fs::exists(root / "step_00000001"));
+  EXPECT_FALSE(fs::exists(root / "step_00000002"));
+  EXPECT_TRUE(fs::exists(root / "step_00000003"));
+  EXPECT_TRUE(fs::exists(root / "step_00000004"));
+}
+
+TEST_F(DistCheckpointStore, DamageIsDetectedAndAutoFallsBack) {
+  save(1, "first good");
+  const auto newest = save(2, "second good");
+  {
+    std::fstream f(fs::path(newest) / "model.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(3);
+    f.put('X');  // same size, different bytes
+  }
+  EXPECT_NE(verify_checkpoint(newest).find("SHA-256"), std::string::npos);
+  std::vector<std::string> skipped;
+  const auto chosen = resolve_resume("auto", root.string(), &skipped);
+  ASSERT_TRUE(chosen);
+  EXPECT_EQ(fs::path(*chosen).filename(), "step_00000001");
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_NE(skipped[0].find("step_00000002"), std::string::npos);
+  try {
+    resolve_resume(newest, root.string(), nullptr);
+    FAIL() << "an explicit damaged checkpoint must be refused";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("damaged"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(DistCheckpointStore, TruncationAndMissingFilesAreDetected) {
+  const auto dir = save(3, "0123456789");
+  fs::resize_file(fs::path(dir) / "model.bin", 4);
+  EXPECT_NE(verify_checkpoint(dir).find("truncated"), std::string::npos);
+  fs::remove(fs::path(dir) / "model.bin");
+  EXPECT_NE(verify_checkpoint(dir).find("missing"), std::string::npos);
+  fs::remove(fs::path(dir) / "manifest.json");
+  EXPECT_NE(verify_checkpoint(dir).find("manifest.json"), std::string::npos);
+}
+
+TEST_F(DistCheckpointStore, AutoWithNothingSavedStartsFresh) {
+  EXPECT_FALSE(resolve_resume("auto", root.string(), nullptr));
+  EXPECT_THROW(resolve_resume((root / "nope").string(), root.string(), nullptr), CheckpointError);
+}
+
+TEST_F(DistCheckpointStore, SavingAStepAgainReplacesItWhole) {
+  save(5, "old");
+  const auto dir = save(5, "new contents");
+  EXPECT_EQ(verify_checkpoint(dir), "");
+  EXPECT_EQ(read_manifest(dir)["files"]["model.bin"]["bytes"], 12);
+}
+
+}  // namespace
