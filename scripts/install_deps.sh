@@ -12,6 +12,7 @@ packages=(
   libgtest-dev
   nlohmann-json3-dev
   libsentencepiece-dev
+  python3-numpy  # tests read our safetensors files from Python, as users do
 )
 
 missing=()

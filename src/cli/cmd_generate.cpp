@@ -19,7 +19,7 @@ int generate_command(int argc, char** argv) {
       ("model", po::value<std::string>()->required(), "checkpoint directory, or a run directory (its newest complete checkpoint)")
       ("prompt", po::value<std::string>()->default_value(""), "text to continue (empty: start from <bos>)")
       ("max-length", po::value<int64_t>()->default_value(200), "new tokens to generate at most")
-      ("temperature", po::value<double>()->default_value(0.8), "softmax temperature (0: greedy)")
+      ("temperature", po::value<double>()->default_value(0.8, "0.8"), "softmax temperature (0: greedy)")
       ("top-k", po::value<int64_t>()->default_value(0), "sample among the k most likely tokens (0: all)")
       ("top-p", po::value<double>()->default_value(1.0), "sample within the smallest set of this probability mass")
       ("seed", po::value<uint64_t>()->default_value(0), "sampling seed (same seed, same text)")

@@ -12,7 +12,7 @@ int prepare_command(int argc, char** argv) {
       ("input", po::value<std::vector<std::string>>()->multitoken()->required(), "text files to tokenize")
       ("tokenizer", po::value<std::string>()->default_value("byte"), "byte | sentencepiece | PATH.model (an existing SentencePiece model)")
       ("vocab-size", po::value<int64_t>()->default_value(0), "vocabulary to train (sentencepiece); byte is always 258")
-      ("val-fraction", po::value<double>()->default_value(0.1), "last fraction of each input kept for validation")
+      ("val-fraction", po::value<double>()->default_value(0.1, "0.1"), "last fraction of each input kept for validation")
       ("output", po::value<std::string>()->required(), "new directory for shards, index.json and the tokenizer");
   po::variables_map vm;
   if (!parse_options(argc, argv, "usage: crsm_train prepare --input FILE... --output DIR [options]", o, vm)) return 0;

@@ -103,6 +103,26 @@ TEST_F(CliTrain, ExportWritesSafetensorsThatPythonReads) {
   EXPECT_NE(py.output.find(" 32 True"), std::string::npos) << py.output;
 }
 
+TEST_F(CliTrain, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
+  const auto good = run_command(crsm_train(train_args("diverge", "--no-value-loss --max-steps 2 --eval-every 0 --keep-last 0")));
+  ASSERT_EQ(good.status, 0) << good.output;
+  // An absurd learning rate sends the weights to infinity within a step or two.
+  const auto diverged = run_command(crsm_train(train_args(
+      "diverge", "--no-value-loss --max-steps 12 --eval-every 0 --save-every 1 --keep-last 0 --lr 1e30 --grad-clip 0 --resume auto")));
+  EXPECT_EQ(diverged.status, 3) << diverged.output;
+  EXPECT_NE(diverged.output.find("non-finite loss"), std::string::npos) << diverged.output;
+  const auto ckpts = work->path() / "diverge" / "checkpoints";
+  std::string latest = read_file(ckpts / "latest");
+  latest = latest.substr(0, latest.find('\n'));
+  const auto manifest = nlohmann::json::parse(read_file(ckpts / latest / "manifest.json"));
+  EXPECT_LT(manifest["step"].get<int64_t>(), 12) << "nothing is saved once the loss is non-finite";
+  // The checkpoint from before the divergence is intact and resumable.
+  const auto resumed = run_command(crsm_train(train_args(
+      "diverge", "--no-value-loss --max-steps 4 --eval-every 0 --resume " + (ckpts / "step_00000002").string())));
+  EXPECT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("at step 2"), std::string::npos) << resumed.output;
+}
+
 TEST_F(CliTrain, PlotDrawsTheRunsLossCurves) {
   const auto trained = run_command(crsm_train(train_args("plotted", "--no-value-loss --max-steps 6 --log-every 2 --eval-every 3")));
   ASSERT_EQ(trained.status, 0) << trained.output;
