@@ -8,7 +8,9 @@
 #include "cli/commands.h"
 #include "config/run_config.h"
 #include "data/prepare.h"
+#include "dist/communicator.h"
 #include "dist/cpu_setup.h"
+#include "dist/runtime.h"
 #include "train/trainer.h"
 
 namespace crsm::cli {
@@ -75,7 +77,9 @@ int train_command(int argc, char** argv) {
       ("log-every", po::value<int64_t>()->default_value(10), "steps between progress lines")
       ("seed", po::value<int64_t>(), "seed of initialisation and data order (config: seed)")
       ("device", po::value<std::string>(), "cpu | cuda | cuda:N (config: device)")
-      ("threads", po::value<int>()->default_value(0), "CPU threads (0: the node's cores / ranks on it)");
+      ("threads", po::value<int>()->default_value(0), "CPU threads per rank (0: the node's cores / ranks on it)")
+      ("zero-stage", po::value<int>(), "0 replicated | 1 optimizer state sharded | 2 gradients sharded too (config: zero_stage)")
+      ("bucket-mb", po::value<double>()->default_value(4.0, "4"), "gradient bucket size in MiB for the overlapped all-reduce");
   po::variables_map vm;
   if (!parse_options(argc, argv, "usage: crsm_train train --checkpoint-dir DIR --data DATA [--config FILE] [options]", o, vm))
     return 0;
@@ -86,6 +90,7 @@ int train_command(int argc, char** argv) {
   if (vm.count("seq-len")) config.train.seq_len = vm["seq-len"].as<int64_t>();
   if (vm.count("seed")) config.seed = vm["seed"].as<int64_t>();
   if (vm.count("device")) config.device = vm["device"].as<std::string>();
+  if (vm.count("zero-stage")) config.zero_stage = vm["zero-stage"].as<int>();
   // Re-validate: flags obey the same rules as config keys.
   config = parse_run_config(to_json(config), "command line and config");
 
@@ -94,8 +99,15 @@ int train_command(int argc, char** argv) {
   t.run_dir = vm["checkpoint-dir"].as<std::string>();
   if (!vm.count("data"))
     throw std::invalid_argument("--data is required: a directory from `crsm_train prepare`, or a text file such as data/tinyshakespeare.txt");
-  fs::create_directories(t.run_dir);
-  t.data_dir = prepared_data_dir(vm["data"].as<std::string>(), t.run_dir);
+  const auto& rt = dist::runtime();
+  // Rank 0 prepares a text corpus once; the others wait and then read what it wrote.
+  auto comm = dist::make_communicator(rt, config.device);
+  std::string data_dir;
+  if (rt.is_root()) {
+    fs::create_directories(t.run_dir);
+    data_dir = prepared_data_dir(vm["data"].as<std::string>(), t.run_dir);
+  }
+  t.data_dir = dist::broadcast_string(*comm, data_dir, 0);
   if (vm.count("resume")) t.resume = vm["resume"].as<std::string>();
   t.epochs = vm.count("epochs") ? vm["epochs"].as<int64_t>()
                                 : (t.value_loss ? config.train.finetune_epochs : config.train.backbone_epochs);
@@ -116,15 +128,18 @@ int train_command(int argc, char** argv) {
   t.log_every = std::max<int64_t>(1, vm["log-every"].as<int64_t>());
   t.seed = config.seed;
   t.device = config.device;
+  t.zero_stage = static_cast<int>(config.zero_stage);
+  t.bucket_bytes = static_cast<int64_t>(vm["bucket-mb"].as<double>() * (1 << 20));
+  if (t.bucket_bytes < 4) throw std::invalid_argument("--bucket-mb must be positive");
   if (t.epochs <= 0 && t.max_steps <= 0)
     throw std::invalid_argument("nothing to do: --epochs and --max-steps are both 0");
   if (t.grad_accum < 1) throw std::invalid_argument("--grad-accum must be >= 1");
   if (t.lr <= 0 || t.min_lr_ratio < 0 || t.min_lr_ratio > 1)
     throw std::invalid_argument("--lr must be > 0 and --min-lr-ratio in [0, 1]");
 
-  dist::configure_threads(vm["threads"].as<int>(), 1);
-  const auto result = train::run_training(config, t);
-  if (result.exit_status == train::kExitOk && result.steps_run > 0)
+  dist::configure_threads(vm["threads"].as<int>(), rt.local_world_size);
+  const auto result = train::run_training(config, t, *comm);
+  if (result.exit_status == train::kExitOk && result.steps_run > 0 && rt.is_root())
     std::printf("train: done, %lld steps, val loss %.4f, checkpoint %s\n",
                 static_cast<long long>(result.steps), result.final_val_loss,
                 result.last_checkpoint.c_str());

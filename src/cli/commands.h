@@ -9,5 +9,6 @@ int train_command(int argc, char** argv);
 int generate_command(int argc, char** argv);
 int export_command(int argc, char** argv);
 int plot_command(int argc, char** argv);
+int memory_command(int argc, char** argv);
 
 }  // namespace crsm::cli

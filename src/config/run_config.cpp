@@ -155,7 +155,9 @@ RunConfig parse_run_config(const json& j, const std::string& source) {
 
   r.integer("seed", c.seed, 0);
   r.device("device", c.device);
+  r.integer("zero_stage", c.zero_stage, 0);
   r.finish();
+  if (c.zero_stage > 2) r.fail("zero_stage", "expected 0, 1 or 2", json(c.zero_stage));
 
   if (m.dt_rank > m.d_inner())
     r.fail("dt_rank", "expected at most expand*d_model = " + std::to_string(m.d_inner()),
@@ -201,6 +203,7 @@ json to_json(const RunConfig& c) {
       {"n_simulations", c.search.n_simulations},
       {"seed", c.seed},
       {"device", c.device},
+      {"zero_stage", c.zero_stage},
   };
   if (m.dt_rank > 0)
     j["dt_rank"] = m.dt_rank;

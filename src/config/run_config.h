@@ -44,6 +44,7 @@ struct RunConfig {
   SearchConfig search;
   int64_t seed = 42;
   std::string device = "cpu";
+  int64_t zero_stage = 0;  // SPEC §6: 0 replicated, 1 optimizer state sharded, 2 gradients too
 };
 
 // Parses a config object. Every key is optional (defaults above); an unknown key,

@@ -19,7 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;  // 2: optimizer state in per-rank pieces
 constexpr const char* kPrefix = "step_";
 
 void sync_path(const fs::path& p, bool directory) {

@@ -7,24 +7,25 @@
 
 namespace crsm::train {
 
-AdamW::AdamW(std::vector<Param> params, AdamWOptions options)
-    : params_(std::move(params)), options_(options) {
-  for (const auto& p : params_) {
-    exp_avg_.push_back(torch::zeros_like(p.tensor));
-    exp_avg_sq_.push_back(torch::zeros_like(p.tensor));
+AdamW::AdamW(std::vector<Slot> slots, AdamWOptions options)
+    : slots_(std::move(slots)), options_(options) {
+  for (const auto& s : slots_) {
+    exp_avg_.push_back(torch::zeros_like(s.value));
+    exp_avg_sq_.push_back(torch::zeros_like(s.value));
   }
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr, const std::vector<at::Tensor>& grads) {
+  TORCH_CHECK(grads.size() == slots_.size(), "AdamW::step: ", grads.size(), " gradients for ",
+              slots_.size(), " slots");
   torch::NoGradGuard no_grad;
   ++steps_;
   const double bias1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
   const double bias2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
-  for (size_t i = 0; i < params_.size(); ++i) {
-    auto& p = params_[i].tensor;
-    const auto& g = p.grad();
-    if (!g.defined()) continue;
-    if (params_[i].decay) p.mul_(1.0 - lr * options_.weight_decay);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    auto& p = slots_[i].value;
+    const auto& g = grads[i];
+    if (slots_[i].decay) p.mul_(1.0 - lr * options_.weight_decay);
     exp_avg_[i].mul_(options_.beta1).add_(g, 1.0 - options_.beta1);
     exp_avg_sq_[i].mul_(options_.beta2).addcmul_(g, g, 1.0 - options_.beta2);
     const auto denom = (exp_avg_sq_[i].sqrt() / std::sqrt(bias2)).add_(options_.eps);
@@ -32,53 +33,105 @@ void AdamW::step(double lr) {
   }
 }
 
-void AdamW::zero_grad() {
-  for (auto& p : params_)
-    if (p.tensor.grad().defined()) p.tensor.mutable_grad() = at::Tensor();
-}
-
 model::NamedTensors AdamW::state() const {
   model::NamedTensors out;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    out.emplace_back(params_[i].name + ".exp_avg", exp_avg_[i]);
-    out.emplace_back(params_[i].name + ".exp_avg_sq", exp_avg_sq_[i]);
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const std::string key = slots_[i].param + "@" + std::to_string(slots_[i].offset);
+    out.emplace_back(key + ".exp_avg", exp_avg_[i].reshape(-1));
+    out.emplace_back(key + ".exp_avg_sq", exp_avg_sq_[i].reshape(-1));
   }
   out.emplace_back("step", torch::tensor(steps_, torch::kLong));
   return out;
 }
 
-void AdamW::load_state(const model::NamedTensors& state, const std::string& source) {
-  std::map<std::string, at::Tensor> given(state.begin(), state.end());
-  auto take = [&](const std::string& name, const at::Tensor& like) {
-    auto it = given.find(name);
-    if (it == given.end()) throw model::TensorFileError(source + ": missing optimizer tensor " + name);
-    if (it->second.sizes() != like.sizes())
-      throw model::TensorFileError(source + ": optimizer tensor " + name + " has the wrong shape");
-    return it->second;
-  };
-  std::vector<at::Tensor> avg, avg_sq;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    avg.push_back(take(params_[i].name + ".exp_avg", exp_avg_[i]));
-    avg_sq.push_back(take(params_[i].name + ".exp_avg_sq", exp_avg_sq_[i]));
+std::vector<AdamW::SavedPiece> AdamW::parse_state(const model::NamedTensors& state,
+                                                  const std::string& source, int64_t* step) {
+  std::map<std::pair<std::string, int64_t>, SavedPiece> pieces;
+  bool have_step = false;
+  for (const auto& [name, tensor] : state) {
+    if (name == "step") {
+      *step = tensor.item<int64_t>();
+      have_step = true;
+      continue;
+    }
+    const auto at = name.rfind('@');
+    const auto dot = name.find('.', at == std::string::npos ? 0 : at);
+    if (at == std::string::npos || dot == std::string::npos)
+      throw model::TensorFileError(source + ": unexpected optimizer entry " + name);
+    const std::string param = name.substr(0, at);
+    const std::string which = name.substr(dot + 1);
+    int64_t offset = 0;
+    try {
+      offset = std::stoll(name.substr(at + 1, dot - at - 1));
+    } catch (const std::exception&) {
+      throw model::TensorFileError(source + ": malformed optimizer entry " + name);
+    }
+    auto& piece = pieces[{param, offset}];
+    piece.param = param;
+    piece.offset = offset;
+    if (which == "exp_avg")
+      piece.exp_avg = tensor.reshape(-1);
+    else if (which == "exp_avg_sq")
+      piece.exp_avg_sq = tensor.reshape(-1);
+    else
+      throw model::TensorFileError(source + ": unexpected optimizer entry " + name);
   }
-  const auto step = take("step", torch::tensor(int64_t(0)));
-  if (given.size() != 2 * params_.size() + 1)
-    throw model::TensorFileError(source + ": optimizer state has entries for parameters the model lacks");
-  torch::NoGradGuard no_grad;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    exp_avg_[i].copy_(avg[i]);
-    exp_avg_sq_[i].copy_(avg_sq[i]);
-  }
-  steps_ = step.item<int64_t>();
-}
-
-std::vector<AdamW::Param> decay_groups(const model::NamedTensors& named_parameters) {
-  std::vector<AdamW::Param> out;
-  for (const auto& [name, tensor] : named_parameters) {
-    const bool is_state_matrix = name.size() >= 5 && name.compare(name.size() - 5, 5, "A_log") == 0;
-    out.push_back({name, tensor, tensor.dim() >= 2 && !is_state_matrix});
+  if (!have_step) throw model::TensorFileError(source + ": missing optimizer tensor step");
+  std::vector<SavedPiece> out;
+  for (auto& [key, piece] : pieces) {
+    if (!piece.exp_avg.defined() || !piece.exp_avg_sq.defined() ||
+        piece.exp_avg.numel() != piece.exp_avg_sq.numel())
+      throw model::TensorFileError(source + ": incomplete optimizer state for " + key.first + "@" +
+                                   std::to_string(key.second));
+    out.push_back(std::move(piece));
   }
   return out;
+}
+
+void AdamW::load_state(const std::vector<SavedPiece>& pieces, int64_t step, const std::string& source) {
+  std::multimap<std::string, const SavedPiece*> by_param;
+  for (const auto& p : pieces) by_param.emplace(p.param, &p);
+  std::vector<at::Tensor> avg, avg_sq;
+  for (const auto& slot : slots_) {
+    const int64_t begin = slot.offset, end = slot.offset + slot.value.numel();
+    auto m = torch::empty({slot.value.numel()}, slot.value.options().device(torch::kCPU));
+    auto v = torch::empty_like(m);
+    int64_t covered = 0;
+    auto range = by_param.equal_range(slot.param);
+    for (auto it = range.first; it != range.second; ++it) {
+      const SavedPiece& piece = *it->second;
+      const int64_t lo = std::max(begin, piece.offset);
+      const int64_t hi = std::min(end, piece.offset + piece.exp_avg.numel());
+      if (lo >= hi) continue;
+      m.narrow(0, lo - begin, hi - lo).copy_(piece.exp_avg.narrow(0, lo - piece.offset, hi - lo));
+      v.narrow(0, lo - begin, hi - lo).copy_(piece.exp_avg_sq.narrow(0, lo - piece.offset, hi - lo));
+      covered += hi - lo;
+    }
+    if (covered != slot.value.numel())
+      throw model::TensorFileError(source + ": optimizer state for " + slot.param + " elements [" +
+                                   std::to_string(begin) + ", " + std::to_string(end) +
+                                   ") is missing or overlaps");
+    avg.push_back(m);
+    avg_sq.push_back(v);
+  }
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    exp_avg_[i].copy_(avg[i].view_as(exp_avg_[i]));
+    exp_avg_sq_[i].copy_(avg_sq[i].view_as(exp_avg_sq_[i]));
+  }
+  steps_ = step;
+}
+
+int64_t AdamW::state_bytes() const {
+  int64_t n = 0;
+  for (size_t i = 0; i < slots_.size(); ++i)
+    n += (exp_avg_[i].numel() + exp_avg_sq_[i].numel()) * exp_avg_[i].element_size();
+  return n;
+}
+
+bool decays(const std::string& name, int64_t dim) {
+  const bool is_state_matrix = name.size() >= 5 && name.compare(name.size() - 5, 5, "A_log") == 0;
+  return dim >= 2 && !is_state_matrix;
 }
 
 }  // namespace crsm::train

@@ -16,41 +16,54 @@ struct AdamWOptions {
   double weight_decay = 0.1;
 };
 
-// AdamW with decoupled weight decay, the same update as torch.optim.AdamW. Written out
-// rather than taken from LibTorch so its state is plain named tensors: saved in
-// checkpoints bit for bit, and (later) sharded across ranks.
+// AdamW with decoupled weight decay, the same update as torch.optim.AdamW, over slots:
+// pieces of parameters (a whole parameter, or the part of it a rank owns under ZeRO
+// sharding). Written out rather than taken from LibTorch so its state is plain named
+// tensors per piece, saved bit for bit and re-partitioned when a run resumes at another
+// world size.
 class AdamW {
  public:
-  struct Param {
-    std::string name;
-    at::Tensor tensor;
-    bool decay;  // weight decay applies (matrices; not norms, biases, A_log, D)
+  struct Slot {
+    std::string param;   // the parameter's name
+    int64_t offset = 0;  // first element of the piece within the flattened parameter
+    at::Tensor value;    // the piece: a view the update writes through
+    bool decay = true;   // weight decay applies (matrices; not norms, biases, A_log, D)
   };
 
-  AdamW(std::vector<Param> params, AdamWOptions options);
+  // A saved piece of optimizer state, as read back from any rank's file.
+  struct SavedPiece {
+    std::string param;
+    int64_t offset = 0;
+    at::Tensor exp_avg, exp_avg_sq;  // 1-D, same length
+  };
 
-  // One update with learning rate lr from the parameters' .grad(); a parameter without a
-  // gradient is left alone.
-  void step(double lr);
-  void zero_grad();
+  AdamW(std::vector<Slot> slots, AdamWOptions options);
+
+  // One update with learning rate lr; grads[i] is the gradient of slot i (same shape).
+  void step(double lr, const std::vector<at::Tensor>& grads);
 
   int64_t steps_taken() const { return steps_; }
+  const std::vector<Slot>& slots() const { return slots_; }
 
-  // "<param>.exp_avg", "<param>.exp_avg_sq" for every parameter, and "step".
+  // "<param>@<offset>.exp_avg" and ".exp_avg_sq" for every slot, and "step".
   model::NamedTensors state() const;
-  // Strict counterpart of state(); TensorFileError naming a missing or mis-shaped entry.
-  void load_state(const model::NamedTensors& state, const std::string& source);
+  // Parses state() back into pieces; TensorFileError naming a malformed entry.
+  static std::vector<SavedPiece> parse_state(const model::NamedTensors& state,
+                                             const std::string& source, int64_t* step);
+  // Fills every slot from pieces saved under any partition of the same parameters.
+  // TensorFileError naming the parameter when some element of a slot is not covered.
+  void load_state(const std::vector<SavedPiece>& pieces, int64_t step, const std::string& source);
 
-  const std::vector<Param>& params() const { return params_; }
+  int64_t state_bytes() const;
 
  private:
-  std::vector<Param> params_;
+  std::vector<Slot> slots_;
   std::vector<at::Tensor> exp_avg_, exp_avg_sq_;
   AdamWOptions options_;
   int64_t steps_ = 0;
 };
 
-// Parameters of a module in registration order, with the decay rule above.
-std::vector<AdamW::Param> decay_groups(const model::NamedTensors& named_parameters);
+// Whether weight decay applies to the parameter of this name and rank.
+bool decays(const std::string& name, int64_t dim);
 
 }  // namespace crsm::train

@@ -12,9 +12,16 @@
 namespace crsm::train {
 namespace {
 
+namespace fs = std::filesystem;
+
 constexpr const char* kModelFile = "model.safetensors";
-constexpr const char* kOptimizerFile = "optimizer.rank00000.safetensors";
 constexpr const char* kRngKey = "rng.cpu";
+
+std::string rank_file(int rank) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "rank%05d.safetensors", rank);
+  return buf;
+}
 
 at::Tensor cpu_rng_state() {
   auto gen = at::detail::getDefaultCPUGenerator();
@@ -32,27 +39,47 @@ void set_cpu_rng_state(const at::Tensor& state) {
 
 std::string save_train_checkpoint(const std::string& root, const TrainState& state,
                                   model::Backbone& model, const AdamW& optimizer,
-                                  const data::Tokenizer& tokenizer,
-                                  const nlohmann::json& config, int keep_last) {
-  const std::string tmp = dist::begin_checkpoint(root, state.step);
-  const auto path = [&](const char* name) { return (std::filesystem::path(tmp) / name).string(); };
-  model::save_tensor_file(path(kModelFile), model::module_tensors(*model));
-  auto opt_state = optimizer.state();
-  opt_state.emplace_back(kRngKey, cpu_rng_state());
-  model::save_tensor_file(path(kOptimizerFile), opt_state);
-  tokenizer.save(tmp);
-  nlohmann::json manifest = {
-      {"step", state.step},
-      {"epoch", state.sampler.epoch},
-      {"world_size", 1},
-      {"zero_stage", 0},
-      {"stage", state.value_loss ? "finetune" : "backbone"},
-      {"value_loss", state.value_loss},
-      {"sampler", {{"epoch", state.sampler.epoch}, {"batch", state.sampler.batch}}},
-      {"rng", {{"cpu", std::string("in ") + kOptimizerFile + " as " + kRngKey}}},
-      {"config", config},
-  };
-  return dist::commit_checkpoint(root, tmp, manifest, keep_last);
+                                  const ShardingInfo& sharding, const data::Tokenizer& tokenizer,
+                                  const nlohmann::json& config, int keep_last,
+                                  dist::Communicator& comm) {
+  const int rank = comm.rank();
+  const std::string tmp = (fs::path(root) / (dist::checkpoint_name(state.step) + ".tmp")).string();
+  if (rank == 0) dist::begin_checkpoint(root, state.step);
+  comm.barrier();
+
+  model::NamedTensors mine;
+  if (!sharding.pieces_by_rank.at(static_cast<size_t>(rank)).empty()) mine = optimizer.state();
+  mine.emplace_back(kRngKey, cpu_rng_state());
+  model::save_tensor_file((fs::path(tmp) / rank_file(rank)).string(), mine);
+  // The manifest may only be written once every rank's file is complete and synced.
+  comm.barrier();
+
+  std::string final_dir;
+  if (rank == 0) {
+    model::save_tensor_file((fs::path(tmp) / kModelFile).string(), model::module_tensors(*model));
+    tokenizer.save(tmp);
+    nlohmann::json shards = nlohmann::json::object();
+    for (size_t r = 0; r < sharding.pieces_by_rank.size(); ++r) {
+      nlohmann::json pieces = nlohmann::json::array();
+      for (const auto& p : sharding.pieces_by_rank[r]) pieces.push_back({p.param, p.offset, p.length});
+      shards[rank_file(static_cast<int>(r))] = pieces;
+    }
+    nlohmann::json manifest = {
+        {"step", state.step},
+        {"epoch", state.sampler.epoch},
+        {"world_size", comm.world_size()},
+        {"zero_stage", sharding.zero_stage},
+        {"stage", state.value_loss ? "finetune" : "backbone"},
+        {"value_loss", state.value_loss},
+        {"sampler", {{"epoch", state.sampler.epoch}, {"batch", state.sampler.batch}}},
+        {"rng", {{"cpu", std::string("tensor ") + kRngKey + " of each rank file"}}},
+        {"optimizer_shards", shards},
+        {"config", config},
+    };
+    final_dir = dist::commit_checkpoint(root, tmp, manifest, keep_last);
+  }
+  final_dir = dist::broadcast_string(comm, final_dir, 0);
+  return final_dir;
 }
 
 model::Backbone load_checkpoint_model(const std::string& dir, RunConfig* config) {
@@ -65,24 +92,47 @@ model::Backbone load_checkpoint_model(const std::string& dir, RunConfig* config)
 }
 
 void load_checkpoint_weights(const std::string& dir, model::Backbone& model) {
-  const auto path = (std::filesystem::path(dir) / kModelFile).string();
+  const auto path = (fs::path(dir) / kModelFile).string();
   model::load_module_tensors(*model, model::load_tensor_file(path), path);
 }
 
-TrainState load_train_state(const std::string& dir, AdamW& optimizer) {
+TrainState load_train_state(const std::string& dir, AdamW& optimizer, int rank, int64_t seed) {
   const auto manifest = dist::read_manifest(dir);
-  const auto path = (std::filesystem::path(dir) / kOptimizerFile).string();
-  auto tensors = model::load_tensor_file(path);
-  at::Tensor rng;
-  for (auto it = tensors.begin(); it != tensors.end(); ++it)
-    if (it->first == kRngKey) {
-      rng = it->second;
-      tensors.erase(it);
-      break;
+  const auto& shards = manifest.at("optimizer_shards");
+  std::vector<AdamW::SavedPiece> pieces;
+  int64_t step = -1;
+  for (const auto& [file, ranges] : shards.items()) {
+    bool needed = false;
+    for (const auto& range : ranges) {
+      const std::string param = range.at(0).get<std::string>();
+      const int64_t lo = range.at(1).get<int64_t>(), hi = lo + range.at(2).get<int64_t>();
+      for (const auto& slot : optimizer.slots())
+        if (slot.param == param && slot.offset < hi && lo < slot.offset + slot.value.numel())
+          needed = true;
     }
-  if (!rng.defined()) throw model::TensorFileError(path + ": missing tensor " + kRngKey);
-  optimizer.load_state(tensors, path);
-  set_cpu_rng_state(rng);
+    if (!needed) continue;
+    const auto path = (fs::path(dir) / file).string();
+    auto tensors = model::load_tensor_file(path);
+    tensors.erase(std::remove_if(tensors.begin(), tensors.end(),
+                                 [](const auto& t) { return t.first == kRngKey; }),
+                  tensors.end());
+    auto found = AdamW::parse_state(tensors, path, &step);
+    for (auto& p : found) pieces.push_back(std::move(p));
+  }
+  if (step < 0 && !optimizer.slots().empty())
+    throw model::TensorFileError(dir + ": no optimizer state in any rank file of the manifest");
+  optimizer.load_state(pieces, step, dir);
+
+  const std::string own = rank_file(rank);
+  if (shards.contains(own)) {
+    const auto path = (fs::path(dir) / own).string();
+    for (const auto& [name, tensor] : model::load_tensor_file(path))
+      if (name == kRngKey) set_cpu_rng_state(tensor);
+  } else {
+    // A rank the saved run did not have: a fresh stream, distinct per rank and step.
+    torch::manual_seed(static_cast<uint64_t>(seed) * 1000003ULL + static_cast<uint64_t>(rank) +
+                       static_cast<uint64_t>(manifest.at("step").get<int64_t>()) * 7919ULL);
+  }
   TrainState state;
   state.step = manifest.at("step").get<int64_t>();
   state.sampler.epoch = manifest.at("sampler").at("epoch").get<int64_t>();

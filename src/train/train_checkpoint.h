@@ -1,13 +1,23 @@
 #pragma once
 
+// Training checkpoints (SPEC §8), written by every rank together:
+//   model.safetensors          the full model, written by rank 0
+//   rank00000.safetensors ...  one per rank: its optimizer state pieces and CPU RNG
+//   tokenizer files, manifest.json (by rank 0, after every rank has written and synced)
+// The manifest lists which pieces of which parameters each rank file holds, so a run
+// resumed at another world size or zero stage takes its own pieces from whichever
+// files hold them.
+
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "config/run_config.h"
 #include "data/batch_sampler.h"
 #include "data/tokenizer.h"
+#include "dist/communicator.h"
 #include "model/backbone.h"
 #include "train/adamw.h"
 
@@ -21,12 +31,23 @@ struct TrainState {
   bool value_loss = false;  // stage 4 (true) or stage 1 (false)
 };
 
-// Writes one checkpoint under root (model.safetensors, optimizer.rank00000.safetensors
-// with the CPU RNG state, the tokenizer, manifest.json) and returns its directory.
+// A piece of a parameter's optimizer state held by one rank.
+struct PieceRange {
+  std::string param;
+  int64_t offset = 0, length = 0;
+};
+
+struct ShardingInfo {
+  int zero_stage = 0;
+  std::vector<std::vector<PieceRange>> pieces_by_rank;  // world_size entries
+};
+
+// Collective: every rank of `comm` calls it. Returns the checkpoint's directory.
 std::string save_train_checkpoint(const std::string& root, const TrainState& state,
                                   model::Backbone& model, const AdamW& optimizer,
-                                  const data::Tokenizer& tokenizer,
-                                  const nlohmann::json& config, int keep_last);
+                                  const ShardingInfo& sharding, const data::Tokenizer& tokenizer,
+                                  const nlohmann::json& config, int keep_last,
+                                  dist::Communicator& comm);
 
 // Builds the model a checkpoint describes (its manifest's config) and loads its weights.
 model::Backbone load_checkpoint_model(const std::string& dir, RunConfig* config = nullptr);
@@ -34,7 +55,9 @@ model::Backbone load_checkpoint_model(const std::string& dir, RunConfig* config 
 // Copies a checkpoint's weights into the model (strict: names and shapes must match).
 void load_checkpoint_weights(const std::string& dir, model::Backbone& model);
 
-// Restores optimizer state and the CPU RNG, and returns the recorded state.
-TrainState load_train_state(const std::string& dir, AdamW& optimizer);
+// Fills this rank's optimizer slots from the rank files that hold them (any world size
+// or zero stage), restores the CPU RNG of the same rank when the checkpoint has one
+// (else seeds it from `seed` and the rank), and returns the recorded state.
+TrainState load_train_state(const std::string& dir, AdamW& optimizer, int rank, int64_t seed);
 
 }  // namespace crsm::train

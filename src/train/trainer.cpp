@@ -16,6 +16,8 @@
 #include "data/token_shards.h"
 #include "data/tokenizer.h"
 #include "dist/checkpoint_store.h"
+#include "dist/data_parallel.h"
+#include "dist/runtime.h"
 #include "model/parameter_count.h"
 #include "train/adamw.h"
 #include "train/lm_loss.h"
@@ -29,26 +31,40 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+// "cuda" means this rank's GPU (its local rank) when several ranks share a node.
 torch::Device parse_device(const std::string& name) {
   if (name.rfind("cuda", 0) == 0 && !torch::cuda::is_available())
     throw std::invalid_argument("--device " + name +
                                 ": no CUDA device is available (CPU-only LibTorch or no visible GPU)");
+  if (name == "cuda" && dist::runtime().world_size > 1)
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist::runtime().local_rank));
   return torch::Device(name);
 }
 
-// Scales gradients so their global L2 norm is at most max_norm; returns the norm
-// before scaling (also when not clipping, for the non-finite check).
-double clip_gradients(const std::vector<AdamW::Param>& params, double max_norm) {
-  torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> squares;
-  for (const auto& p : params)
-    if (p.tensor.grad().defined()) squares.push_back(p.tensor.grad().pow(2).sum());
-  if (squares.empty()) return 0.0;
-  const double norm = torch::stack(squares).sum().sqrt().item<double>();
-  if (max_norm > 0 && norm > max_norm && std::isfinite(norm))
-    for (const auto& p : params)
-      if (p.tensor.grad().defined()) p.tensor.grad().mul_(max_norm / (norm + 1e-6));
-  return norm;
+// Rows [rank * n / world, (rank + 1) * n / world) of n: this rank's part of a list.
+std::pair<int64_t, int64_t> rank_rows(int64_t n, int rank, int world) {
+  return {n * rank / world, n * (rank + 1) / world};
+}
+
+ShardingInfo sharding_of(const dist::FlatLayout& layout, int zero_stage) {
+  ShardingInfo info;
+  info.zero_stage = zero_stage;
+  for (int r = 0; r < layout.world_size(); ++r) {
+    std::vector<PieceRange> pieces;
+    // Replicated state (stage 0) is saved once, by rank 0.
+    if (zero_stage >= 1 || r == 0)
+      for (const auto& seg : layout.owned_segments(r, zero_stage >= 1))
+        pieces.push_back({layout.params()[static_cast<size_t>(seg.param)].info.name,
+                          seg.param_offset, seg.length});
+    info.pieces_by_rank.push_back(std::move(pieces));
+  }
+  return info;
+}
+
+std::string mib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
 }
 
 std::string format_duration(double seconds) {
@@ -70,10 +86,18 @@ bool has_checkpoints(const fs::path& root) {
 
 }  // namespace
 
-TrainResult run_training(const RunConfig& config, const TrainOptions& opt) {
-  if (opt.batch_size % opt.grad_accum != 0)
+TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist::Communicator& comm) {
+  const int rank = comm.rank(), world = comm.world_size();
+  const bool root = rank == 0;
+  if (opt.batch_size % world != 0)
+    throw std::invalid_argument("--batch-size " + std::to_string(opt.batch_size) +
+                                " is the global batch and must divide evenly among the " +
+                                std::to_string(world) + " ranks");
+  const int64_t local_batch = opt.batch_size / world;
+  if (local_batch % opt.grad_accum != 0)
     throw std::invalid_argument("--grad-accum " + std::to_string(opt.grad_accum) +
-                                " must divide the batch size " + std::to_string(opt.batch_size));
+                                " must divide the " + std::to_string(local_batch) +
+                                " rows each rank takes of the batch");
   const torch::Device device = parse_device(opt.device);
 
   auto tokenizer = data::load_tokenizer(opt.data_dir);
@@ -90,9 +114,13 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt) {
                           " is longer than the validation split of " + opt.data_dir + " (" +
                           std::to_string(val_split.size()) + " tokens)");
   }
+  {
+    const auto [lo, hi] = rank_rows(static_cast<int64_t>(val_starts.size()), rank, world);
+    val_starts = std::vector<int64_t>(val_starts.begin() + lo, val_starts.begin() + hi);
+  }
   const auto val_windows = data::gather_windows(val_split, val_starts, opt.seq_len).to(device);
   data::BatchSampler sampler(train_split.size(), opt.seq_len, opt.batch_size,
-                             static_cast<uint64_t>(opt.seed));
+                             static_cast<uint64_t>(opt.seed), rank, world);
   const int64_t total_steps =
       opt.max_steps > 0 ? opt.max_steps : opt.epochs * sampler.batches_per_epoch();
   const int64_t warmup =
@@ -107,134 +135,237 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt) {
                                   " already holds checkpoints: pass --resume auto to continue "
                                   "that run, or choose another directory");
   } else {
-    std::vector<std::string> skipped;
-    resume_from = dist::resolve_resume(opt.resume, ckpt_root.string(), &skipped);
-    for (const auto& note : skipped) std::printf("resume: %s\n", note.c_str());
+    // Rank 0 verifies (hashing every file once) and tells the others what it chose.
+    std::string chosen;
+    if (root) {
+      std::vector<std::string> skipped;
+      chosen = dist::resolve_resume(opt.resume, ckpt_root.string(), &skipped).value_or("");
+      for (const auto& note : skipped) std::printf("resume: %s\n", note.c_str());
+    }
+    chosen = dist::broadcast_string(comm, chosen, 0);
+    if (!chosen.empty()) resume_from = chosen;
   }
 
   torch::manual_seed(static_cast<uint64_t>(opt.seed));
   model::Backbone model(config.model);
   model->to(device);
   model->train();
-  const auto named = model::module_tensors(*model);
-  AdamW optimizer(decay_groups(named), {0.9, 0.95, 1e-8, opt.weight_decay});
+  std::optional<nlohmann::json> manifest;
+  if (resume_from) {
+    load_checkpoint_weights(*resume_from, model);
+    manifest = dist::read_manifest(*resume_from);
+  }
+  // Value heads only train in stage 4; in stage 1 they are frozen, so no gradient,
+  // bucket or optimizer state is spent on them.
+  std::vector<std::pair<std::string, at::Tensor>> trainable;
+  std::vector<bool> decay;
+  for (const auto& p : model->named_parameters(/*recurse=*/true)) {
+    const bool is_value_head = p.key().rfind("value_heads.", 0) == 0;
+    if (is_value_head && !opt.value_loss) {
+      p.value().set_requires_grad(false);
+      continue;
+    }
+    trainable.emplace_back(p.key(), p.value());
+    decay.push_back(decays(p.key(), p.value().dim()));
+  }
+  dist::DataParallelOptions dp_options;
+  dp_options.zero_stage = opt.zero_stage;
+  dp_options.bucket_bytes = opt.bucket_bytes;
+  dist::DataParallel dp(trainable, decay, comm, dp_options);
+  std::vector<AdamW::Slot> slots;
+  for (size_t i = 0; i < dp.owned_segments().size(); ++i) {
+    const auto& seg = dp.owned_segments()[i];
+    const auto& info = dp.layout().params()[static_cast<size_t>(seg.param)].info;
+    slots.push_back({info.name, seg.param_offset, dp.owned_params()[i], info.decay});
+  }
+  AdamW optimizer(std::move(slots), {0.9, 0.95, 1e-8, opt.weight_decay});
+  const ShardingInfo sharding = sharding_of(dp.layout(), opt.zero_stage);
+
   TrainState state;
   state.value_loss = opt.value_loss;
   bool continuing = false;
+  torch::manual_seed(static_cast<uint64_t>(opt.seed) * 1000003ULL + static_cast<uint64_t>(rank));
   if (resume_from) {
-    load_checkpoint_weights(*resume_from, model);
-    const auto manifest = dist::read_manifest(*resume_from);
-    if (manifest.at("value_loss").get<bool>() == opt.value_loss) {
-      state = load_train_state(*resume_from, optimizer);
+    if (manifest->at("value_loss").get<bool>() == opt.value_loss) {
+      state = load_train_state(*resume_from, optimizer, rank, opt.seed);
       sampler.set_position(state.sampler);
       continuing = true;
-      std::printf("resume: continuing from %s at step %lld\n", resume_from->c_str(),
-                  static_cast<long long>(state.step));
-    } else {
+      if (root) {
+        std::printf("resume: continuing from %s at step %lld", resume_from->c_str(),
+                    static_cast<long long>(state.step));
+        const int saved_world = manifest->at("world_size").get<int>();
+        const int saved_stage = manifest->at("zero_stage").get<int>();
+        if (saved_world != world || saved_stage != opt.zero_stage)
+          std::printf(" (saved by %d ranks at zero stage %d; re-partitioned for %d ranks at stage %d)",
+                      saved_world, saved_stage, world, opt.zero_stage);
+        std::printf("\n");
+      }
+    } else if (root) {
       std::printf("resume: starting %s from %s (weights only; optimizer and schedule start fresh)\n",
                   opt.value_loss ? "stage 4 (value heads)" : "stage 1", resume_from->c_str());
     }
   }
 
-  fs::create_directories(ckpt_root);
   auto config_json = to_json(config);
-  {
+  std::optional<MetricsWriter> metrics;
+  if (root) {
+    fs::create_directories(ckpt_root);
     std::ofstream(run_dir / "config.json") << config_json.dump(2) << "\n";
+    metrics.emplace(opt.run_dir, continuing ? state.step : -1);
   }
-  MetricsWriter metrics(opt.run_dir, continuing ? state.step : -1);
   const LrSchedule schedule{opt.lr, opt.lr * opt.min_lr_ratio, warmup, total_steps};
   const double value_weight = opt.value_loss ? opt.value_weight : 0.0;
-  const int64_t micro = opt.batch_size / opt.grad_accum;
+  const int64_t micro = local_batch / opt.grad_accum;
   const int64_t tokens_per_step = opt.batch_size * opt.seq_len;
 
-  std::printf("train: %lld parameters | %lld train / %lld val tokens | %lld batches per epoch | "
-              "%lld steps | device %s | %d threads\n",
-              static_cast<long long>(model::analytic_parameter_count(config.model)),
-              static_cast<long long>(train_split.size()), static_cast<long long>(val_split.size()),
-              static_cast<long long>(sampler.batches_per_epoch()),
-              static_cast<long long>(total_steps), opt.device.c_str(), at::get_num_threads());
-  std::fflush(stdout);
+  if (root) {
+    std::printf("train: %lld parameters | %lld train / %lld val tokens | %lld batches per epoch | "
+                "%lld steps | %d rank%s (%s, zero stage %d) | device %s | %d threads per rank\n",
+                static_cast<long long>(model::analytic_parameter_count(config.model)),
+                static_cast<long long>(train_split.size()), static_cast<long long>(val_split.size()),
+                static_cast<long long>(sampler.batches_per_epoch()),
+                static_cast<long long>(total_steps), world, world == 1 ? "" : "s",
+                comm.backend().c_str(), opt.zero_stage, device.str().c_str(), at::get_num_threads());
+    std::fflush(stdout);
+  }
 
   TrainResult result;
   auto save = [&] {
     state.sampler = sampler.position();
     result.last_checkpoint = save_train_checkpoint(ckpt_root.string(), state, model, optimizer,
-                                                   *tokenizer, config_json, opt.keep_last);
+                                                   sharding, *tokenizer, config_json, opt.keep_last,
+                                                   comm);
   };
   auto evaluate = [&] {
-    const double loss = evaluate_lm_loss(model, val_windows, opt.batch_size);
-    metrics.write({{"step", state.step}, {"split", "val"}, {"loss", loss}, {"ppl", std::exp(loss)}});
-    std::printf("step %6lld | val loss %.4f | val ppl %.2f\n", static_cast<long long>(state.step),
-                loss, std::exp(loss));
-    std::fflush(stdout);
+    double weighted = 0;
+    if (val_windows.size(0) > 0)
+      weighted = evaluate_lm_loss(model, val_windows, local_batch) * static_cast<double>(val_windows.size(0));
+    auto sums = torch::tensor({weighted, static_cast<double>(val_windows.size(0))},
+                              torch::TensorOptions().dtype(torch::kDouble)).to(comm.device());
+    dist::all_reduce_now(comm, sums);
+    sums = sums.cpu();
+    const double loss = sums[0].item<double>() / sums[1].item<double>();
+    if (root) {
+      metrics->write({{"step", state.step}, {"split", "val"}, {"loss", loss}, {"ppl", std::exp(loss)}});
+      std::printf("step %6lld | val loss %.4f | val ppl %.2f\n", static_cast<long long>(state.step),
+                  loss, std::exp(loss));
+      std::fflush(stdout);
+    }
     return loss;
+  };
+  auto report_memory = [&] {
+    const auto m = dp.memory();
+    auto all = torch::zeros({3 * world}, torch::kLong);
+    all[3 * rank] = m.params;
+    all[3 * rank + 1] = m.grads;
+    all[3 * rank + 2] = optimizer.state_bytes();
+    all = all.to(comm.device());
+    comm.all_gather(all)->wait();
+    all = all.cpu();
+    if (!root) return;
+    for (int r = 0; r < world; ++r)
+      std::printf("memory: rank %d holds params %s | grads %s | optimizer %s\n", r,
+                  mib(all[3 * r].item<int64_t>()).c_str(), mib(all[3 * r + 1].item<int64_t>()).c_str(),
+                  mib(all[3 * r + 2].item<int64_t>()).c_str());
+    std::fflush(stdout);
   };
 
   if (state.step >= total_steps) {
-    std::printf("train: %s already reached step %lld of %lld; nothing to do\n", resume_from->c_str(),
-                static_cast<long long>(state.step), static_cast<long long>(total_steps));
+    if (root)
+      std::printf("train: %s already reached step %lld of %lld; nothing to do\n",
+                  resume_from->c_str(), static_cast<long long>(state.step),
+                  static_cast<long long>(total_steps));
     result.steps = state.step;
     result.last_checkpoint = *resume_from;
     return result;
   }
-  const auto run_start = Clock::now();
-  auto window_start = run_start;
+  dist::install_preemption_handlers();
   const int64_t first_step = state.step;
+  double window_seconds = 0, run_seconds = 0;
   double window_loss = 0;
   int64_t window_steps = 0;
   while (state.step < total_steps) {
+    const auto step_start = Clock::now();
     const auto windows = data::gather_windows(train_split, sampler.next(), opt.seq_len).to(device);
-    optimizer.zero_grad();
+    dp.zero_grad();
     double loss = 0, lm = 0, value = 0;
     for (int64_t k = 0; k < opt.grad_accum; ++k) {
+      dp.begin_micro_batch(k + 1 == opt.grad_accum);
       const auto parts = lm_loss(model, windows.narrow(0, k * micro, micro), value_weight);
       (parts.total / static_cast<double>(opt.grad_accum)).backward();
+      dp.end_micro_batch();
       loss += parts.total.item<double>() / opt.grad_accum;
       lm += parts.lm.item<double>() / opt.grad_accum;
       value += parts.value.item<double>() / opt.grad_accum;
     }
-    const double grad_norm = clip_gradients(optimizer.params(), opt.grad_clip);
+    // One reduction carries the step's losses and whether any rank was signalled.
+    auto shared = torch::tensor({loss, lm, value, dist::preemption_signalled() ? 1.0 : 0.0},
+                                torch::TensorOptions().dtype(torch::kDouble)).to(comm.device());
+    dist::all_reduce_now(comm, shared);
+    shared = shared.cpu();
+    loss = shared[0].item<double>() / world;
+    lm = shared[1].item<double>() / world;
+    value = shared[2].item<double>() / world;
+    const bool preempted = shared[3].item<double>() > 0;
+
+    const double grad_norm = dp.grad_norm();
     if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
-      std::fprintf(stderr,
-                   "train: non-finite %s at step %lld (loss %g, gradient norm %g); stopping. "
-                   "Checkpoints are untouched%s%s\n",
-                   std::isfinite(loss) ? "gradient" : "loss", static_cast<long long>(state.step + 1),
-                   loss, grad_norm, result.last_checkpoint.empty() ? "" : "; the last one is ",
-                   result.last_checkpoint.c_str());
+      if (root)
+        std::fprintf(stderr,
+                     "train: non-finite %s at step %lld (loss %g, gradient norm %g); stopping. "
+                     "Checkpoints are untouched%s%s\n",
+                     std::isfinite(loss) ? "gradient" : "loss", static_cast<long long>(state.step + 1),
+                     loss, grad_norm, result.last_checkpoint.empty() ? "" : "; the last one is ",
+                     result.last_checkpoint.c_str());
       result.exit_status = kExitNonFinite;
       result.steps = state.step;
       return result;
     }
+    if (opt.grad_clip > 0 && grad_norm > opt.grad_clip) dp.scale_grads(opt.grad_clip / (grad_norm + 1e-6));
     const double lr = schedule.at(state.step);
-    optimizer.step(lr);
+    optimizer.step(lr, dp.owned_grads());
+    dp.gather_params();
     ++state.step;
+    const double step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
+    window_seconds += step_seconds;
+    run_seconds += step_seconds;
     window_loss += lm;
     ++window_steps;
+    if (state.step == first_step + 1) report_memory();
 
     if (state.step % opt.log_every == 0 || state.step == total_steps) {
-      const auto now = Clock::now();
-      const double window_s = std::chrono::duration<double>(now - window_start).count();
-      const double tps = window_steps * tokens_per_step / window_s;
+      const double tps = window_steps * tokens_per_step / window_seconds;
       const double mean = window_loss / window_steps;
-      const double elapsed = std::chrono::duration<double>(now - run_start).count();
-      const double eta = elapsed / (state.step - first_step) * (total_steps - state.step);
+      const double eta = run_seconds / (state.step - first_step) * (total_steps - state.step);
       nlohmann::json record = {{"step", state.step}, {"split", "train"}, {"loss", mean},
                                {"lr", lr},           {"tokens_per_s", tps}, {"grad_norm", grad_norm}};
       if (opt.value_loss) record["value_loss"] = value;
-      metrics.write(record);
-      std::printf("step %6lld/%lld | loss %.4f | ppl %8.2f | lr %.2e | %6.0f tok/s | ETA %s\n",
-                  static_cast<long long>(state.step), static_cast<long long>(total_steps), mean,
-                  std::exp(mean), lr, tps, format_duration(eta).c_str());
-      std::fflush(stdout);
+      if (root) {
+        metrics->write(record);
+        std::printf("step %6lld/%lld | loss %.4f | ppl %8.2f | lr %.2e | %6.0f tok/s | ETA %s\n",
+                    static_cast<long long>(state.step), static_cast<long long>(total_steps), mean,
+                    std::exp(mean), lr, tps, format_duration(eta).c_str());
+        std::fflush(stdout);
+      }
       window_loss = 0;
       window_steps = 0;
+      window_seconds = 0;
     }
     const bool last = state.step == total_steps;
     if ((opt.eval_every > 0 && state.step % opt.eval_every == 0) || last)
       result.final_val_loss = evaluate();
-    if ((opt.save_every > 0 && state.step % opt.save_every == 0) || last) save();
-    // Keeps evaluation and checkpoint time out of the next window's tokens/s.
-    window_start = Clock::now();
+    if ((opt.save_every > 0 && state.step % opt.save_every == 0) || last || preempted) save();
+    if (preempted && !last) {
+      if (root) {
+        std::printf("train: preempted (signal %d on some rank): checkpoint %s written at step %lld; "
+                    "resume with --resume auto\n",
+                    dist::preemption_signal(), result.last_checkpoint.c_str(),
+                    static_cast<long long>(state.step));
+        std::fflush(stdout);
+      }
+      result.exit_status = kExitPreempted;
+      break;
+    }
   }
   result.steps = state.step;
   result.steps_run = state.step - first_step;

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "config/run_config.h"
+#include "dist/communicator.h"
 
 namespace crsm::train {
 
@@ -32,6 +33,8 @@ struct TrainOptions {
   int64_t log_every = 10;
   int64_t seed = 42;
   std::string device = "cpu";
+  int zero_stage = 0;          // 0 replicated, 1 optimizer state sharded, 2 gradients too
+  int64_t bucket_bytes = 4 << 20;  // gradient bucket size for the overlapped reduction
 };
 
 // Process exit statuses of `crsm_train train`, documented in the README.
@@ -39,6 +42,7 @@ enum ExitStatus : int {
   kExitOk = 0,
   kExitBadInput = 2,
   kExitNonFinite = 3,
+  kExitPreempted = 4,  // SIGTERM/SIGUSR1: a checkpoint was written; resume with --resume auto
 };
 
 struct TrainResult {
@@ -49,9 +53,13 @@ struct TrainResult {
   std::string last_checkpoint;
 };
 
-// Runs stage 1 (value_loss off) or stage 4 (on). Bad input (data, checkpoint, device,
-// options) throws with a message naming it; a non-finite loss stops the run with
-// kExitNonFinite and leaves the checkpoints as they were.
-TrainResult run_training(const RunConfig& config, const TrainOptions& options);
+// Runs stage 1 (value_loss off) or stage 4 (on) on every rank of `comm` (each rank
+// takes batch_size / world_size rows of every global batch). Bad input (data,
+// checkpoint, device, options) throws with a message naming it; a non-finite loss
+// stops the run with kExitNonFinite and leaves the checkpoints as they were; a
+// preemption signal on any rank makes every rank save at the next step boundary and
+// return kExitPreempted.
+TrainResult run_training(const RunConfig& config, const TrainOptions& options,
+                         dist::Communicator& comm);
 
 }  // namespace crsm::train

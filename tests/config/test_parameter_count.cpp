@@ -32,6 +32,20 @@ TEST(ParameterCount, VariantsMatchTheAnalyticCount) {
   EXPECT_EQ(counted(cfg), crsm::model::analytic_parameter_count(cfg));
 }
 
+TEST(ParameterCount, AnalyticShapesListTheModelsParametersInOrder) {
+  crsm::model::ModelConfig cfg;
+  cfg.d_model = 24;
+  cfg.num_layers = 2;
+  crsm::model::Backbone model(cfg);
+  const auto params = model->named_parameters(/*recurse=*/true);
+  const auto shapes = crsm::model::parameter_shapes(cfg);
+  ASSERT_EQ(params.size(), shapes.size());
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    EXPECT_EQ(params[i].key(), shapes[i].first) << i;
+    EXPECT_EQ(params[i].value().sizes().vec(), shapes[i].second) << shapes[i].first;
+  }
+}
+
 TEST(ParameterCount, LargeConfigCountQuotedInTheReadme) {
   const auto cfg =
       crsm::load_run_config(std::string(CRSM_SOURCE_DIR) + "/configs/large.json").model;

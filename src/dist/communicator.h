@@ -1,0 +1,80 @@
+#pragma once
+
+// One small collective interface with several backends (PyTorch c10d's habit):
+//   local  world size 1, no launcher: every collective is the identity;
+//   mpi    CPU tensors over MPI (Open MPI's shared memory and TCP/IB transports);
+//   nccl   CUDA tensors over NCCL, one communication stream (built when CUDA and NCCL
+//          are found at configure time).
+// Collectives may run asynchronously: each returns a Work to wait on, and the tensors
+// passed in must stay untouched until then. Every rank must issue the same collectives
+// in the same order. Failures throw CommError naming the rank, the operation and the
+// backend's message.
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "dist/runtime.h"
+
+namespace crsm::dist {
+
+class CommError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class ReduceOp { kSum, kMax };
+
+class Work {
+ public:
+  virtual ~Work() = default;
+  // Blocks until the collective has finished (on a GPU: until the compute stream is
+  // ordered after it).
+  virtual void wait() = 0;
+  // Drives progress without blocking; true once finished.
+  virtual bool poll() = 0;
+};
+
+using WorkPtr = std::shared_ptr<Work>;
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual std::string backend() const = 0;
+  // Where this backend's tensors live (CPU, or the rank's GPU for NCCL).
+  virtual at::Device device() const = 0;
+
+  // In place: every rank ends with the elementwise reduction of all ranks' `tensor`.
+  virtual WorkPtr all_reduce(at::Tensor tensor, ReduceOp op) = 0;
+  // `input` holds world_size equal chunks; this rank's `output` (one chunk) receives the
+  // sum over ranks of chunk `rank`.
+  virtual WorkPtr reduce_scatter(at::Tensor input, at::Tensor output) = 0;
+  // In place: `buffer` holds world_size equal chunks; chunk `rank` is this rank's input
+  // and every chunk ends holding the input of the rank of the same index.
+  virtual WorkPtr all_gather(at::Tensor buffer) = 0;
+  virtual WorkPtr broadcast(at::Tensor tensor, int root) = 0;
+  virtual void barrier() = 0;
+};
+
+// The communicator for this process: local without a launcher; NCCL when `device` is a
+// CUDA device and NCCL was built in; MPI otherwise.
+std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const std::string& device);
+
+std::unique_ptr<Communicator> make_mpi_communicator();
+std::unique_ptr<Communicator> make_local_communicator();
+// Throws CommError when this build has no NCCL.
+std::unique_ptr<Communicator> make_nccl_communicator(int device_index);
+bool nccl_available();
+
+// Conveniences over the interface.
+void all_reduce_now(Communicator& comm, at::Tensor tensor, ReduceOp op = ReduceOp::kSum);
+double all_reduce_scalar(Communicator& comm, double value, ReduceOp op = ReduceOp::kSum);
+// Rank `root`'s string on every rank.
+std::string broadcast_string(Communicator& comm, const std::string& value, int root = 0);
+
+}  // namespace crsm::dist

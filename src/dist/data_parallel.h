@@ -1,0 +1,116 @@
+#pragma once
+
+// Data parallelism over a Communicator, with ZeRO stages 0-2 (SPEC §6).
+//
+// The trainable parameters are moved into one flat buffer (FlatLayout) and the model's
+// tensors become views of it. Gradients are averaged in buckets launched from autograd
+// hooks as soon as a bucket's last gradient has been accumulated, so communication
+// overlaps the rest of backward:
+//   stage 0  gradients live in a flat buffer and are all-reduced; every rank updates
+//            every parameter (replicated optimizer state);
+//   stage 1  as 0, but each rank updates only its chunk of every bucket (optimizer
+//            state for 1/W of the parameters), then parameters are all-gathered;
+//   stage 2  as 1, and gradients are reduce-scattered: a rank keeps only its chunks,
+//            each bucket's full gradient exists only while it is being reduced.
+// A training step is: zero_grad(); for each micro-batch begin_micro_batch(last),
+// backward, end_micro_batch(); then update owned_params() from owned_grads() (after
+// clipping with grad_norm()/scale_grads()); then gather_params().
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dist/communicator.h"
+#include "dist/flat_layout.h"
+
+namespace torch::autograd {
+struct Node;
+}
+
+namespace crsm::dist {
+
+struct DataParallelOptions {
+  int zero_stage = 0;
+  int64_t bucket_bytes = 4 << 20;
+  // Gradients wait for backward to finish and are then reduced bucket by bucket:
+  // the baseline the overlap is measured against (bench only).
+  bool reduce_after_backward = false;
+};
+
+// Bytes this rank holds for training state.
+struct MemoryUsage {
+  int64_t params = 0, grads = 0, optimizer = 0;
+};
+
+class DataParallel {
+ public:
+  // `params`: the trainable parameters in registration order, with whether weight decay
+  // applies. They must be on the communicator's device. Rank 0's values are broadcast.
+  DataParallel(const std::vector<std::pair<std::string, at::Tensor>>& params,
+               const std::vector<bool>& decay, Communicator& comm, DataParallelOptions options);
+  ~DataParallel();
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+
+  const FlatLayout& layout() const { return layout_; }
+  int zero_stage() const { return options_.zero_stage; }
+
+  // The pieces of parameters this rank updates, their value views and averaged
+  // gradients (valid after the last micro-batch's end_micro_batch()).
+  const std::vector<Segment>& owned_segments() const { return segments_; }
+  const std::vector<at::Tensor>& owned_params() const { return owned_params_; }
+  const std::vector<at::Tensor>& owned_grads() const { return owned_grads_; }
+
+  void zero_grad();
+  // Call before each micro-batch's backward; `last` marks the micro-batch whose
+  // backward completes the step's gradients (only then do stages 0/1 communicate;
+  // stage 2 reduces every micro-batch into its shard).
+  void begin_micro_batch(bool last);
+  // Call after each micro-batch's backward: waits until its buckets are reduced. After
+  // the last one owned_grads() hold the average over ranks.
+  void end_micro_batch();
+  // L2 norm of the full averaged gradient (summed across shards where sharded).
+  double grad_norm();
+  void scale_grads(double factor);
+  // Stages 1/2: every rank receives the parameters the others updated.
+  void gather_params();
+
+  // Parameters, gradients (peak, including buckets in flight) held by this rank.
+  MemoryUsage memory() const;
+
+  // Called by the autograd hook once a parameter's gradient is accumulated.
+  void on_gradient_ready(int param);
+
+ private:
+  struct BucketState;
+  void launch(size_t bucket);
+  void launch_ready_in_order();
+  void poll_in_flight();
+
+  Communicator& comm_;
+  DataParallelOptions options_;
+  FlatLayout layout_;
+  at::Tensor flat_params_;
+  at::Tensor flat_grads_;  // stages 0/1
+  at::Tensor grad_shard_;  // stage 2: this rank's chunks of every bucket, in bucket order
+  std::vector<at::Tensor> model_params_;  // in flat (layout) order
+  std::vector<Segment> segments_;
+  std::vector<at::Tensor> owned_params_, owned_grads_;
+  std::vector<int64_t> shard_offset_;  // stage 2: where bucket b's chunk starts in grad_shard_
+  std::vector<std::unique_ptr<BucketState>> buckets_;
+  size_t next_launch_ = 0;
+  bool syncing_ = false;
+  int64_t staging_bytes_ = 0, peak_staging_bytes_ = 0;
+  // Gradient accumulators of the parameters (kept alive: autograd holds them weakly)
+  // and the keys of our hooks on them.
+  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks_;
+};
+
+// What a rank of a run with this layout would hold, without building anything: the
+// plan the README's memory table reports (AdamW: two fp32 moments per owned element).
+MemoryUsage planned_memory(const FlatLayout& layout, int zero_stage, int64_t element_bytes);
+
+}  // namespace crsm::dist

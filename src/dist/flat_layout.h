@@ -1,0 +1,72 @@
+#pragma once
+
+// Where every trainable parameter lives in one flat buffer, how that buffer is cut into
+// gradient buckets, and which slice of each bucket a rank owns under ZeRO sharding.
+//
+// Parameters are laid out in reverse registration order, the order backward produces
+// their gradients, so buckets fill front to back while backward runs. Each bucket holds
+// whole parameters up to bucket_elements (a larger parameter gets a bucket of its own)
+// and is padded with zeros to a multiple of the world size; rank r owns chunk r of
+// every bucket. Ownership is described as segments: pieces of one parameter, which is
+// also how optimizer state is saved, so a checkpoint written under one world size or
+// zero stage can be re-partitioned for another.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace crsm::dist {
+
+struct ParamInfo {
+  std::string name;
+  std::vector<int64_t> shape;
+  bool decay = true;  // weight decay applies
+  int64_t numel() const;
+};
+
+struct FlatParam {
+  ParamInfo info;
+  int64_t offset = 0;  // first element in the flat buffer
+  int bucket = 0;
+};
+
+struct Bucket {
+  int64_t begin = 0, end = 0;  // flat range, padding included
+  int64_t data_end = 0;        // end of real elements; [data_end, end) is padding
+  std::vector<int> params;     // indexes into FlatLayout::params()
+  int64_t chunk(int world) const { return (end - begin) / world; }
+};
+
+// A contiguous piece of one parameter owned by a rank.
+struct Segment {
+  int param = 0;             // index into FlatLayout::params()
+  int64_t param_offset = 0;  // first element within the flattened parameter
+  int64_t flat_offset = 0;   // first element in the flat buffer
+  int64_t length = 0;
+};
+
+class FlatLayout {
+ public:
+  // `params` in registration order. bucket_elements > 0.
+  FlatLayout(const std::vector<ParamInfo>& params, int world_size, int64_t bucket_elements);
+
+  int world_size() const { return world_; }
+  int64_t total() const { return total_; }  // flat elements, padding included
+  int64_t data_elements() const;            // real parameter elements
+  const std::vector<FlatParam>& params() const { return params_; }
+  const std::vector<Bucket>& buckets() const { return buckets_; }
+
+  // The pieces of parameters rank `rank` owns: with sharded = false every parameter
+  // whole (replicated optimizer state), else the rank's chunk of every bucket.
+  std::vector<Segment> owned_segments(int rank, bool sharded) const;
+  // Elements rank `rank` owns when sharded (its chunks, padding included).
+  int64_t shard_elements() const;
+
+ private:
+  int world_;
+  int64_t total_ = 0;
+  std::vector<FlatParam> params_;
+  std::vector<Bucket> buckets_;
+};
+
+}  // namespace crsm::dist

@@ -1,0 +1,163 @@
+#include <ATen/ATen.h>
+#include <mpi.h>
+
+#include <limits>
+
+#include "dist/communicator.h"
+
+namespace crsm::dist {
+namespace {
+
+class MpiWork final : public Work {
+ public:
+  MpiWork(MPI_Request request, std::vector<at::Tensor> keep_alive, std::string what)
+      : request_(request), keep_alive_(std::move(keep_alive)), what_(std::move(what)) {}
+  ~MpiWork() override {
+    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  }
+  void wait() override {
+    if (request_ == MPI_REQUEST_NULL) return;
+    check(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+    keep_alive_.clear();
+  }
+  bool poll() override {
+    if (request_ == MPI_REQUEST_NULL) return true;
+    int done = 0;
+    check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE));
+    if (done) keep_alive_.clear();
+    return done != 0;
+  }
+
+ private:
+  void check(int code) const;
+
+  MPI_Request request_;
+  std::vector<at::Tensor> keep_alive_;
+  std::string what_;
+};
+
+std::string mpi_error_text(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  return std::string(text, static_cast<size_t>(length));
+}
+
+void MpiWork::check(int code) const {
+  if (code != MPI_SUCCESS) throw CommError(what_ + ": " + mpi_error_text(code));
+}
+
+MPI_Datatype mpi_type(const at::Tensor& t, const std::string& what) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return MPI_FLOAT;
+    case at::kDouble: return MPI_DOUBLE;
+    case at::kLong: return MPI_INT64_T;
+    case at::kInt: return MPI_INT32_T;
+    case at::kByte: return MPI_UINT8_T;
+    default:
+      throw CommError(what + ": MPI backend does not handle dtype " +
+                      std::string(c10::toString(t.scalar_type())));
+  }
+}
+
+MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::kSum ? MPI_SUM : MPI_MAX; }
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator() {
+    MPI_Comm_dup(MPI_COMM_WORLD, &comm_);
+    // Report failures as exceptions carrying rank and operation rather than aborting.
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &world_);
+  }
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
+  std::string backend() const override { return "mpi"; }
+  at::Device device() const override { return at::Device(at::kCPU); }
+
+  WorkPtr all_reduce(at::Tensor t, ReduceOp op) override {
+    const auto what = describe("all_reduce", t);
+    check_tensor(t, what);
+    MPI_Request req;
+    check(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()),
+                         mpi_type(t, what), mpi_op(op), comm_, &req),
+          what);
+    return std::make_shared<MpiWork>(req, std::vector<at::Tensor>{t}, what);
+  }
+
+  WorkPtr reduce_scatter(at::Tensor input, at::Tensor output) override {
+    const auto what = describe("reduce_scatter", input);
+    check_tensor(input, what);
+    check_tensor(output, what);
+    if (input.numel() != output.numel() * world_ || input.scalar_type() != output.scalar_type())
+      throw CommError(what + ": output must be one of " + std::to_string(world_) +
+                      " equal chunks of the input, of the same dtype (got " +
+                      std::to_string(output.numel()) + " elements)");
+    MPI_Request req;
+    check(MPI_Ireduce_scatter_block(input.data_ptr(), output.data_ptr(),
+                                    static_cast<int>(output.numel()), mpi_type(input, what),
+                                    MPI_SUM, comm_, &req),
+          what);
+    return std::make_shared<MpiWork>(req, std::vector<at::Tensor>{input, output}, what);
+  }
+
+  WorkPtr all_gather(at::Tensor buffer) override {
+    const auto what = describe("all_gather", buffer);
+    check_tensor(buffer, what);
+    if (buffer.numel() % world_ != 0)
+      throw CommError(what + ": buffer of " + std::to_string(buffer.numel()) +
+                      " elements does not split into " + std::to_string(world_) + " chunks");
+    MPI_Request req;
+    check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer.data_ptr(),
+                         static_cast<int>(buffer.numel() / world_), mpi_type(buffer, what),
+                         comm_, &req),
+          what);
+    return std::make_shared<MpiWork>(req, std::vector<at::Tensor>{buffer}, what);
+  }
+
+  WorkPtr broadcast(at::Tensor t, int root) override {
+    const auto what = describe("broadcast", t);
+    check_tensor(t, what);
+    MPI_Request req;
+    check(MPI_Ibcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t, what), root, comm_, &req),
+          what);
+    return std::make_shared<MpiWork>(req, std::vector<at::Tensor>{t}, what);
+  }
+
+  void barrier() override { check(MPI_Barrier(comm_), "rank " + std::to_string(rank_) + ": barrier"); }
+
+ private:
+  std::string describe(const char* op, const at::Tensor& t) const {
+    return "rank " + std::to_string(rank_) + ": MPI " + op + " of " + std::to_string(t.numel()) +
+           " elements";
+  }
+  static void check_tensor(const at::Tensor& t, const std::string& what) {
+    if (!t.device().is_cpu())
+      throw CommError(what + ": the MPI backend takes CPU tensors (got " + t.device().str() +
+                      "; CUDA tensors need the NCCL backend)");
+    if (!t.is_contiguous()) throw CommError(what + ": tensor must be contiguous");
+    if (t.numel() > std::numeric_limits<int>::max())
+      throw CommError(what + ": more elements than one MPI call can carry; use smaller buckets");
+  }
+  static void check(int code, const std::string& what) {
+    if (code != MPI_SUCCESS) throw CommError(what + ": " + mpi_error_text(code));
+  }
+
+  MPI_Comm comm_;
+  int rank_ = 0, world_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_mpi_communicator() {
+  return std::make_unique<MpiCommunicator>();
+}
+
+}  // namespace crsm::dist

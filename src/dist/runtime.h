@@ -1,0 +1,45 @@
+#pragma once
+
+// Parallel state of this process, in one place (Megatron-LM's habit): who we are among
+// the ranks, which of them share our node, and whether a preemption signal arrived.
+//
+// A process started by mpirun or `srun --mpi=pmix` joins the MPI world; one started
+// by hand is world size 1 and never touches MPI, so the CLI and the tests run without
+// a launcher.
+
+#include <string>
+
+namespace crsm::dist {
+
+struct Runtime {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;        // among the ranks on this node (shared-memory split)
+  int local_world_size = 1;  // ranks on this node
+  bool mpi = false;          // MPI initialised (launched by mpirun or srun)
+
+  bool is_root() const { return rank == 0; }
+};
+
+// Initialises MPI when a launcher started this process (Open MPI, PMIx or PMI variables
+// in the environment), and is a no-op otherwise. Idempotent; MPI is finalised at exit.
+const Runtime& init_runtime(int* argc, char*** argv);
+
+// The state set by init_runtime (world size 1 before it is called).
+const Runtime& runtime();
+
+// Ends every rank of the job with `status`, as mpirun reports it. Used when one rank
+// fails where the others may be waiting in a collective and would otherwise hang.
+[[noreturn]] void abort_job(int status);
+
+// "[rank 3] " in a multi-rank job, "" otherwise: the prefix of every rank's messages.
+std::string rank_prefix();
+
+// SIGTERM and SIGUSR1 (what Slurm and schedulers send before preempting a job) set a
+// flag instead of killing the process; training polls it at step boundaries.
+void install_preemption_handlers();
+bool preemption_signalled();
+// The signal that set the flag (0 when none), for messages.
+int preemption_signal();
+
+}  // namespace crsm::dist
