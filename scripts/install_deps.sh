@@ -13,6 +13,7 @@ packages=(
   nlohmann-json3-dev
   libsentencepiece-dev
   python3-numpy  # tests read our safetensors files from Python, as users do
+  slurm-wlm munge  # the slurm/ scripts are tested under a private single-node Slurm
 )
 
 missing=()

@@ -19,7 +19,7 @@ int export_command(int argc, char** argv) {
   if (!parse_options(argc, argv, "usage: crsm_train export --checkpoint DIR --output model.safetensors", o, vm)) return 0;
   const auto spec = vm["checkpoint"].as<std::string>();
   std::vector<std::string> skipped;
-  const std::string dir = *dist::resolve_resume(spec, spec, &skipped);
+  const std::string dir = *dist::resolve_resume(spec, spec, &skipped, "--checkpoint");
   RunConfig config;
   auto model = train::load_checkpoint_model(dir, &config);
   const auto output = vm["output"].as<std::string>();

@@ -36,7 +36,7 @@ int generate_command(int argc, char** argv) {
 
   const auto spec = vm["model"].as<std::string>();
   std::vector<std::string> skipped;
-  const std::string dir = *dist::resolve_resume(spec, spec, &skipped);
+  const std::string dir = *dist::resolve_resume(spec, spec, &skipped, "--model");
   for (const auto& note : skipped) std::fprintf(stderr, "generate: %s\n", note.c_str());
   auto tokenizer = data::load_tokenizer(dir);
   RunConfig config;

@@ -162,18 +162,19 @@ std::string verify_checkpoint(const std::string& dir) {
 }
 
 std::optional<std::string> resolve_resume(const std::string& spec, const std::string& root,
-                                          std::vector<std::string>* skipped) {
+                                          std::vector<std::string>* skipped,
+                                          const std::string& option) {
   if (spec == "auto") return newest_verified(root, skipped);
   const fs::path path(spec);
-  if (!fs::exists(path)) throw CheckpointError("--resume " + spec + ": no such checkpoint or run directory");
+  if (!fs::exists(path)) throw CheckpointError(option + " " + spec + ": no such checkpoint or run directory");
   if (fs::exists(path / "manifest.json") || step_of(path.filename().string()) >= 0) {
     const std::string problem = verify_checkpoint(spec);
-    if (!problem.empty()) throw CheckpointError("--resume " + spec + ": damaged checkpoint: " + problem);
+    if (!problem.empty()) throw CheckpointError(option + " " + spec + ": damaged checkpoint: " + problem);
     return spec;
   }
   const fs::path nested = path / "checkpoints";
   const auto found = newest_verified(fs::exists(nested) ? nested : path, skipped);
-  if (!found) throw CheckpointError("--resume " + spec + ": holds no complete checkpoint");
+  if (!found) throw CheckpointError(option + " " + spec + ": holds no complete checkpoint");
   return found;
 }
 

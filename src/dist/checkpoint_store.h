@@ -49,8 +49,10 @@ nlohmann::json read_manifest(const std::string& dir);
 // that verifies (nullopt when there is none: a fresh start); each damaged one passed
 // over is described in `skipped`. Otherwise spec is a path: a checkpoint directory, or
 // a run directory (its checkpoints/ is searched like "auto" but must yield one). A
-// path that is missing, damaged or holds no checkpoint throws CheckpointError.
+// path that is missing, damaged or holds no checkpoint throws CheckpointError, naming
+// `option` (the command-line flag the path came from).
 std::optional<std::string> resolve_resume(const std::string& spec, const std::string& root,
-                                          std::vector<std::string>* skipped);
+                                          std::vector<std::string>* skipped,
+                                          const std::string& option = "--resume");
 
 }  // namespace crsm::dist

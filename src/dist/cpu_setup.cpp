@@ -1,6 +1,7 @@
 #include "dist/cpu_setup.h"
 
 #include <ATen/Parallel.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,7 +33,14 @@ void prepare_blas_environment(char** argv) {
 int configure_threads(int requested, int ranks_on_node) {
   int threads = requested;
   if (threads <= 0) {
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    // The CPUs this process may run on (taskset, cgroups, a Slurm allocation), not
+    // every CPU of the machine.
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    int cores = sched_getaffinity(0, sizeof allowed, &allowed) == 0
+                    ? CPU_COUNT(&allowed)
+                    : static_cast<int>(std::thread::hardware_concurrency());
+    cores = std::max(1, cores);
     threads = std::max(1, cores / std::max(1, ranks_on_node));
   }
   at::set_num_threads(threads);

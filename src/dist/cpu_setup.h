@@ -12,8 +12,8 @@ namespace crsm::dist {
 // CRSM_NO_BLAS_SETUP=1 turns this off. Returns normally when nothing needs doing.
 void prepare_blas_environment(char** argv);
 
-// Intra-op threads for this process: `requested` if > 0, else the cores of the node
-// divided among the ranks on it (at least 1). Applies it and returns it.
+// Intra-op threads for this process: `requested` if > 0, else the CPUs this process may
+// use divided among the ranks on the node (at least 1). Applies it and returns it.
 int configure_threads(int requested, int ranks_on_node);
 
 }  // namespace crsm::dist

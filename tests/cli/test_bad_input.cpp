@@ -118,6 +118,21 @@ TEST_F(CliBadInput, FreshRunRefusesADirectoryWithCheckpoints) {
   EXPECT_EQ(read_file(work->path() / "taken" / "metrics.jsonl"), before);
 }
 
+// The message names the flag the user typed, not an internal one.
+TEST_F(CliBadInput, GenerateAndExportNameTheirOwnFlagForAMissingCheckpoint) {
+  fs::create_directories(work->path() / "empty_run");
+  expect_refused(run_command(crsm_train("generate --model " + work->str("empty_run") + " --prompt x")),
+                 "--model " + work->str("empty_run") + ": holds no complete checkpoint");
+  expect_refused(run_command(crsm_train("export --checkpoint " + work->str("empty_run") + " --output " +
+                                        work->str("x.safetensors"))),
+                 "--checkpoint " + work->str("empty_run"));
+  EXPECT_FALSE(fs::exists(work->path() / "x.safetensors"));
+}
+
+TEST_F(CliBadInput, ZeroStageOutOfRange) {
+  expect_refused(run_command(train("zero", "--max-steps 1 --zero-stage 3")), "zero_stage");
+}
+
 TEST_F(CliBadInput, UnknownOptionAndCommand) {
   expect_refused(run_command(train("opt", "--bogus-flag 1")), "bogus-flag");
   expect_refused(run_command(crsm_train("fly")), "unknown command 'fly'");

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "cli_test_support.h"
 
 namespace {
@@ -27,6 +29,24 @@ class CliTrain : public ::testing::Test {
   static TempDir* work;
 };
 TempDir* CliTrain::work = nullptr;
+
+// tokens/s must cover every step of its window: the time per logged window adds up to
+// (nearly) the run's wall time, not to one step per window.
+TEST_F(CliTrain, TokensPerSecondCoversTheWholeLoggingWindow) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = run_command(crsm_train(train_args(
+      "rate", "--no-value-loss --max-steps 200 --log-every 20 --eval-every 0 --eval-batches 1")));
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto records = metrics_of(work->path() / "rate", "train");
+  ASSERT_EQ(records.size(), 10u);
+  const double tokens_per_window = 20 * 12 * 32;  // steps x tiny.json's batch x seq_len
+  double measured = 0;
+  for (const auto& rec : records) measured += tokens_per_window / rec["tokens_per_s"].get<double>();
+  EXPECT_LE(measured, wall);
+  EXPECT_GE(measured, 0.3 * wall) << "reported rates imply " << measured << " s of training in a "
+                                  << wall << " s run";
+}
 
 TEST_F(CliTrain, ResumedRunReproducesTheUninterruptedLosses) {
   const auto straight = run_command(crsm_train(train_args(

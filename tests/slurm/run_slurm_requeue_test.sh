@@ -47,6 +47,9 @@ cleanup() {
   if [ "$keep" = 1 ]; then echo "kept $SLURM_CI_ROOT"; else rm -rf "$SLURM_CI_ROOT"; fi
 }
 trap cleanup EXIT
+# Bash skips the EXIT trap when a signal kills it; a test runner's timeout must not leave
+# a cluster behind.
+trap 'exit 1' INT TERM HUP
 fail() {
   echo "FAIL: $*"
   if [ -n "${job:-}" ]; then

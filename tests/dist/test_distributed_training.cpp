@@ -1,0 +1,297 @@
+// End-to-end data-parallel training with real ranks: `mpirun -np W crsm_train train`,
+// compared against the single-process run on the same global batch.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "../cli/cli_test_support.h"
+#include "model/tensor_file.h"
+
+namespace {
+
+using namespace crsm::testing;
+using Clock = std::chrono::steady_clock;
+
+std::string mpirun(int world) {
+  return std::string(CRSM_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " + std::to_string(world) + " ";
+}
+
+class DistTrain : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    work = new TempDir("dist_train");
+    const std::string text = read_file(source_path("data/tinyshakespeare.txt")).substr(0, 150000);
+    write_file(work->path() / "corpus.txt", text);
+    const auto r = run_command(crsm_train("prepare --input " + work->str("corpus.txt") +
+                                          " --output " + work->str("data")));
+    ASSERT_EQ(r.status, 0) << r.output;
+  }
+  static void TearDownTestSuite() { delete work; }
+
+  static std::string train_args(const std::string& run, const std::string& extra) {
+    return "train --config " + source_path("configs/tiny.json") + " --data " + work->str("data") +
+           " --checkpoint-dir " + work->str(run) + " --threads 1 --no-value-loss " + extra;
+  }
+  // World 1 runs without a launcher (the local backend), as a user runs it by hand.
+  static CommandResult train(int world, const std::string& run, const std::string& extra) {
+    const std::string launcher = world == 1 ? "" : mpirun(world);
+    return run_command("timeout 120 " + launcher + crsm_train(train_args(run, extra)));
+  }
+  static std::vector<double> losses(const std::string& run) {
+    std::vector<double> out;
+    for (const auto& r : metrics_of(work->path() / run, "train")) out.push_back(r["loss"].get<double>());
+    return out;
+  }
+  static crsm::model::NamedTensors weights(const std::string& checkpoint) {
+    return crsm::model::load_tensor_file(work->str(checkpoint) + "/model.safetensors");
+  }
+  static double max_weight_difference(const std::string& a, const std::string& b) {
+    const auto wa = weights(a), wb = weights(b);
+    EXPECT_EQ(wa.size(), wb.size());
+    double worst = 0;
+    for (size_t i = 0; i < wa.size() && i < wb.size(); ++i) {
+      EXPECT_EQ(wa[i].first, wb[i].first);
+      worst = std::max(worst, (wa[i].second - wb[i].second).abs().max().item<double>());
+    }
+    return worst;
+  }
+
+  static TempDir* work;
+};
+TempDir* DistTrain::work = nullptr;
+
+void expect_close(const std::vector<double>& a, const std::vector<double>& b, double tol,
+                  const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], tol) << what << " at record " << i;
+}
+
+TEST_F(DistTrain, DataParallelMatchesOneProcessForEveryZeroStage) {
+  const std::string steps = "--max-steps 5 --log-every 1 --eval-every 0 --eval-batches 2 ";
+  const auto base = train(1, "single", steps);
+  ASSERT_EQ(base.status, 0) << base.output;
+  for (int zero : {0, 1, 2})
+    for (int world : {2, 3}) {
+      const std::string run = "w" + std::to_string(world) + "z" + std::to_string(zero);
+      const auto r = train(world, run, steps + "--zero-stage " + std::to_string(zero));
+      ASSERT_EQ(r.status, 0) << r.output;
+      EXPECT_NE(r.output.find(std::to_string(world) + " ranks (mpi, zero stage " + std::to_string(zero)),
+                std::string::npos) << r.output;
+      expect_close(losses(run), losses("single"), 1e-5, run);
+      EXPECT_LE(max_weight_difference(run + "/checkpoints/step_00000005", "single/checkpoints/step_00000005"),
+                1e-5) << run;
+    }
+}
+
+TEST_F(DistTrain, GradientAccumulationAcrossRanksMatchesOneProcess) {
+  const std::string steps = "--max-steps 4 --log-every 1 --eval-every 0 --eval-batches 2 ";
+  ASSERT_EQ(train(1, "acc_single", steps).status, 0);
+  for (int zero : {0, 2}) {
+    const std::string run = "acc_z" + std::to_string(zero);
+    const auto r = train(2, run, steps + "--grad-accum 2 --zero-stage " + std::to_string(zero));
+    ASSERT_EQ(r.status, 0) << r.output;
+    expect_close(losses(run), losses("acc_single"), 1e-5, run);
+  }
+}
+
+TEST_F(DistTrain, ResumeAtTheSameWorldReproducesTheLossesExactly) {
+  const std::string steps = "--max-steps 8 --log-every 1 --save-every 4 --keep-last 0 --eval-every 0 --eval-batches 2 --zero-stage 1 ";
+  const auto straight = train(2, "rs_straight", steps);
+  ASSERT_EQ(straight.status, 0) << straight.output;
+  fs::create_directories(work->path() / "rs_resumed" / "checkpoints");
+  fs::copy(work->path() / "rs_straight" / "checkpoints" / "step_00000004",
+           work->path() / "rs_resumed" / "checkpoints" / "step_00000004", fs::copy_options::recursive);
+  const auto resumed = train(2, "rs_resumed", steps + "--resume auto");
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("at step 4"), std::string::npos) << resumed.output;
+  const auto a = losses("rs_straight"), b = losses("rs_resumed");
+  ASSERT_EQ(b.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(a[4 + i], b[i]) << "step " << 5 + i;
+}
+
+TEST_F(DistTrain, CheckpointFromTwoRanksResumesAtOneAndThreeRanks) {
+  const std::string steps = "--max-steps 8 --log-every 1 --save-every 4 --keep-last 0 --eval-every 0 --eval-batches 2 ";
+  const auto straight = train(2, "rp_straight", steps + "--zero-stage 1");
+  ASSERT_EQ(straight.status, 0) << straight.output;
+  const auto reference = losses("rp_straight");
+  for (const auto& [world, zero] : std::vector<std::pair<int, int>>{{1, 0}, {3, 2}, {3, 1}}) {
+    const std::string run = "rp_w" + std::to_string(world) + "z" + std::to_string(zero);
+    fs::create_directories(work->path() / run / "checkpoints");
+    fs::copy(work->path() / "rp_straight" / "checkpoints" / "step_00000004",
+             work->path() / run / "checkpoints" / "step_00000004", fs::copy_options::recursive);
+    const auto r = train(world, run, steps + "--resume auto --zero-stage " + std::to_string(zero));
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("re-partitioned"), std::string::npos) << r.output;
+    const auto got = losses(run);
+    ASSERT_EQ(got.size(), 4u) << run;
+    for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(got[i], reference[4 + i], 1e-5) << run << " step " << 5 + i;
+  }
+}
+
+TEST_F(DistTrain, DamagedShardsAreSkippedByAutoAndRefusedByPath) {
+  const std::string steps = "--log-every 4 --save-every 4 --keep-last 0 --eval-every 0 --eval-batches 2 --zero-stage 2 ";
+  ASSERT_EQ(train(2, "dmg_source", steps + "--max-steps 8").status, 0);
+  const auto newest = [&](const std::string& run) {
+    return work->path() / run / "checkpoints" / "step_00000008" / "rank00001.safetensors";
+  };
+  for (const std::string damage : {"truncate", "flip"}) {
+    const std::string run = "dmg_" + damage;
+    fs::copy(work->path() / "dmg_source", work->path() / run, fs::copy_options::recursive);
+    fs::remove(work->path() / run / "metrics.jsonl");
+    if (damage == "truncate") {
+      fs::resize_file(newest(run), fs::file_size(newest(run)) / 2);
+    } else {
+      std::string bytes = read_file(newest(run));
+      bytes[bytes.size() - 5] ^= 0x01;
+      write_file(newest(run), bytes);
+    }
+    const auto explicit_path = train(2, run, steps + "--max-steps 10 --resume " + work->str(run) +
+                                                 "/checkpoints/step_00000008");
+    EXPECT_NE(explicit_path.status, 0) << explicit_path.output;
+    EXPECT_NE(explicit_path.output.find("rank00001.safetensors"), std::string::npos) << explicit_path.output;
+    EXPECT_NE(explicit_path.output.find("damaged"), std::string::npos) << explicit_path.output;
+
+    const auto fallback = train(2, run, steps + "--max-steps 10 --resume auto");
+    ASSERT_EQ(fallback.status, 0) << fallback.output;
+    EXPECT_NE(fallback.output.find("skipping damaged checkpoint"), std::string::npos) << fallback.output;
+    EXPECT_NE(fallback.output.find("step_00000004 at step 4"), std::string::npos) << fallback.output;
+  }
+}
+
+// A job started in the background, as a scheduler would see it. A test that fails
+// half-way must not leave it running.
+struct Job {
+  pid_t pid = -1;
+  std::string log;
+  Job() = default;
+  Job(Job&& other) noexcept : pid(other.pid), log(std::move(other.log)) { other.pid = -1; }
+  ~Job() {
+    if (pid <= 0 || ::waitpid(pid, nullptr, WNOHANG) != 0) return;
+    ::kill(-pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+};
+
+Job spawn(const std::string& command, const std::string& log) {
+  Job job;
+  job.log = log;
+  job.pid = ::fork();
+  if (job.pid == 0) {
+    ::setpgid(0, 0);
+    const std::string line = "exec " + command + " > " + log + " 2>&1";
+    ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return job;
+}
+
+// Exit status (128 + signal when killed), or -1 if it is still running after timeout_s.
+int wait_for(const Job& job, double timeout_s) {
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+  int raw = 0;
+  while (Clock::now() < deadline) {
+    if (::waitpid(job.pid, &raw, WNOHANG) == job.pid)
+      return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return -1;
+}
+
+bool wait_for_text(const Job& job, const std::string& text, double timeout_s) {
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+  while (Clock::now() < deadline) {
+    if (read_file(job.log).find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+int64_t latest_step(const fs::path& run) {
+  std::string name = read_file(run / "checkpoints" / "latest");
+  return std::stoll(name.substr(name.find('_') + 1));
+}
+
+// mpirun's children: the ranks of a job started by spawn().
+std::vector<pid_t> ranks_of(const Job& job) {
+  const auto r = run_command("pgrep -P " + std::to_string(job.pid));
+  std::stringstream pids(r.output);
+  std::vector<pid_t> found;
+  for (pid_t p; pids >> p;) found.push_back(p);
+  return found;
+}
+
+// SIGUSR1 to mpirun (it forwards it), and SIGTERM to the ranks, as Slurm delivers it to a
+// job step's tasks. (SIGTERM to mpirun itself is not forwarded: mpirun kills the ranks a
+// second later, which launch/crsm_launch.sh avoids by turning it into SIGUSR1.)
+TEST_F(DistTrain, PreemptionSignalCheckpointsAndTheRunResumesFromIt) {
+  for (int sig : {SIGUSR1, SIGTERM}) {
+    const std::string run = sig == SIGUSR1 ? "pre_usr1" : "pre_term";
+    const auto job = spawn(mpirun(2) + crsm_train(train_args(run, "--max-steps 100000 --log-every 20 --eval-every 0 --eval-batches 2")),
+                           work->str(run + ".log"));
+    ASSERT_TRUE(wait_for_text(job, "step     20/", 60)) << read_file(job.log);
+    if (sig == SIGUSR1) {
+      ::kill(job.pid, sig);
+    } else {
+      const auto ranks = ranks_of(job);
+      ASSERT_EQ(ranks.size(), 2u);
+      for (pid_t p : ranks) ::kill(p, sig);
+    }
+    const int status = wait_for(job, 60);
+    const std::string log = read_file(job.log);
+    EXPECT_EQ(status, 4) << log;
+    EXPECT_NE(log.find("train: preempted"), std::string::npos) << log;
+    const int64_t step = latest_step(work->path() / run);
+    EXPECT_GE(step, 20);
+    const auto resumed = train(2, run, "--max-steps " + std::to_string(step + 3) +
+                                           " --log-every 1 --eval-every 0 --eval-batches 2 --resume auto");
+    ASSERT_EQ(resumed.status, 0) << resumed.output;
+    EXPECT_NE(resumed.output.find("at step " + std::to_string(step)), std::string::npos) << resumed.output;
+  }
+}
+
+TEST_F(DistTrain, KilledRankEndsTheJobAndTheLastCheckpointResumes) {
+  const std::string run = "fault";
+  const auto job = spawn(mpirun(2) + crsm_train(train_args(run, "--max-steps 100000 --log-every 20 --save-every 20 --eval-every 0 --eval-batches 2")),
+                         work->str("fault.log"));
+  ASSERT_TRUE(wait_for_text(job, "step     60/", 60)) << read_file(job.log);
+  const auto found = ranks_of(job);
+  ASSERT_EQ(found.size(), 2u);
+  const auto killed_at = Clock::now();
+  ::kill(found.back(), SIGKILL);
+  const int status = wait_for(job, 60);
+  const double seconds = std::chrono::duration<double>(Clock::now() - killed_at).count();
+  EXPECT_NE(status, 0) << read_file(job.log);
+  EXPECT_NE(status, -1) << "the job was still running 60 s after a rank died";
+  EXPECT_LT(seconds, 60.0);
+  const int64_t step = latest_step(work->path() / run);
+  EXPECT_GE(step, 20);
+  const auto resumed = train(2, run, "--max-steps " + std::to_string(step + 2) +
+                                         " --log-every 1 --eval-every 0 --eval-batches 2 --resume auto");
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("at step " + std::to_string(step)), std::string::npos) << resumed.output;
+}
+
+TEST_F(DistTrain, AGlobalBatchTheRanksCannotShareIsRefused) {
+  const auto r = train(2, "bad_batch", "--max-steps 2 --batch-size 13");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("--batch-size 13 is the global batch and must divide evenly among the 2 ranks"),
+            std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(work->path() / "bad_batch" / "checkpoints" / "latest"));
+}
+
+TEST_F(DistTrain, MemoryReportShowsShardedOptimizerState) {
+  const auto r0 = train(2, "mem_z0", "--max-steps 1 --eval-every 0 --eval-batches 2 --zero-stage 0");
+  const auto r1 = train(2, "mem_z1", "--max-steps 1 --eval-every 0 --eval-batches 2 --zero-stage 1");
+  ASSERT_EQ(r0.status, 0) << r0.output;
+  ASSERT_EQ(r1.status, 0) << r1.output;
+  EXPECT_NE(r0.output.find("memory: rank 1 holds"), std::string::npos) << r0.output;
+  // 41,890 parameters less the frozen value heads, two fp32 moments each.
+  EXPECT_NE(r0.output.find("optimizer 0.32 MiB"), std::string::npos) << r0.output;
+  EXPECT_NE(r1.output.find("optimizer 0.16 MiB"), std::string::npos) << r1.output;
+}
+
+}  // namespace
