@@ -29,6 +29,11 @@ void on_preemption_signal(int sig) { g_signal = sig; }
 
 const Runtime& init_runtime(int* argc, char*** argv) {
   if (g_runtime.mpi || !launched_by_mpi()) return g_runtime;
+  // Open MPI's nonblocking all-reduce (which the gradient buckets use) picks a
+  // reduce-then-broadcast algorithm for fewer than 4 ranks or in-place buffers, at
+  // half the bandwidth of MPI_Allreduce; its ring algorithm matches MPI_Allreduce
+  // (bench/bench_dist.cpp). A value the user set wins.
+  setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0);
   int provided = 0;
   // Backward hooks and the training loop run on the main thread; nothing else calls MPI.
   MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);

@@ -196,8 +196,9 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
         const int saved_world = manifest->at("world_size").get<int>();
         const int saved_stage = manifest->at("zero_stage").get<int>();
         if (saved_world != world || saved_stage != opt.zero_stage)
-          std::printf(" (saved by %d ranks at zero stage %d; re-partitioned for %d ranks at stage %d)",
-                      saved_world, saved_stage, world, opt.zero_stage);
+          std::printf(" (saved by %d rank%s at zero stage %d; re-partitioned for %d rank%s at stage %d)",
+                      saved_world, saved_world == 1 ? "" : "s", saved_stage, world,
+                      world == 1 ? "" : "s", opt.zero_stage);
         std::printf("\n");
       }
     } else if (root) {

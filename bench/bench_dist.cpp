@@ -1,0 +1,382 @@
+// Distributed benchmarks: what data parallelism over MPI costs and what it buys.
+//   allreduce   bus bandwidth of our Communicator's all_reduce against a plain
+//               MPI_Allreduce on the same buffer;
+//   overlap     one gradient step under DataParallel with reductions launched from
+//               autograd hooks (overlapping backward) against reducing after backward;
+//   throughput  tokens/s of full training steps at the world size we were launched with
+//               (bench/run_dist_bench.sh compares W=1 with W=2).
+// Run: mpirun -np 2 crsm_bench_dist [--json] [--quick]. Only rank 0 prints: a table, or
+// with --json one JSON object per measurement.
+//
+// Every timed round is bracketed by a barrier and reports the slowest rank's time (a
+// collective step is as slow as its slowest rank). Rounds of the variants being
+// compared are interleaved, so a disturbance (another process on these cores) hits
+// each alike, and the median round is reported.
+#include <mpi.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config/run_config.h"
+#include "dist/communicator.h"
+#include "dist/cpu_setup.h"
+#include "dist/data_parallel.h"
+#include "dist/runtime.h"
+#include "model/backbone.h"
+#include "train/adamw.h"
+#include "train/lm_loss.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using crsm::dist::Communicator;
+using crsm::dist::ReduceOp;
+
+struct Options {
+  bool json = false;
+  bool quick = false;
+  int threads = 0;
+  std::string config = "configs/small.json";
+  std::string only;  // empty: every benchmark
+  int zero_stage = 0;
+};
+
+struct Report {
+  bool json = false;
+  bool root = true;
+  void line(const std::string& text) const {
+    if (!root || json) return;
+    std::printf("%s\n", text.c_str());
+    std::fflush(stdout);
+  }
+  void row(const std::string& name, const nlohmann::json& fields, const std::string& text) const {
+    if (!root) return;
+    if (json) {
+      nlohmann::json j = fields;
+      j["benchmark"] = name;
+      std::cout << j.dump() << std::endl;
+    } else {
+      std::printf("%-34s %s\n", name.c_str(), text.c_str());
+      std::fflush(stdout);
+    }
+  }
+};
+
+std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string format(const char* fmt, ...) {
+  char text[256];
+  va_list args;
+  va_start(args, fmt);
+  std::vsnprintf(text, sizeof text, fmt, args);
+  va_end(args);
+  return text;
+}
+
+// ---- timing that every rank agrees on -------------------------------------------------
+
+// Seconds per call of `fn` over `calls` calls, as the slowest rank saw it. Every rank
+// must make the same number of calls (they are collectives), so the count is never
+// decided from a rank's own clock alone.
+double timed_round(Communicator& comm, const std::function<void()>& fn, int calls) {
+  comm.barrier();
+  const auto start = Clock::now();
+  for (int i = 0; i < calls; ++i) fn();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  return crsm::dist::all_reduce_scalar(comm, elapsed, ReduceOp::kMax) / calls;
+}
+
+// Calls per round so that a round lasts about `round_seconds`, after a warm-up call.
+int calls_per_round(Communicator& comm, const std::function<void()>& fn, double round_seconds) {
+  fn();  // warm-up: first-touch allocations, MPI connection setup, thread pools
+  int probe = 1;
+  double per_call = timed_round(comm, fn, probe);
+  // Tiny calls are dominated by the barrier and clock; probe with more until it is not.
+  while (per_call * probe < 0.01 && probe < (1 << 16)) {
+    probe *= 4;
+    per_call = timed_round(comm, fn, probe);
+  }
+  return std::max(1, static_cast<int>(std::ceil(round_seconds / per_call)));
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Median seconds per call of each variant, their rounds interleaved. `seconds` is the
+// time budget for all variants together.
+std::vector<double> compare(Communicator& comm, const std::vector<std::function<void()>>& variants,
+                            double seconds, int rounds = 7) {
+  const double round_seconds = seconds / (rounds * static_cast<double>(variants.size()));
+  std::vector<int> calls;
+  for (const auto& fn : variants) calls.push_back(calls_per_round(comm, fn, round_seconds));
+  std::vector<std::vector<double>> per_round(variants.size());
+  for (int r = 0; r < rounds; ++r)
+    for (size_t v = 0; v < variants.size(); ++v)
+      per_round[v].push_back(timed_round(comm, variants[v], calls[v]));
+  std::vector<double> medians;
+  for (auto& rs : per_round) medians.push_back(median(rs));
+  return medians;
+}
+
+// ---- 1. all-reduce bus bandwidth ------------------------------------------------------
+
+std::string size_label(int64_t bytes) {
+  if (bytes >= (1 << 20)) return std::to_string(bytes >> 20) + " MiB";
+  return std::to_string(bytes >> 10) + " KiB";
+}
+
+// NCCL-tests' bus bandwidth: what each link carries in a ring all-reduce, so figures
+// are comparable across world sizes.
+double bus_gbps(int64_t bytes, int world, double seconds) {
+  return static_cast<double>(bytes) * 2.0 * (world - 1) / world / seconds / 1e9;
+}
+
+void bench_allreduce(Report& report, Communicator& comm, const Options& opt) {
+  const int world = comm.world_size();
+  if (world < 2) {
+    report.line("allreduce: skipped (world size 1: nothing to reduce; launch with mpirun -np 2)");
+    return;
+  }
+  const int64_t max_bytes = opt.quick ? (16 << 20) : (64 << 20);
+  for (int64_t bytes = 1 << 10; bytes <= max_bytes; bytes *= 4) {
+    // Zeros: sums stay zero, so repeated in-place reductions never overflow into inf
+    // or drift into denormals, either of which could change the arithmetic's speed.
+    auto buffer = torch::zeros({bytes / 4}, torch::kFloat);
+    auto ours = [&] { comm.all_reduce(buffer, ReduceOp::kSum)->wait(); };
+    auto plain = [&] {
+      MPI_Allreduce(MPI_IN_PLACE, buffer.data_ptr<float>(), static_cast<int>(buffer.numel()),
+                    MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    };
+    // Our path is MPI_Iallreduce + MPI_Wait underneath; timing that bare tells the
+    // wrapper's cost apart from the nonblocking collective's own.
+    auto bare_nonblocking = [&] {
+      MPI_Request request;
+      MPI_Iallreduce(MPI_IN_PLACE, buffer.data_ptr<float>(), static_cast<int>(buffer.numel()),
+                     MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &request);
+      MPI_Wait(&request, MPI_STATUS_IGNORE);
+    };
+    const auto s = compare(comm, {ours, plain, bare_nonblocking}, opt.quick ? 0.45 : 2.0);
+    const double ours_bw = bus_gbps(bytes, world, s[0]), plain_bw = bus_gbps(bytes, world, s[1]);
+    const double bare_bw = bus_gbps(bytes, world, s[2]);
+    report.row("allreduce " + size_label(bytes),
+               {{"bytes", bytes}, {"world_size", world}, {"ours_us", s[0] * 1e6},
+                {"mpi_us", s[1] * 1e6}, {"mpi_iallreduce_us", s[2] * 1e6},
+                {"ours_busbw_gbps", ours_bw}, {"mpi_busbw_gbps", plain_bw},
+                {"mpi_iallreduce_busbw_gbps", bare_bw}, {"ratio", ours_bw / plain_bw}},
+               format("ours %8.1f us %6.3f GB/s | MPI_Allreduce %8.1f us %6.3f GB/s | ratio %.2f"
+                      " | bare MPI_Iallreduce %6.3f GB/s",
+                      s[0] * 1e6, ours_bw, s[1] * 1e6, plain_bw, ours_bw / plain_bw, bare_bw));
+  }
+}
+
+// ---- the model and its data -----------------------------------------------------------
+
+constexpr int64_t kGlobalBatch = 12, kSeqLen = 64;
+
+// A small-config model whose trainable parameters are those of stage-1 training: the
+// value heads are frozen there (their hooks would never fire and would hold back the
+// bucket they sit in), so they are here too.
+struct TrainableModel {
+  crsm::model::Backbone model{nullptr};
+  std::vector<std::pair<std::string, at::Tensor>> params;
+  std::vector<bool> decay;
+};
+
+TrainableModel make_model(const crsm::RunConfig& cfg) {
+  torch::manual_seed(0);  // identical start on every rank (DataParallel broadcasts anyway)
+  TrainableModel m;
+  m.model = crsm::model::Backbone(cfg.model);
+  m.model->train();
+  for (const auto& p : m.model->named_parameters(/*recurse=*/true)) {
+    if (p.key().rfind("value_heads.", 0) == 0) {
+      p.value().set_requires_grad(false);
+      continue;
+    }
+    m.params.emplace_back(p.key(), p.value());
+    m.decay.push_back(crsm::train::decays(p.key(), p.value().dim()));
+  }
+  return m;
+}
+
+// This rank's share of the global batch: random windows [12 / W, 64 + 1]; each rank
+// draws different tokens, as a sampler would give it different data.
+at::Tensor local_windows(const crsm::RunConfig& cfg, Communicator& comm) {
+  if (kGlobalBatch % comm.world_size() != 0)
+    throw std::runtime_error("global batch " + std::to_string(kGlobalBatch) +
+                             " does not split over " + std::to_string(comm.world_size()) + " ranks");
+  torch::manual_seed(1000 + comm.rank());
+  return torch::randint(0, cfg.model.vocab_size, {kGlobalBatch / comm.world_size(), kSeqLen + 1},
+                        torch::kLong);
+}
+
+// One gradient step as the trainer takes it, without the optimizer. When `waits` is
+// given it collects how long end_micro_batch() blocked: the communication still
+// outstanding when backward returned. Over shared memory that is not the whole cost of
+// communicating: the copies and sums of a collective in flight run on this core inside
+// the MPI_Test calls DataParallel's hooks make, i.e. within backward. Step times are the
+// verdict; waits show where the time went.
+void gradient_step(crsm::dist::DataParallel& dp, crsm::model::Backbone& model,
+                   const at::Tensor& windows, std::vector<double>* waits = nullptr) {
+  dp.zero_grad();
+  dp.begin_micro_batch(/*last=*/true);
+  crsm::train::lm_loss(model, windows, 0.0).total.backward();
+  const auto backward_done = Clock::now();
+  dp.end_micro_batch();
+  if (waits) waits->push_back(std::chrono::duration<double>(Clock::now() - backward_done).count());
+}
+
+// ---- 2. overlapping gradient reduction with backward ----------------------------------
+
+void bench_overlap(Report& report, Communicator& comm, const crsm::RunConfig& cfg,
+                   const Options& opt) {
+  const auto windows = local_windows(cfg, comm);
+  for (const int64_t bucket_bytes : {int64_t{4} << 20, int64_t{256} << 10}) {
+    // A copy of the model per variant: DataParallel rewires a model's parameters into
+    // its flat buffer and hooks them, so variants cannot share one.
+    auto overlapped = make_model(cfg), after = make_model(cfg), alone = make_model(cfg);
+    crsm::dist::DataParallelOptions o;
+    o.bucket_bytes = bucket_bytes;
+    crsm::dist::DataParallel dp_overlap(overlapped.params, overlapped.decay, comm, o);
+    o.reduce_after_backward = true;
+    crsm::dist::DataParallel dp_after(after.params, after.decay, comm, o);
+    // Forward and backward with no DataParallel: how much time reduction adds at all,
+    // which bounds what overlapping it could save.
+    auto compute_only = [&] {
+      alone.model->zero_grad();
+      crsm::train::lm_loss(alone.model, windows, 0.0).total.backward();
+    };
+    std::vector<double> overlap_waits, after_waits;
+    const auto s = compare(
+        comm,
+        {[&] { gradient_step(dp_overlap, overlapped.model, windows, &overlap_waits); },
+         [&] { gradient_step(dp_after, after.model, windows, &after_waits); }, compute_only},
+        opt.quick ? 2.0 : 12.0, opt.quick ? 5 : 11);
+    // This rank's median; the table shows rank 0's (ranks differ little: same work).
+    const double overlap_wait = median(overlap_waits), after_wait = median(after_waits);
+    const auto buckets = static_cast<int64_t>(dp_overlap.layout().buckets().size());
+    const double grad_mib = dp_overlap.layout().total() * 4.0 / (1 << 20);
+    report.row("overlap bucket " + size_label(bucket_bytes),
+               {{"bucket_bytes", bucket_bytes}, {"buckets", buckets}, {"grad_mib", grad_mib},
+                {"world_size", comm.world_size()}, {"local_batch", windows.size(0)},
+                {"overlap_ms", s[0] * 1e3}, {"after_backward_ms", s[1] * 1e3},
+                {"backward_only_ms", s[2] * 1e3}, {"speedup", s[1] / s[0]},
+                {"overlap_wait_ms", overlap_wait * 1e3}, {"after_backward_wait_ms", after_wait * 1e3}},
+               format("%2lld bucket%s of %.1f MiB | overlapped %6.1f ms (waits %5.2f) | after "
+                      "backward %6.1f ms (waits %5.2f) | speed-up %.3f | no reduction %6.1f ms",
+                      static_cast<long long>(buckets), buckets == 1 ? " " : "s", grad_mib,
+                      s[0] * 1e3, overlap_wait * 1e3, s[1] * 1e3, after_wait * 1e3, s[1] / s[0],
+                      s[2] * 1e3));
+  }
+}
+
+// ---- 3. training throughput -----------------------------------------------------------
+
+void bench_throughput(Report& report, Communicator& comm, const crsm::RunConfig& cfg,
+                      const Options& opt) {
+  const auto windows = local_windows(cfg, comm);
+  auto m = make_model(cfg);
+  crsm::dist::DataParallelOptions o;
+  o.zero_stage = opt.zero_stage;
+  crsm::dist::DataParallel dp(m.params, m.decay, comm, o);
+  std::vector<crsm::train::AdamW::Slot> slots;
+  for (size_t i = 0; i < dp.owned_segments().size(); ++i) {
+    const auto& seg = dp.owned_segments()[i];
+    const auto& info = dp.layout().params()[static_cast<size_t>(seg.param)].info;
+    slots.push_back({info.name, seg.param_offset, dp.owned_params()[i], info.decay});
+  }
+  crsm::train::AdamW adamw(std::move(slots), {});
+  auto step = [&] {
+    gradient_step(dp, m.model, windows);
+    adamw.step(cfg.train.lr, dp.owned_grads());
+    dp.gather_params();
+  };
+  const double s = compare(comm, {step}, opt.quick ? 1.5 : 6.0, opt.quick ? 5 : 9)[0];
+  const double tps = kGlobalBatch * kSeqLen / s;
+  report.row("train step W=" + std::to_string(comm.world_size()),
+             {{"world_size", comm.world_size()}, {"threads_per_rank", at::get_num_threads()},
+              {"zero_stage", opt.zero_stage}, {"global_batch", kGlobalBatch}, {"seq_len", kSeqLen},
+              {"ms_per_step", s * 1e3}, {"tokens_per_s", tps}},
+             format("%9.0f tokens/s  (%.2f ms/step, %d rank%s x %d thread%s, zero stage %d)", tps,
+                    s * 1e3, comm.world_size(), comm.world_size() == 1 ? "" : "s",
+                    at::get_num_threads(), at::get_num_threads() == 1 ? "" : "s", opt.zero_stage));
+}
+
+// ---- command line ---------------------------------------------------------------------
+
+int usage(const char* bad) {
+  std::cerr << "usage: crsm_bench_dist [--json] [--quick] [--threads N] [--config FILE]\n"
+               "                       [--only allreduce|overlap|throughput] [--zero-stage S]\n";
+  if (bad) std::cerr << "bad argument: " << bad << "\n";
+  return 2;
+}
+
+bool parse(int argc, char** argv, Options& opt) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const bool has_value = i + 1 < argc;
+    if (a == "--json") opt.json = true;
+    else if (a == "--quick") opt.quick = true;
+    else if (a == "--threads" && has_value) opt.threads = std::stoi(argv[++i]);
+    else if (a == "--config" && has_value) opt.config = argv[++i];
+    else if (a == "--zero-stage" && has_value) opt.zero_stage = std::stoi(argv[++i]);
+    else if (a == "--only" && has_value) {
+      opt.only = argv[++i];
+      if (opt.only != "allreduce" && opt.only != "overlap" && opt.only != "throughput") return false;
+    } else return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  crsm::dist::prepare_blas_environment(argv);
+  const auto& rt = crsm::dist::init_runtime(&argc, &argv);
+  Options opt;
+  try {
+    if (!parse(argc, argv, opt)) return rt.is_root() ? usage(nullptr) : 2;
+  } catch (const std::exception&) {  // std::stoi on a non-number
+    return rt.is_root() ? usage(nullptr) : 2;
+  }
+  // Default: the node's cores shared among the ranks on it, as crsm_train does.
+  crsm::dist::configure_threads(opt.threads, rt.local_world_size);
+  Report report{opt.json, rt.is_root()};
+  try {
+    auto comm = crsm::dist::make_communicator(rt, "cpu");
+    const auto cfg = crsm::load_run_config(opt.config);
+    // The load average says whether something else competed for the cores meanwhile.
+    double load = -1;
+    getloadavg(&load, 1);
+    report.line(format("crsm_bench_dist: %d rank%s (%s), %d thread%s per rank, %s, global batch "
+                       "%lld x %lld%s, load average %.2f",
+                       comm->world_size(), comm->world_size() == 1 ? "" : "s",
+                       comm->backend().c_str(), at::get_num_threads(),
+                       at::get_num_threads() == 1 ? "" : "s", opt.config.c_str(),
+                       static_cast<long long>(kGlobalBatch), static_cast<long long>(kSeqLen),
+                       opt.quick ? ", quick" : "", load));
+    const auto wanted = [&](const char* name) { return opt.only.empty() || opt.only == name; };
+    if (wanted("allreduce")) bench_allreduce(report, *comm, opt);
+    if (wanted("overlap")) bench_overlap(report, *comm, cfg, opt);
+    if (wanted("throughput")) bench_throughput(report, *comm, cfg, opt);
+  } catch (const std::exception& e) {
+    std::cerr << crsm::dist::rank_prefix() << "crsm_bench_dist: " << e.what() << "\n";
+    if (rt.world_size > 1) crsm::dist::abort_job(1);  // the other ranks may wait in a collective
+    return 1;
+  }
+  return 0;
+}
