@@ -137,7 +137,11 @@ int train_command(int argc, char** argv) {
   if (t.lr <= 0 || t.min_lr_ratio < 0 || t.min_lr_ratio > 1)
     throw std::invalid_argument("--lr must be > 0 and --min-lr-ratio in [0, 1]");
 
-  dist::configure_threads(vm["threads"].as<int>(), rt.local_world_size);
+  const int threads = dist::configure_threads(vm["threads"].as<int>(), rt.local_world_size);
+  if (rt.world_size > 1)
+    std::fprintf(stderr, "%slocal rank %d of %d on this node, %d threads, device %s, %s backend\n",
+                 dist::rank_prefix().c_str(), rt.local_rank, rt.local_world_size, threads,
+                 config.device.c_str(), comm->backend().c_str());
   const auto result = train::run_training(config, t, *comm);
   if (result.exit_status == train::kExitOk && result.steps_run > 0 && rt.is_root())
     std::printf("train: done, %lld steps, val loss %.4f, checkpoint %s\n",
