@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds CRSM-dist against the LibTorch of a PyTorch install with CUDA and checks it on
-# the GPU: unit tests, the backbone benchmark, and a short CUDA training run. Meant for
+# the GPU: unit tests, the NCCL communicator tests (one rank per GPU), the backbone
+# benchmark, and 50 steps of the small config on cuda:0 in bf16 and fp32 under mpirun
+# (so gradients go through the NCCL backend). Meant for
 # a GPU machine with PyTorch, CUDA and the other libraries but without Debian's compiled
 # Boost.Program_options: pass a folder of Debian .deb files (libboost-program-options
 # 1.74 and its -dev packages) as $1 and they are unpacked and used. Logs go to $2.
@@ -22,7 +24,7 @@ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.versio
 
 start=$(date +%s)
 cmake -S "$root" -B "$root/build-gpu" -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$torch_prefix" \
+  -DCMAKE_PREFIX_PATH="$torch_prefix" -DCRSM_TEST_NCCL=ON \
   -DBoost_DIR="$boost_root/usr/lib/x86_64-linux-gnu/cmake/Boost-1.74.0" \
   -Dboost_program_options_DIR="$boost_root/usr/lib/x86_64-linux-gnu/cmake/boost_program_options-1.74.0" \
   -Dboost_headers_DIR="$boost_root/usr/lib/x86_64-linux-gnu/cmake/boost_headers-1.74.0" \
@@ -36,10 +38,15 @@ echo "gpu_check: ctest exit $status"
 
 "$root/build-gpu/bench/crsm_bench" --configs "$root/configs" || echo "gpu_check: bench failed"
 
-run=$root/build-gpu/run_cuda
-rm -rf "$run"
-"$root/build-gpu/apps/crsm_train" train --config "$root/configs/small.json" --data "$root/data/tinyshakespeare.txt" \
-  --checkpoint-dir "$run" --device cuda:0 --no-value-loss --max-steps 50 --log-every 10 --eval-every 50 \
-  && "$root/build-gpu/apps/crsm_train" generate --model "$run" --device cuda:0 --prompt "ROMEO:" --max-length 60 \
-  || echo "gpu_check: CUDA training run failed"
+ctest --test-dir "$root/build-gpu" -L gpu --output-on-failure || { echo "gpu_check: NCCL tests failed"; status=1; }
+
+for precision in bf16 fp32; do
+  run=$root/build-gpu/run_cuda_$precision
+  rm -rf "$run"
+  mpirun --allow-run-as-root -np "${CRSM_GPU_RANKS:-1}" "$root/build-gpu/apps/crsm_train" train \
+    --config "$root/configs/small.json" --data "$root/data/tinyshakespeare.txt" --checkpoint-dir "$run" \
+    --device cuda --precision "$precision" --no-value-loss --max-steps 50 --log-every 10 --eval-every 50 \
+    && "$root/build-gpu/apps/crsm_train" generate --model "$run" --device cuda:0 --prompt "ROMEO:" --max-length 60 \
+    || { echo "gpu_check: CUDA $precision training run failed"; status=1; }
+done
 exit $status

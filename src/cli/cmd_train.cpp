@@ -1,3 +1,5 @@
+#include <torch/cuda.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -79,7 +81,8 @@ int train_command(int argc, char** argv) {
       ("device", po::value<std::string>(), "cpu | cuda | cuda:N (config: device)")
       ("threads", po::value<int>()->default_value(0), "CPU threads per rank (0: the node's cores / ranks on it)")
       ("zero-stage", po::value<int>(), "0 replicated | 1 optimizer state sharded | 2 gradients sharded too (config: zero_stage)")
-      ("bucket-mb", po::value<double>()->default_value(4.0, "4"), "gradient bucket size in MiB for the overlapped all-reduce");
+      ("bucket-mb", po::value<double>()->default_value(4.0, "4"), "gradient bucket size in MiB for the overlapped all-reduce")
+      ("precision", po::value<std::string>()->default_value("fp32"), "fp32 | bf16 (autocast forward passes to bfloat16; weights, optimizer and losses stay fp32)");
   po::variables_map vm;
   if (!parse_options(argc, argv, "usage: crsm_train train --checkpoint-dir DIR --data DATA [--config FILE] [options]", o, vm))
     return 0;
@@ -100,6 +103,9 @@ int train_command(int argc, char** argv) {
   if (!vm.count("data"))
     throw std::invalid_argument("--data is required: a directory from `crsm_train prepare`, or a text file such as data/tinyshakespeare.txt");
   const auto& rt = dist::runtime();
+  if (config.device.rfind("cuda", 0) == 0 && !torch::cuda::is_available())
+    throw std::invalid_argument("--device " + config.device +
+                                ": no CUDA device is available (CPU-only LibTorch or no visible GPU)");
   // Rank 0 prepares a text corpus once; the others wait and then read what it wrote.
   auto comm = dist::make_communicator(rt, config.device);
   std::string data_dir;
@@ -131,6 +137,7 @@ int train_command(int argc, char** argv) {
   t.zero_stage = static_cast<int>(config.zero_stage);
   t.bucket_bytes = static_cast<int64_t>(vm["bucket-mb"].as<double>() * (1 << 20));
   if (t.bucket_bytes < 4) throw std::invalid_argument("--bucket-mb must be positive");
+  t.precision = train::parse_precision(vm["precision"].as<std::string>());
   if (t.epochs <= 0 && t.max_steps <= 0)
     throw std::invalid_argument("nothing to do: --epochs and --max-steps are both 0");
   if (t.grad_accum < 1) throw std::invalid_argument("--grad-accum must be >= 1");

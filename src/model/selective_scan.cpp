@@ -29,9 +29,13 @@ struct FusedScanFunction : torch::autograd::Function<FusedScanFunction> {
 
 }  // namespace
 
-at::Tensor selective_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
-                          const at::Tensor& B, const at::Tensor& C, const at::Tensor& D,
-                          const at::Tensor& z, at::Tensor* final_state) {
+at::Tensor selective_scan(const at::Tensor& x_in, const at::Tensor& dt_in, const at::Tensor& A,
+                          const at::Tensor& B_in, const at::Tensor& C_in, const at::Tensor& D,
+                          const at::Tensor& z_in, at::Tensor* final_state) {
+  // The recurrence runs in float32 whatever autocast made of its inputs: a long product
+  // of decays in bfloat16 would lose the state.
+  const auto f32 = [](const at::Tensor& t) { return t.scalar_type() == at::kFloat ? t : t.to(at::kFloat); };
+  const auto x = f32(x_in), dt = f32(dt_in), B = f32(B_in), C = f32(C_in), z = f32(z_in);
   if (!x.device().is_cpu()) return selective_scan_reference(x, dt, A, B, C, D, z, final_state);
   auto out = FusedScanFunction::apply(x, dt, A, B, C, D, z);
   if (final_state) *final_state = out[1];

@@ -9,13 +9,15 @@ LossParts lm_loss(model::Backbone& model, const at::Tensor& windows, double valu
   const auto inputs = windows.narrow(1, 0, T);
   const auto targets = windows.narrow(1, 1, T);
   const auto out = model->forward(inputs);
-  const int64_t vocab = out.logits.size(-1);
-  const auto lm = torch::nn::functional::cross_entropy(out.logits.reshape({-1, vocab}),
+  // Under bf16 autocast the logits come out in bfloat16; the losses are taken in float32.
+  const auto logits = out.logits.to(torch::kFloat);
+  const int64_t vocab = logits.size(-1);
+  const auto lm = torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}),
                                                        targets.reshape(-1));
   if (value_weight <= 0) return {lm, lm, torch::zeros({}, lm.options())};
   const auto p_true =
-      torch::softmax(out.logits.detach(), -1).gather(-1, targets.unsqueeze(-1));  // [B, T, 1]
-  const auto value = (out.values - p_true).pow(2).mean(at::IntArrayRef{0, 1}).sum();
+      torch::softmax(logits.detach(), -1).gather(-1, targets.unsqueeze(-1));  // [B, T, 1]
+  const auto value = (out.values.to(torch::kFloat) - p_true).pow(2).mean(at::IntArrayRef{0, 1}).sum();
   return {lm + value_weight * value, lm, value};
 }
 

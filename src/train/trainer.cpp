@@ -221,12 +221,13 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
 
   if (root) {
     std::printf("train: %lld parameters | %lld train / %lld val tokens | %lld batches per epoch | "
-                "%lld steps | %d rank%s (%s, zero stage %d) | device %s | %d threads per rank\n",
+                "%lld steps | %d rank%s (%s, zero stage %d) | device %s, %s | %d threads per rank\n",
                 static_cast<long long>(model::analytic_parameter_count(config.model)),
                 static_cast<long long>(train_split.size()), static_cast<long long>(val_split.size()),
                 static_cast<long long>(sampler.batches_per_epoch()),
                 static_cast<long long>(total_steps), world, world == 1 ? "" : "s",
-                comm.backend().c_str(), opt.zero_stage, device.str().c_str(), at::get_num_threads());
+                comm.backend().c_str(), opt.zero_stage, device.str().c_str(),
+                opt.precision == Precision::kBFloat16 ? "bf16 autocast" : "fp32", at::get_num_threads());
     std::fflush(stdout);
   }
 
@@ -239,8 +240,10 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   };
   auto evaluate = [&] {
     double weighted = 0;
-    if (val_windows.size(0) > 0)
+    if (val_windows.size(0) > 0) {
+      AutocastScope autocast(opt.precision, device.type());
       weighted = evaluate_lm_loss(model, val_windows, local_batch) * static_cast<double>(val_windows.size(0));
+    }
     auto sums = torch::tensor({weighted, static_cast<double>(val_windows.size(0))},
                               torch::TensorOptions().dtype(torch::kDouble)).to(comm.device());
     dist::all_reduce_now(comm, sums);
@@ -292,7 +295,12 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
     double loss = 0, lm = 0, value = 0;
     for (int64_t k = 0; k < opt.grad_accum; ++k) {
       dp.begin_micro_batch(k + 1 == opt.grad_accum);
-      const auto parts = lm_loss(model, windows.narrow(0, k * micro, micro), value_weight);
+      LossParts parts;
+      {
+        // Forward only: backward runs outside autocast, as autograd expects.
+        AutocastScope autocast(opt.precision, device.type());
+        parts = lm_loss(model, windows.narrow(0, k * micro, micro), value_weight);
+      }
       (parts.total / static_cast<double>(opt.grad_accum)).backward();
       dp.end_micro_batch();
       loss += parts.total.item<double>() / opt.grad_accum;

@@ -129,6 +129,15 @@ TEST_F(CliBadInput, GenerateAndExportNameTheirOwnFlagForAMissingCheckpoint) {
   EXPECT_FALSE(fs::exists(work->path() / "x.safetensors"));
 }
 
+TEST_F(CliBadInput, CudaDeviceWithoutAGpu) {
+  if (run_command("nvidia-smi -L").status == 0) GTEST_SKIP() << "this machine has a GPU";
+  expect_refused(run_command(train("nogpu", "--max-steps 1 --device cuda")),
+                 "--device cuda: no CUDA device is available");
+  expect_refused(run_command(std::string(CRSM_MPIEXEC) + " --allow-run-as-root --oversubscribe -np 2 " +
+                             train("nogpu2", "--max-steps 1 --device cuda")),
+                 "--device cuda: no CUDA device is available");
+}
+
 TEST_F(CliBadInput, ZeroStageOutOfRange) {
   expect_refused(run_command(train("zero", "--max-steps 1 --zero-stage 3")), "zero_stage");
 }

@@ -48,6 +48,24 @@ TEST_F(CliTrain, TokensPerSecondCoversTheWholeLoggingWindow) {
                                   << wall << " s run";
 }
 
+TEST_F(CliTrain, Bf16AutocastTrainsLikeFloat32) {
+  const std::string steps = "--no-value-loss --max-steps 30 --log-every 10 --eval-every 0 --eval-batches 2 ";
+  const auto fp32 = run_command(crsm_train(train_args("prec_fp32", steps)));
+  const auto bf16 = run_command(crsm_train(train_args("prec_bf16", steps + "--precision bf16")));
+  ASSERT_EQ(fp32.status, 0) << fp32.output;
+  ASSERT_EQ(bf16.status, 0) << bf16.output;
+  EXPECT_NE(bf16.output.find("bf16 autocast"), std::string::npos) << bf16.output;
+  const auto a = metrics_of(work->path() / "prec_fp32", "train");
+  const auto b = metrics_of(work->path() / "prec_bf16", "train");
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_LT(b[2]["loss"].get<double>(), b[0]["loss"].get<double>() - 0.2);
+  EXPECT_NEAR(b[2]["loss"].get<double>(), a[2]["loss"].get<double>(), 0.05);
+  const auto bad = run_command(crsm_train(train_args("prec_bad", steps + "--precision fp16")));
+  EXPECT_EQ(bad.status, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--precision fp16: expected fp32 or bf16"), std::string::npos) << bad.output;
+}
+
 TEST_F(CliTrain, ResumedRunReproducesTheUninterruptedLosses) {
   const auto straight = run_command(crsm_train(train_args(
       "straight", "--no-value-loss --max-steps 8 --log-every 1 --save-every 4 --keep-last 0 --eval-every 0")));

@@ -1,0 +1,63 @@
+#include <ATen/autocast_mode.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "model/backbone.h"
+#include "train/lm_loss.h"
+#include "train/mixed_precision.h"
+
+namespace {
+
+using crsm::train::AutocastScope;
+using crsm::train::Precision;
+
+crsm::model::ModelConfig small_model() {
+  crsm::model::ModelConfig cfg;
+  cfg.vocab_size = 40;
+  cfg.d_model = 32;
+  cfg.d_state = 8;
+  cfg.d_ffn = 64;
+  cfg.num_layers = 2;
+  cfg.dropout = 0.0;
+  return cfg;
+}
+
+TEST(MixedPrecision, Bf16ForwardStaysCloseToFloat32AndKeepsFloat32Gradients) {
+  torch::manual_seed(21);
+  crsm::model::Backbone model(small_model());
+  const auto windows = torch::randint(0, 40, {3, 17}, torch::kLong);
+  const auto reference = crsm::train::lm_loss(model, windows, 1.0);
+  crsm::train::LossParts mixed;
+  {
+    AutocastScope autocast(Precision::kBFloat16, c10::DeviceType::CPU);
+    EXPECT_TRUE(at::autocast::is_cpu_enabled());
+    mixed = crsm::train::lm_loss(model, windows, 1.0);
+  }
+  EXPECT_FALSE(at::autocast::is_cpu_enabled());
+  EXPECT_EQ(mixed.total.scalar_type(), torch::kFloat);
+  // bfloat16 keeps 8 bits of mantissa: the loss agrees to about 1%.
+  EXPECT_NEAR(mixed.lm.item<double>(), reference.lm.item<double>(), 0.01 * reference.lm.item<double>());
+  EXPECT_GT(mixed.value.item<double>(), 0.0);
+  mixed.total.backward();
+  for (const auto& p : model->parameters()) {
+    ASSERT_TRUE(p.grad().defined());
+    EXPECT_EQ(p.grad().scalar_type(), torch::kFloat);
+    EXPECT_TRUE(torch::isfinite(p.grad()).all().item<bool>());
+  }
+}
+
+TEST(MixedPrecision, Float32ScopeChangesNothing) {
+  {
+    AutocastScope autocast(Precision::kFloat32, c10::DeviceType::CPU);
+    EXPECT_FALSE(at::autocast::is_cpu_enabled());
+  }
+  EXPECT_FALSE(at::autocast::is_cpu_enabled());
+}
+
+TEST(MixedPrecision, ParsesOnlyKnownNames) {
+  EXPECT_EQ(crsm::train::parse_precision("bf16"), Precision::kBFloat16);
+  EXPECT_EQ(crsm::train::parse_precision("fp32"), Precision::kFloat32);
+  EXPECT_THROW(crsm::train::parse_precision("fp16"), std::invalid_argument);
+}
+
+}  // namespace
