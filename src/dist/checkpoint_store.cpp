@@ -62,8 +62,25 @@ std::vector<fs::path> checkpoints_newest_first(const fs::path& root) {
   return out;
 }
 
+// What `latest` names, if anything.
+std::optional<fs::path> latest_of(const fs::path& root) {
+  std::ifstream in(root / "latest");
+  std::string name;
+  if (!(in >> name) || step_of(name) < 0) return std::nullopt;
+  return root / name;
+}
+
+// `latest` first: after a resume from an older checkpoint it names the live branch,
+// while a higher step number may belong to the abandoned one. Then by step.
 std::optional<std::string> newest_verified(const fs::path& root, std::vector<std::string>* skipped) {
+  const auto latest = latest_of(root);
+  if (latest && fs::is_directory(*latest)) {
+    const std::string problem = verify_checkpoint(latest->string());
+    if (problem.empty()) return latest->string();
+    if (skipped) skipped->push_back("skipping damaged checkpoint " + latest->string() + ": " + problem);
+  }
   for (const auto& dir : checkpoints_newest_first(root)) {
+    if (latest && dir == *latest) continue;
     const std::string problem = verify_checkpoint(dir.string());
     if (problem.empty()) return dir.string();
     if (skipped) skipped->push_back("skipping damaged checkpoint " + dir.string() + ": " + problem);
@@ -119,8 +136,16 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp_di
   sync_path(root, true);
 
   if (keep_last > 0) {
-    const auto all = checkpoints_newest_first(root);
-    for (size_t i = static_cast<size_t>(keep_last); i < all.size(); ++i) fs::remove_all(all[i]);
+    // The checkpoint just written always stays, even when higher steps from another
+    // branch of the run (a resume from an older checkpoint) outrank it.
+    int kept = 1;
+    for (const auto& dir : checkpoints_newest_first(root)) {
+      if (dir == final_dir) continue;
+      if (kept < keep_last)
+        ++kept;
+      else
+        fs::remove_all(dir);
+    }
   }
   return final_dir.string();
 }
@@ -147,6 +172,12 @@ std::string verify_checkpoint(const std::string& dir) {
     return "manifest.json: unsupported format_version " + manifest.value("format_version", json()).dump();
   if (!manifest.contains("files") || !manifest["files"].is_object())
     return "manifest.json: no file list";
+  // Every rank file the manifest's shard map names must be among the hashed files, or
+  // the checkpoint would verify and then fail to load.
+  if (manifest.contains("optimizer_shards") && manifest["optimizer_shards"].is_object())
+    for (const auto& item : manifest["optimizer_shards"].items())
+      if (!manifest["files"].contains(item.key()))
+        return item.key() + " is named in optimizer_shards but is not in the checkpoint's file list";
   for (const auto& item : manifest["files"].items()) {
     const fs::path path = fs::path(dir) / item.key();
     if (!fs::exists(path)) return item.key() + " is missing";

@@ -1,6 +1,9 @@
 #include "dist/communicator.h"
 
 #include <ATen/ATen.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
 
 #include <cstring>
 
@@ -10,7 +13,11 @@ std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const std::st
   if (!rt.mpi) return make_local_communicator();
   if (device.rfind("cuda", 0) == 0) {
     const auto colon = device.find(':');
-    const int index = colon == std::string::npos ? rt.local_rank : std::stoi(device.substr(colon + 1));
+    // One GPU per local rank; when the scheduler shows each rank only its own GPU(s)
+    // (srun --gpus-per-task), the local rank wraps onto those.
+    const int visible = std::max<int>(1, static_cast<int>(torch::cuda::device_count()));
+    const int index =
+        colon == std::string::npos ? rt.local_rank % visible : std::stoi(device.substr(colon + 1));
     return make_nccl_communicator(index);
   }
   return make_mpi_communicator();

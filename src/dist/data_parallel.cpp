@@ -128,10 +128,24 @@ void DataParallel::zero_grad() {
 void DataParallel::begin_micro_batch(bool last) {
   syncing_ = last || options_.zero_stage == 2;
   next_launch_ = 0;
+  retired_ = 0;
   for (size_t b = 0; b < buckets_.size(); ++b) {
     buckets_[b]->pending = static_cast<int>(layout_.buckets()[b].params.size());
     buckets_[b]->ready = false;
   }
+}
+
+at::Tensor DataParallel::allocate_staging(int64_t elements) {
+  auto t = torch::zeros({elements}, flat_params_.options());
+  staging_bytes_ += elements * t.element_size();
+  peak_staging_bytes_ = std::max(peak_staging_bytes_, staging_bytes_);
+  return t;
+}
+
+void DataParallel::release_staging(at::Tensor& t) {
+  if (!t.defined()) return;
+  staging_bytes_ -= t.numel() * t.element_size();
+  t = at::Tensor();
 }
 
 void DataParallel::on_gradient_ready(int param) {
@@ -140,11 +154,7 @@ void DataParallel::on_gradient_ready(int param) {
   auto& state = *buckets_[static_cast<size_t>(fp.bucket)];
   if (options_.zero_stage == 2) {
     const auto& bucket = layout_.buckets()[static_cast<size_t>(fp.bucket)];
-    if (!state.staging.defined()) {
-      state.staging = torch::zeros({bucket.end - bucket.begin}, flat_params_.options());
-      staging_bytes_ += state.staging.numel() * state.staging.element_size();
-      peak_staging_bytes_ = std::max(peak_staging_bytes_, staging_bytes_);
-    }
+    if (!state.staging.defined()) state.staging = allocate_staging(bucket.end - bucket.begin);
     auto& p = model_params_[static_cast<size_t>(param)];
     if (p.grad().defined()) {
       state.staging.narrow(0, fp.offset - bucket.begin, fp.info.numel()).copy_(p.grad().reshape(-1));
@@ -159,7 +169,13 @@ void DataParallel::on_gradient_ready(int param) {
 
 void DataParallel::launch_ready_in_order() {
   // Every rank must issue collectives in the same order, whatever order hooks fire in.
-  while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready) launch(next_launch_++);
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready) {
+    launch(next_launch_++);
+    // Stage 2 holds a bucket's full gradient until its reduction is retired: keeping at
+    // most kMaxInFlight in flight bounds that memory (MPI only progresses inside MPI
+    // calls, so waiting is what retires them).
+    while (options_.zero_stage == 2 && next_launch_ - retired_ > kMaxInFlight) retire(retired_++);
+  }
 }
 
 void DataParallel::launch(size_t b) {
@@ -168,13 +184,9 @@ void DataParallel::launch(size_t b) {
   auto& state = *buckets_[b];
   const double inv_world = 1.0 / layout_.world_size();
   if (options_.zero_stage == 2) {
-    if (!state.staging.defined()) {
-      state.staging = torch::zeros({bucket.end - bucket.begin}, flat_params_.options());
-      staging_bytes_ += state.staging.numel() * state.staging.element_size();
-      peak_staging_bytes_ = std::max(peak_staging_bytes_, staging_bytes_);
-    }
+    if (!state.staging.defined()) state.staging = allocate_staging(bucket.end - bucket.begin);
     state.staging.mul_(inv_world);
-    state.received = torch::empty({bucket.chunk(layout_.world_size())}, flat_params_.options());
+    state.received = allocate_staging(bucket.chunk(layout_.world_size()));
     state.work = comm_.reduce_scatter(state.staging, state.received);
   } else {
     auto view = flat_grads_.narrow(0, bucket.begin, bucket.end - bucket.begin);
@@ -183,30 +195,33 @@ void DataParallel::launch(size_t b) {
   }
 }
 
+void DataParallel::retire(size_t b) {
+  torch::NoGradGuard no_grad;
+  auto& state = *buckets_[b];
+  if (state.work) state.work->wait();
+  state.work.reset();
+  if (options_.zero_stage == 2) {
+    // Accumulates over micro-batches: each one's reduced chunk adds to the shard.
+    grad_shard_.narrow(0, shard_offset_[b], state.received.numel()).add_(state.received);
+    release_staging(state.staging);
+    release_staging(state.received);
+  }
+}
+
 void DataParallel::poll_in_flight() {
-  for (size_t b = 0; b < next_launch_; ++b)
+  while (retired_ < next_launch_ && buckets_[retired_]->work && buckets_[retired_]->work->poll())
+    retire(retired_++);
+  for (size_t b = retired_; b < next_launch_; ++b)
     if (buckets_[b]->work) buckets_[b]->work->poll();
 }
 
 void DataParallel::end_micro_batch() {
-  torch::NoGradGuard no_grad;
   if (!syncing_) return;
   // Buckets whose parameters got no gradient this step (or all of them, when hooks are
   // off) are reduced now, still in order.
   for (auto& state : buckets_) state->ready = true;
   launch_ready_in_order();
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    auto& state = *buckets_[b];
-    if (state.work) state.work->wait();
-    state.work.reset();
-    if (options_.zero_stage == 2) {
-      // Accumulates over micro-batches: each one's reduced chunk adds to the shard.
-      grad_shard_.narrow(0, shard_offset_[b], state.received.numel()).add_(state.received);
-      staging_bytes_ -= state.staging.numel() * state.staging.element_size();
-      state.staging = at::Tensor();
-      state.received = at::Tensor();
-    }
-  }
+  while (retired_ < next_launch_) retire(retired_++);
   syncing_ = false;
 }
 
@@ -246,9 +261,12 @@ MemoryUsage planned_memory(const FlatLayout& layout, int zero_stage, int64_t ele
   int64_t largest_bucket = 0;
   for (const auto& b : layout.buckets()) largest_bucket = std::max(largest_bucket, b.end - b.begin);
   const int64_t owned = zero_stage >= 1 ? layout.shard_elements() : layout.data_elements();
-  // Stage 2 holds its shard plus the buckets being filled and reduced (two at a time
-  // in steady state: one filling while the previous one is in flight).
-  m.grads = zero_stage == 2 ? (layout.shard_elements() + 2 * largest_bucket) * element_bytes
+  // Stage 2 holds its shard, the buckets in flight with their received chunks, and
+  // the bucket being filled.
+  const auto in_flight = static_cast<int64_t>(DataParallel::kMaxInFlight);
+  m.grads = zero_stage == 2 ? (layout.shard_elements() + (in_flight + 1) * largest_bucket +
+                               in_flight * largest_bucket / layout.world_size()) *
+                                  element_bytes
                             : layout.total() * element_bytes;
   m.optimizer = 2 * owned * 4;
   return m;

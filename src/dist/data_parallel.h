@@ -47,6 +47,9 @@ struct MemoryUsage {
 
 class DataParallel {
  public:
+  // Stage 2: reductions in flight at once (each holds a full bucket of gradient).
+  static constexpr size_t kMaxInFlight = 2;
+
   // `params`: the trainable parameters in registration order, with whether weight decay
   // applies. They must be on the communicator's device. Rank 0's values are broadcast.
   DataParallel(const std::vector<std::pair<std::string, at::Tensor>>& params,
@@ -88,7 +91,11 @@ class DataParallel {
   struct BucketState;
   void launch(size_t bucket);
   void launch_ready_in_order();
+  // Waits for bucket's reduction; stage 2 adds its chunk to the shard and frees it.
+  void retire(size_t bucket);
   void poll_in_flight();
+  at::Tensor allocate_staging(int64_t elements);
+  void release_staging(at::Tensor& t);
 
   Communicator& comm_;
   DataParallelOptions options_;
@@ -101,7 +108,8 @@ class DataParallel {
   std::vector<at::Tensor> owned_params_, owned_grads_;
   std::vector<int64_t> shard_offset_;  // stage 2: where bucket b's chunk starts in grad_shard_
   std::vector<std::unique_ptr<BucketState>> buckets_;
-  size_t next_launch_ = 0;
+  size_t next_launch_ = 0;  // buckets [0, next_launch_) are launched this micro-batch
+  size_t retired_ = 0;      // buckets [0, retired_) are reduced and retired
   bool syncing_ = false;
   int64_t staging_bytes_ = 0, peak_staging_bytes_ = 0;
   // Gradient accumulators of the parameters (kept alive: autograd holds them weakly)

@@ -6,26 +6,45 @@
 #include <mpi.h>
 #include <nccl.h>
 
+#ifdef CRSM_TORCH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
+
 #include "dist/communicator.h"
 
 namespace crsm::dist {
 namespace {
 
-// LibTorch's default compute stream is the legacy null stream unless a caller changes it.
-const cudaStream_t kComputeStream = nullptr;
+// The stream LibTorch queues this device's work on. A CPU-only LibTorch never makes CUDA
+// tensors, so there the legacy default stream is only a placeholder that keeps the
+// backend compiling and linking.
+cudaStream_t compute_stream(int device) {
+#ifdef CRSM_TORCH_CUDA
+  return c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).stream();
+#else
+  (void)device;
+  return nullptr;
+#endif
+}
 
 std::string cuda_text(cudaError_t e) { return cudaGetErrorString(e); }
 
 class NcclWork final : public Work {
  public:
-  NcclWork(cudaEvent_t done, ncclComm_t comm, std::vector<at::Tensor> keep_alive, std::string what)
-      : done_(done), comm_(comm), keep_alive_(std::move(keep_alive)), what_(std::move(what)) {}
-  ~NcclWork() override { cudaEventDestroy(done_); }
+  NcclWork(cudaEvent_t done, ncclComm_t comm, int device, std::vector<at::Tensor> keep_alive,
+           std::string what)
+      : done_(done), comm_(comm), device_(device), keep_alive_(std::move(keep_alive)), what_(std::move(what)) {}
+  ~NcclWork() override {
+    // Buffers go back to the caching allocator only once the compute stream is ordered
+    // after the collective that still reads or writes them.
+    if (!waited_) cudaStreamWaitEvent(compute_stream(device_), done_, 0);
+    cudaEventDestroy(done_);
+  }
 
   void wait() override {
     if (waited_) return;
     check_async();
-    const cudaError_t e = cudaStreamWaitEvent(kComputeStream, done_, 0);
+    const cudaError_t e = cudaStreamWaitEvent(compute_stream(device_), done_, 0);
     if (e != cudaSuccess) throw CommError(what_ + ": cudaStreamWaitEvent: " + cuda_text(e));
     // Safe to release: later compute-stream work is ordered after the collective.
     keep_alive_.clear();
@@ -45,6 +64,7 @@ class NcclWork final : public Work {
 
   cudaEvent_t done_;
   ncclComm_t comm_;
+  int device_;
   std::vector<at::Tensor> keep_alive_;
   std::string what_;
   bool waited_ = false;
@@ -138,7 +158,7 @@ class NcclCommunicator final : public Communicator {
   void barrier() override {
     auto token = at::zeros({1}, at::TensorOptions().device(device()));
     all_reduce(token, ReduceOp::kSum)->wait();
-    check_cuda(cudaStreamSynchronize(kComputeStream), "barrier: cudaStreamSynchronize");
+    check_cuda(cudaStreamSynchronize(compute_stream(device_index_)), "barrier: cudaStreamSynchronize");
   }
 
  private:
@@ -148,12 +168,12 @@ class NcclCommunicator final : public Communicator {
     check_cuda(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), what + ": cudaEventCreate");
     check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), what + ": cudaEventCreate");
     // The collective must see everything the compute stream has queued for its inputs.
-    check_cuda(cudaEventRecord(ready, kComputeStream), what + ": cudaEventRecord");
+    check_cuda(cudaEventRecord(ready, compute_stream(device_index_)), what + ": cudaEventRecord");
     check_cuda(cudaStreamWaitEvent(stream_, ready, 0), what + ": cudaStreamWaitEvent");
     cudaEventDestroy(ready);
     check_nccl(call(), what);
     check_cuda(cudaEventRecord(done, stream_), what + ": cudaEventRecord");
-    return std::make_shared<NcclWork>(done, comm_, std::move(tensors), what);
+    return std::make_shared<NcclWork>(done, comm_, device_index_, std::move(tensors), what);
   }
 
   std::string describe(const char* op, const at::Tensor& t) const {

@@ -56,6 +56,10 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
 
   std::string final_dir;
   if (rank == 0) {
+    for (int r = 0; r < comm.world_size(); ++r)
+      if (!fs::exists(fs::path(tmp) / rank_file(r)))
+        throw dist::CheckpointError(tmp + ": rank " + std::to_string(r) + "'s file " + rank_file(r) +
+                                    " is missing after every rank reported it written");
     model::save_tensor_file((fs::path(tmp) / kModelFile).string(), model::module_tensors(*model));
     tokenizer.save(tmp);
     nlohmann::json shards = nlohmann::json::object();

@@ -31,13 +31,16 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-// "cuda" means this rank's GPU (its local rank) when several ranks share a node.
+// "cuda" means this rank's GPU (its local rank, wrapped onto the GPUs it can see) when
+// several ranks share a node.
 torch::Device parse_device(const std::string& name) {
   if (name.rfind("cuda", 0) == 0 && !torch::cuda::is_available())
     throw std::invalid_argument("--device " + name +
                                 ": no CUDA device is available (CPU-only LibTorch or no visible GPU)");
-  if (name == "cuda" && dist::runtime().world_size > 1)
-    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist::runtime().local_rank));
+  if (name == "cuda" && dist::runtime().world_size > 1) {
+    const int visible = std::max<int>(1, static_cast<int>(torch::cuda::device_count()));
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist::runtime().local_rank % visible));
+  }
   return torch::Device(name);
 }
 

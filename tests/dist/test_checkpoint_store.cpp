@@ -69,6 +69,32 @@ TEST_F(DistCheckpointStore, KeepLastPrunesOldest) {
   EXPECT_TRUE(fs::exists(root / "step_00000004"));
 }
 
+// A run resumed from an older checkpoint is a new branch: what it saves must survive
+// pruning, and `auto` must follow it rather than the abandoned, higher-numbered one.
+TEST_F(DistCheckpointStore, ResumedBranchSurvivesPruningAndAutoFollowsLatest) {
+  save(10, "ten");
+  save(20, "twenty (abandoned branch)");
+  const auto branch = save(15, "fifteen", /*keep_last=*/1);
+  EXPECT_TRUE(fs::exists(branch));
+  const auto chosen = resolve_resume("auto", root.string(), nullptr);
+  ASSERT_TRUE(chosen);
+  EXPECT_EQ(fs::path(*chosen).filename(), "step_00000015");
+}
+
+TEST_F(DistCheckpointStore, ShardFilesNamedByTheManifestMustBeInIt) {
+  const auto tmp = begin_checkpoint(root.string(), 3);
+  std::ofstream(fs::path(tmp) / "rank00000.safetensors") << "rank zero";
+  const auto dir = commit_checkpoint(
+      root.string(), tmp,
+      {{"step", 3},
+       {"optimizer_shards", {{"rank00000.safetensors", nlohmann::json::array()},
+                             {"rank00001.safetensors", nlohmann::json::array()}}}},
+      0);
+  EXPECT_NE(verify_checkpoint(dir).find("rank00001.safetensors is named in optimizer_shards"),
+            std::string::npos)
+      << verify_checkpoint(dir);
+}
+
 TEST_F(DistCheckpointStore, DamageIsDetectedAndAutoFallsBack) {
   save(1, "first good");
   const auto newest = save(2, "second good");

@@ -66,6 +66,36 @@ TEST(DataParallel, GradientsInTheFlatBuffersEqualPlainAutograd) {
   }
 }
 
+// Stage 2 must not hold the whole gradient at once: buckets are retired as their
+// reductions finish, so the peak is a few buckets, whatever the number of buckets.
+TEST(DataParallel, StageTwoHoldsOnlyAFewBucketsOfFullGradient) {
+  torch::manual_seed(13);
+  std::vector<torch::Tensor> layers;
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (int i = 0; i < 12; ++i) {
+    layers.push_back((torch::randn({8, 8}) * 0.3).requires_grad_(true));
+    named.emplace_back("layer" + std::to_string(i), layers.back());
+  }
+  auto comm = make_local_communicator();
+  DataParallelOptions options;
+  options.zero_stage = 2;
+  options.bucket_bytes = 64 * 4;  // one 8x8 layer per bucket
+  DataParallel dp(named, std::vector<bool>(12, true), *comm, options);
+  ASSERT_EQ(dp.layout().buckets().size(), 12u);
+  dp.zero_grad();
+  dp.begin_micro_batch(true);
+  auto h = torch::randn({4, 8});
+  for (const auto& w : layers) h = torch::tanh(h.matmul(w));
+  h.pow(2).sum().backward();
+  dp.end_micro_batch();
+  const int64_t bucket_bytes = 64 * 4, shard_bytes = 12 * bucket_bytes;
+  const auto used = dp.memory();
+  EXPECT_GT(used.grads, shard_bytes);
+  EXPECT_LE(used.grads, shard_bytes + 5 * bucket_bytes) << "peak staging of " << used.grads - shard_bytes
+                                                        << " bytes for 12 buckets";
+  EXPECT_LE(used.grads, planned_memory(dp.layout(), 2, 4).grads);
+}
+
 TEST(DataParallel, ModelParametersBecomeViewsOfTheFlatBuffer) {
   torch::manual_seed(12);
   TinyNet net;

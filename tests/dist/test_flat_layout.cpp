@@ -69,8 +69,9 @@ TEST(MemoryPlan, StagesShrinkWhatTheDesignSays) {
   EXPECT_EQ(crsm::dist::planned_memory(one, 1, 4).optimizer, 8 * n);
   EXPECT_EQ(s1.optimizer, 8 * n / 8);
   EXPECT_EQ(s1.grads, s0.grads);
-  // Buckets hold ten whole 100,000-element parameters (an eleventh would pass 2^20).
-  EXPECT_EQ(s2.grads, 4 * (n / 8 + 2 * 1000000));
+  // Buckets hold ten whole 100,000-element parameters (an eleventh would pass 2^20):
+  // two in flight with their received chunks, and one being filled.
+  EXPECT_EQ(s2.grads, 4 * (n / 8 + 3 * 1000000 + 2 * 1000000 / 8));
   EXPECT_EQ(s2.params, s0.params);
 }
 
