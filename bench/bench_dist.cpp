@@ -276,7 +276,7 @@ void bench_overlap(Report& report, Communicator& comm, const crsm::RunConfig& cf
                 {"overlap_ms", s[0] * 1e3}, {"after_backward_ms", s[1] * 1e3},
                 {"backward_only_ms", s[2] * 1e3}, {"speedup", s[1] / s[0]},
                 {"overlap_wait_ms", overlap_wait * 1e3}, {"after_backward_wait_ms", after_wait * 1e3}},
-               format("%2lld bucket%s of %.1f MiB | overlapped %6.1f ms (waits %5.2f) | after "
+               format("%2lld bucket%s, %.1f MiB in all | overlapped %6.1f ms (waits %5.2f) | after "
                       "backward %6.1f ms (waits %5.2f) | speed-up %.3f | no reduction %6.1f ms",
                       static_cast<long long>(buckets), buckets == 1 ? " " : "s", grad_mib,
                       s[0] * 1e3, overlap_wait * 1e3, s[1] * 1e3, after_wait * 1e3, s[1] / s[0],

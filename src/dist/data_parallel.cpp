@@ -93,10 +93,9 @@ DataParallel::DataParallel(const std::vector<std::pair<std::string, at::Tensor>>
   for (const auto& seg : segments_) {
     owned_params_.push_back(flat_params_.narrow(0, seg.flat_offset, seg.length));
     if (options_.zero_stage == 2) {
-      const auto& bucket = layout_.buckets()[static_cast<size_t>(layout_.params()[seg.param].bucket)];
+      const auto& bucket = layout_.buckets()[static_cast<size_t>(seg.bucket)];
       const int64_t chunk_begin = bucket.begin + comm_.rank() * bucket.chunk(layout_.world_size());
-      const int64_t at = shard_offset_[static_cast<size_t>(layout_.params()[seg.param].bucket)] +
-                         (seg.flat_offset - chunk_begin);
+      const int64_t at = shard_offset_[static_cast<size_t>(seg.bucket)] + (seg.flat_offset - chunk_begin);
       owned_grads_.push_back(grad_shard_.narrow(0, at, seg.length));
     } else {
       owned_grads_.push_back(flat_grads_.narrow(0, seg.flat_offset, seg.length));
@@ -151,18 +150,22 @@ void DataParallel::release_staging(at::Tensor& t) {
 void DataParallel::on_gradient_ready(int param) {
   if (!syncing_) return;
   const auto& fp = layout_.params()[static_cast<size_t>(param)];
-  auto& state = *buckets_[static_cast<size_t>(fp.bucket)];
-  if (options_.zero_stage == 2) {
-    const auto& bucket = layout_.buckets()[static_cast<size_t>(fp.bucket)];
-    if (!state.staging.defined()) state.staging = allocate_staging(bucket.end - bucket.begin);
-    auto& p = model_params_[static_cast<size_t>(param)];
-    if (p.grad().defined()) {
-      state.staging.narrow(0, fp.offset - bucket.begin, fp.info.numel()).copy_(p.grad().reshape(-1));
-      // The full gradient is not kept: the bucket copy is reduced and then dropped.
-      p.mutable_grad() = at::Tensor();
+  auto& p = model_params_[static_cast<size_t>(param)];
+  for (int b = fp.first_bucket; b <= fp.last_bucket; ++b) {
+    auto& state = *buckets_[static_cast<size_t>(b)];
+    if (options_.zero_stage == 2 && p.grad().defined()) {
+      // The part of this parameter's gradient that falls in bucket b.
+      const auto& bucket = layout_.buckets()[static_cast<size_t>(b)];
+      const int64_t lo = std::max(bucket.begin, fp.offset);
+      const int64_t hi = std::min(bucket.data_end, fp.offset + fp.info.numel());
+      if (!state.staging.defined()) state.staging = allocate_staging(bucket.end - bucket.begin);
+      state.staging.narrow(0, lo - bucket.begin, hi - lo)
+          .copy_(p.grad().reshape(-1).narrow(0, lo - fp.offset, hi - lo));
     }
+    if (--state.pending == 0) state.ready = true;
   }
-  if (--state.pending == 0) state.ready = true;
+  // Stage 2 keeps no full gradient: the bucket copies are reduced and then dropped.
+  if (options_.zero_stage == 2) p.mutable_grad() = at::Tensor();
   launch_ready_in_order();
   poll_in_flight();
 }

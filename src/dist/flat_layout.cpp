@@ -15,29 +15,28 @@ FlatLayout::FlatLayout(const std::vector<ParamInfo>& params, int world_size, int
     : world_(world_size) {
   if (world_size < 1) throw std::invalid_argument("world size must be >= 1");
   if (bucket_elements < 1) throw std::invalid_argument("bucket size must be > 0 elements");
-  int64_t cursor = 0;
-  Bucket open;
-  auto close = [&] {
-    if (open.params.empty()) return;
-    open.data_end = cursor;
-    const int64_t size = cursor - open.begin;
-    const int64_t padded = (size + world_ - 1) / world_ * world_;
-    cursor = open.begin + padded;
-    open.end = cursor;
-    buckets_.push_back(open);
-    open = Bucket{};
-    open.begin = cursor;
-  };
+  const int64_t size = (bucket_elements + world_ - 1) / world_ * world_;
+  int64_t data = 0;
   for (auto it = params.rbegin(); it != params.rend(); ++it) {
-    const int64_t n = it->numel();
-    if (!open.params.empty() && cursor - open.begin + n > bucket_elements) close();
-    FlatParam fp{*it, cursor, static_cast<int>(buckets_.size())};
-    open.params.push_back(static_cast<int>(params_.size()));
-    params_.push_back(std::move(fp));
-    cursor += n;
+    params_.push_back({*it, data, 0, 0});
+    data += it->numel();
   }
-  close();
-  total_ = cursor;
+  for (int64_t begin = 0; begin < data; begin += size) {
+    Bucket b;
+    b.begin = begin;
+    b.data_end = std::min(begin + size, data);
+    b.end = begin + (b.data_end - begin + world_ - 1) / world_ * world_;
+    buckets_.push_back(b);
+  }
+  total_ = buckets_.empty() ? 0 : buckets_.back().end;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto& p = params_[i];
+    const int64_t numel = p.info.numel();
+    p.first_bucket = static_cast<int>(p.offset / size);
+    p.last_bucket = static_cast<int>((p.offset + std::max<int64_t>(numel, 1) - 1) / size);
+    for (int b = p.first_bucket; b <= p.last_bucket && numel > 0; ++b)
+      buckets_[static_cast<size_t>(b)].params.push_back(static_cast<int>(i));
+  }
 }
 
 int64_t FlatLayout::data_elements() const {
@@ -64,7 +63,8 @@ std::vector<Segment> FlatLayout::owned_segments(int rank, bool sharded) const {
       const auto& p = params_[static_cast<size_t>(index)];
       const int64_t begin = std::max(lo, p.offset);
       const int64_t end = std::min(hi, p.offset + p.info.numel());
-      if (begin < end) out.push_back({index, begin - p.offset, begin, end - begin});
+      if (begin < end)
+        out.push_back({index, static_cast<int>(&bucket - buckets_.data()), begin - p.offset, begin, end - begin});
     }
   }
   return out;

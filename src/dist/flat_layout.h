@@ -3,13 +3,15 @@
 // Where every trainable parameter lives in one flat buffer, how that buffer is cut into
 // gradient buckets, and which slice of each bucket a rank owns under ZeRO sharding.
 //
-// Parameters are laid out in reverse registration order, the order backward produces
-// their gradients, so buckets fill front to back while backward runs. Each bucket holds
-// whole parameters up to bucket_elements (a larger parameter gets a bucket of its own)
-// and is padded with zeros to a multiple of the world size; rank r owns chunk r of
-// every bucket. Ownership is described as segments: pieces of one parameter, which is
-// also how optimizer state is saved, so a checkpoint written under one world size or
-// zero stage can be re-partitioned for another.
+// Parameters are laid out back to back in reverse registration order, the order
+// backward produces their gradients, so buckets fill front to back while backward runs.
+// Buckets are consecutive ranges of the buffer of bucket_elements each (rounded up to
+// a multiple of the world size); a parameter may straddle two or more, so no bucket is
+// larger than that, however large the embedding. Only the last bucket is padded, with
+// zeros, to a multiple of the world size. Rank r owns chunk r of every bucket.
+// Ownership is described as segments: pieces of one parameter, which is also how
+// optimizer state is saved, so a checkpoint written under one world size or zero stage
+// can be re-partitioned for another.
 
 #include <cstdint>
 #include <string>
@@ -26,20 +28,21 @@ struct ParamInfo {
 
 struct FlatParam {
   ParamInfo info;
-  int64_t offset = 0;  // first element in the flat buffer
-  int bucket = 0;
+  int64_t offset = 0;                    // first element in the flat buffer
+  int first_bucket = 0, last_bucket = 0;  // the buckets it overlaps
 };
 
 struct Bucket {
   int64_t begin = 0, end = 0;  // flat range, padding included
   int64_t data_end = 0;        // end of real elements; [data_end, end) is padding
-  std::vector<int> params;     // indexes into FlatLayout::params()
+  std::vector<int> params;     // indexes into FlatLayout::params() of those overlapping it
   int64_t chunk(int world) const { return (end - begin) / world; }
 };
 
-// A contiguous piece of one parameter owned by a rank.
+// A contiguous piece of one parameter owned by a rank, within one bucket.
 struct Segment {
   int param = 0;             // index into FlatLayout::params()
+  int bucket = 0;            // index into FlatLayout::buckets()
   int64_t param_offset = 0;  // first element within the flattened parameter
   int64_t flat_offset = 0;   // first element in the flat buffer
   int64_t length = 0;

@@ -14,19 +14,32 @@ std::vector<ParamInfo> params() {
   return {{"a", {5, 3}, true}, {"b", {7}, false}, {"c", {2, 2}, true}, {"d", {11}, false}};
 }
 
-TEST(FlatLayout, BucketsFollowReverseRegistrationOrderAndArePaddedToTheWorld) {
-  const FlatLayout layout(params(), 3, /*bucket_elements=*/16);
+TEST(FlatLayout, BucketsAreFixedRangesOfTheReversedParametersPaddedOnlyAtTheEnd) {
+  const FlatLayout layout(params(), 3, /*bucket_elements=*/16);  // rounded up to 18
   ASSERT_EQ(layout.params().size(), 4u);
   EXPECT_EQ(layout.params()[0].info.name, "d");  // backward produces it first
   EXPECT_EQ(layout.params()[3].info.name, "a");
-  for (const auto& b : layout.buckets()) {
-    EXPECT_EQ((b.end - b.begin) % 3, 0);
-    EXPECT_LE(b.data_end, b.end);
-  }
-  EXPECT_EQ(layout.data_elements(), 15 + 7 + 4 + 11);
-  // d (11) + c (4) fit 16; b (7) opens a new bucket; a (15) does not fit with b.
+  EXPECT_EQ(layout.data_elements(), 11 + 4 + 7 + 15);
+  // Parameters sit back to back: d [0,11) c [11,15) b [15,22) a [22,37).
+  EXPECT_EQ(layout.params()[3].offset, 22);
   ASSERT_EQ(layout.buckets().size(), 3u);
-  EXPECT_EQ(layout.buckets()[0].params.size(), 2u);
+  EXPECT_EQ(layout.buckets()[0].end, 18);
+  EXPECT_EQ(layout.buckets()[1].begin, 18);
+  EXPECT_EQ(layout.buckets()[2].data_end, 37);
+  EXPECT_EQ(layout.buckets()[2].end, 39);  // the last bucket alone is padded
+  EXPECT_EQ(layout.total(), 39);
+  // b straddles buckets 0 and 1, a straddles 1 and 2.
+  EXPECT_EQ(layout.params()[2].first_bucket, 0);
+  EXPECT_EQ(layout.params()[2].last_bucket, 1);
+  EXPECT_EQ(layout.params()[3].first_bucket, 1);
+  EXPECT_EQ(layout.params()[3].last_bucket, 2);
+  EXPECT_EQ(layout.buckets()[1].params, (std::vector<int>{2, 3}));
+}
+
+TEST(FlatLayout, NoBucketIsLargerThanAsked) {
+  const FlatLayout layout({{"huge", {1000, 100}, true}, {"small", {10}, false}}, 8, 4096);
+  for (const auto& b : layout.buckets()) EXPECT_LE(b.end - b.begin, 4096);
+  EXPECT_EQ(layout.buckets().size(), (100010 + 4095) / 4096);
 }
 
 TEST(FlatLayout, ShardedSegmentsCoverEveryElementExactlyOnce) {
@@ -38,6 +51,9 @@ TEST(FlatLayout, ShardedSegmentsCoverEveryElementExactlyOnce) {
       for (const auto& s : layout.owned_segments(r, /*sharded=*/true)) {
         const auto& name = layout.params()[static_cast<size_t>(s.param)].info.name;
         EXPECT_EQ(s.flat_offset, layout.params()[static_cast<size_t>(s.param)].offset + s.param_offset);
+        const auto& bucket = layout.buckets()[static_cast<size_t>(s.bucket)];
+        EXPECT_GE(s.flat_offset, bucket.begin);
+        EXPECT_LE(s.flat_offset + s.length, bucket.data_end);
         for (int64_t i = 0; i < s.length; ++i) ++hits[name][static_cast<size_t>(s.param_offset + i)];
       }
     for (const auto& [name, counts] : hits)
@@ -45,14 +61,12 @@ TEST(FlatLayout, ShardedSegmentsCoverEveryElementExactlyOnce) {
   }
 }
 
-TEST(FlatLayout, ReplicatedSegmentsAreWholeParameters) {
+TEST(FlatLayout, ReplicatedSegmentsCoverWholeParametersBucketByBucket) {
   const FlatLayout layout(params(), 4, 8);
-  const auto segs = layout.owned_segments(2, /*sharded=*/false);
-  ASSERT_EQ(segs.size(), 4u);
-  for (const auto& s : segs) {
-    EXPECT_EQ(s.param_offset, 0);
-    EXPECT_EQ(s.length, layout.params()[static_cast<size_t>(s.param)].info.numel());
-  }
+  std::map<int, int64_t> covered;
+  for (const auto& s : layout.owned_segments(2, /*sharded=*/false)) covered[s.param] += s.length;
+  ASSERT_EQ(covered.size(), 4u);
+  for (const auto& [param, n] : covered) EXPECT_EQ(n, layout.params()[static_cast<size_t>(param)].info.numel());
 }
 
 // The README's memory table: sharding divides optimizer state (stage 1) and gradients
@@ -67,11 +81,13 @@ TEST(MemoryPlan, StagesShrinkWhatTheDesignSays) {
   const int64_t n = 64 * 100000;
   EXPECT_EQ(s0.optimizer, 8 * n);
   EXPECT_EQ(crsm::dist::planned_memory(one, 1, 4).optimizer, 8 * n);
-  EXPECT_EQ(s1.optimizer, 8 * n / 8);
+  EXPECT_EQ(s1.optimizer, 8 * eight.shard_elements());
+  EXPECT_LE(eight.shard_elements() * 8 - n, 8);  // only the last bucket's padding
   EXPECT_EQ(s1.grads, s0.grads);
-  // Buckets hold ten whole 100,000-element parameters (an eleventh would pass 2^20):
-  // two in flight with their received chunks, and one being filled.
-  EXPECT_EQ(s2.grads, 4 * (n / 8 + 3 * 1000000 + 2 * 1000000 / 8));
+  // Buckets of 2^20 elements: two in flight with their received chunks, one being filled.
+  const int64_t bucket = 1 << 20;
+  EXPECT_EQ(s2.grads, 4 * (eight.shard_elements() + 3 * bucket + 2 * bucket / 8));
+  EXPECT_LT(s2.grads, s1.grads);
   EXPECT_EQ(s2.params, s0.params);
 }
 
