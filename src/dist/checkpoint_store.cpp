@@ -70,9 +70,27 @@ std::optional<fs::path> latest_of(const fs::path& root) {
   return root / name;
 }
 
+// Saving a step that already exists moves the old copy aside as <name>.replaced before
+// renaming the new one into place; a crash between the two renames leaves only the
+// aside copy. It is complete, so it is put back.
+void recover_replaced(const fs::path& root, std::vector<std::string>* notes) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string name = entry.path().filename().string();
+    const std::string suffix = ".replaced";
+    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    const fs::path original = root / name.substr(0, name.size() - suffix.size());
+    if (fs::exists(original) || step_of(original.filename().string()) < 0) continue;
+    fs::rename(entry.path(), original);
+    if (notes) notes->push_back("restored " + original.string() + " from an interrupted re-save");
+  }
+}
+
 // `latest` first: after a resume from an older checkpoint it names the live branch,
 // while a higher step number may belong to the abandoned one. Then by step.
 std::optional<std::string> newest_verified(const fs::path& root, std::vector<std::string>* skipped) {
+  recover_replaced(root, skipped);
   const auto latest = latest_of(root);
   if (latest && fs::is_directory(*latest)) {
     const std::string problem = verify_checkpoint(latest->string());

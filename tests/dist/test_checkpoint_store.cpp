@@ -133,6 +133,19 @@ TEST_F(DistCheckpointStore, AutoWithNothingSavedStartsFresh) {
   EXPECT_THROW(resolve_resume((root / "nope").string(), root.string(), nullptr), CheckpointError);
 }
 
+TEST_F(DistCheckpointStore, InterruptedResaveIsRecoveredByAuto) {
+  const auto dir = save(5, "old but complete");
+  // The state a crash between commit's two renames leaves behind.
+  fs::rename(dir, dir + ".replaced");
+  std::vector<std::string> notes;
+  const auto chosen = resolve_resume("auto", root.string(), &notes);
+  ASSERT_TRUE(chosen);
+  EXPECT_EQ(fs::path(*chosen).filename(), "step_00000005");
+  EXPECT_EQ(verify_checkpoint(*chosen), "");
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("restored"), std::string::npos);
+}
+
 TEST_F(DistCheckpointStore, SavingAStepAgainReplacesItWhole) {
   save(5, "old");
   const auto dir = save(5, "new contents");
