@@ -14,6 +14,7 @@ packages=(
   libsentencepiece-dev
   python3-numpy  # tests read our safetensors files from Python, as users do
   slurm-wlm munge  # the slurm/ scripts are tested under a private single-node Slurm
+  procps  # ps and pgrep: the Slurm harness and the multi-rank tests find processes with them
 )
 
 missing=()
