@@ -357,7 +357,7 @@ int main(int argc, char** argv) {
   crsm::dist::configure_threads(opt.threads, rt.local_world_size);
   Report report{opt.json, rt.is_root()};
   try {
-    auto comm = crsm::dist::make_communicator(rt, "cpu");
+    auto comm = crsm::dist::make_communicator(rt, c10::Device(c10::kCPU));
     const auto cfg = crsm::load_run_config(opt.config);
     // The load average says whether something else competed for the cores meanwhile.
     double load = -1;

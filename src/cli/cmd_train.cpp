@@ -1,5 +1,3 @@
-#include <torch/cuda.h>
-
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -103,11 +101,8 @@ int train_command(int argc, char** argv) {
   if (!vm.count("data"))
     throw std::invalid_argument("--data is required: a directory from `crsm_train prepare`, or a text file such as data/tinyshakespeare.txt");
   const auto& rt = dist::runtime();
-  if (config.device.rfind("cuda", 0) == 0 && !torch::cuda::is_available())
-    throw std::invalid_argument("--device " + config.device +
-                                ": no CUDA device is available (CPU-only LibTorch or no visible GPU)");
   // Rank 0 prepares a text corpus once; the others wait and then read what it wrote.
-  auto comm = dist::make_communicator(rt, config.device);
+  auto comm = dist::make_communicator(rt, dist::rank_device(config.device, rt));
   std::string data_dir;
   if (rt.is_root()) {
     fs::create_directories(t.run_dir);

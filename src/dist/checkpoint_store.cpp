@@ -114,6 +114,8 @@ std::string checkpoint_name(int64_t step) {
   return buf;
 }
 
+bool holds_checkpoints(const std::string& root) { return !checkpoints_newest_first(root).empty(); }
+
 std::string begin_checkpoint(const std::string& root, int64_t step) {
   const fs::path tmp = fs::path(root) / (checkpoint_name(step) + ".tmp");
   fs::remove_all(tmp);

@@ -30,6 +30,9 @@ class CheckpointError : public std::runtime_error {
 
 std::string checkpoint_name(int64_t step);  // "step_00000100"
 
+// Whether root holds any checkpoint directory under its final name (complete or not).
+bool holds_checkpoints(const std::string& root);
+
 // Creates <root>/<name>.tmp afresh and returns its path.
 std::string begin_checkpoint(const std::string& root, int64_t step);
 

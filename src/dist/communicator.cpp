@@ -9,18 +9,35 @@
 
 namespace crsm::dist {
 
-std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const std::string& device) {
+c10::Device rank_device(const std::string& name, const Runtime& rt) {
+  if (name.rfind("cuda", 0) != 0) return c10::Device(name);
+  if (!torch::cuda::is_available())
+    throw std::invalid_argument("--device " + name +
+                                ": no CUDA device is available (CPU-only LibTorch or no visible GPU)");
+  if (name != "cuda") return c10::Device(name);
+  const int visible = std::max<int>(1, static_cast<int>(torch::cuda::device_count()));
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(rt.local_rank % visible));
+}
+
+std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const c10::Device& device) {
   if (!rt.mpi) return make_local_communicator();
-  if (device.rfind("cuda", 0) == 0) {
-    const auto colon = device.find(':');
-    // One GPU per local rank; when the scheduler shows each rank only its own GPU(s)
-    // (srun --gpus-per-task), the local rank wraps onto those.
-    const int visible = std::max<int>(1, static_cast<int>(torch::cuda::device_count()));
-    const int index =
-        colon == std::string::npos ? rt.local_rank % visible : std::stoi(device.substr(colon + 1));
-    return make_nccl_communicator(index);
-  }
+  if (device.is_cuda()) return make_nccl_communicator(device.has_index() ? device.index() : 0);
   return make_mpi_communicator();
+}
+
+void check_reduce_scatter_sizes(const at::Tensor& input, const at::Tensor& output, int world,
+                                const std::string& what) {
+  if (input.numel() != output.numel() * world || input.scalar_type() != output.scalar_type())
+    throw CommError(what + ": output must be one of " + std::to_string(world) +
+                    " equal chunks of the input, of the same dtype (got " +
+                    std::to_string(output.numel()) + " elements)");
+}
+
+int64_t check_all_gather_size(const at::Tensor& buffer, int world, const std::string& what) {
+  if (buffer.numel() % world != 0)
+    throw CommError(what + ": buffer of " + std::to_string(buffer.numel()) +
+                    " elements does not split into " + std::to_string(world) + " chunks");
+  return buffer.numel() / world;
 }
 
 void all_reduce_now(Communicator& comm, at::Tensor tensor, ReduceOp op) {

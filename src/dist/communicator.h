@@ -61,15 +61,26 @@ class Communicator {
   virtual void barrier() = 0;
 };
 
+// This rank's device for a --device value: "cpu", "cuda:N", or "cuda" meaning the GPU of
+// its local rank (wrapped onto the GPUs it can see, for schedulers that show each rank
+// only its own). std::invalid_argument naming the flag when CUDA is asked for and absent.
+c10::Device rank_device(const std::string& name, const Runtime& rt);
+
 // The communicator for this process: local without a launcher; NCCL when `device` is a
 // CUDA device and NCCL was built in; MPI otherwise.
-std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const std::string& device);
+std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const c10::Device& device);
 
 std::unique_ptr<Communicator> make_mpi_communicator();
 std::unique_ptr<Communicator> make_local_communicator();
 // Throws CommError when this build has no NCCL.
 std::unique_ptr<Communicator> make_nccl_communicator(int device_index);
 bool nccl_available();
+
+// Size rules every backend enforces; CommError starting with `what` otherwise.
+void check_reduce_scatter_sizes(const at::Tensor& input, const at::Tensor& output, int world,
+                                const std::string& what);
+// Returns the chunk each rank contributes.
+int64_t check_all_gather_size(const at::Tensor& buffer, int world, const std::string& what);
 
 // Conveniences over the interface.
 void all_reduce_now(Communicator& comm, at::Tensor tensor, ReduceOp op = ReduceOp::kSum);

@@ -21,9 +21,7 @@ class LocalCommunicator final : public Communicator {
 
   WorkPtr all_reduce(at::Tensor, ReduceOp) override { return done(); }
   WorkPtr reduce_scatter(at::Tensor input, at::Tensor output) override {
-    if (input.numel() != output.numel())
-      throw CommError("rank 0: reduce_scatter: output has " + std::to_string(output.numel()) +
-                      " elements, expected the input's " + std::to_string(input.numel()));
+    check_reduce_scatter_sizes(input, output, 1, "rank 0: reduce_scatter");
     if (!input.is_same(output)) output.copy_(input.view_as(output));
     return done();
   }

@@ -96,10 +96,7 @@ class MpiCommunicator final : public Communicator {
     const auto what = describe("reduce_scatter", input);
     check_tensor(input, what);
     check_tensor(output, what);
-    if (input.numel() != output.numel() * world_ || input.scalar_type() != output.scalar_type())
-      throw CommError(what + ": output must be one of " + std::to_string(world_) +
-                      " equal chunks of the input, of the same dtype (got " +
-                      std::to_string(output.numel()) + " elements)");
+    check_reduce_scatter_sizes(input, output, world_, what);
     MPI_Request req;
     check(MPI_Ireduce_scatter_block(input.data_ptr(), output.data_ptr(),
                                     static_cast<int>(output.numel()), mpi_type(input, what),
@@ -111,12 +108,10 @@ class MpiCommunicator final : public Communicator {
   WorkPtr all_gather(at::Tensor buffer) override {
     const auto what = describe("all_gather", buffer);
     check_tensor(buffer, what);
-    if (buffer.numel() % world_ != 0)
-      throw CommError(what + ": buffer of " + std::to_string(buffer.numel()) +
-                      " elements does not split into " + std::to_string(world_) + " chunks");
+    const int64_t chunk = check_all_gather_size(buffer, world_, what);
     MPI_Request req;
     check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer.data_ptr(),
-                         static_cast<int>(buffer.numel() / world_), mpi_type(buffer, what),
+                         static_cast<int>(chunk), mpi_type(buffer, what),
                          comm_, &req),
           what);
     return std::make_shared<MpiWork>(req, std::vector<at::Tensor>{buffer}, what);

@@ -123,9 +123,7 @@ class NcclCommunicator final : public Communicator {
     const auto what = describe("reduce_scatter", input);
     check_tensor(input, what);
     check_tensor(output, what);
-    if (input.numel() != output.numel() * world_ || input.scalar_type() != output.scalar_type())
-      throw CommError(what + ": output must be one of " + std::to_string(world_) +
-                      " equal chunks of the input, of the same dtype");
+    check_reduce_scatter_sizes(input, output, world_, what);
     return launch(what, {input, output}, [&] {
       return ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(),
                                nccl_type(input, what), ncclSum, comm_, stream_);
@@ -135,9 +133,7 @@ class NcclCommunicator final : public Communicator {
   WorkPtr all_gather(at::Tensor buffer) override {
     const auto what = describe("all_gather", buffer);
     check_tensor(buffer, what);
-    if (buffer.numel() % world_ != 0)
-      throw CommError(what + ": buffer does not split into " + std::to_string(world_) + " chunks");
-    const int64_t chunk = buffer.numel() / world_;
+    const int64_t chunk = check_all_gather_size(buffer, world_, what);
     return launch(what, {buffer}, [&] {
       // In place: NCCL reads this rank's input from its own chunk of the output.
       auto* base = static_cast<char*>(buffer.data_ptr());

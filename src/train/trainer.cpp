@@ -1,6 +1,5 @@
 #include "train/trainer.h"
 
-#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -30,19 +29,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-// "cuda" means this rank's GPU (its local rank, wrapped onto the GPUs it can see) when
-// several ranks share a node.
-torch::Device parse_device(const std::string& name) {
-  if (name.rfind("cuda", 0) == 0 && !torch::cuda::is_available())
-    throw std::invalid_argument("--device " + name +
-                                ": no CUDA device is available (CPU-only LibTorch or no visible GPU)");
-  if (name == "cuda" && dist::runtime().world_size > 1) {
-    const int visible = std::max<int>(1, static_cast<int>(torch::cuda::device_count()));
-    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist::runtime().local_rank % visible));
-  }
-  return torch::Device(name);
-}
 
 // Rows [rank * n / world, (rank + 1) * n / world) of n: this rank's part of a list.
 std::pair<int64_t, int64_t> rank_rows(int64_t n, int rank, int world) {
@@ -80,13 +66,6 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-bool has_checkpoints(const fs::path& root) {
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(root, ec))
-    if (e.path().filename().string().rfind("step_", 0) == 0) return true;
-  return false;
-}
-
 }  // namespace
 
 TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist::Communicator& comm) {
@@ -101,7 +80,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
     throw std::invalid_argument("--grad-accum " + std::to_string(opt.grad_accum) +
                                 " must divide the " + std::to_string(local_batch) +
                                 " rows each rank takes of the batch");
-  const torch::Device device = parse_device(opt.device);
+  const torch::Device device = dist::rank_device(opt.device, dist::runtime());
 
   auto tokenizer = data::load_tokenizer(opt.data_dir);
   data::check_vocab_matches(*tokenizer, config.model.vocab_size,
@@ -133,7 +112,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   const fs::path ckpt_root = run_dir / "checkpoints";
   std::optional<std::string> resume_from;
   if (opt.resume.empty()) {
-    if (has_checkpoints(ckpt_root))
+    if (dist::holds_checkpoints(ckpt_root.string()))
       throw std::invalid_argument("--checkpoint-dir " + opt.run_dir +
                                   " already holds checkpoints: pass --resume auto to continue "
                                   "that run, or choose another directory");
