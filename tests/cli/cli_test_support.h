@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../support/scratch_dir.h"
+
 // Runs the real crsm_train binary, as a user would, and inspects what it leaves behind.
 namespace crsm::testing {
 
@@ -43,23 +45,7 @@ inline std::string source_path(const std::string& relative) {
   return std::string(CRSM_SOURCE_DIR) + "/" + relative;
 }
 
-// A fresh directory under /tmp, removed with the object.
-class TempDir {
- public:
-  explicit TempDir(const std::string& tag) {
-    path_ = fs::temp_directory_path() / ("crsm_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-  std::string str(const std::string& child = "") const {
-    return child.empty() ? path_.string() : (path_ / child).string();
-  }
-
- private:
-  fs::path path_;
-};
+using TempDir = ScratchDir;
 
 inline void write_file(const fs::path& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
@@ -70,6 +56,13 @@ inline std::string read_file(const fs::path& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// Writes the first `bytes` of Tiny Shakespeare to work/corpus.txt and prepares it with
+// the byte tokenizer into work/data: the corpus the end-to-end suites train on.
+inline CommandResult prepare_shakespeare_prefix(const TempDir& work, size_t bytes) {
+  write_file(work.path() / "corpus.txt", read_file(source_path("data/tinyshakespeare.txt")).substr(0, bytes));
+  return run_command(crsm_train("prepare --input " + work.str("corpus.txt") + " --output " + work.str("data")));
 }
 
 // The records of a run's metrics.jsonl with the given split.

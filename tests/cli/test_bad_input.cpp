@@ -11,9 +11,7 @@ class CliBadInput : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     work = new TempDir("cli_bad_input");
-    write_file(work->path() / "corpus.txt",
-               read_file(source_path("data/tinyshakespeare.txt")).substr(0, 60000));
-    const auto r = run_command(crsm_train("prepare --input " + work->str("corpus.txt") + " --output " + work->str("data")));
+    const auto r = prepare_shakespeare_prefix(*work, 60000);
     ASSERT_EQ(r.status, 0) << r.output;
   }
   static void TearDownTestSuite() { delete work; }

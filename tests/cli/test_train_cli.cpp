@@ -13,10 +13,7 @@ class CliTrain : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     work = new TempDir("cli_train");
-    const std::string text = read_file(source_path("data/tinyshakespeare.txt")).substr(0, 150000);
-    write_file(work->path() / "corpus.txt", text);
-    const auto r = run_command(crsm_train("prepare --input " + work->str("corpus.txt") +
-                                          " --output " + work->str("data")));
+    const auto r = prepare_shakespeare_prefix(*work, 150000);
     ASSERT_EQ(r.status, 0) << r.output;
   }
   static void TearDownTestSuite() { delete work; }

@@ -8,22 +8,14 @@
 #include <fstream>
 #include <string>
 
+#include "../support/scratch_dir.h"
 #include "data/data_error.h"
 
 namespace crsm::testing {
 
-// A fresh directory per test, removed afterwards.
-class DataTest : public ::testing::Test {
+// A fresh directory per test (`dir`), removed afterwards.
+class DataTest : public ScratchDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir = std::filesystem::temp_directory_path() /
-          ("crsm_data_" + std::to_string(::getpid()) + "_" + info->test_suite_name() + "_" +
-           info->name());
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir); }
 
   // Writes `text` to dir/name and returns the path.
   std::string write_file(const std::string& name, const std::string& text) const {
@@ -33,8 +25,6 @@ class DataTest : public ::testing::Test {
   }
 
   std::string path(const std::string& name) const { return (dir / name).string(); }
-
-  std::filesystem::path dir;
 };
 
 // Runs fn, expects crsm::data::DataError, and returns its message.

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../support/scratch_dir.h"
 #include "dist/checkpoint_store.h"
 #include "dist/sha256.h"
 
@@ -28,45 +29,37 @@ TEST(DistSha256, KnownVectors) {
   EXPECT_EQ(pieces.hex_digest(), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
-class DistCheckpointStore : public ::testing::Test {
+class DistCheckpointStore : public crsm::testing::ScratchDirTest {
  protected:
-  void SetUp() override {
-    root = fs::temp_directory_path() / ("crsm_ckpt_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root);
-    fs::create_directories(root);
-  }
-  void TearDown() override { fs::remove_all(root); }
 
   std::string save(int64_t step, const std::string& payload, int keep_last = 0) {
-    const auto tmp = begin_checkpoint(root.string(), step);
+    const auto tmp = begin_checkpoint(dir.string(), step);
     std::ofstream(fs::path(tmp) / "model.bin") << payload;
-    return commit_checkpoint(root.string(), tmp, {{"step", step}}, keep_last);
+    return commit_checkpoint(dir.string(), tmp, {{"step", step}}, keep_last);
   }
 
-  fs::path root;
 };
 
 TEST_F(DistCheckpointStore, CommitWritesManifestAndLatest) {
-  const auto dir = save(7, "weights");
-  EXPECT_EQ(fs::path(dir).filename(), "step_00000007");
-  EXPECT_EQ(verify_checkpoint(dir), "");
-  const auto manifest = read_manifest(dir);
+  const auto ckpt = save(7, "weights");
+  EXPECT_EQ(fs::path(ckpt).filename(), "step_00000007");
+  EXPECT_EQ(verify_checkpoint(ckpt), "");
+  const auto manifest = read_manifest(ckpt);
   EXPECT_EQ(manifest["step"], 7);
   EXPECT_EQ(manifest["files"]["model.bin"]["bytes"], 7);
-  std::ifstream latest(root / "latest");
+  std::ifstream latest(dir / "latest");
   std::string name;
   latest >> name;
   EXPECT_EQ(name, "step_00000007");
-  EXPECT_FALSE(fs::exists(root / "step_00000007.tmp"));
+  EXPECT_FALSE(fs::exists(dir / "step_00000007.tmp"));
 }
 
 TEST_F(DistCheckpointStore, KeepLastPrunesOldest) {
   for (int step = 1; step <= 4; ++step) save(step, "w" + std::to_string(step), 2);
-  EXPECT_FALSE(fs::exists(root / "step_00000001"));
-  EXPECT_FALSE(fs::exists(root / "step_00000002"));
-  EXPECT_TRUE(fs::exists(root / "step_00000003"));
-  EXPECT_TRUE(fs::exists(root / "step_00000004"));
+  EXPECT_FALSE(fs::exists(dir / "step_00000001"));
+  EXPECT_FALSE(fs::exists(dir / "step_00000002"));
+  EXPECT_TRUE(fs::exists(dir / "step_00000003"));
+  EXPECT_TRUE(fs::exists(dir / "step_00000004"));
 }
 
 // A run resumed from an older checkpoint is a new branch: what it saves must survive
@@ -76,23 +69,23 @@ TEST_F(DistCheckpointStore, ResumedBranchSurvivesPruningAndAutoFollowsLatest) {
   save(20, "twenty (abandoned branch)");
   const auto branch = save(15, "fifteen", /*keep_last=*/1);
   EXPECT_TRUE(fs::exists(branch));
-  const auto chosen = resolve_resume("auto", root.string(), nullptr);
+  const auto chosen = resolve_resume("auto", dir.string(), nullptr);
   ASSERT_TRUE(chosen);
   EXPECT_EQ(fs::path(*chosen).filename(), "step_00000015");
 }
 
 TEST_F(DistCheckpointStore, ShardFilesNamedByTheManifestMustBeInIt) {
-  const auto tmp = begin_checkpoint(root.string(), 3);
+  const auto tmp = begin_checkpoint(dir.string(), 3);
   std::ofstream(fs::path(tmp) / "rank00000.safetensors") << "rank zero";
-  const auto dir = commit_checkpoint(
-      root.string(), tmp,
+  const auto ckpt = commit_checkpoint(
+      dir.string(), tmp,
       {{"step", 3},
        {"optimizer_shards", {{"rank00000.safetensors", nlohmann::json::array()},
                              {"rank00001.safetensors", nlohmann::json::array()}}}},
       0);
-  EXPECT_NE(verify_checkpoint(dir).find("rank00001.safetensors is named in optimizer_shards"),
+  EXPECT_NE(verify_checkpoint(ckpt).find("rank00001.safetensors is named in optimizer_shards"),
             std::string::npos)
-      << verify_checkpoint(dir);
+      << verify_checkpoint(ckpt);
 }
 
 TEST_F(DistCheckpointStore, DamageIsDetectedAndAutoFallsBack) {
@@ -105,13 +98,13 @@ TEST_F(DistCheckpointStore, DamageIsDetectedAndAutoFallsBack) {
   }
   EXPECT_NE(verify_checkpoint(newest).find("SHA-256"), std::string::npos);
   std::vector<std::string> skipped;
-  const auto chosen = resolve_resume("auto", root.string(), &skipped);
+  const auto chosen = resolve_resume("auto", dir.string(), &skipped);
   ASSERT_TRUE(chosen);
   EXPECT_EQ(fs::path(*chosen).filename(), "step_00000001");
   ASSERT_EQ(skipped.size(), 1u);
   EXPECT_NE(skipped[0].find("step_00000002"), std::string::npos);
   try {
-    resolve_resume(newest, root.string(), nullptr);
+    resolve_resume(newest, dir.string(), nullptr);
     FAIL() << "an explicit damaged checkpoint must be refused";
   } catch (const CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("damaged"), std::string::npos) << e.what();
@@ -119,26 +112,26 @@ TEST_F(DistCheckpointStore, DamageIsDetectedAndAutoFallsBack) {
 }
 
 TEST_F(DistCheckpointStore, TruncationAndMissingFilesAreDetected) {
-  const auto dir = save(3, "0123456789");
-  fs::resize_file(fs::path(dir) / "model.bin", 4);
-  EXPECT_NE(verify_checkpoint(dir).find("truncated"), std::string::npos);
-  fs::remove(fs::path(dir) / "model.bin");
-  EXPECT_NE(verify_checkpoint(dir).find("missing"), std::string::npos);
-  fs::remove(fs::path(dir) / "manifest.json");
-  EXPECT_NE(verify_checkpoint(dir).find("manifest.json"), std::string::npos);
+  const auto ckpt = save(3, "0123456789");
+  fs::resize_file(fs::path(ckpt) / "model.bin", 4);
+  EXPECT_NE(verify_checkpoint(ckpt).find("truncated"), std::string::npos);
+  fs::remove(fs::path(ckpt) / "model.bin");
+  EXPECT_NE(verify_checkpoint(ckpt).find("missing"), std::string::npos);
+  fs::remove(fs::path(ckpt) / "manifest.json");
+  EXPECT_NE(verify_checkpoint(ckpt).find("manifest.json"), std::string::npos);
 }
 
 TEST_F(DistCheckpointStore, AutoWithNothingSavedStartsFresh) {
-  EXPECT_FALSE(resolve_resume("auto", root.string(), nullptr));
-  EXPECT_THROW(resolve_resume((root / "nope").string(), root.string(), nullptr), CheckpointError);
+  EXPECT_FALSE(resolve_resume("auto", dir.string(), nullptr));
+  EXPECT_THROW(resolve_resume((dir / "nope").string(), dir.string(), nullptr), CheckpointError);
 }
 
 TEST_F(DistCheckpointStore, InterruptedResaveIsRecoveredByAuto) {
-  const auto dir = save(5, "old but complete");
+  const auto ckpt = save(5, "old but complete");
   // The state a crash between commit's two renames leaves behind.
-  fs::rename(dir, dir + ".replaced");
+  fs::rename(ckpt, ckpt + ".replaced");
   std::vector<std::string> notes;
-  const auto chosen = resolve_resume("auto", root.string(), &notes);
+  const auto chosen = resolve_resume("auto", dir.string(), &notes);
   ASSERT_TRUE(chosen);
   EXPECT_EQ(fs::path(*chosen).filename(), "step_00000005");
   EXPECT_EQ(verify_checkpoint(*chosen), "");
@@ -148,9 +141,9 @@ TEST_F(DistCheckpointStore, InterruptedResaveIsRecoveredByAuto) {
 
 TEST_F(DistCheckpointStore, SavingAStepAgainReplacesItWhole) {
   save(5, "old");
-  const auto dir = save(5, "new contents");
-  EXPECT_EQ(verify_checkpoint(dir), "");
-  EXPECT_EQ(read_manifest(dir)["files"]["model.bin"]["bytes"], 12);
+  const auto ckpt = save(5, "new contents");
+  EXPECT_EQ(verify_checkpoint(ckpt), "");
+  EXPECT_EQ(read_manifest(ckpt)["files"]["model.bin"]["bytes"], 12);
 }
 
 }  // namespace

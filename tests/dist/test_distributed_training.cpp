@@ -24,10 +24,7 @@ class DistTrain : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     work = new TempDir("dist_train");
-    const std::string text = read_file(source_path("data/tinyshakespeare.txt")).substr(0, 150000);
-    write_file(work->path() / "corpus.txt", text);
-    const auto r = run_command(crsm_train("prepare --input " + work->str("corpus.txt") +
-                                          " --output " + work->str("data")));
+    const auto r = prepare_shakespeare_prefix(*work, 150000);
     ASSERT_EQ(r.status, 0) << r.output;
   }
   static void TearDownTestSuite() { delete work; }
@@ -48,6 +45,17 @@ class DistTrain : public ::testing::Test {
   }
   static crsm::model::NamedTensors weights(const std::string& checkpoint) {
     return crsm::model::load_tensor_file(work->str(checkpoint) + "/model.safetensors");
+  }
+  // Resumes `run` on 2 ranks for `more` steps past its latest checkpoint, which must be at
+  // least at `min_step`, and checks it carried on from there.
+  static void expect_resumes_from_latest(const std::string& run, int64_t min_step, int64_t more) {
+    const std::string name = read_file(work->path() / run / "checkpoints" / "latest");
+    const int64_t step = std::stoll(name.substr(name.find('_') + 1));
+    EXPECT_GE(step, min_step);
+    const auto resumed = train(2, run, "--max-steps " + std::to_string(step + more) +
+                                           " --log-every 1 --eval-every 0 --eval-batches 2 --resume auto");
+    ASSERT_EQ(resumed.status, 0) << resumed.output;
+    EXPECT_NE(resumed.output.find("at step " + std::to_string(step)), std::string::npos) << resumed.output;
   }
   static double max_weight_difference(const std::string& a, const std::string& b) {
     const auto wa = weights(a), wb = weights(b);
@@ -233,10 +241,6 @@ bool wait_for_text(const Job& job, const std::string& text, double timeout_s) {
   return false;
 }
 
-int64_t latest_step(const fs::path& run) {
-  std::string name = read_file(run / "checkpoints" / "latest");
-  return std::stoll(name.substr(name.find('_') + 1));
-}
 
 // mpirun's children: the ranks of a job started by spawn().
 std::vector<pid_t> ranks_of(const Job& job) {
@@ -267,12 +271,7 @@ TEST_F(DistTrain, PreemptionSignalCheckpointsAndTheRunResumesFromIt) {
     const std::string log = read_file(job.log);
     EXPECT_EQ(status, 4) << log;
     EXPECT_NE(log.find("train: preempted"), std::string::npos) << log;
-    const int64_t step = latest_step(work->path() / run);
-    EXPECT_GE(step, 20);
-    const auto resumed = train(2, run, "--max-steps " + std::to_string(step + 3) +
-                                           " --log-every 1 --eval-every 0 --eval-batches 2 --resume auto");
-    ASSERT_EQ(resumed.status, 0) << resumed.output;
-    EXPECT_NE(resumed.output.find("at step " + std::to_string(step)), std::string::npos) << resumed.output;
+    expect_resumes_from_latest(run, 20, 3);
   }
 }
 
@@ -290,12 +289,7 @@ TEST_F(DistTrain, KilledRankEndsTheJobAndTheLastCheckpointResumes) {
   EXPECT_NE(status, 0) << read_file(job.log);
   EXPECT_NE(status, -1) << "the job was still running 60 s after a rank died";
   EXPECT_LT(seconds, 60.0);
-  const int64_t step = latest_step(work->path() / run);
-  EXPECT_GE(step, 20);
-  const auto resumed = train(2, run, "--max-steps " + std::to_string(step + 2) +
-                                         " --log-every 1 --eval-every 0 --eval-batches 2 --resume auto");
-  ASSERT_EQ(resumed.status, 0) << resumed.output;
-  EXPECT_NE(resumed.output.find("at step " + std::to_string(step)), std::string::npos) << resumed.output;
+  expect_resumes_from_latest(run, 20, 2);
 }
 
 TEST_F(DistTrain, AGlobalBatchTheRanksCannotShareIsRefused) {

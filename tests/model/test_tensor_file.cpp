@@ -6,6 +6,7 @@
 
 #include "model/backbone.h"
 #include "model/tensor_file.h"
+#include "../support/scratch_dir.h"
 #include "test_helpers.h"
 
 namespace {
@@ -20,15 +21,8 @@ using crsm::model::save_tensor_file;
 using crsm::model::TensorFileError;
 using crsm::testing::tiny_model_config;
 
-class TensorFileTest : public ::testing::Test {
+class TensorFileTest : public crsm::testing::ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir = fs::temp_directory_path() /
-          ("crsm_tensor_file_" + std::to_string(::getpid()) + "_" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir);
-  }
-  void TearDown() override { fs::remove_all(dir); }
 
   // Runs `fn`, expects TensorFileError, and returns its message.
   template <typename Fn>
@@ -42,7 +36,6 @@ class TensorFileTest : public ::testing::Test {
     return "";
   }
 
-  fs::path dir;
 };
 
 TEST_F(TensorFileTest, ModelRoundTripIsBitExact) {

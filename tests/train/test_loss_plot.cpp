@@ -7,6 +7,7 @@
 #include <sstream>
 #include <vector>
 
+#include "../support/scratch_dir.h"
 #include "train/loss_plot.h"
 #include "train/metrics_log.h"
 
@@ -28,16 +29,8 @@ using crsm::train::read_metrics;
 using crsm::train::RunMetrics;
 using crsm::train::write_loss_plot;
 
-class PlotTempDir : public ::testing::Test {
+class PlotTempDir : public crsm::testing::ScratchDirTest {
  protected:
-  void SetUp() override {
-    dir = fs::temp_directory_path() /
-          ("crsm_plot_" + std::to_string(::getpid()) + "_" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  void TearDown() override { fs::remove_all(dir); }
 
   std::string run_with(const std::string& name, const std::string& jsonl) {
     const fs::path run = dir / name;
@@ -64,7 +57,6 @@ class PlotTempDir : public ::testing::Test {
     return ss.str();
   }
 
-  fs::path dir;
 };
 
 class PlotMetrics : public PlotTempDir {};

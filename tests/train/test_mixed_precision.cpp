@@ -31,12 +31,15 @@ TEST(MixedPrecision, Bf16ForwardStaysCloseToFloat32AndKeepsFloat32Gradients) {
   {
     AutocastScope autocast(Precision::kBFloat16, c10::DeviceType::CPU);
     EXPECT_TRUE(at::autocast::is_cpu_enabled());
+    // The LM head's product really runs in bfloat16; the loss is taken in float32.
+    EXPECT_EQ(model->forward(windows.narrow(1, 0, 16)).logits.scalar_type(), torch::kBFloat16);
     mixed = crsm::train::lm_loss(model, windows, 1.0);
   }
   EXPECT_FALSE(at::autocast::is_cpu_enabled());
   EXPECT_EQ(mixed.total.scalar_type(), torch::kFloat);
   // bfloat16 keeps 8 bits of mantissa: the loss agrees to about 1%.
   EXPECT_NEAR(mixed.lm.item<double>(), reference.lm.item<double>(), 0.01 * reference.lm.item<double>());
+  EXPECT_NE(mixed.lm.item<double>(), reference.lm.item<double>());
   EXPECT_GT(mixed.value.item<double>(), 0.0);
   mixed.total.backward();
   for (const auto& p : model->parameters()) {
