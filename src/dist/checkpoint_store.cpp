@@ -123,15 +123,21 @@ std::string begin_checkpoint(const std::string& root, int64_t step) {
   return tmp.string();
 }
 
+FileDigest digest_file(const std::string& path) {
+  sync_path(path, false);
+  return {static_cast<uint64_t>(fs::file_size(path)), sha256_file(path)};
+}
+
 std::string commit_checkpoint(const std::string& root, const std::string& tmp_dir, json manifest,
-                              int keep_last) {
+                              int keep_last, const std::map<std::string, FileDigest>& known) {
   json files = json::object();
   for (const auto& entry : fs::directory_iterator(tmp_dir)) {
     if (!entry.is_regular_file()) continue;
     const std::string name = entry.path().filename().string();
     if (name == "manifest.json") continue;
-    sync_path(entry.path(), false);
-    files[name] = {{"bytes", fs::file_size(entry.path())}, {"sha256", sha256_file(entry.path().string())}};
+    const auto it = known.find(name);
+    const FileDigest d = it != known.end() ? it->second : digest_file(entry.path().string());
+    files[name] = {{"bytes", d.bytes}, {"sha256", d.sha256}};
   }
   manifest["format_version"] = kFormatVersion;
   manifest["files"] = files;

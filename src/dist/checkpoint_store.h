@@ -14,6 +14,7 @@
 // its own files into the temporary directory, and one rank commits after a barrier.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -36,11 +37,22 @@ bool holds_checkpoints(const std::string& root);
 // Creates <root>/<name>.tmp afresh and returns its path.
 std::string begin_checkpoint(const std::string& root, int64_t step);
 
-// Hashes every file in tmp_dir, writes manifest.json (`manifest` plus "files"), renames
-// the directory to its final name, points `latest` at it and removes all but the newest
-// keep_last checkpoints (keep_last <= 0 keeps all). Returns the final path.
+// Size and SHA-256 of one checkpoint file.
+struct FileDigest {
+  uint64_t bytes = 0;
+  std::string sha256;
+};
+// Syncs the file to disk and hashes it.
+FileDigest digest_file(const std::string& path);
+
+// Writes manifest.json (`manifest` plus "files": the size and SHA-256 of every file in
+// tmp_dir, taken from `known` where given, so each rank can hash the file it wrote
+// instead of one rank reading them all), renames the directory to its final name,
+// points `latest` at it and removes all but the newest keep_last checkpoints
+// (keep_last <= 0 keeps all; never the one just written). Returns the final path.
 std::string commit_checkpoint(const std::string& root, const std::string& tmp_dir,
-                              nlohmann::json manifest, int keep_last);
+                              nlohmann::json manifest, int keep_last,
+                              const std::map<std::string, FileDigest>& known = {});
 
 // "" when dir holds a complete checkpoint whose files match the manifest's sizes and
 // SHA-256s; otherwise what is wrong, naming the file.

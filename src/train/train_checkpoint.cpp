@@ -3,7 +3,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <cstring>
 #include <filesystem>
+#include <map>
 #include <mutex>
 
 #include "dist/checkpoint_store.h"
@@ -35,6 +37,29 @@ void set_cpu_rng_state(const at::Tensor& state) {
   gen.set_state(state);
 }
 
+// Every rank's digest of its own rank file, keyed by file name (on rank 0; the others
+// get the same map). One all-gather of fixed-size records: 8 bytes of size, 64 hex digits.
+std::map<std::string, dist::FileDigest> gather_digests(dist::Communicator& comm,
+                                                       const dist::FileDigest& own) {
+  constexpr int64_t kRecord = 8 + 64;
+  auto buffer = torch::zeros({comm.world_size() * kRecord}, torch::kByte);
+  auto* mine = buffer.data_ptr<uint8_t>() + comm.rank() * kRecord;
+  std::memcpy(mine, &own.bytes, 8);
+  std::memcpy(mine + 8, own.sha256.data(), 64);
+  buffer = buffer.to(comm.device());
+  comm.all_gather(buffer)->wait();
+  buffer = buffer.cpu();
+  std::map<std::string, dist::FileDigest> out;
+  for (int r = 0; r < comm.world_size(); ++r) {
+    const auto* record = buffer.data_ptr<uint8_t>() + r * kRecord;
+    dist::FileDigest d;
+    std::memcpy(&d.bytes, record, 8);
+    d.sha256.assign(reinterpret_cast<const char*>(record + 8), 64);
+    out[rank_file(r)] = d;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string save_train_checkpoint(const std::string& root, const TrainState& state,
@@ -50,9 +75,11 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
   model::NamedTensors mine;
   if (!sharding.pieces_by_rank.at(static_cast<size_t>(rank)).empty()) mine = optimizer.state();
   mine.emplace_back(kRngKey, cpu_rng_state());
-  model::save_tensor_file((fs::path(tmp) / rank_file(rank)).string(), mine);
-  // The manifest may only be written once every rank's file is complete and synced.
-  comm.barrier();
+  const auto own = (fs::path(tmp) / rank_file(rank)).string();
+  model::save_tensor_file(own, mine);
+  // Each rank hashes its own file, in parallel; the gather also tells rank 0 that every
+  // rank's file is complete and synced, which the manifest must wait for.
+  const auto digests = gather_digests(comm, dist::digest_file(own));
 
   std::string final_dir;
   if (rank == 0) {
@@ -80,7 +107,7 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
         {"optimizer_shards", shards},
         {"config", config},
     };
-    final_dir = dist::commit_checkpoint(root, tmp, manifest, keep_last);
+    final_dir = dist::commit_checkpoint(root, tmp, manifest, keep_last, digests);
   }
   final_dir = dist::broadcast_string(comm, final_dir, 0);
   return final_dir;
