@@ -74,7 +74,6 @@ std::unique_ptr<Communicator> make_mpi_communicator();
 std::unique_ptr<Communicator> make_local_communicator();
 // Throws CommError when this build has no NCCL.
 std::unique_ptr<Communicator> make_nccl_communicator(int device_index);
-bool nccl_available();
 
 // Size rules every backend enforces; CommError starting with `what` otherwise.
 void check_reduce_scatter_sizes(const at::Tensor& input, const at::Tensor& output, int world,

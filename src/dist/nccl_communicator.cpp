@@ -203,6 +203,4 @@ std::unique_ptr<Communicator> make_nccl_communicator(int device_index) {
   return std::make_unique<NcclCommunicator>(device_index);
 }
 
-bool nccl_available() { return true; }
-
 }  // namespace crsm::dist

@@ -6,9 +6,7 @@ namespace crsm::dist {
 std::unique_ptr<Communicator> make_nccl_communicator(int device_index) {
   throw CommError("--device cuda:" + std::to_string(device_index) +
                   " with several ranks needs the NCCL backend, and this build has none "
-                  "(configure with CUDA and NCCL, e.g. -DCUDAToolkit_ROOT=/usr/local/cuda)");
+                  "(configure where the CUDA toolkit with NCCL is installed: -DCRSM_CUDA_ROOT=/usr/local/cuda)");
 }
-
-bool nccl_available() { return false; }
 
 }  // namespace crsm::dist
