@@ -1,14 +1,17 @@
 #include "dist/sha256.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
 #include <vector>
 
-namespace crsm::dist {
-namespace {
+#include "dist/sha256_blocks.h"
 
-constexpr uint32_t kRound[64] = {
+namespace crsm::dist {
+namespace detail {
+
+const uint32_t kSha256Round[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
     0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
     0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
@@ -20,15 +23,11 @@ constexpr uint32_t kRound[64] = {
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
     0xc67178f2};
 
+namespace {
+
 inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-}  // namespace
-
-Sha256::Sha256()
-    : state_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c,
-             0x1f83d9ab, 0x5be0cd19} {}
-
-void Sha256::compress(const uint8_t* block) {
+void compress(uint32_t state[8], const uint8_t* block) {
   uint32_t w[64];
   for (int i = 0; i < 16; ++i)
     w[i] = uint32_t(block[4 * i]) << 24 | uint32_t(block[4 * i + 1]) << 16 |
@@ -38,11 +37,11 @@ void Sha256::compress(const uint8_t* block) {
     const uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
     w[i] = w[i - 16] + s0 + w[i - 7] + s1;
   }
-  uint32_t a = state_[0], b = state_[1], c = state_[2], d = state_[3];
-  uint32_t e = state_[4], f = state_[5], g = state_[6], h = state_[7];
+  uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+  uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
   for (int i = 0; i < 64; ++i) {
     const uint32_t t1 =
-        h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + kRound[i] + w[i];
+        h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + kSha256Round[i] + w[i];
     const uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
     h = g;
     g = f;
@@ -53,30 +52,50 @@ void Sha256::compress(const uint8_t* block) {
     b = a;
     a = t1 + t2;
   }
-  state_[0] += a;
-  state_[1] += b;
-  state_[2] += c;
-  state_[3] += d;
-  state_[4] += e;
-  state_[5] += f;
-  state_[6] += g;
-  state_[7] += h;
+  state[0] += a;
+  state[1] += b;
+  state[2] += c;
+  state[3] += d;
+  state[4] += e;
+  state[5] += f;
+  state[6] += g;
+  state[7] += h;
 }
+
+}  // namespace
+
+void sha256_blocks_reference(uint32_t state[8], const uint8_t* blocks, size_t count) {
+  for (size_t i = 0; i < count; ++i) compress(state, blocks + 64 * i);
+}
+
+}  // namespace detail
+
+Sha256::Sha256()
+    : state_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c,
+             0x1f83d9ab, 0x5be0cd19},
+      blocks_(detail::sha256_blocks_accelerated() ? detail::sha256_blocks_accelerated()
+                                                  : detail::sha256_blocks_reference) {}
 
 void Sha256::update(const void* data, size_t size) {
   const auto* p = static_cast<const uint8_t*>(data);
   total_bytes_ += size;
-  while (size > 0) {
+  if (buffered_ > 0) {
     const size_t take = std::min(size, sizeof buffer_ - buffered_);
     std::memcpy(buffer_ + buffered_, p, take);
     buffered_ += take;
     p += take;
     size -= take;
-    if (buffered_ == sizeof buffer_) {
-      compress(buffer_);
-      buffered_ = 0;
-    }
+    if (buffered_ < sizeof buffer_) return;
+    blocks_(state_, buffer_, 1);
+    buffered_ = 0;
   }
+  // Whole blocks straight from the caller's memory, the rest kept for next time.
+  const size_t whole = size / sizeof buffer_;
+  blocks_(state_, p, whole);
+  p += whole * sizeof buffer_;
+  size -= whole * sizeof buffer_;
+  std::memcpy(buffer_, p, size);
+  buffered_ = size;
 }
 
 std::string Sha256::hex_digest() {

@@ -15,8 +15,8 @@ class Sha256 {
   std::string hex_digest();  // finishes the hash; call once
 
  private:
-  void compress(const uint8_t* block);
   uint32_t state_[8];
+  void (*blocks_)(uint32_t state[8], const uint8_t* blocks, size_t count);
   uint8_t buffer_[64];
   size_t buffered_ = 0;
   uint64_t total_bytes_ = 0;

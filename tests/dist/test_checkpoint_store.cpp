@@ -8,26 +8,11 @@
 
 #include "../support/scratch_dir.h"
 #include "dist/checkpoint_store.h"
-#include "dist/sha256.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace crsm::dist;
-
-TEST(DistSha256, KnownVectors) {
-  Sha256 empty;
-  EXPECT_EQ(empty.hex_digest(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  Sha256 abc;
-  abc.update("abc", 3);
-  EXPECT_EQ(abc.hex_digest(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  // Two blocks, fed in uneven pieces.
-  const std::string msg = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-  Sha256 pieces;
-  pieces.update(msg.data(), 5);
-  pieces.update(msg.data() + 5, msg.size() - 5);
-  EXPECT_EQ(pieces.hex_digest(), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-}
 
 class DistCheckpointStore : public crsm::testing::ScratchDirTest {
  protected:
