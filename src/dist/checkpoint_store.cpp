@@ -87,19 +87,38 @@ void recover_replaced(const fs::path& root, std::vector<std::string>* notes) {
   }
 }
 
+// The files, of those named, whose SHA-256 share `share` of `shares` checks: largest
+// first, each to the share with the fewest bytes so far, so that the share with the
+// most to read has as little as the split allows.
+std::vector<std::string> files_hashed_by(std::vector<std::pair<std::string, uint64_t>> files, int share,
+                                         int shares) {
+  std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  std::vector<uint64_t> load(static_cast<size_t>(std::max(1, shares)), 0);
+  std::vector<std::string> mine;
+  for (const auto& [name, bytes] : files) {
+    const auto lightest = std::min_element(load.begin(), load.end()) - load.begin();
+    load[static_cast<size_t>(lightest)] += bytes;
+    if (lightest == share) mine.push_back(name);
+  }
+  return mine;
+}
+
 // `latest` first: after a resume from an older checkpoint it names the live branch,
 // while a higher step number may belong to the abandoned one. Then by step.
-std::optional<std::string> newest_verified(const fs::path& root, std::vector<std::string>* skipped) {
+std::optional<std::string> newest_verified(const fs::path& root, std::vector<std::string>* skipped,
+                                           const CheckpointVerifier& verify) {
   recover_replaced(root, skipped);
   const auto latest = latest_of(root);
   if (latest && fs::is_directory(*latest)) {
-    const std::string problem = verify_checkpoint(latest->string());
+    const std::string problem = verify(latest->string());
     if (problem.empty()) return latest->string();
     if (skipped) skipped->push_back("skipping damaged checkpoint " + latest->string() + ": " + problem);
   }
   for (const auto& dir : checkpoints_newest_first(root)) {
     if (latest && dir == *latest) continue;
-    const std::string problem = verify_checkpoint(dir.string());
+    const std::string problem = verify(dir.string());
     if (problem.empty()) return dir.string();
     if (skipped) skipped->push_back("skipping damaged checkpoint " + dir.string() + ": " + problem);
   }
@@ -187,7 +206,7 @@ json read_manifest(const std::string& dir) {
   }
 }
 
-std::string verify_checkpoint(const std::string& dir) {
+std::string verify_checkpoint(const std::string& dir, int share, int shares) {
   json manifest;
   try {
     manifest = read_manifest(dir);
@@ -204,6 +223,7 @@ std::string verify_checkpoint(const std::string& dir) {
     for (const auto& item : manifest["optimizer_shards"].items())
       if (!manifest["files"].contains(item.key()))
         return item.key() + " is named in optimizer_shards but is not in the checkpoint's file list";
+  std::vector<std::pair<std::string, uint64_t>> files;
   for (const auto& item : manifest["files"].items()) {
     const fs::path path = fs::path(dir) / item.key();
     if (!fs::exists(path)) return item.key() + " is missing";
@@ -212,25 +232,30 @@ std::string verify_checkpoint(const std::string& dir) {
     if (bytes != expected_bytes)
       return item.key() + " has " + std::to_string(bytes) + " bytes, the manifest says " +
              std::to_string(expected_bytes) + " (truncated?)";
-    if (sha256_file(path.string()) != item.value().value("sha256", ""))
-      return item.key() + " does not match its SHA-256 in the manifest (corrupted)";
+    files.emplace_back(item.key(), bytes);
   }
+  for (const auto& name : files_hashed_by(files, share, shares))
+    if (sha256_file((fs::path(dir) / name).string()) != manifest["files"][name].value("sha256", ""))
+      return name + " does not match its SHA-256 in the manifest (corrupted)";
   return "";
 }
 
 std::optional<std::string> resolve_resume(const std::string& spec, const std::string& root,
                                           std::vector<std::string>* skipped,
-                                          const std::string& option) {
-  if (spec == "auto") return newest_verified(root, skipped);
+                                          const std::string& option,
+                                          const CheckpointVerifier& verifier) {
+  const CheckpointVerifier verify =
+      verifier ? verifier : [](const std::string& dir) { return verify_checkpoint(dir); };
+  if (spec == "auto") return newest_verified(root, skipped, verify);
   const fs::path path(spec);
   if (!fs::exists(path)) throw CheckpointError(option + " " + spec + ": no such checkpoint or run directory");
   if (fs::exists(path / "manifest.json") || step_of(path.filename().string()) >= 0) {
-    const std::string problem = verify_checkpoint(spec);
+    const std::string problem = verify(spec);
     if (!problem.empty()) throw CheckpointError(option + " " + spec + ": damaged checkpoint: " + problem);
     return spec;
   }
   const fs::path nested = path / "checkpoints";
-  const auto found = newest_verified(fs::exists(nested) ? nested : path, skipped);
+  const auto found = newest_verified(fs::exists(nested) ? nested : path, skipped, verify);
   if (!found) throw CheckpointError(option + " " + spec + ": holds no complete checkpoint");
   return found;
 }

@@ -14,6 +14,7 @@
 // its own files into the temporary directory, and one rank commits after a barrier.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -55,8 +56,13 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp_di
                               const std::map<std::string, FileDigest>& known = {});
 
 // "" when dir holds a complete checkpoint whose files match the manifest's sizes and
-// SHA-256s; otherwise what is wrong, naming the file.
-std::string verify_checkpoint(const std::string& dir);
+// SHA-256s; otherwise what is wrong, naming the file. Hashing is most of the cost, so it
+// can be split: share `share` of `shares` checks the manifest and every file's size but
+// hashes only its part of the files (by size, so the parts read about equal bytes).
+std::string verify_checkpoint(const std::string& dir, int share = 0, int shares = 1);
+
+// How resolve_resume checks a candidate: verify_checkpoint's contract.
+using CheckpointVerifier = std::function<std::string(const std::string& dir)>;
 
 nlohmann::json read_manifest(const std::string& dir);
 
@@ -65,9 +71,11 @@ nlohmann::json read_manifest(const std::string& dir);
 // over is described in `skipped`. Otherwise spec is a path: a checkpoint directory, or
 // a run directory (its checkpoints/ is searched like "auto" but must yield one). A
 // path that is missing, damaged or holds no checkpoint throws CheckpointError, naming
-// `option` (the command-line flag the path came from).
+// `option` (the command-line flag the path came from). Candidates are checked with
+// `verify` (verify_checkpoint when empty).
 std::optional<std::string> resolve_resume(const std::string& spec, const std::string& root,
                                           std::vector<std::string>* skipped,
-                                          const std::string& option = "--resume");
+                                          const std::string& option = "--resume",
+                                          const CheckpointVerifier& verify = {});
 
 }  // namespace crsm::dist

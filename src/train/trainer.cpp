@@ -16,6 +16,7 @@
 #include "data/tokenizer.h"
 #include "dist/checkpoint_store.h"
 #include "dist/data_parallel.h"
+#include "dist/resume_across_ranks.h"
 #include "dist/runtime.h"
 #include "model/parameter_count.h"
 #include "train/adamw.h"
@@ -117,15 +118,9 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
                                   " already holds checkpoints: pass --resume auto to continue "
                                   "that run, or choose another directory");
   } else {
-    // Rank 0 verifies (hashing every file once) and tells the others what it chose.
-    std::string chosen;
-    if (root) {
-      std::vector<std::string> skipped;
-      chosen = dist::resolve_resume(opt.resume, ckpt_root.string(), &skipped).value_or("");
-      for (const auto& note : skipped) std::printf("resume: %s\n", note.c_str());
-    }
-    chosen = dist::broadcast_string(comm, chosen, 0);
-    if (!chosen.empty()) resume_from = chosen;
+    std::vector<std::string> skipped;
+    resume_from = dist::resolve_resume_across_ranks(comm, opt.resume, ckpt_root.string(), &skipped);
+    for (const auto& note : skipped) std::printf("resume: %s\n", note.c_str());
   }
 
   torch::manual_seed(static_cast<uint64_t>(opt.seed));

@@ -3,6 +3,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -45,6 +47,36 @@ TEST_F(DistCheckpointStore, KeepLastPrunesOldest) {
   EXPECT_FALSE(fs::exists(dir / "step_00000002"));
   EXPECT_TRUE(fs::exists(dir / "step_00000003"));
   EXPECT_TRUE(fs::exists(dir / "step_00000004"));
+}
+
+// Split verification (one share per rank on resume) must still hash every file, each
+// exactly once, whatever the number of shares.
+TEST_F(DistCheckpointStore, SplitVerificationHashesEachFileExactlyOnce) {
+  const auto tmp = begin_checkpoint(dir.string(), 3);
+  const std::vector<std::pair<std::string, size_t>> files = {
+      {"model.bin", 3000}, {"rank00000.bin", 1000}, {"rank00001.bin", 1000}, {"rank00002.bin", 700}};
+  for (const auto& [name, bytes] : files) std::ofstream(fs::path(tmp) / name) << std::string(bytes, 'w');
+  const auto ckpt = commit_checkpoint(dir.string(), tmp, {{"step", 3}}, 0);
+  for (int shares = 1; shares <= 5; ++shares) {
+    for (const auto& [name, bytes] : files) {
+      const fs::path path = fs::path(ckpt) / name;
+      std::fstream(path, std::ios::in | std::ios::out | std::ios::binary).put('X');
+      int reporting = 0;
+      for (int share = 0; share < shares; ++share) {
+        const std::string problem = verify_checkpoint(ckpt, share, shares);
+        if (problem.empty()) continue;
+        ++reporting;
+        EXPECT_NE(problem.find(name), std::string::npos) << problem;
+      }
+      EXPECT_EQ(reporting, 1) << name << " with " << shares << " shares";
+      std::fstream(path, std::ios::in | std::ios::out | std::ios::binary).put('w');
+    }
+    for (int share = 0; share < shares; ++share) EXPECT_EQ(verify_checkpoint(ckpt, share, shares), "");
+  }
+  // A size mismatch is cheap to see, so every share reports it.
+  fs::resize_file(fs::path(ckpt) / "rank00002.bin", 699);
+  for (int share = 0; share < 3; ++share)
+    EXPECT_NE(verify_checkpoint(ckpt, share, 3).find("truncated"), std::string::npos);
 }
 
 // A run resumed from an older checkpoint is a new branch: what it saves must survive

@@ -1,0 +1,23 @@
+#pragma once
+
+// --resume for a job of several ranks. Rank 0 walks the candidates as resolve_resume
+// does (and alone restores or reads `latest`), while every rank hashes its share of each
+// candidate's files: a resume reads each checkpoint byte once in all, instead of rank 0
+// reading the model and every rank's optimizer shard by itself.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dist/communicator.h"
+
+namespace crsm::dist {
+
+// Collective: every rank calls it with the same spec and root and gets the same answer
+// (nullopt: "auto" found nothing, a fresh start). Rank 0 fills `skipped`. When rank 0's
+// resolve_resume throws, every rank throws CheckpointError with its message.
+std::optional<std::string> resolve_resume_across_ranks(Communicator& comm, const std::string& spec,
+                                                       const std::string& root,
+                                                       std::vector<std::string>* skipped);
+
+}  // namespace crsm::dist
