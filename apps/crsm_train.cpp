@@ -29,45 +29,38 @@ const Command kCommands[] = {
     {"memory", crsm::cli::memory_command, "tabulate per-rank training memory by world size and zero stage"},
 };
 
-int usage(std::FILE* out) {
-  std::fprintf(out, "usage: crsm_train COMMAND [OPTIONS]   (crsm_train COMMAND --help for options)\n\ncommands:\n");
-  for (const auto& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
-  return out == stdout ? 0 : crsm::cli::kExitUsage;
-}
-
-// With several ranks, one that fails must take the others down with it: they may be
-// waiting for it in a collective and would hang.
-int fail(int status) {
-  if (crsm::dist::runtime().world_size > 1) {
-    std::fflush(stdout);
-    std::fflush(stderr);
-    crsm::dist::abort_job(status);
+std::string usage() {
+  std::string text = "usage: crsm_train COMMAND [OPTIONS]   (crsm_train COMMAND --help for options)\n\ncommands:";
+  char line[160];
+  for (const auto& c : kCommands) {
+    std::snprintf(line, sizeof line, "\n  %-10s %s", c.name, c.summary);
+    text += line;
   }
-  return status;
+  return text;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  using crsm::dist::fail_job;
   crsm::dist::prepare_blas_environment(argv);
   crsm::dist::init_runtime(&argc, &argv);
-  if (argc < 2) return usage(stderr);
+  if (argc < 2) fail_job(crsm::cli::kExitUsage, usage());
   const std::string name = argv[1];
-  if (name == "--help" || name == "-h" || name == "help") return usage(stdout);
+  if (name == "--help" || name == "-h" || name == "help") {
+    if (crsm::dist::runtime().is_root()) std::printf("%s\n", usage().c_str());
+    return 0;
+  }
   for (const auto& c : kCommands) {
     if (name != c.name) continue;
     try {
       return c.run(argc - 1, argv + 1);
     } catch (const boost::program_options::error& e) {
-      std::fprintf(stderr, "%scrsm_train %s: %s (see crsm_train %s --help)\n",
-                   crsm::dist::rank_prefix().c_str(), c.name, e.what(), c.name);
-      return fail(crsm::cli::kExitUsage);
+      fail_job(crsm::cli::kExitUsage, "crsm_train " + name + ": " + e.what() + " (see crsm_train " + name +
+                                          " --help)");
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "%scrsm_train %s: error: %s\n", crsm::dist::rank_prefix().c_str(), c.name,
-                   e.what());
-      return fail(crsm::cli::kExitUsage);
+      fail_job(crsm::cli::kExitUsage, "crsm_train " + name + ": error: " + e.what());
     }
   }
-  std::fprintf(stderr, "crsm_train: unknown command '%s'\n", name.c_str());
-  return usage(stderr);
+  fail_job(crsm::cli::kExitUsage, "crsm_train: unknown command '" + name + "'\n" + usage());
 }

@@ -374,9 +374,7 @@ int main(int argc, char** argv) {
     if (wanted("overlap")) bench_overlap(report, *comm, cfg, opt);
     if (wanted("throughput")) bench_throughput(report, *comm, cfg, opt);
   } catch (const std::exception& e) {
-    std::cerr << crsm::dist::rank_prefix() << "crsm_bench_dist: " << e.what() << "\n";
-    if (rt.world_size > 1) crsm::dist::abort_job(1);  // the other ranks may wait in a collective
-    return 1;
+    crsm::dist::fail_job(1, std::string("crsm_bench_dist: ") + e.what());
   }
   return 0;
 }

@@ -2,13 +2,21 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <csignal>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <thread>
 
 namespace crsm::dist {
 namespace {
 
 Runtime g_runtime;
+// fail_job's own communicator, so its barrier cannot match a collective that other
+// ranks are still inside on MPI_COMM_WORLD.
+MPI_Comm g_failure_comm = MPI_COMM_NULL;
 volatile std::sig_atomic_t g_signal = 0;
 
 bool launched_by_mpi() {
@@ -46,6 +54,7 @@ const Runtime& init_runtime(int* argc, char*** argv) {
   MPI_Comm_rank(node, &g_runtime.local_rank);
   MPI_Comm_size(node, &g_runtime.local_world_size);
   MPI_Comm_free(&node);
+  MPI_Comm_dup(MPI_COMM_WORLD, &g_failure_comm);
   return g_runtime;
 }
 
@@ -53,6 +62,44 @@ const Runtime& runtime() { return g_runtime; }
 
 void abort_job(int status) {
   if (g_runtime.mpi && g_runtime.world_size > 1) MPI_Abort(MPI_COMM_WORLD, status);
+  std::exit(status);
+}
+
+[[noreturn]] void fail_job(int status, const std::string& message) {
+  const auto print = [&](const std::string& prefix) {
+    std::fprintf(stderr, "%s%s\n", prefix.c_str(), message.c_str());
+    std::fflush(stderr);
+  };
+  std::fflush(stdout);
+  if (!g_runtime.mpi || g_runtime.world_size == 1) {
+    print("");
+    std::exit(status);
+  }
+  // Long enough for ranks that fail on the same input at slightly different moments
+  // (one still reading a file the others have read); short next to any job.
+  constexpr auto kWaitForOthers = std::chrono::seconds(3);
+  MPI_Request everyone = MPI_REQUEST_NULL;
+  MPI_Ibarrier(g_failure_comm, &everyone);
+  int all_failed = 0;
+  for (const auto deadline = std::chrono::steady_clock::now() + kWaitForOthers;
+       !all_failed && std::chrono::steady_clock::now() < deadline;) {
+    MPI_Test(&everyone, &all_failed, MPI_STATUS_IGNORE);
+    if (!all_failed) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (!all_failed) {
+    print(rank_prefix());
+    abort_job(status);
+  }
+  // The maxima of h and ~h are this rank's h and ~h, the largest and the smallest hash,
+  // on every rank exactly when all ranks have the same message.
+  const unsigned long long h = std::hash<std::string>{}(message);
+  unsigned long long both[2] = {h, ~h};
+  MPI_Allreduce(MPI_IN_PLACE, both, 2, MPI_UNSIGNED_LONG_LONG, MPI_MAX, g_failure_comm);
+  const bool same = both[0] == h && both[1] == ~h;
+  if (!same)
+    print(rank_prefix());
+  else if (g_runtime.is_root())
+    print("");
   std::exit(status);
 }
 

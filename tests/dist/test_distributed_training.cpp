@@ -295,9 +295,32 @@ TEST_F(DistTrain, KilledRankEndsTheJobAndTheLastCheckpointResumes) {
 TEST_F(DistTrain, AGlobalBatchTheRanksCannotShareIsRefused) {
   const auto r = train(2, "bad_batch", "--max-steps 2 --batch-size 13");
   EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_NE(r.output.find("--batch-size 13 is the global batch and must divide evenly among the 2 ranks"),
-            std::string::npos) << r.output;
+  // Every rank refuses it, so it is said once, by rank 0, and no rank aborts the job.
+  const std::string message =
+      "crsm_train train: error: --batch-size 13 is the global batch and must divide evenly among the 2 ranks";
+  const auto at = r.output.find(message);
+  EXPECT_NE(at, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find(message, at + 1), std::string::npos) << "said more than once:\n" << r.output;
+  EXPECT_EQ(r.output.find("[rank 0] " + message), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("MPI_ABORT"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(work->path() / "bad_batch" / "checkpoints" / "latest"));
+}
+
+// Rank 1 alone gets a bad flag (mpirun's MPMD form gives each rank its own command
+// line); rank 0 starts training and waits for it in a collective. The job must end with
+// rank 1's message, not hang.
+TEST_F(DistTrain, AFailureOnOneRankAloneEndsTheJobWithThatRanksMessage) {
+  const auto started = Clock::now();
+  const auto r = run_command("timeout 120 " + std::string(CRSM_MPIEXEC) +
+                             " --allow-run-as-root --oversubscribe -np 1 " +
+                             crsm_train(train_args("one_fails", "--max-steps 20")) + " : -np 1 " +
+                             crsm_train(train_args("one_fails", "--max-steps 20 --bogus 1")));
+  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.status, 124) << "the job hung:\n" << r.output;
+  EXPECT_LT(seconds, 60) << r.output;
+  EXPECT_NE(r.output.find("[rank 1] crsm_train train: unrecognised option '--bogus'"), std::string::npos)
+      << r.output;
 }
 
 TEST_F(DistTrain, MemoryReportShowsShardedOptimizerState) {
