@@ -354,7 +354,7 @@ int main(int argc, char** argv) {
     return rt.is_root() ? usage(nullptr) : 2;
   }
   // Default: the node's cores shared among the ranks on it, as crsm_train does.
-  crsm::dist::configure_threads(opt.threads, rt.local_world_size);
+  crsm::dist::configure_threads(opt.threads, rt.ranks_sharing_cpus);
   Report report{opt.json, rt.is_root()};
   try {
     auto comm = crsm::dist::make_communicator(rt, c10::Device(c10::kCPU));

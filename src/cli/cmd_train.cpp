@@ -139,7 +139,7 @@ int train_command(int argc, char** argv) {
   if (t.lr <= 0 || t.min_lr_ratio < 0 || t.min_lr_ratio > 1)
     throw std::invalid_argument("--lr must be > 0 and --min-lr-ratio in [0, 1]");
 
-  const int threads = dist::configure_threads(vm["threads"].as<int>(), rt.local_world_size);
+  const int threads = dist::configure_threads(vm["threads"].as<int>(), rt.ranks_sharing_cpus);
   if (rt.world_size > 1)
     std::fprintf(stderr, "%slocal rank %d of %d on this node, %d threads, device %s, %s backend\n",
                  dist::rank_prefix().c_str(), rt.local_rank, rt.local_world_size, threads,

@@ -1,12 +1,12 @@
 #include "dist/cpu_setup.h"
 
 #include <ATen/Parallel.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
-#include <thread>
+
+#include "dist/cpu_affinity.h"
 
 namespace crsm::dist {
 
@@ -30,19 +30,9 @@ void prepare_blas_environment(char** argv) {
   // execv only returns on failure: carry on with the library defaults.
 }
 
-int configure_threads(int requested, int ranks_on_node) {
-  int threads = requested;
-  if (threads <= 0) {
-    // The CPUs this process may run on (taskset, cgroups, a Slurm allocation), not
-    // every CPU of the machine.
-    cpu_set_t allowed;
-    CPU_ZERO(&allowed);
-    int cores = sched_getaffinity(0, sizeof allowed, &allowed) == 0
-                    ? CPU_COUNT(&allowed)
-                    : static_cast<int>(std::thread::hardware_concurrency());
-    cores = std::max(1, cores);
-    threads = std::max(1, cores / std::max(1, ranks_on_node));
-  }
+int configure_threads(int requested, int ranks_sharing_cpus) {
+  const int cpus = static_cast<int>(allowed_cpus().size());
+  const int threads = requested > 0 ? requested : std::max(1, cpus / std::max(1, ranks_sharing_cpus));
   at::set_num_threads(threads);
   return threads;
 }

@@ -13,7 +13,8 @@ namespace crsm::dist {
 void prepare_blas_environment(char** argv);
 
 // Intra-op threads for this process: `requested` if > 0, else the CPUs this process may
-// use divided among the ranks on the node (at least 1). Applies it and returns it.
-int configure_threads(int requested, int ranks_on_node);
+// use divided among the ranks that may use them too (Runtime::ranks_sharing_cpus; at
+// least 1). Applies it and returns it.
+int configure_threads(int requested, int ranks_sharing_cpus);
 
 }  // namespace crsm::dist

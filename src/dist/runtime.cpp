@@ -9,6 +9,9 @@
 #include <cstdlib>
 #include <functional>
 #include <thread>
+#include <vector>
+
+#include "dist/cpu_affinity.h"
 
 namespace crsm::dist {
 namespace {
@@ -33,6 +36,21 @@ void finalize_at_exit() {
 
 void on_preemption_signal(int sig) { g_signal = sig; }
 
+// Every rank on the node tells the others its CPUs (as a 0/1 map over the CPU ids).
+int count_ranks_sharing_cpus(MPI_Comm node, int local_rank, int local_size) {
+  const std::vector<int> mine = allowed_cpus();
+  int width = mine.back() + 1;
+  MPI_Allreduce(MPI_IN_PLACE, &width, 1, MPI_INT, MPI_MAX, node);
+  std::vector<char> map(static_cast<size_t>(width), 0), maps(static_cast<size_t>(width) * local_size);
+  for (int cpu : mine) map[static_cast<size_t>(cpu)] = 1;
+  MPI_Allgather(map.data(), width, MPI_CHAR, maps.data(), width, MPI_CHAR, node);
+  std::vector<std::vector<int>> allowed(static_cast<size_t>(local_size));
+  for (int r = 0; r < local_size; ++r)
+    for (int cpu = 0; cpu < width; ++cpu)
+      if (maps[static_cast<size_t>(r) * width + cpu]) allowed[static_cast<size_t>(r)].push_back(cpu);
+  return ranks_sharing_cpus(allowed, local_rank);
+}
+
 }  // namespace
 
 const Runtime& init_runtime(int* argc, char*** argv) {
@@ -53,6 +71,7 @@ const Runtime& init_runtime(int* argc, char*** argv) {
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_runtime.rank, MPI_INFO_NULL, &node);
   MPI_Comm_rank(node, &g_runtime.local_rank);
   MPI_Comm_size(node, &g_runtime.local_world_size);
+  g_runtime.ranks_sharing_cpus = count_ranks_sharing_cpus(node, g_runtime.local_rank, g_runtime.local_world_size);
   MPI_Comm_free(&node);
   MPI_Comm_dup(MPI_COMM_WORLD, &g_failure_comm);
   return g_runtime;

@@ -16,6 +16,9 @@ struct Runtime {
   int world_size = 1;
   int local_rank = 0;        // among the ranks on this node (shared-memory split)
   int local_world_size = 1;  // ranks on this node
+  // Ranks on this node allowed on any of this rank's CPUs, itself included: all of them
+  // when unbound, 1 when a launcher gave each rank cores of its own.
+  int ranks_sharing_cpus = 1;
   bool mpi = false;          // MPI initialised (launched by mpirun or srun)
 
   bool is_root() const { return rank == 0; }
