@@ -4,7 +4,10 @@
 //   overlap     one gradient step under DataParallel with reductions launched from
 //               autograd hooks (overlapping backward) against reducing after backward;
 //   throughput  tokens/s of full training steps at the world size we were launched with
-//               (bench/run_dist_bench.sh compares W=1 with W=2).
+//               (bench/run_dist_bench.sh compares W=1 with W=2);
+//   checkpoint  SHA-256 throughput of the reference and the accelerated kernel, and
+//               --resume verification of a checkpoint by rank 0 alone against split
+//               across the ranks.
 // Run: mpirun -np 2 crsm_bench_dist [--json] [--quick]. Only rank 0 prints: a table, or
 // with --json one JSON object per measurement.
 //
@@ -22,9 +25,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,9 +39,13 @@
 
 #include "config/run_config.h"
 #include "dist/communicator.h"
+#include "data/temp_dir.h"
+#include "dist/checkpoint_store.h"
 #include "dist/cpu_setup.h"
 #include "dist/data_parallel.h"
+#include "dist/resume_across_ranks.h"
 #include "dist/runtime.h"
+#include "dist/sha256_blocks.h"
 #include "model/backbone.h"
 #include "train/adamw.h"
 #include "train/lm_loss.h"
@@ -316,11 +326,76 @@ void bench_throughput(Report& report, Communicator& comm, const crsm::RunConfig&
                     at::get_num_threads(), at::get_num_threads() == 1 ? "" : "s", opt.zero_stage));
 }
 
+// ---- 4. checkpoint hashing and verification --------------------------------------------
+
+void bench_sha256(Report& report, Communicator& comm, const Options& opt) {
+  namespace detail = crsm::dist::detail;
+  const auto accelerated = detail::sha256_blocks_accelerated();
+  if (!accelerated) {
+    report.line("sha256: accelerated kernel skipped (this CPU has no SHA extensions)");
+    return;
+  }
+  std::vector<uint8_t> data(static_cast<size_t>(opt.quick ? 16 : 64) << 20);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 2654435761u >> 13);
+  uint32_t state[8] = {};
+  auto with = [&](detail::Sha256Blocks blocks) {
+    return [&data, &state, blocks] { blocks(state, data.data(), data.size() / 64); };
+  };
+  const auto s = compare(comm, {with(detail::sha256_blocks_reference), with(accelerated)}, opt.quick ? 1.5 : 4.0);
+  const double mb = static_cast<double>(data.size()) / 1e6;
+  report.row("sha256 per rank", {{"bytes", data.size()}, {"reference_mb_per_s", mb / s[0]}, {"accelerated_mb_per_s", mb / s[1]}, {"speedup", s[0] / s[1]}},
+             format("reference %7.0f MB/s | SHA extensions %7.0f MB/s | %.1fx", mb / s[0], mb / s[1], s[0] / s[1]));
+}
+
+// A checkpoint shaped like one of `crsm_train` at this world size: the model, and one
+// optimizer file per rank holding its share of the two AdamW moments (twice the model).
+void bench_verification(Report& report, Communicator& comm, const Options& opt) {
+  const int world = comm.world_size();
+  if (world < 2) {
+    report.line("verify: skipped (world size 1: nothing to split; launch with mpirun -np 2)");
+    return;
+  }
+  const int64_t model_bytes = static_cast<int64_t>(opt.quick ? 32 : 256) << 20;
+  std::optional<crsm::data::TempDir> scratch;
+  std::string checkpoint;
+  if (comm.rank() == 0) {
+    scratch.emplace(std::filesystem::temp_directory_path().string(), "crsm_bench_verify");
+    const auto tmp = crsm::dist::begin_checkpoint(scratch->path(), 1);
+    const auto write = [&](const std::string& name, int64_t bytes) {
+      std::ofstream out(std::filesystem::path(tmp) / name, std::ios::binary);
+      std::vector<char> chunk(1 << 20);
+      for (int64_t done = 0; done < bytes; done += static_cast<int64_t>(chunk.size())) {
+        for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>((done + i) * 40503u >> 7);
+        out.write(chunk.data(), static_cast<std::streamsize>(std::min<int64_t>(chunk.size(), bytes - done)));
+      }
+    };
+    write("model.safetensors", model_bytes);
+    for (int r = 0; r < world; ++r) write(format("rank%05d.safetensors", r), 2 * model_bytes / world);
+    checkpoint = crsm::dist::commit_checkpoint(scratch->path(), tmp, {{"step", 1}}, 0);
+  }
+  checkpoint = crsm::dist::broadcast_string(comm, checkpoint);
+  auto alone = [&] {
+    if (comm.rank() == 0 && !crsm::dist::verify_checkpoint(checkpoint).empty())
+      throw std::runtime_error("the benchmark's checkpoint does not verify");
+  };
+  auto together = [&] { crsm::dist::resolve_resume_across_ranks(comm, checkpoint, "", nullptr); };
+  // Both read from the page cache after the first round: this compares hashing, which is
+  // what a resume from a fast parallel file system is bound by.
+  const auto s = compare(comm, {alone, together}, opt.quick ? 3.0 : 10.0, 5);
+  const double gb = 3.0 * static_cast<double>(model_bytes) / 1e9;
+  report.row("verify " + size_label(3 * model_bytes) + " checkpoint",
+             {{"bytes", 3 * model_bytes}, {"world_size", world}, {"rank0_alone_s", s[0]},
+              {"split_s", s[1]}, {"speedup", s[0] / s[1]}},
+             format("rank 0 alone %6.3f s (%5.2f GB/s) | split over %d ranks %6.3f s (%5.2f GB/s) | %.2fx",
+                    s[0], gb / s[0], world, s[1], gb / s[1], s[0] / s[1]));
+  comm.barrier();  // rank 0 removes the directory when `scratch` goes
+}
+
 // ---- command line ---------------------------------------------------------------------
 
 int usage(const char* bad) {
   std::cerr << "usage: crsm_bench_dist [--json] [--quick] [--threads N] [--config FILE]\n"
-               "                       [--only allreduce|overlap|throughput] [--zero-stage S]\n";
+               "                       [--only allreduce|overlap|throughput|checkpoint] [--zero-stage S]\n";
   if (bad) std::cerr << "bad argument: " << bad << "\n";
   return 2;
 }
@@ -336,7 +411,9 @@ bool parse(int argc, char** argv, Options& opt) {
     else if (a == "--zero-stage" && has_value) opt.zero_stage = std::stoi(argv[++i]);
     else if (a == "--only" && has_value) {
       opt.only = argv[++i];
-      if (opt.only != "allreduce" && opt.only != "overlap" && opt.only != "throughput") return false;
+      if (opt.only != "allreduce" && opt.only != "overlap" && opt.only != "throughput" &&
+          opt.only != "checkpoint")
+        return false;
     } else return false;
   }
   return true;
@@ -373,6 +450,10 @@ int main(int argc, char** argv) {
     if (wanted("allreduce")) bench_allreduce(report, *comm, opt);
     if (wanted("overlap")) bench_overlap(report, *comm, cfg, opt);
     if (wanted("throughput")) bench_throughput(report, *comm, cfg, opt);
+    if (wanted("checkpoint")) {
+      bench_sha256(report, *comm, opt);
+      bench_verification(report, *comm, opt);
+    }
   } catch (const std::exception& e) {
     crsm::dist::fail_job(1, std::string("crsm_bench_dist: ") + e.what());
   }
