@@ -2,6 +2,8 @@
 
 #include <iostream>
 
+#include "dist/runtime.h"
+
 namespace crsm::cli {
 
 bool parse_options(int argc, char** argv, const std::string& usage,
@@ -13,7 +15,8 @@ bool parse_options(int argc, char** argv, const std::string& usage,
   if (positional) parser.positional(*positional);
   po::store(parser.run(), vm);
   if (vm.count("help")) {
-    std::cout << usage << "\n\n" << all << "\n";
+    // Under mpirun every rank parses the same flags; one copy of the help is enough.
+    if (dist::runtime().is_root()) std::cout << usage << "\n\n" << all << "\n";
     return false;
   }
   po::notify(vm);

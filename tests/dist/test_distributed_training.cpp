@@ -306,6 +306,14 @@ TEST_F(DistTrain, AGlobalBatchTheRanksCannotShareIsRefused) {
   EXPECT_FALSE(fs::exists(work->path() / "bad_batch" / "checkpoints" / "latest"));
 }
 
+TEST_F(DistTrain, HelpUnderMpirunIsPrintedOnce) {
+  const auto r = run_command("timeout 120 " + mpirun(2) + crsm_train("train --help"));
+  EXPECT_EQ(r.status, 0) << r.output;
+  const auto at = r.output.find("--zero-stage");
+  EXPECT_NE(at, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("--zero-stage", at + 1), std::string::npos) << r.output;
+}
+
 // Rank 1 alone gets a bad flag (mpirun's MPMD form gives each rank its own command
 // line); rank 0 starts training and waits for it in a collective. The job must end with
 // rank 1's message, not hang.
