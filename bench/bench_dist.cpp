@@ -430,7 +430,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception&) {  // std::stoi on a non-number
     return rt.is_root() ? usage(nullptr) : 2;
   }
-  // Default: the node's cores shared among the ranks on it, as crsm_train does.
+  // Default as in crsm_train: this rank's CPUs divided among the local ranks sharing them.
   crsm::dist::configure_threads(opt.threads, rt.ranks_sharing_cpus);
   Report report{opt.json, rt.is_root()};
   try {

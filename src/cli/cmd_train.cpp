@@ -77,7 +77,7 @@ int train_command(int argc, char** argv) {
       ("log-every", po::value<int64_t>()->default_value(10), "steps between progress lines")
       ("seed", po::value<int64_t>(), "seed of initialisation and data order (config: seed)")
       ("device", po::value<std::string>(), "cpu | cuda | cuda:N (config: device)")
-      ("threads", po::value<int>()->default_value(0), "CPU threads per rank (0: the node's cores / ranks on it)")
+      ("threads", po::value<int>()->default_value(0), "CPU threads per rank (0: this rank's CPUs / the ranks on its node sharing them)")
       ("zero-stage", po::value<int>(), "0 replicated | 1 optimizer state sharded | 2 gradients sharded too (config: zero_stage)")
       ("bucket-mb", po::value<double>()->default_value(4.0, "4"), "gradient bucket size in MiB for the overlapped all-reduce")
       ("precision", po::value<std::string>()->default_value("fp32"), "fp32 | bf16 (autocast forward passes to bfloat16; weights, optimizer and losses stay fp32)");

@@ -88,8 +88,8 @@ void recover_replaced(const fs::path& root, std::vector<std::string>* notes) {
 }
 
 // The files, of those named, whose SHA-256 share `share` of `shares` checks: largest
-// first, each to the share with the fewest bytes so far, so that the share with the
-// most to read has as little as the split allows.
+// first, each to the share with the fewest bytes so far (greedy, so close to even
+// rather than optimal).
 std::vector<std::string> files_hashed_by(std::vector<std::pair<std::string, uint64_t>> files, int share,
                                          int shares) {
   std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
@@ -206,7 +206,9 @@ json read_manifest(const std::string& dir) {
   }
 }
 
-std::string verify_checkpoint(const std::string& dir, int share, int shares) {
+namespace {
+
+std::string find_damage(const std::string& dir, int share, int shares) {
   json manifest;
   try {
     manifest = read_manifest(dir);
@@ -238,6 +240,20 @@ std::string verify_checkpoint(const std::string& dir, int share, int shares) {
     if (sha256_file((fs::path(dir) / name).string()) != manifest["files"][name].value("sha256", ""))
       return name + " does not match its SHA-256 in the manifest (corrupted)";
   return "";
+}
+
+}  // namespace
+
+std::string verify_checkpoint(const std::string& dir, int share, int shares) {
+  // A damaged checkpoint is reported, never thrown: on a resume every rank must come
+  // back with an answer, or the others would wait for it.
+  try {
+    return find_damage(dir, share, shares);
+  } catch (const nlohmann::json::exception& e) {
+    return std::string("manifest.json: malformed entry: ") + e.what();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
 }
 
 std::optional<std::string> resolve_resume(const std::string& spec, const std::string& root,

@@ -13,9 +13,10 @@
 
 namespace crsm::dist {
 
-// Collective: every rank calls it with the same spec and root and gets the same answer
-// (nullopt: "auto" found nothing, a fresh start). Rank 0 fills `skipped`. When rank 0's
-// resolve_resume throws, every rank throws CheckpointError with its message.
+// Collective: every rank calls it and gets the same answer (nullopt: "auto" found
+// nothing, a fresh start). Only rank 0's `spec` and `root` are used, and only rank 0
+// fills `skipped`. Whatever rank 0's resolve_resume throws (a missing or damaged path),
+// every rank throws as a CheckpointError with its message.
 std::optional<std::string> resolve_resume_across_ranks(Communicator& comm, const std::string& spec,
                                                        const std::string& root,
                                                        std::vector<std::string>* skipped);

@@ -36,6 +36,12 @@ void finalize_at_exit() {
 
 void on_preemption_signal(int sig) { g_signal = sig; }
 
+// Ends every rank of the job with `status`, as mpirun reports it.
+[[noreturn]] void abort_job(int status) {
+  if (g_runtime.mpi && g_runtime.world_size > 1) MPI_Abort(MPI_COMM_WORLD, status);
+  std::exit(status);
+}
+
 // Every rank on the node tells the others its CPUs (as a 0/1 map over the CPU ids).
 int count_ranks_sharing_cpus(MPI_Comm node, int local_rank, int local_size) {
   const std::vector<int> mine = allowed_cpus();
@@ -79,10 +85,6 @@ const Runtime& init_runtime(int* argc, char*** argv) {
 
 const Runtime& runtime() { return g_runtime; }
 
-void abort_job(int status) {
-  if (g_runtime.mpi && g_runtime.world_size > 1) MPI_Abort(MPI_COMM_WORLD, status);
-  std::exit(status);
-}
 
 [[noreturn]] void fail_job(int status, const std::string& message) {
   const auto print = [&](const std::string& prefix) {

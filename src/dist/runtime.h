@@ -31,17 +31,14 @@ const Runtime& init_runtime(int* argc, char*** argv);
 // The state set by init_runtime (world size 1 before it is called).
 const Runtime& runtime();
 
-// Ends every rank of the job with `status`, as mpirun reports it. Used when one rank
-// fails where the others may be waiting in a collective and would otherwise hang.
-[[noreturn]] void abort_job(int status);
-
 // Reports the error that ended this rank's work (`message`, one or more lines) and ends
 // the process with `status`. In a job of several ranks it first waits a few seconds for
 // the others: when every rank fails with the same message (a bad flag, an impossible
 // config, a damaged --resume path), rank 0 prints it once and all exit together; when
 // the messages differ each rank prints its own, prefixed. When some rank does not fail,
-// this one prints its message, prefixed, and aborts the job so nobody waits forever in
-// a collective.
+// this one prints its message, prefixed, and aborts the job (MPI_Abort) so nobody waits
+// forever in a collective. Ranks failing about 3 s apart land on either side of that
+// wait: the job then ends by the abort, though every rank failed.
 [[noreturn]] void fail_job(int status, const std::string& message);
 
 // "[rank 3] " in a multi-rank job, "" otherwise: the prefix of every rank's messages.

@@ -77,6 +77,7 @@ Sha256::Sha256()
                                                   : detail::sha256_blocks_reference) {}
 
 void Sha256::update(const void* data, size_t size) {
+  if (size == 0) return;  // data may then be null, which memcpy must not see
   const auto* p = static_cast<const uint8_t*>(data);
   total_bytes_ += size;
   if (buffered_ > 0) {

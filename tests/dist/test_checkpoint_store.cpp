@@ -138,6 +138,32 @@ TEST_F(DistCheckpointStore, TruncationAndMissingFilesAreDetected) {
   EXPECT_NE(verify_checkpoint(ckpt).find("manifest.json"), std::string::npos);
 }
 
+// Damage that makes reading throw (a malformed manifest entry, a directory where a
+// file should be) is reported like any other, so `auto` passes over it and, on a
+// resume, every rank still answers.
+TEST_F(DistCheckpointStore, DamageThatThrowsIsReportedNotThrown) {
+  save(1, "one");
+  const auto entry_not_an_object = save(2, "two");
+  auto manifest = read_manifest(entry_not_an_object);
+  manifest["files"]["model.bin"] = 3;
+  std::ofstream(fs::path(entry_not_an_object) / "manifest.json") << manifest.dump();
+  std::string problem;
+  EXPECT_NO_THROW(problem = verify_checkpoint(entry_not_an_object));
+  EXPECT_NE(problem.find("manifest.json"), std::string::npos) << problem;
+
+  const auto directory_for_a_file = save(3, "three");
+  fs::remove(fs::path(directory_for_a_file) / "model.bin");
+  fs::create_directory(fs::path(directory_for_a_file) / "model.bin");
+  EXPECT_NO_THROW(problem = verify_checkpoint(directory_for_a_file));
+  EXPECT_NE(problem.find("model.bin"), std::string::npos) << problem;
+
+  std::vector<std::string> skipped;
+  const auto chosen = resolve_resume("auto", dir.string(), &skipped);
+  ASSERT_TRUE(chosen);
+  EXPECT_EQ(fs::path(*chosen).filename(), "step_00000001");
+  EXPECT_EQ(skipped.size(), 2u);
+}
+
 TEST_F(DistCheckpointStore, AutoWithNothingSavedStartsFresh) {
   EXPECT_FALSE(resolve_resume("auto", dir.string(), nullptr));
   EXPECT_THROW(resolve_resume((dir / "nope").string(), dir.string(), nullptr), CheckpointError);

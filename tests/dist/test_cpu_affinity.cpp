@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <sched.h>
+
 #include <vector>
 
 #include "dist/cpu_affinity.h"
@@ -35,10 +37,20 @@ TEST(DistCpuAffinity, PartialOverlapCountsAsSharing) {
   EXPECT_EQ(ranks_sharing_cpus(allowed, 1), 3);
 }
 
-TEST(DistCpuAffinity, ThisProcessMayRunSomewhere) {
-  const auto cpus = allowed_cpus();
-  ASSERT_FALSE(cpus.empty());
-  EXPECT_TRUE(std::is_sorted(cpus.begin(), cpus.end()));
+// What taskset or a launcher's binding leaves the process is what it reports.
+TEST(DistCpuAffinity, AllowedCpusFollowTheAffinityMask) {
+  cpu_set_t original;
+  ASSERT_EQ(sched_getaffinity(0, sizeof original, &original), 0);
+  std::vector<int> before;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &original)) before.push_back(cpu);
+  EXPECT_EQ(allowed_cpus(), before);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(before.back(), &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  EXPECT_EQ(allowed_cpus(), std::vector<int>{before.back()});
+  ASSERT_EQ(sched_setaffinity(0, sizeof original, &original), 0);
 }
 
 }  // namespace

@@ -314,6 +314,14 @@ TEST_F(DistTrain, HelpUnderMpirunIsPrintedOnce) {
   EXPECT_EQ(r.output.find("--zero-stage", at + 1), std::string::npos) << r.output;
 }
 
+TEST_F(DistTrain, TopLevelUsageUnderMpirunIsPrintedOnce) {
+  const auto r = run_command("timeout 120 " + mpirun(2) + crsm_train("--help"));
+  EXPECT_EQ(r.status, 0) << r.output;
+  const auto at = r.output.find("usage: crsm_train COMMAND");
+  EXPECT_NE(at, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("usage: crsm_train COMMAND", at + 1), std::string::npos) << r.output;
+}
+
 // Rank 1 alone gets a bad flag (mpirun's MPMD form gives each rank its own command
 // line); rank 0 starts training and waits for it in a collective. The job must end with
 // rank 1's message, not hang.

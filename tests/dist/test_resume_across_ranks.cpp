@@ -93,6 +93,34 @@ TEST_F(ResumeAcrossRanks, AnExplicitDamagedPathFailsOnEveryRank) {
   }
 }
 
+// Rank 0 fails before it has anything to verify; the others hear of it rather than
+// waiting for a candidate.
+TEST_F(ResumeAcrossRanks, APathThatIsNotThereFailsOnEveryRank) {
+  const std::string missing = root + "/no_such_checkpoint";
+  try {
+    resolve_resume_across_ranks(*comm, missing, root, nullptr);
+    ADD_FAILURE() << "a missing path was accepted";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("no_such_checkpoint"), std::string::npos) << e.what();
+  }
+}
+
+// A directory where a rank file should be makes reading it throw (on every rank, at the
+// size check); each rank must still answer, so that the agreement completes.
+TEST_F(ResumeAcrossRanks, DamageThatMakesReadingThrowIsSkippedOnEveryRank) {
+  if (comm->rank() == 0) {
+    save(1);
+    const auto ckpt = save(2);
+    fs::remove(fs::path(ckpt) / "rank00001.bin");
+    fs::create_directory(fs::path(ckpt) / "rank00001.bin");
+  }
+  std::vector<std::string> skipped;
+  const auto chosen = resolve_resume_across_ranks(*comm, "auto", root, &skipped);
+  ASSERT_TRUE(chosen);
+  EXPECT_EQ(fs::path(*chosen).filename(), "step_00000001");
+  if (comm->rank() == 0) EXPECT_EQ(skipped.size(), 1u);
+}
+
 TEST_F(ResumeAcrossRanks, EveryRankGetsTheSameAnswer) {
   std::vector<std::string> skipped;
   EXPECT_FALSE(resolve_resume_across_ranks(*comm, "auto", root, &skipped));
