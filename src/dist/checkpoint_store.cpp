@@ -142,6 +142,22 @@ std::string begin_checkpoint(const std::string& root, int64_t step) {
   return tmp.string();
 }
 
+std::vector<std::string> remove_unfinished_saves(const std::string& root) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string name = entry.path().filename().string();
+    const std::string suffix = ".tmp";
+    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0 ||
+        step_of(name.substr(0, name.size() - suffix.size())) < 0 || !entry.is_directory())
+      continue;
+    fs::remove_all(entry.path());
+    removed.push_back(name);
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
+}
+
 FileDigest digest_file(const std::string& path) {
   sync_path(path, false);
   return {static_cast<uint64_t>(fs::file_size(path)), sha256_file(path)};

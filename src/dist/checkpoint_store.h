@@ -38,6 +38,12 @@ bool holds_checkpoints(const std::string& root);
 // Creates <root>/<name>.tmp afresh and returns its path.
 std::string begin_checkpoint(const std::string& root, int64_t step);
 
+// Removes the <name>.tmp directories of saves that never completed (a crash, a full
+// disk) and returns their names. They can never become checkpoints, and on a full disk
+// they hold the space the next save needs. Only a job that writes to root may call it:
+// a save in progress looks the same.
+std::vector<std::string> remove_unfinished_saves(const std::string& root);
+
 // Size and SHA-256 of one checkpoint file.
 struct FileDigest {
   uint64_t bytes = 0;

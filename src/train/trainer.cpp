@@ -122,6 +122,9 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
     resume_from = dist::resolve_resume_across_ranks(comm, opt.resume, ckpt_root.string(), &skipped);
     for (const auto& note : skipped) std::printf("resume: %s\n", note.c_str());
   }
+  if (root)
+    for (const auto& name : dist::remove_unfinished_saves(ckpt_root.string()))
+      std::printf("checkpoints: removed %s, a save that never completed\n", name.c_str());
 
   torch::manual_seed(static_cast<uint64_t>(opt.seed));
   model::Backbone model(config.model);

@@ -164,6 +164,19 @@ TEST_F(DistCheckpointStore, DamageThatThrowsIsReportedNotThrown) {
   EXPECT_EQ(skipped.size(), 2u);
 }
 
+TEST_F(DistCheckpointStore, UnfinishedSavesAreRemovedAndNothingElse) {
+  const auto kept = save(2, "complete");
+  fs::create_directories(dir / "step_00000003.tmp" / "partial");
+  std::ofstream(dir / "step_00000004.tmp") << "a file, not a save";
+  fs::create_directories(dir / "notes.tmp");
+  EXPECT_EQ(remove_unfinished_saves(dir.string()), std::vector<std::string>{"step_00000003.tmp"});
+  EXPECT_FALSE(fs::exists(dir / "step_00000003.tmp"));
+  EXPECT_TRUE(fs::exists(dir / "step_00000004.tmp"));
+  EXPECT_TRUE(fs::exists(dir / "notes.tmp"));
+  EXPECT_EQ(verify_checkpoint(kept), "");
+  EXPECT_TRUE(remove_unfinished_saves((dir / "absent").string()).empty());
+}
+
 TEST_F(DistCheckpointStore, AutoWithNothingSavedStartsFresh) {
   EXPECT_FALSE(resolve_resume("auto", dir.string(), nullptr));
   EXPECT_THROW(resolve_resume((dir / "nope").string(), dir.string(), nullptr), CheckpointError);

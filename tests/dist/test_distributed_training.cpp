@@ -292,6 +292,45 @@ TEST_F(DistTrain, KilledRankEndsTheJobAndTheLastCheckpointResumes) {
   expect_resumes_from_latest(run, 20, 2);
 }
 
+// Bytes a directory tree takes on its file system (du), for sizing the small one below.
+int64_t disk_usage(const fs::path& path) {
+  const auto r = run_command("du -sk " + path.string());
+  return std::stoll(r.output) * 1024;
+}
+
+// A save that runs out of disk: the job fails naming the file, the previous checkpoint
+// stays intact, and once there is room again the run resumes from it. The room given is
+// enough only if the failed save's partial directory is removed first. Needs a small
+// file system of its own: a tmpfs, which root can mount (CI and this machine).
+TEST_F(DistTrain, AFullDiskFailsTheSaveAndTheRunResumesOnceThereIsRoom) {
+  const fs::path mount_point = work->path() / "small_fs";
+  fs::create_directories(mount_point);
+  if (run_command("mount -t tmpfs -o size=900k tmpfs " + mount_point.string()).status != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  struct Unmount {
+    std::string at;
+    ~Unmount() { run_command("umount " + at); }
+  } unmount{mount_point.string()};
+  const std::string run = "small_fs/run";
+  const auto full = train(2, run, "--max-steps 20 --save-every 5 --log-every 5 --eval-every 0 --eval-batches 2");
+  EXPECT_NE(full.status, 0) << full.output;
+  EXPECT_NE(full.output.find("No space left on device"), std::string::npos) << full.output;
+  const fs::path checkpoints = mount_point / "run" / "checkpoints";
+  EXPECT_EQ(read_file(checkpoints / "latest"), "step_00000005\n");
+  ASSERT_TRUE(fs::exists(checkpoints / "step_00000010.tmp")) << full.output;
+
+  const int64_t saved = disk_usage(checkpoints / "step_00000005");
+  const int64_t partial = disk_usage(checkpoints / "step_00000010.tmp");
+  const int64_t room = disk_usage(mount_point) - partial + saved + partial / 4;
+  ASSERT_EQ(run_command("mount -o remount,size=" + std::to_string(room / 1024) + "k " + mount_point.string()).status, 0);
+  const auto resumed = train(2, run, "--max-steps 10 --save-every 5 --log-every 5 --eval-every 0 --eval-batches 2 --resume auto");
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("removed step_00000010.tmp, a save that never completed"), std::string::npos)
+      << resumed.output;
+  EXPECT_NE(resumed.output.find("step_00000005 at step 5"), std::string::npos) << resumed.output;
+  EXPECT_EQ(read_file(checkpoints / "latest"), "step_00000010\n");
+}
+
 TEST_F(DistTrain, AGlobalBatchTheRanksCannotShareIsRefused) {
   const auto r = train(2, "bad_batch", "--max-steps 2 --batch-size 13");
   EXPECT_EQ(r.status, 2) << r.output;
