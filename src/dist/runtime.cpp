@@ -80,11 +80,12 @@ const Runtime& init_runtime(int* argc, char*** argv) {
   g_runtime.ranks_sharing_cpus = count_ranks_sharing_cpus(node, g_runtime.local_rank, g_runtime.local_world_size);
   MPI_Comm_free(&node);
   MPI_Comm_dup(MPI_COMM_WORLD, &g_failure_comm);
+  // A dead peer must not end the job inside fail_job before the message is printed.
+  MPI_Comm_set_errhandler(g_failure_comm, MPI_ERRORS_RETURN);
   return g_runtime;
 }
 
 const Runtime& runtime() { return g_runtime; }
-
 
 [[noreturn]] void fail_job(int status, const std::string& message) {
   const auto print = [&](const std::string& prefix) {
@@ -100,13 +101,14 @@ const Runtime& runtime() { return g_runtime; }
   // (one still reading a file the others have read); short next to any job.
   constexpr auto kWaitForOthers = std::chrono::seconds(3);
   MPI_Request everyone = MPI_REQUEST_NULL;
-  MPI_Ibarrier(g_failure_comm, &everyone);
   int all_failed = 0;
+  bool broken = MPI_Ibarrier(g_failure_comm, &everyone) != MPI_SUCCESS;
   for (const auto deadline = std::chrono::steady_clock::now() + kWaitForOthers;
-       !all_failed && std::chrono::steady_clock::now() < deadline;) {
-    MPI_Test(&everyone, &all_failed, MPI_STATUS_IGNORE);
+       !broken && !all_failed && std::chrono::steady_clock::now() < deadline;) {
+    broken = MPI_Test(&everyone, &all_failed, MPI_STATUS_IGNORE) != MPI_SUCCESS;
     if (!all_failed) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
+  if (broken) all_failed = 0;
   if (!all_failed) {
     print(rank_prefix());
     abort_job(status);
@@ -115,8 +117,9 @@ const Runtime& runtime() { return g_runtime; }
   // on every rank exactly when all ranks have the same message.
   const unsigned long long h = std::hash<std::string>{}(message);
   unsigned long long both[2] = {h, ~h};
-  MPI_Allreduce(MPI_IN_PLACE, both, 2, MPI_UNSIGNED_LONG_LONG, MPI_MAX, g_failure_comm);
-  const bool same = both[0] == h && both[1] == ~h;
+  const bool compared =
+      MPI_Allreduce(MPI_IN_PLACE, both, 2, MPI_UNSIGNED_LONG_LONG, MPI_MAX, g_failure_comm) == MPI_SUCCESS;
+  const bool same = compared && both[0] == h && both[1] == ~h;
   if (!same)
     print(rank_prefix());
   else if (g_runtime.is_root())
