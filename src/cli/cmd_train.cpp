@@ -1,3 +1,4 @@
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -80,6 +81,8 @@ int train_command(int argc, char** argv) {
       ("threads", po::value<int>()->default_value(0), "CPU threads per rank (0: this rank's CPUs / the ranks on its node sharing them)")
       ("zero-stage", po::value<int>(), "0 replicated | 1 optimizer state sharded | 2 gradients sharded too (config: zero_stage)")
       ("bucket-mb", po::value<double>()->default_value(4.0, "4"), "gradient bucket size in MiB for the overlapped all-reduce")
+      ("collective-timeout", po::value<int64_t>()->default_value(dist::kDefaultCollectiveTimeout.count()),
+       "seconds a rank waits for one MPI collective before the job is ended, naming it (0: forever; must exceed the longest checkpoint save)")
       ("precision", po::value<std::string>()->default_value("fp32"), "fp32 | bf16 (autocast forward passes to bfloat16; weights, optimizer and losses stay fp32)");
   po::variables_map vm;
   if (!parse_options(argc, argv, "usage: crsm_train train --checkpoint-dir DIR --data DATA [--config FILE] [options]", o, vm))
@@ -102,7 +105,9 @@ int train_command(int argc, char** argv) {
     throw std::invalid_argument("--data is required: a directory from `crsm_train prepare`, or a text file such as data/tinyshakespeare.txt");
   const auto& rt = dist::runtime();
   // Rank 0 prepares a text corpus once; the others wait and then read what it wrote.
-  auto comm = dist::make_communicator(rt, dist::rank_device(config.device, rt));
+  const int64_t timeout = vm["collective-timeout"].as<int64_t>();
+  if (timeout < 0) throw std::invalid_argument("--collective-timeout " + std::to_string(timeout) + ": expected seconds >= 0");
+  auto comm = dist::make_communicator(rt, dist::rank_device(config.device, rt), std::chrono::seconds(timeout));
   std::string data_dir;
   if (rt.is_root()) {
     fs::create_directories(t.run_dir);

@@ -19,10 +19,11 @@ c10::Device rank_device(const std::string& name, const Runtime& rt) {
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(rt.local_rank % visible));
 }
 
-std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const c10::Device& device) {
+std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const c10::Device& device,
+                                                std::chrono::seconds timeout) {
   if (!rt.mpi) return make_local_communicator();
   if (device.is_cuda()) return make_nccl_communicator(device.has_index() ? device.index() : 0);
-  return make_mpi_communicator();
+  return make_mpi_communicator(timeout);
 }
 
 void check_reduce_scatter_sizes(const at::Tensor& input, const at::Tensor& output, int world,

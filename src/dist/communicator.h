@@ -12,6 +12,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <chrono>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -66,11 +67,19 @@ class Communicator {
 // only its own). std::invalid_argument naming the flag when CUDA is asked for and absent.
 c10::Device rank_device(const std::string& name, const Runtime& rt);
 
+// How long the MPI backend lets a rank wait for one collective before it throws
+// CommError: a peer that is stopped or stuck (not dead: mpirun ends the job for a dead
+// one) would otherwise hold every other rank forever. Checkpoint saves wait for the
+// slowest writer, so it must exceed the longest save. Zero waits forever. NCCL
+// collectives complete on the GPU, where this option does not reach them.
+constexpr std::chrono::seconds kDefaultCollectiveTimeout{1800};
+
 // The communicator for this process: local without a launcher; NCCL when `device` is a
 // CUDA device and NCCL was built in; MPI otherwise.
-std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const c10::Device& device);
+std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const c10::Device& device,
+                                                std::chrono::seconds timeout = kDefaultCollectiveTimeout);
 
-std::unique_ptr<Communicator> make_mpi_communicator();
+std::unique_ptr<Communicator> make_mpi_communicator(std::chrono::seconds timeout = kDefaultCollectiveTimeout);
 std::unique_ptr<Communicator> make_local_communicator();
 // Throws CommError when this build has no NCCL.
 std::unique_ptr<Communicator> make_nccl_communicator(int device_index);

@@ -1,6 +1,7 @@
 #include <ATen/ATen.h>
 #include <mpi.h>
 
+#include <chrono>
 #include <limits>
 
 #include "dist/communicator.h"
@@ -8,17 +9,18 @@
 namespace crsm::dist {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 class MpiWork final : public Work {
  public:
-  MpiWork(MPI_Request request, std::vector<at::Tensor> keep_alive, std::string what)
-      : request_(request), keep_alive_(std::move(keep_alive)), what_(std::move(what)) {}
+  MpiWork(MPI_Request request, std::vector<at::Tensor> keep_alive, std::string what,
+          std::chrono::seconds timeout)
+      : request_(request), keep_alive_(std::move(keep_alive)), what_(std::move(what)), timeout_(timeout) {}
   ~MpiWork() override {
-    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    if (request_ != MPI_REQUEST_NULL) finish(/*throw_on_timeout=*/false);
   }
   void wait() override {
-    if (request_ == MPI_REQUEST_NULL) return;
-    check(MPI_Wait(&request_, MPI_STATUS_IGNORE));
-    keep_alive_.clear();
+    if (request_ != MPI_REQUEST_NULL) finish(/*throw_on_timeout=*/true);
   }
   bool poll() override {
     if (request_ == MPI_REQUEST_NULL) return true;
@@ -29,11 +31,40 @@ class MpiWork final : public Work {
   }
 
  private:
+  // Blocks until the request completes or the timeout passes. MPI_Test in a loop costs
+  // what MPI_Wait does (Open MPI's wait spins on the same progress engine) and lets the
+  // clock be read.
+  void finish(bool throw_on_timeout) {
+    if (timeout_.count() <= 0) {
+      const int code = MPI_Wait(&request_, MPI_STATUS_IGNORE);
+      keep_alive_.clear();
+      if (throw_on_timeout) check(code);
+      return;
+    }
+    const auto deadline = Clock::now() + timeout_;
+    for (int done = 0;;) {
+      const int code = MPI_Test(&request_, &done, MPI_STATUS_IGNORE);
+      if (code != MPI_SUCCESS || done) {
+        keep_alive_.clear();
+        if (throw_on_timeout) check(code);
+        return;
+      }
+      if (Clock::now() >= deadline) break;
+    }
+    // The peers may still write into the buffers, so they are never freed: the job is
+    // about to end (fail_job), and reusing them could corrupt whatever came next.
+    new std::vector<at::Tensor>(std::move(keep_alive_));
+    request_ = MPI_REQUEST_NULL;
+    if (throw_on_timeout)
+      throw CommError(what_ + ": not complete after " + std::to_string(timeout_.count()) +
+                      " s (--collective-timeout): another rank is stopped, stuck or far behind");
+  }
   void check(int code) const;
 
   MPI_Request request_;
   std::vector<at::Tensor> keep_alive_;
   std::string what_;
+  std::chrono::seconds timeout_;
 };
 
 std::string mpi_error_text(int code) {
@@ -64,7 +95,7 @@ MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::kSum ? MPI_SUM : MPI_MAX; }
 
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator() {
+  explicit MpiCommunicator(std::chrono::seconds timeout) : timeout_(timeout) {
     MPI_Comm_dup(MPI_COMM_WORLD, &comm_);
     // Report failures as exceptions carrying rank and operation rather than aborting.
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
@@ -89,7 +120,7 @@ class MpiCommunicator final : public Communicator {
     check(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()),
                          mpi_type(t, what), mpi_op(op), comm_, &req),
           what);
-    return std::make_shared<MpiWork>(req, std::vector<at::Tensor>{t}, what);
+    return std::make_shared<MpiWork>(req, std::vector<at::Tensor>{t}, what, timeout_);
   }
 
   WorkPtr reduce_scatter(at::Tensor input, at::Tensor output) override {
@@ -102,7 +133,7 @@ class MpiCommunicator final : public Communicator {
                                     static_cast<int>(output.numel()), mpi_type(input, what),
                                     MPI_SUM, comm_, &req),
           what);
-    return std::make_shared<MpiWork>(req, std::vector<at::Tensor>{input, output}, what);
+    return std::make_shared<MpiWork>(req, std::vector<at::Tensor>{input, output}, what, timeout_);
   }
 
   WorkPtr all_gather(at::Tensor buffer) override {
@@ -114,7 +145,7 @@ class MpiCommunicator final : public Communicator {
                          static_cast<int>(chunk), mpi_type(buffer, what),
                          comm_, &req),
           what);
-    return std::make_shared<MpiWork>(req, std::vector<at::Tensor>{buffer}, what);
+    return std::make_shared<MpiWork>(req, std::vector<at::Tensor>{buffer}, what, timeout_);
   }
 
   WorkPtr broadcast(at::Tensor t, int root) override {
@@ -123,10 +154,15 @@ class MpiCommunicator final : public Communicator {
     MPI_Request req;
     check(MPI_Ibcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t, what), root, comm_, &req),
           what);
-    return std::make_shared<MpiWork>(req, std::vector<at::Tensor>{t}, what);
+    return std::make_shared<MpiWork>(req, std::vector<at::Tensor>{t}, what, timeout_);
   }
 
-  void barrier() override { check(MPI_Barrier(comm_), "rank " + std::to_string(rank_) + ": barrier"); }
+  void barrier() override {
+    const std::string what = "rank " + std::to_string(rank_) + ": MPI barrier";
+    MPI_Request req;
+    check(MPI_Ibarrier(comm_, &req), what);
+    MpiWork(req, {}, what, timeout_).wait();
+  }
 
  private:
   std::string describe(const char* op, const at::Tensor& t) const {
@@ -147,12 +183,13 @@ class MpiCommunicator final : public Communicator {
 
   MPI_Comm comm_;
   int rank_ = 0, world_ = 1;
+  std::chrono::seconds timeout_;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_mpi_communicator() {
-  return std::make_unique<MpiCommunicator>();
+std::unique_ptr<Communicator> make_mpi_communicator(std::chrono::seconds timeout) {
+  return std::make_unique<MpiCommunicator>(timeout);
 }
 
 }  // namespace crsm::dist

@@ -292,6 +292,31 @@ TEST_F(DistTrain, KilledRankEndsTheJobAndTheLastCheckpointResumes) {
   expect_resumes_from_latest(run, 20, 2);
 }
 
+// A rank that stops without dying (SIGSTOP here; a hung file system in life) must not
+// hold the others forever: they give up after --collective-timeout, naming the
+// collective, and the job ends.
+TEST_F(DistTrain, AStoppedRankEndsTheJobAfterTheCollectiveTimeout) {
+  const auto job = spawn(mpirun(2) + crsm_train(train_args("stopped", "--max-steps 100000 --log-every 20 --eval-every 0 "
+                                                                       "--eval-batches 2 --collective-timeout 5")),
+                         work->str("stopped.log"));
+  ASSERT_TRUE(wait_for_text(job, "step     20/", 60)) << read_file(job.log);
+  const auto found = ranks_of(job);
+  ASSERT_EQ(found.size(), 2u);
+  struct Release {
+    pid_t pid;
+    ~Release() { ::kill(pid, SIGKILL); }  // a stopped process takes SIGKILL too
+  } release{found.back()};
+  const auto stopped_at = Clock::now();
+  ::kill(found.back(), SIGSTOP);
+  const int status = wait_for(job, 60);
+  const double seconds = std::chrono::duration<double>(Clock::now() - stopped_at).count();
+  const std::string log = read_file(job.log);
+  EXPECT_NE(status, -1) << "the job was still running 60 s after a rank stopped:\n" << log;
+  EXPECT_EQ(status, 5) << log;
+  EXPECT_GE(seconds, 4.0) << log;
+  EXPECT_NE(log.find("not complete after 5 s (--collective-timeout)"), std::string::npos) << log;
+}
+
 // Bytes a directory tree takes on its file system (du), for sizing the small one below.
 int64_t disk_usage(const fs::path& path) {
   const auto r = run_command("du -sk " + path.string());
