@@ -59,8 +59,8 @@ int main(int argc, char** argv) {
     } catch (const boost::program_options::error& e) {
       fail_job(crsm::cli::kExitUsage, "crsm_train " + name + ": " + e.what() + " (see crsm_train " + name +
                                           " --help)");
-    } catch (const crsm::dist::CommError& e) {
-      fail_job(crsm::cli::kExitCommunication, "crsm_train " + name + ": error: " + e.what());
+    } catch (const crsm::dist::CommTimeout& e) {
+      fail_job(crsm::cli::kExitCollectiveTimeout, "crsm_train " + name + ": error: " + e.what());
     } catch (const std::exception& e) {
       fail_job(crsm::cli::kExitUsage, "crsm_train " + name + ": error: " + e.what());
     }

@@ -12,9 +12,9 @@ namespace crsm::cli {
 namespace po = boost::program_options;
 
 constexpr int kExitUsage = 2;
-// A collective failed or timed out: a peer stopped, hung or became unreachable. Not the
-// input's fault, so not kExitUsage; the last checkpoint is intact.
-constexpr int kExitCommunication = 5;
+// A collective timed out (dist::CommTimeout): a peer stopped or hung. Not the input's
+// fault, so not kExitUsage; the last checkpoint is intact.
+constexpr int kExitCollectiveTimeout = 5;
 
 // Parses argv (after the subcommand name). Returns false after printing help (when
 // --help was given); throws po::error for unknown options or bad values.

@@ -82,7 +82,7 @@ int train_command(int argc, char** argv) {
       ("zero-stage", po::value<int>(), "0 replicated | 1 optimizer state sharded | 2 gradients sharded too (config: zero_stage)")
       ("bucket-mb", po::value<double>()->default_value(4.0, "4"), "gradient bucket size in MiB for the overlapped all-reduce")
       ("collective-timeout", po::value<int64_t>()->default_value(dist::kDefaultCollectiveTimeout.count()),
-       "seconds a rank waits for one MPI collective before the job is ended, naming it (0: forever; must exceed the longest checkpoint save)")
+       "seconds a rank waits for one MPI collective before the job is ended, naming it (0: forever; must exceed the longest checkpoint save or corpus preparation)")
       ("precision", po::value<std::string>()->default_value("fp32"), "fp32 | bf16 (autocast forward passes to bfloat16; weights, optimizer and losses stay fp32)");
   po::variables_map vm;
   if (!parse_options(argc, argv, "usage: crsm_train train --checkpoint-dir DIR --data DATA [--config FILE] [options]", o, vm))
@@ -104,10 +104,12 @@ int train_command(int argc, char** argv) {
   if (!vm.count("data"))
     throw std::invalid_argument("--data is required: a directory from `crsm_train prepare`, or a text file such as data/tinyshakespeare.txt");
   const auto& rt = dist::runtime();
-  // Rank 0 prepares a text corpus once; the others wait and then read what it wrote.
   const int64_t timeout = vm["collective-timeout"].as<int64_t>();
-  if (timeout < 0) throw std::invalid_argument("--collective-timeout " + std::to_string(timeout) + ": expected seconds >= 0");
+  if (timeout < 0 || timeout > dist::kMaxCollectiveTimeout.count())
+    throw std::invalid_argument("--collective-timeout " + std::to_string(timeout) + ": expected seconds from 0 to " +
+                                std::to_string(dist::kMaxCollectiveTimeout.count()));
   auto comm = dist::make_communicator(rt, dist::rank_device(config.device, rt), std::chrono::seconds(timeout));
+  // Rank 0 prepares a text corpus once; the others wait and then read what it wrote.
   std::string data_dir;
   if (rt.is_root()) {
     fs::create_directories(t.run_dir);

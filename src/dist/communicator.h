@@ -26,6 +26,13 @@ class CommError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A collective that did not complete within the communicator's timeout: a peer stopped
+// or hung. Unlike other CommErrors it says nothing about this rank's input.
+class CommTimeout : public CommError {
+ public:
+  using CommError::CommError;
+};
+
 enum class ReduceOp { kSum, kMax };
 
 class Work {
@@ -68,11 +75,13 @@ class Communicator {
 c10::Device rank_device(const std::string& name, const Runtime& rt);
 
 // How long the MPI backend lets a rank wait for one collective before it throws
-// CommError: a peer that is stopped or stuck (not dead: mpirun ends the job for a dead
-// one) would otherwise hold every other rank forever. Checkpoint saves wait for the
-// slowest writer, so it must exceed the longest save. Zero waits forever. NCCL
-// collectives complete on the GPU, where this option does not reach them.
+// CommTimeout: a peer that is stopped or stuck (not dead: mpirun ends the job for a dead
+// one) would otherwise hold every other rank forever. Whatever one rank does while the
+// others wait must fit in it: the longest checkpoint save, rank 0 preparing a text
+// corpus or verifying a resume. Zero waits forever. NCCL collectives complete on the
+// GPU, where this option does not reach them.
 constexpr std::chrono::seconds kDefaultCollectiveTimeout{1800};
+constexpr std::chrono::seconds kMaxCollectiveTimeout{30 * 24 * 3600};
 
 // The communicator for this process: local without a launcher; NCCL when `device` is a
 // CUDA device and NCCL was built in; MPI otherwise.

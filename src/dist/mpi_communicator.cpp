@@ -33,7 +33,8 @@ class MpiWork final : public Work {
  private:
   // Blocks until the request completes or the timeout passes. MPI_Test in a loop costs
   // what MPI_Wait does (Open MPI's wait spins on the same progress engine) and lets the
-  // clock be read.
+  // clock be read. After any timeout in this process the rest give up at once: the
+  // job is ending, and unwinding must not wait out one timeout per pending bucket.
   void finish(bool throw_on_timeout) {
     if (timeout_.count() <= 0) {
       const int code = MPI_Wait(&request_, MPI_STATUS_IGNORE);
@@ -49,14 +50,16 @@ class MpiWork final : public Work {
         if (throw_on_timeout) check(code);
         return;
       }
-      if (Clock::now() >= deadline) break;
+      if (collectives_abandoned() || Clock::now() >= deadline) break;
     }
-    // The peers may still write into the buffers, so they are never freed: the job is
-    // about to end (fail_job), and reusing them could corrupt whatever came next.
+    const bool first = !collectives_abandoned();
+    abandon_collectives();
+    // The peers may still write into the buffers, so they are never freed.
     new std::vector<at::Tensor>(std::move(keep_alive_));
     request_ = MPI_REQUEST_NULL;
-    if (throw_on_timeout)
-      throw CommError(what_ + ": not complete after " + std::to_string(timeout_.count()) +
+    if (!throw_on_timeout) return;
+    if (!first) throw CommTimeout(what_ + ": abandoned after an earlier collective timed out");
+    throw CommTimeout(what_ + ": not complete after " + std::to_string(timeout_.count()) +
                       " s (--collective-timeout): another rank is stopped, stuck or far behind");
   }
   void check(int code) const;

@@ -21,6 +21,7 @@ Runtime g_runtime;
 // ranks are still inside on MPI_COMM_WORLD.
 MPI_Comm g_failure_comm = MPI_COMM_NULL;
 volatile std::sig_atomic_t g_signal = 0;
+bool g_collectives_abandoned = false;
 
 bool launched_by_mpi() {
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"})
@@ -124,8 +125,12 @@ const Runtime& runtime() { return g_runtime; }
     print(rank_prefix());
   else if (g_runtime.is_root())
     print("");
+  if (g_collectives_abandoned) abort_job(status);
   std::exit(status);
 }
+
+void abandon_collectives() { g_collectives_abandoned = true; }
+bool collectives_abandoned() { return g_collectives_abandoned; }
 
 std::string rank_prefix() {
   if (g_runtime.world_size <= 1) return "";

@@ -41,6 +41,12 @@ const Runtime& runtime();
 // wait: the job then ends by the abort, though every rank failed.
 [[noreturn]] void fail_job(int status, const std::string& message);
 
+// A collective that timed out is abandoned with its MPI request still active. From then
+// on other waits give up at once instead of each waiting out its own timeout, and the
+// process may only end by MPI_Abort: MPI_Finalize must not meet an active request.
+void abandon_collectives();
+bool collectives_abandoned();
+
 // "[rank 3] " in a multi-rank job, "" otherwise: the prefix of every rank's messages.
 std::string rank_prefix();
 

@@ -6,8 +6,8 @@ status=0
 for exe in "$@"; do
   needed=$(readelf -d "$exe" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
   echo "$exe: $(tr '\n' ' ' <<<"$needed")"
-  first_stdcxx=$(grep -n '^libstdc++' <<<"$needed" | head -1 | cut -d: -f1)
-  first_torch=$(grep -n -E '^lib(torch|c10)' <<<"$needed" | head -1 | cut -d: -f1)
+  first_stdcxx=$(grep -n '^libstdc++' <<<"$needed" | head -1 | cut -d: -f1 || true)
+  first_torch=$(grep -n -E '^lib(torch|c10)' <<<"$needed" | head -1 | cut -d: -f1 || true)
   if [[ -z $first_stdcxx || -z $first_torch ]]; then
     echo "  expected both libstdc++ and LibTorch among its libraries"; status=1
   elif (( first_stdcxx > first_torch )); then
