@@ -73,8 +73,9 @@ void sha256_blocks_reference(uint32_t state[8], const uint8_t* blocks, size_t co
 Sha256::Sha256()
     : state_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c,
              0x1f83d9ab, 0x5be0cd19},
-      blocks_(detail::sha256_blocks_accelerated() ? detail::sha256_blocks_accelerated()
-                                                  : detail::sha256_blocks_reference) {}
+      blocks_(detail::sha256_blocks_accelerated()) {
+  if (!blocks_) blocks_ = detail::sha256_blocks_reference;
+}
 
 void Sha256::update(const void* data, size_t size) {
   if (size == 0) return;  // data may then be null, which memcpy must not see

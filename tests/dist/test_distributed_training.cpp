@@ -20,6 +20,14 @@ std::string mpirun(int world) {
   return std::string(CRSM_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " + std::to_string(world) + " ";
 }
 
+// `text` appears in `output` exactly once (under mpirun: said by one rank, not by each).
+void expect_said_once(const std::string& output, const std::string& text) {
+  const auto at = output.find(text);
+  EXPECT_NE(at, std::string::npos) << "never said: " << text << "\n" << output;
+  if (at != std::string::npos)
+    EXPECT_EQ(output.find(text, at + 1), std::string::npos) << "said more than once: " << text << "\n" << output;
+}
+
 class DistTrain : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -367,9 +375,7 @@ TEST_F(DistTrain, AGlobalBatchTheRanksCannotShareIsRefused) {
   // Every rank refuses it, so it is said once, by rank 0, and no rank aborts the job.
   const std::string message =
       "crsm_train train: error: --batch-size 13 is the global batch and must divide evenly among the 2 ranks";
-  const auto at = r.output.find(message);
-  EXPECT_NE(at, std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find(message, at + 1), std::string::npos) << "said more than once:\n" << r.output;
+  expect_said_once(r.output, message);
   EXPECT_EQ(r.output.find("[rank 0] " + message), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("MPI_ABORT"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(work->path() / "bad_batch" / "checkpoints" / "latest"));
@@ -378,17 +384,13 @@ TEST_F(DistTrain, AGlobalBatchTheRanksCannotShareIsRefused) {
 TEST_F(DistTrain, HelpUnderMpirunIsPrintedOnce) {
   const auto r = run_command("timeout 120 " + mpirun(2) + crsm_train("train --help"));
   EXPECT_EQ(r.status, 0) << r.output;
-  const auto at = r.output.find("--zero-stage");
-  EXPECT_NE(at, std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("--zero-stage", at + 1), std::string::npos) << r.output;
+  expect_said_once(r.output, "--zero-stage");
 }
 
 TEST_F(DistTrain, TopLevelUsageUnderMpirunIsPrintedOnce) {
   const auto r = run_command("timeout 120 " + mpirun(2) + crsm_train("--help"));
   EXPECT_EQ(r.status, 0) << r.output;
-  const auto at = r.output.find("usage: crsm_train COMMAND");
-  EXPECT_NE(at, std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("usage: crsm_train COMMAND", at + 1), std::string::npos) << r.output;
+  expect_said_once(r.output, "usage: crsm_train COMMAND");
 }
 
 // Rank 1 alone gets a bad flag (mpirun's MPMD form gives each rank its own command

@@ -19,6 +19,18 @@ namespace {
 namespace fs = std::filesystem;
 using namespace crsm::dist;
 
+// The message of the CheckpointError that resolve_resume_across_ranks must throw on this
+// rank ("" and a test failure if it returns instead).
+std::string checkpoint_error_of(Communicator& comm, const std::string& spec, const std::string& root) {
+  try {
+    resolve_resume_across_ranks(comm, spec, root, nullptr);
+  } catch (const CheckpointError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << spec << " was accepted";
+  return "";
+}
+
 class ResumeAcrossRanks : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { comm = make_mpi_communicator().release(); }
@@ -87,24 +99,16 @@ TEST_F(ResumeAcrossRanks, AnExplicitDamagedPathFailsOnEveryRank) {
     damage_where_rank0_does_not_look(ckpt);
   }
   ckpt = broadcast_string(*comm, ckpt);
-  try {
-    resolve_resume_across_ranks(*comm, ckpt, root, nullptr);
-    ADD_FAILURE() << "a damaged checkpoint was accepted";
-  } catch (const CheckpointError& e) {
-    EXPECT_NE(std::string(e.what()).find("rank00001.bin"), std::string::npos) << e.what();
-  }
+  const std::string message = checkpoint_error_of(*comm, ckpt, root);
+  EXPECT_NE(message.find("rank00001.bin"), std::string::npos) << message;
 }
 
 // Rank 0 fails before it has anything to verify; the others hear of it rather than
 // waiting for a candidate.
 TEST_F(ResumeAcrossRanks, APathThatIsNotThereFailsOnEveryRank) {
   const std::string missing = root + "/no_such_checkpoint";
-  try {
-    resolve_resume_across_ranks(*comm, missing, root, nullptr);
-    ADD_FAILURE() << "a missing path was accepted";
-  } catch (const CheckpointError& e) {
-    EXPECT_NE(std::string(e.what()).find("no_such_checkpoint"), std::string::npos) << e.what();
-  }
+  const std::string message = checkpoint_error_of(*comm, missing, root);
+  EXPECT_NE(message.find("no_such_checkpoint"), std::string::npos) << message;
 }
 
 // A directory where a rank file should be makes reading it throw (on every rank, at the

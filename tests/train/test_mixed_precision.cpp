@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "../model/test_helpers.h"
 #include "model/backbone.h"
 #include "train/lm_loss.h"
 #include "train/mixed_precision.h"
@@ -11,20 +12,9 @@ namespace {
 using crsm::train::AutocastScope;
 using crsm::train::Precision;
 
-crsm::model::ModelConfig small_model() {
-  crsm::model::ModelConfig cfg;
-  cfg.vocab_size = 40;
-  cfg.d_model = 32;
-  cfg.d_state = 8;
-  cfg.d_ffn = 64;
-  cfg.num_layers = 2;
-  cfg.dropout = 0.0;
-  return cfg;
-}
-
 TEST(MixedPrecision, Bf16ForwardStaysCloseToFloat32AndKeepsFloat32Gradients) {
   torch::manual_seed(21);
-  crsm::model::Backbone model(small_model());
+  crsm::model::Backbone model(crsm::testing::tiny_model_config());
   const auto windows = torch::randint(0, 40, {3, 17}, torch::kLong);
   const auto reference = crsm::train::lm_loss(model, windows, 1.0);
   crsm::train::LossParts mixed;
