@@ -230,10 +230,12 @@ void DataParallel::end_micro_batch() {
 
 double DataParallel::grad_norm() {
   torch::NoGradGuard no_grad;
-  double sum = 0;
-  for (const auto& g : owned_grads_) sum += g.to(torch::kDouble).pow(2).sum().item<double>();
-  if (options_.zero_stage >= 1) sum = all_reduce_scalar(comm_, sum);
-  return std::sqrt(sum);
+  // Summed where the gradients live and read once: on a GPU each read is a sync.
+  const auto device = owned_grads_.empty() ? comm_.device() : owned_grads_.front().device();
+  auto sum = torch::zeros({1}, torch::TensorOptions().dtype(torch::kDouble).device(device));
+  for (const auto& g : owned_grads_) sum += g.to(torch::kDouble).pow(2).sum();
+  if (options_.zero_stage >= 1) all_reduce_now(comm_, sum);
+  return std::sqrt(sum.item<double>());
 }
 
 void DataParallel::scale_grads(double factor) {

@@ -272,7 +272,9 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
     const auto step_start = Clock::now();
     const auto windows = data::gather_windows(train_split, sampler.next(), opt.seq_len).to(device);
     dp.zero_grad();
-    double loss = 0, lm = 0, value = 0;
+    // total, lm, value and the preemption flag, accumulated on the device and read once
+    // after the reduction: on a GPU each read is a sync.
+    auto shared = torch::zeros({4}, torch::TensorOptions().dtype(torch::kDouble).device(device));
     for (int64_t k = 0; k < opt.grad_accum; ++k) {
       dp.begin_micro_batch(k + 1 == opt.grad_accum);
       LossParts parts;
@@ -283,18 +285,17 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
       }
       (parts.total / static_cast<double>(opt.grad_accum)).backward();
       dp.end_micro_batch();
-      loss += parts.total.item<double>() / opt.grad_accum;
-      lm += parts.lm.item<double>() / opt.grad_accum;
-      value += parts.value.item<double>() / opt.grad_accum;
+      shared.narrow(0, 0, 3) +=
+          torch::stack({parts.total.detach(), parts.lm.detach(), parts.value.detach()}).to(torch::kDouble) /
+          static_cast<double>(opt.grad_accum);
     }
     // One reduction carries the step's losses and whether any rank was signalled.
-    auto shared = torch::tensor({loss, lm, value, dist::preemption_signalled() ? 1.0 : 0.0},
-                                torch::TensorOptions().dtype(torch::kDouble)).to(comm.device());
+    if (dist::preemption_signalled()) shared[3] = 1.0;
     dist::all_reduce_now(comm, shared);
     shared = shared.cpu();
-    loss = shared[0].item<double>() / world;
-    lm = shared[1].item<double>() / world;
-    value = shared[2].item<double>() / world;
+    const double loss = shared[0].item<double>() / world;
+    const double lm = shared[1].item<double>() / world;
+    const double value = shared[2].item<double>() / world;
     const bool preempted = shared[3].item<double>() > 0;
 
     const double grad_norm = dp.grad_norm();
