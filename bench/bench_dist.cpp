@@ -49,6 +49,7 @@
 #include "model/backbone.h"
 #include "train/adamw.h"
 #include "train/lm_loss.h"
+#include "train/trainable.h"
 
 namespace {
 
@@ -212,14 +213,9 @@ TrainableModel make_model(const crsm::RunConfig& cfg) {
   TrainableModel m;
   m.model = crsm::model::Backbone(cfg.model);
   m.model->train();
-  for (const auto& p : m.model->named_parameters(/*recurse=*/true)) {
-    if (p.key().rfind("value_heads.", 0) == 0) {
-      p.value().set_requires_grad(false);
-      continue;
-    }
-    m.params.emplace_back(p.key(), p.value());
-    m.decay.push_back(crsm::train::decays(p.key(), p.value().dim()));
-  }
+  auto trainable = crsm::train::trainable_parameters(m.model, /*value_heads=*/false);
+  m.params = std::move(trainable.params);
+  m.decay = std::move(trainable.decay);
   return m;
 }
 
@@ -303,13 +299,7 @@ void bench_throughput(Report& report, Communicator& comm, const crsm::RunConfig&
   crsm::dist::DataParallelOptions o;
   o.zero_stage = opt.zero_stage;
   crsm::dist::DataParallel dp(m.params, m.decay, comm, o);
-  std::vector<crsm::train::AdamW::Slot> slots;
-  for (size_t i = 0; i < dp.owned_segments().size(); ++i) {
-    const auto& seg = dp.owned_segments()[i];
-    const auto& info = dp.layout().params()[static_cast<size_t>(seg.param)].info;
-    slots.push_back({info.name, seg.param_offset, dp.owned_params()[i], info.decay});
-  }
-  crsm::train::AdamW adamw(std::move(slots), {});
+  crsm::train::AdamW adamw(crsm::train::optimizer_slots(dp), {});
   auto step = [&] {
     gradient_step(dp, m.model, windows);
     adamw.step(cfg.train.lr, dp.owned_grads());

@@ -8,6 +8,7 @@
 #include "dist/flat_layout.h"
 #include "model/parameter_count.h"
 #include "train/adamw.h"
+#include "train/trainable.h"
 
 namespace crsm::cli {
 namespace {
@@ -53,7 +54,7 @@ int memory_command(int argc, char** argv) {
 
   std::vector<dist::ParamInfo> params;
   for (const auto& [name, shape] : model::parameter_shapes(config.model)) {
-    if (name.rfind("value_heads.", 0) == 0 && !vm["stage4"].as<bool>()) continue;
+    if (train::is_value_head(name) && !vm["stage4"].as<bool>()) continue;
     params.push_back({name, shape, train::decays(name, static_cast<int64_t>(shape.size()))});
   }
   std::printf("Training state per rank, %s (%lld trainable fp32 parameters, AdamW, %.0f MiB buckets):\n\n",

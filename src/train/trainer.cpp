@@ -24,6 +24,7 @@
 #include "train/lr_schedule.h"
 #include "train/metrics_writer.h"
 #include "train/train_checkpoint.h"
+#include "train/trainable.h"
 
 namespace crsm::train {
 namespace {
@@ -135,30 +136,12 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
     load_checkpoint_weights(*resume_from, model);
     manifest = dist::read_manifest(*resume_from);
   }
-  // Value heads only train in stage 4; in stage 1 they are frozen, so no gradient,
-  // bucket or optimizer state is spent on them.
-  std::vector<std::pair<std::string, at::Tensor>> trainable;
-  std::vector<bool> decay;
-  for (const auto& p : model->named_parameters(/*recurse=*/true)) {
-    const bool is_value_head = p.key().rfind("value_heads.", 0) == 0;
-    if (is_value_head && !opt.value_loss) {
-      p.value().set_requires_grad(false);
-      continue;
-    }
-    trainable.emplace_back(p.key(), p.value());
-    decay.push_back(decays(p.key(), p.value().dim()));
-  }
+  const auto trainable = trainable_parameters(model, opt.value_loss);
   dist::DataParallelOptions dp_options;
   dp_options.zero_stage = opt.zero_stage;
   dp_options.bucket_bytes = opt.bucket_bytes;
-  dist::DataParallel dp(trainable, decay, comm, dp_options);
-  std::vector<AdamW::Slot> slots;
-  for (size_t i = 0; i < dp.owned_segments().size(); ++i) {
-    const auto& seg = dp.owned_segments()[i];
-    const auto& info = dp.layout().params()[static_cast<size_t>(seg.param)].info;
-    slots.push_back({info.name, seg.param_offset, dp.owned_params()[i], info.decay});
-  }
-  AdamW optimizer(std::move(slots), {0.9, 0.95, 1e-8, opt.weight_decay});
+  dist::DataParallel dp(trainable.params, trainable.decay, comm, dp_options);
+  AdamW optimizer(optimizer_slots(dp), {0.9, 0.95, 1e-8, opt.weight_decay});
   const ShardingInfo sharding = sharding_of(dp.layout(), opt.zero_stage);
 
   TrainState state;
