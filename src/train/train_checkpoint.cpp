@@ -3,10 +3,12 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "dist/checkpoint_store.h"
 #include "model/tensor_file.h"
@@ -127,10 +129,16 @@ void load_checkpoint_weights(const std::string& dir, model::Backbone& model) {
   model::load_module_tensors(*model, model::load_tensor_file(path), path);
 }
 
-TrainState load_train_state(const std::string& dir, AdamW& optimizer, int rank, int64_t seed) {
-  const auto manifest = dist::read_manifest(dir);
+uint64_t rank_seed(int64_t seed, int rank) {
+  return static_cast<uint64_t>(seed) * 1000003ULL + static_cast<uint64_t>(rank);
+}
+
+TrainState load_train_state(const std::string& dir, const nlohmann::json& manifest, AdamW& optimizer,
+                            int rank, int64_t seed) {
   const auto& shards = manifest.at("optimizer_shards");
+  const std::string own = rank_file(rank);
   std::vector<AdamW::SavedPiece> pieces;
+  std::optional<at::Tensor> rng;
   int64_t step = -1;
   for (const auto& [file, ranges] : shards.items()) {
     bool needed = false;
@@ -141,12 +149,16 @@ TrainState load_train_state(const std::string& dir, AdamW& optimizer, int rank, 
         if (slot.param == param && slot.offset < hi && lo < slot.offset + slot.value.numel())
           needed = true;
     }
-    if (!needed) continue;
+    // This rank's own file holds its RNG state as well; it is read once either way.
+    if (!needed && file != own) continue;
     const auto path = (fs::path(dir) / file).string();
     auto tensors = model::load_tensor_file(path);
-    tensors.erase(std::remove_if(tensors.begin(), tensors.end(),
-                                 [](const auto& t) { return t.first == kRngKey; }),
-                  tensors.end());
+    const auto rng_at = std::find_if(tensors.begin(), tensors.end(), [](const auto& t) { return t.first == kRngKey; });
+    if (rng_at != tensors.end()) {
+      if (file == own) rng = rng_at->second;
+      tensors.erase(rng_at);
+    }
+    if (!needed) continue;
     auto found = AdamW::parse_state(tensors, path, &step);
     for (auto& p : found) pieces.push_back(std::move(p));
   }
@@ -154,15 +166,11 @@ TrainState load_train_state(const std::string& dir, AdamW& optimizer, int rank, 
     throw model::TensorFileError(dir + ": no optimizer state in any rank file of the manifest");
   optimizer.load_state(pieces, step, dir);
 
-  const std::string own = rank_file(rank);
-  if (shards.contains(own)) {
-    const auto path = (fs::path(dir) / own).string();
-    for (const auto& [name, tensor] : model::load_tensor_file(path))
-      if (name == kRngKey) set_cpu_rng_state(tensor);
-  } else {
+  if (rng) {
+    set_cpu_rng_state(*rng);
+  } else if (!shards.contains(own)) {
     // A rank the saved run did not have: a fresh stream, distinct per rank and step.
-    torch::manual_seed(static_cast<uint64_t>(seed) * 1000003ULL + static_cast<uint64_t>(rank) +
-                       static_cast<uint64_t>(manifest.at("step").get<int64_t>()) * 7919ULL);
+    torch::manual_seed(rank_seed(seed, rank) + static_cast<uint64_t>(manifest.at("step").get<int64_t>()) * 7919ULL);
   }
   TrainState state;
   state.step = manifest.at("step").get<int64_t>();

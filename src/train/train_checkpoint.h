@@ -55,9 +55,14 @@ model::Backbone load_checkpoint_model(const std::string& dir, RunConfig* config 
 // Copies a checkpoint's weights into the model (strict: names and shapes must match).
 void load_checkpoint_weights(const std::string& dir, model::Backbone& model);
 
+// Seed of a rank's CPU random stream (dropout) in a fresh run: distinct per rank.
+uint64_t rank_seed(int64_t seed, int rank);
+
 // Fills this rank's optimizer slots from the rank files that hold them (any world size
 // or zero stage), restores the CPU RNG of the same rank when the checkpoint has one
-// (else seeds it from `seed` and the rank), and returns the recorded state.
-TrainState load_train_state(const std::string& dir, AdamW& optimizer, int rank, int64_t seed);
+// (else seeds it from rank_seed and the step), and returns the recorded state.
+// `manifest` is the checkpoint's (dist::read_manifest(dir)).
+TrainState load_train_state(const std::string& dir, const nlohmann::json& manifest, AdamW& optimizer,
+                            int rank, int64_t seed);
 
 }  // namespace crsm::train

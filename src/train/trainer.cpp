@@ -147,10 +147,10 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   TrainState state;
   state.value_loss = opt.value_loss;
   bool continuing = false;
-  torch::manual_seed(static_cast<uint64_t>(opt.seed) * 1000003ULL + static_cast<uint64_t>(rank));
+  torch::manual_seed(rank_seed(opt.seed, rank));
   if (resume_from) {
     if (manifest->at("value_loss").get<bool>() == opt.value_loss) {
-      state = load_train_state(*resume_from, optimizer, rank, opt.seed);
+      state = load_train_state(*resume_from, *manifest, optimizer, rank, opt.seed);
       sampler.set_position(state.sampler);
       continuing = true;
       if (root) {
