@@ -145,12 +145,16 @@ TEST_F(CliTrain, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
   const auto diverged = run_command(crsm_train(train_args(
       "diverge", "--no-value-loss --max-steps 12 --eval-every 0 --save-every 1 --keep-last 0 --lr 1e30 --grad-clip 0 --resume auto")));
   EXPECT_EQ(diverged.status, 3) << diverged.output;
-  EXPECT_NE(diverged.output.find("non-finite loss"), std::string::npos) << diverged.output;
+  const std::string said = "non-finite loss at step ";
+  const auto at = diverged.output.find(said);
+  ASSERT_NE(at, std::string::npos) << diverged.output;
+  const int64_t bad_step = std::stoll(diverged.output.substr(at + said.size()));
   const auto ckpts = work->path() / "diverge" / "checkpoints";
   std::string latest = read_file(ckpts / "latest");
   latest = latest.substr(0, latest.find('\n'));
   const auto manifest = nlohmann::json::parse(read_file(ckpts / latest / "manifest.json"));
-  EXPECT_LT(manifest["step"].get<int64_t>(), 12) << "nothing is saved once the loss is non-finite";
+  // Saving every step, the newest checkpoint is the last step before the bad one.
+  EXPECT_EQ(manifest["step"].get<int64_t>(), bad_step - 1) << "nothing is saved once the loss is non-finite";
   // The checkpoint from before the divergence is intact and resumable.
   const auto resumed = run_command(crsm_train(train_args(
       "diverge", "--no-value-loss --max-steps 4 --eval-every 0 --resume " + (ckpts / "step_00000002").string())));
