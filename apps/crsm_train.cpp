@@ -12,6 +12,7 @@
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
+#include "train/exit_status.h"
 
 namespace {
 
@@ -46,7 +47,7 @@ int main(int argc, char** argv) {
   using crsm::dist::fail_job;
   crsm::dist::prepare_blas_environment(argv);
   crsm::dist::init_runtime(&argc, &argv);
-  if (argc < 2) fail_job(crsm::cli::kExitUsage, usage());
+  if (argc < 2) fail_job(crsm::train::kExitBadInput, usage());
   const std::string name = argv[1];
   if (name == "--help" || name == "-h" || name == "help") {
     if (crsm::dist::runtime().is_root()) std::printf("%s\n", usage().c_str());
@@ -57,13 +58,13 @@ int main(int argc, char** argv) {
     try {
       return c.run(argc - 1, argv + 1);
     } catch (const boost::program_options::error& e) {
-      fail_job(crsm::cli::kExitUsage, "crsm_train " + name + ": " + e.what() + " (see crsm_train " + name +
+      fail_job(crsm::train::kExitBadInput, "crsm_train " + name + ": " + e.what() + " (see crsm_train " + name +
                                           " --help)");
     } catch (const crsm::dist::CommTimeout& e) {
-      fail_job(crsm::cli::kExitCollectiveTimeout, "crsm_train " + name + ": error: " + e.what());
+      fail_job(crsm::train::kExitCollectiveTimeout, "crsm_train " + name + ": error: " + e.what());
     } catch (const std::exception& e) {
-      fail_job(crsm::cli::kExitUsage, "crsm_train " + name + ": error: " + e.what());
+      fail_job(crsm::train::kExitBadInput, "crsm_train " + name + ": error: " + e.what());
     }
   }
-  fail_job(crsm::cli::kExitUsage, "crsm_train: unknown command '" + name + "'\n" + usage());
+  fail_job(crsm::train::kExitBadInput, "crsm_train: unknown command '" + name + "'\n" + usage());
 }

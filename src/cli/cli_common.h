@@ -11,11 +11,6 @@ namespace crsm::cli {
 
 namespace po = boost::program_options;
 
-constexpr int kExitUsage = 2;
-// A collective timed out (dist::CommTimeout): a peer stopped or hung. Not the input's
-// fault, so not kExitUsage; the last checkpoint is intact.
-constexpr int kExitCollectiveTimeout = 5;
-
 // Parses argv (after the subcommand name). Returns false after printing help (when
 // --help was given); throws po::error for unknown options or bad values.
 bool parse_options(int argc, char** argv, const std::string& usage,

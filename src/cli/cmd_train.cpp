@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "config/run_config.h"
 #include "data/prepare.h"
+#include "data/shard_format.h"
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
@@ -27,8 +28,8 @@ std::string prepared_data_dir(const std::string& data, const std::string& run_di
     throw std::invalid_argument("--data " + data +
                                 ": no such prepared directory or text file");
   const fs::path dir = fs::path(run_dir) / "data";
-  if (fs::exists(dir / "index.json")) {
-    std::ifstream in(dir / "index.json");
+  if (fs::exists(dir / data::kIndexFile)) {
+    std::ifstream in(dir / data::kIndexFile);
     const auto index = nlohmann::json::parse(in, nullptr, false);
     const bool same = index.is_object() && index.contains("inputs") &&
                       index["inputs"].size() == 1 &&

@@ -59,7 +59,6 @@ class DataParallel {
   DataParallel& operator=(const DataParallel&) = delete;
 
   const FlatLayout& layout() const { return layout_; }
-  int zero_stage() const { return options_.zero_stage; }
 
   // The pieces of parameters this rank updates, their value views and averaged
   // gradients (valid after the last micro-batch's end_micro_batch()).

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/file_io.h"
+
 namespace crsm::train {
 
 MetricsWriter::MetricsWriter(const std::string& run_dir, int64_t keep_through_step) {
@@ -20,12 +22,7 @@ MetricsWriter::MetricsWriter(const std::string& run_dir, int64_t keep_through_st
         kept += line + "\n";
     }
   }
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream rewrite(tmp, std::ios::trunc);
-    rewrite << kept;
-  }
-  fs::rename(tmp, path);
+  data::write_file_atomically(path.string(), kept);
   out_.open(path, std::ios::app);
   if (!out_) throw std::runtime_error(path.string() + ": cannot open for writing");
 }

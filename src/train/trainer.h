@@ -5,6 +5,7 @@
 
 #include "config/run_config.h"
 #include "dist/communicator.h"
+#include "train/exit_status.h"
 #include "train/mixed_precision.h"
 
 namespace crsm::train {
@@ -37,14 +38,6 @@ struct TrainOptions {
   int zero_stage = 0;          // 0 replicated, 1 optimizer state sharded, 2 gradients too
   int64_t bucket_bytes = 4 << 20;  // gradient bucket size for the overlapped reduction
   Precision precision = Precision::kFloat32;  // bf16: autocast around forward passes
-};
-
-// Process exit statuses of `crsm_train train`, documented in the README.
-enum ExitStatus : int {
-  kExitOk = 0,
-  kExitBadInput = 2,
-  kExitNonFinite = 3,
-  kExitPreempted = 4,  // SIGTERM/SIGUSR1: a checkpoint was written; resume with --resume auto
 };
 
 struct TrainResult {

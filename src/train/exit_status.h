@@ -1,0 +1,16 @@
+#pragma once
+
+namespace crsm::train {
+
+// Process exit statuses of `crsm_train`, documented in the README and docs/launch.md.
+enum ExitStatus : int {
+  kExitOk = 0,
+  kExitBadInput = 2,   // the message names the input; nothing was overwritten
+  kExitNonFinite = 3,  // training stopped; checkpoints untouched
+  kExitPreempted = 4,  // SIGTERM/SIGUSR1: a checkpoint was written; resume with --resume auto
+  // A collective timed out (dist::CommTimeout): a peer stopped or hung. Not the input's
+  // fault; the last checkpoint is intact.
+  kExitCollectiveTimeout = 5,
+};
+
+}  // namespace crsm::train
