@@ -121,8 +121,6 @@ int train_command(int argc, char** argv) {
   t.epochs = vm.count("epochs") ? vm["epochs"].as<int64_t>()
                                 : (t.value_loss ? config.train.finetune_epochs : config.train.backbone_epochs);
   if (vm.count("max-steps")) t.max_steps = vm["max-steps"].as<int64_t>();
-  t.batch_size = config.train.batch_size;
-  t.seq_len = config.train.seq_len;
   t.lr = vm.count("lr") ? vm["lr"].as<double>() : (t.value_loss ? config.train.finetune_lr : config.train.lr);
   t.min_lr_ratio = vm["min-lr-ratio"].as<double>();
   t.warmup_steps = vm["warmup-steps"].as<int64_t>();
@@ -135,9 +133,6 @@ int train_command(int argc, char** argv) {
   t.save_every = vm["save-every"].as<int64_t>();
   t.keep_last = vm["keep-last"].as<int>();
   t.log_every = std::max<int64_t>(1, vm["log-every"].as<int64_t>());
-  t.seed = config.seed;
-  t.device = config.device;
-  t.zero_stage = static_cast<int>(config.zero_stage);
   t.bucket_bytes = static_cast<int64_t>(vm["bucket-mb"].as<double>() * (1 << 20));
   if (t.bucket_bytes < 4) throw std::invalid_argument("--bucket-mb must be positive");
   t.precision = train::parse_precision(vm["precision"].as<std::string>());

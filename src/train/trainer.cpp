@@ -73,16 +73,19 @@ std::string format_duration(double seconds) {
 TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist::Communicator& comm) {
   const int rank = comm.rank(), world = comm.world_size();
   const bool root = rank == 0;
-  if (opt.batch_size % world != 0)
-    throw std::invalid_argument("--batch-size " + std::to_string(opt.batch_size) +
+  // The run's shape is the config's (the CLI has merged its flags into it).
+  const int64_t batch_size = config.train.batch_size, seq_len = config.train.seq_len;
+  const int zero_stage = static_cast<int>(config.zero_stage);
+  if (batch_size % world != 0)
+    throw std::invalid_argument("--batch-size " + std::to_string(batch_size) +
                                 " is the global batch and must divide evenly among the " +
                                 std::to_string(world) + " ranks");
-  const int64_t local_batch = opt.batch_size / world;
+  const int64_t local_batch = batch_size / world;
   if (local_batch % opt.grad_accum != 0)
     throw std::invalid_argument("--grad-accum " + std::to_string(opt.grad_accum) +
                                 " must divide the " + std::to_string(local_batch) +
                                 " rows each rank takes of the batch");
-  const torch::Device device = dist::rank_device(opt.device, dist::runtime());
+  const torch::Device device = dist::rank_device(config.device, dist::runtime());
 
   auto tokenizer = data::load_tokenizer(opt.data_dir);
   data::check_vocab_matches(*tokenizer, config.model.vocab_size,
@@ -92,9 +95,9 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   std::vector<int64_t> val_starts;
   try {
     val_starts = data::eval_window_starts(
-        val_split.size(), opt.seq_len, opt.eval_batches > 0 ? opt.eval_batches * opt.batch_size : 0);
+        val_split.size(), seq_len, opt.eval_batches > 0 ? opt.eval_batches * batch_size : 0);
   } catch (const data::DataError&) {
-    throw data::DataError("--seq-len " + std::to_string(opt.seq_len) +
+    throw data::DataError("--seq-len " + std::to_string(seq_len) +
                           " is longer than the validation split of " + opt.data_dir + " (" +
                           std::to_string(val_split.size()) + " tokens)");
   }
@@ -102,9 +105,9 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
     const auto [lo, hi] = rank_rows(static_cast<int64_t>(val_starts.size()), rank, world);
     val_starts = std::vector<int64_t>(val_starts.begin() + lo, val_starts.begin() + hi);
   }
-  const auto val_windows = data::gather_windows(val_split, val_starts, opt.seq_len).to(device);
-  data::BatchSampler sampler(train_split.size(), opt.seq_len, opt.batch_size,
-                             static_cast<uint64_t>(opt.seed), rank, world);
+  const auto val_windows = data::gather_windows(val_split, val_starts, seq_len).to(device);
+  data::BatchSampler sampler(train_split.size(), seq_len, batch_size,
+                             static_cast<uint64_t>(config.seed), rank, world);
   const int64_t total_steps =
       opt.max_steps > 0 ? opt.max_steps : opt.epochs * sampler.batches_per_epoch();
   const int64_t warmup =
@@ -127,7 +130,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
     for (const auto& name : dist::remove_unfinished_saves(ckpt_root.string()))
       std::printf("checkpoints: removed %s, a save that never completed\n", name.c_str());
 
-  torch::manual_seed(static_cast<uint64_t>(opt.seed));
+  torch::manual_seed(static_cast<uint64_t>(config.seed));
   model::Backbone model(config.model);
   model->to(device);
   model->train();
@@ -138,19 +141,19 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   }
   const auto trainable = trainable_parameters(model, opt.value_loss);
   dist::DataParallelOptions dp_options;
-  dp_options.zero_stage = opt.zero_stage;
+  dp_options.zero_stage = zero_stage;
   dp_options.bucket_bytes = opt.bucket_bytes;
   dist::DataParallel dp(trainable.params, trainable.decay, comm, dp_options);
   AdamW optimizer(optimizer_slots(dp), {0.9, 0.95, 1e-8, opt.weight_decay});
-  const ShardingInfo sharding = sharding_of(dp.layout(), opt.zero_stage);
+  const ShardingInfo sharding = sharding_of(dp.layout(), zero_stage);
 
   TrainState state;
   state.value_loss = opt.value_loss;
   bool continuing = false;
-  torch::manual_seed(rank_seed(opt.seed, rank));
+  torch::manual_seed(rank_seed(config.seed, rank));
   if (resume_from) {
     if (manifest->at("value_loss").get<bool>() == opt.value_loss) {
-      state = load_train_state(*resume_from, *manifest, optimizer, rank, opt.seed);
+      state = load_train_state(*resume_from, *manifest, optimizer, rank, config.seed);
       sampler.set_position(state.sampler);
       continuing = true;
       if (root) {
@@ -158,10 +161,10 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
                     static_cast<long long>(state.step));
         const int saved_world = manifest->at("world_size").get<int>();
         const int saved_stage = manifest->at("zero_stage").get<int>();
-        if (saved_world != world || saved_stage != opt.zero_stage)
+        if (saved_world != world || saved_stage != zero_stage)
           std::printf(" (saved by %d rank%s at zero stage %d; re-partitioned for %d rank%s at stage %d)",
                       saved_world, saved_world == 1 ? "" : "s", saved_stage, world,
-                      world == 1 ? "" : "s", opt.zero_stage);
+                      world == 1 ? "" : "s", zero_stage);
         std::printf("\n");
       }
     } else if (root) {
@@ -180,7 +183,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   const LrSchedule schedule{opt.lr, opt.lr * opt.min_lr_ratio, warmup, total_steps};
   const double value_weight = opt.value_loss ? opt.value_weight : 0.0;
   const int64_t micro = local_batch / opt.grad_accum;
-  const int64_t tokens_per_step = opt.batch_size * opt.seq_len;
+  const int64_t tokens_per_step = batch_size * seq_len;
 
   if (root) {
     std::printf("train: %lld parameters | %lld train / %lld val tokens | %lld batches per epoch | "
@@ -189,7 +192,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
                 static_cast<long long>(train_split.size()), static_cast<long long>(val_split.size()),
                 static_cast<long long>(sampler.batches_per_epoch()),
                 static_cast<long long>(total_steps), world, world == 1 ? "" : "s",
-                comm.backend().c_str(), opt.zero_stage, device.str().c_str(),
+                comm.backend().c_str(), zero_stage, device.str().c_str(),
                 opt.precision == Precision::kBFloat16 ? "bf16 autocast" : "fp32", at::get_num_threads());
     std::fflush(stdout);
   }
@@ -253,7 +256,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   int64_t window_steps = 0;
   while (state.step < total_steps) {
     const auto step_start = Clock::now();
-    const auto windows = data::gather_windows(train_split, sampler.next(), opt.seq_len).to(device);
+    const auto windows = data::gather_windows(train_split, sampler.next(), seq_len).to(device);
     dp.zero_grad();
     // total, lm, value and the preemption flag, accumulated on the device and read once
     // after the reduction: on a GPU each read is a sync.

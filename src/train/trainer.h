@@ -10,16 +10,15 @@
 
 namespace crsm::train {
 
-// Everything `crsm_train train` takes besides the model shape. batch_size is the global
-// batch of one optimizer step; grad_accum splits it into that many micro-batches.
+// What `crsm_train train` takes besides the RunConfig (model shape, batch_size, seq_len,
+// seed, device, zero_stage). The config's batch_size is the global batch of one
+// optimizer step; grad_accum splits it into that many micro-batches.
 struct TrainOptions {
   std::string data_dir;  // a directory written by `crsm_train prepare`
   std::string run_dir;   // metrics.jsonl, config.json, checkpoints/
   std::string resume;    // "" = fresh run, "auto", or a checkpoint or run directory
   int64_t epochs = 1;
   int64_t max_steps = 0;  // > 0: exactly this many optimizer steps (overrides epochs)
-  int64_t batch_size = 12;
-  int64_t seq_len = 64;
   int64_t grad_accum = 1;
   double lr = 1e-3;
   double min_lr_ratio = 0.1;
@@ -33,9 +32,6 @@ struct TrainOptions {
   int64_t save_every = 0;     // 0: only at the end
   int keep_last = 3;
   int64_t log_every = 10;
-  int64_t seed = 42;
-  std::string device = "cpu";
-  int zero_stage = 0;          // 0 replicated, 1 optimizer state sharded, 2 gradients too
   int64_t bucket_bytes = 4 << 20;  // gradient bucket size for the overlapped reduction
   Precision precision = Precision::kFloat32;  // bf16: autocast around forward passes
 };
