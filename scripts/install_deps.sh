@@ -15,6 +15,7 @@ packages=(
   python3-numpy  # tests read our safetensors files from Python, as users do
   slurm-wlm munge  # the slurm/ scripts are tested under a private single-node Slurm
   procps  # ps and pgrep: the Slurm harness and the multi-rank tests find processes with them
+  binutils  # readelf: a test checks the load order of our executables (build-essential brings it too)
 )
 
 missing=()
