@@ -2,31 +2,46 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/cli_common.h"
+#include "base/new_directories.h"
 #include "cli/commands.h"
+#include "cli/options.h"
+#include "cli/output_file.h"
+#include "base/atomic_file.h"
 #include "dist/checkpoint_store.h"
 #include "model/tensor_file.h"
 #include "train/train_checkpoint.h"
 
 namespace crsm::cli {
+namespace {
+
+const std::vector<Option>& export_options() {
+  static const std::vector<Option> table = {
+      Option("checkpoint", Constraint::path(), "checkpoint directory, or a run directory (its newest complete checkpoint)").mandatory(),
+      Option("output", Constraint::path(), "safetensors file to write (outside the checkpoint and run it reads)").mandatory(),
+      Option("force", Constraint::boolean(), "replace --output if it exists (atomically: only by a complete file)"),
+  };
+  return table;
+}
+
+}  // namespace
 
 int export_command(int argc, char** argv) {
-  po::options_description o("crsm_train export options");
-  o.add_options()
-      ("checkpoint", po::value<std::string>()->required(), "checkpoint directory, or a run directory (its newest complete checkpoint)")
-      ("output", po::value<std::string>()->required(), "safetensors file to write (replaced only once complete)");
-  po::variables_map vm;
-  if (!parse_options(argc, argv, "usage: crsm_train export --checkpoint DIR --output model.safetensors", o, vm)) return 0;
-  const auto spec = vm["checkpoint"].as<std::string>();
+  const auto parsed = parse_options(argc, argv, "usage: crsm_train export --checkpoint DIR --output model.safetensors",
+                                    export_options());
+  if (!parsed) return 0;
+  const auto spec = parsed->text("checkpoint");
+  const auto output = parsed->text("output");
   std::vector<std::string> skipped;
   const std::string dir = *dist::resolve_resume(spec, spec, &skipped, "--checkpoint");
+  check_output_file("--output", output, parsed->is_set("force"), {{dir, "checkpoint"}, {spec, "run directory"}});
   RunConfig config;
   auto model = train::load_checkpoint_model(dir, &config);
-  const auto output = vm["output"].as<std::string>();
+  base::NewDirectories created;
+  created.create(base::parent_directory(output));
   // safetensors metadata is string to string: the config travels as JSON text.
   model::save_tensor_file(output, model::module_tensors(*model),
-                          {{"format", "crsm-backbone"}, {"config", to_json(config).dump()},
-                           {"source", dir}});
+                          {{"format", "crsm-backbone"}, {"config", to_json(config).dump()}, {"source", dir}});
+  created.keep();
   std::printf("export: %s -> %s\n", dir.c_str(), output.c_str());
   return 0;
 }

@@ -1,27 +1,43 @@
 #include <cstdio>
 
-#include "cli/cli_common.h"
+#include "base/atomic_file.h"
+#include "base/new_directories.h"
 #include "cli/commands.h"
+#include "cli/options.h"
+#include "cli/output_file.h"
 #include "train/loss_plot.h"
 #include "train/metrics_log.h"
 
 namespace crsm::cli {
+namespace {
+
+const std::vector<Option>& plot_options() {
+  static const std::vector<Option> table = {
+      Option("run", Constraint::path(), "run directories (positional)").positional().mandatory(),
+      Option("output", Constraint::matching(".*\\.svg", "a file name ending in .svg (the plot is SVG)"),
+             "SVG file to write (outside the runs it reads)")
+          .with_default("loss.svg"),
+      Option("force", Constraint::boolean(), "replace --output if it exists (atomically: only by a complete file)"),
+      Option("title", Constraint::text(), "chart title").with_default("loss"),
+  };
+  return table;
+}
+
+}  // namespace
 
 int plot_command(int argc, char** argv) {
-  po::options_description o("crsm_train plot options");
-  o.add_options()
-      ("run", po::value<std::vector<std::string>>()->multitoken()->required(), "run directories (positional)")
-      ("output", po::value<std::string>()->default_value("loss.svg"), "SVG file to write")
-      ("title", po::value<std::string>()->default_value("loss"), "chart title");
-  po::positional_options_description positional;
-  positional.add("run", -1);
-  po::variables_map vm;
-  if (!parse_options(argc, argv, "usage: crsm_train plot RUN_DIR... [--output loss.svg]", o, vm, &positional))
-    return 0;
+  const auto parsed = parse_options(argc, argv, "usage: crsm_train plot RUN_DIR... [--output loss.svg]", plot_options());
+  if (!parsed) return 0;
+  const auto output = parsed->text("output");
+  std::vector<InputDirectory> inputs;
+  for (const auto& dir : parsed->texts("run")) inputs.push_back({dir, "run directory"});
+  check_output_file("--output", output, parsed->is_set("force"), inputs);
   std::vector<train::RunMetrics> runs;
-  for (const auto& dir : vm["run"].as<std::vector<std::string>>()) runs.push_back(train::read_metrics(dir));
-  const auto output = vm["output"].as<std::string>();
-  train::write_loss_plot(runs, output, vm["title"].as<std::string>());
+  for (const auto& dir : parsed->texts("run")) runs.push_back(train::read_metrics(dir));
+  base::NewDirectories created;
+  created.create(base::parent_directory(output));
+  train::write_loss_plot(runs, output, parsed->text("title"));
+  created.keep();
   std::printf("plot: %zu run(s) -> %s\n", runs.size(), output.c_str());
   return 0;
 }

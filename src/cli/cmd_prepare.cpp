@@ -1,27 +1,35 @@
 #include <cstdio>
 
-#include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "data/prepare.h"
 
 namespace crsm::cli {
+namespace {
+
+const std::vector<Option>& prepare_options() {
+  static const std::vector<Option> table = {
+      Option("input", Constraint::path(), "text files to tokenize").many().mandatory(),
+      Option("tokenizer", Constraint::path(), "byte | sentencepiece | PATH.model (an existing SentencePiece model)").with_default("byte"),
+      Option("vocab-size", Constraint::integer(0, (int64_t{1} << 31) - 1), "vocabulary to train (sentencepiece); byte is always 258").with_default("0"),
+      Option("val-fraction", Constraint::number(0, 1, /*lo_open=*/true, /*hi_open=*/true), "last fraction of each input kept for validation").with_default("0.1"),
+      Option("output", Constraint::path(), "new directory for shards, index.json and the tokenizer").mandatory(),
+  };
+  return table;
+}
+
+}  // namespace
 
 int prepare_command(int argc, char** argv) {
-  po::options_description o("crsm_train prepare options");
-  o.add_options()
-      ("input", po::value<std::vector<std::string>>()->multitoken()->required(), "text files to tokenize")
-      ("tokenizer", po::value<std::string>()->default_value("byte"), "byte | sentencepiece | PATH.model (an existing SentencePiece model)")
-      ("vocab-size", po::value<int64_t>()->default_value(0), "vocabulary to train (sentencepiece); byte is always 258")
-      ("val-fraction", po::value<double>()->default_value(0.1, "0.1"), "last fraction of each input kept for validation")
-      ("output", po::value<std::string>()->required(), "new directory for shards, index.json and the tokenizer");
-  po::variables_map vm;
-  if (!parse_options(argc, argv, "usage: crsm_train prepare --input FILE... --output DIR [options]", o, vm)) return 0;
+  const auto parsed = parse_options(argc, argv, "usage: crsm_train prepare --input FILE... --output DIR [options]",
+                                    prepare_options());
+  if (!parsed) return 0;
   data::PrepareOptions p;
-  p.inputs = vm["input"].as<std::vector<std::string>>();
-  p.tokenizer = vm["tokenizer"].as<std::string>();
-  p.vocab_size = vm["vocab-size"].as<int64_t>();
-  p.val_fraction = vm["val-fraction"].as<double>();
-  p.output_dir = vm["output"].as<std::string>();
+  p.inputs = parsed->texts("input");
+  p.tokenizer = parsed->text("tokenizer");
+  p.vocab_size = parsed->integer("vocab-size");
+  p.val_fraction = parsed->number("val-fraction");
+  p.output_dir = parsed->text("output");
   const auto s = data::prepare_corpus(p);
   std::printf("prepare: %s: %lld train / %lld val tokens, vocabulary %lld, %s shards\n",
               p.output_dir.c_str(), static_cast<long long>(s.train_tokens),

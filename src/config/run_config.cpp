@@ -1,214 +1,141 @@
 #include "config/run_config.h"
 
 #include <cmath>
-#include <fstream>
-#include <regex>
-#include <set>
-#include <sstream>
+#include <functional>
 
 #include <nlohmann/json.hpp>
+
+#include "base/file_read.h"
 
 namespace crsm {
 namespace {
 
 using nlohmann::json;
 
-// Reads typed keys out of one JSON object and remembers which keys it consumed,
-// so that whatever is left over can be reported as unknown.
-class KeyReader {
- public:
-  KeyReader(const json& j, std::string source) : j_(j), source_(std::move(source)) {
-    if (!j_.is_object()) fail_top("expected a JSON object at the top level");
-  }
+// Bounds on sizes: far beyond any machine, and small enough that products of a few of
+// them stay within int64 (the memory plan multiplies them).
+constexpr int64_t kMaxDim = int64_t{1} << 24;
+constexpr int64_t kMaxVocab = (int64_t{1} << 31) - 1;  // token ids are int32
+constexpr int64_t kMaxEpochs = int64_t{1} << 30;
 
-  void integer(const char* key, int64_t& out, int64_t min) {
-    const json* v = take(key);
-    if (!v) return;
-    if (!v->is_number_integer()) fail(key, "expected an integer", *v);
-    const int64_t x = v->get<int64_t>();
-    if (x < min) fail(key, "expected an integer >= " + std::to_string(min), *v);
-    out = x;
-  }
-
-  // A number in [lo, hi) or [lo, hi] depending on hi_inclusive.
-  void number(const char* key, double& out, double lo, double hi, bool hi_inclusive,
-              bool lo_exclusive = false) {
-    const json* v = take(key);
-    if (!v) return;
-    if (!v->is_number()) fail(key, "expected a number", *v);
-    const double x = v->get<double>();
-    const bool ok = std::isfinite(x) && (lo_exclusive ? x > lo : x >= lo) &&
-                    (hi_inclusive ? x <= hi : x < hi);
-    if (!ok) {
-      std::ostringstream range;
-      range << "expected a number in " << (lo_exclusive ? "(" : "[") << lo << ", " << hi
-            << (hi_inclusive ? "]" : ")");
-      fail(key, range.str(), *v);
-    }
-    out = x;
-  }
-
-  void boolean(const char* key, bool& out) {
-    const json* v = take(key);
-    if (!v) return;
-    if (!v->is_boolean()) fail(key, "expected true or false", *v);
-    out = v->get<bool>();
-  }
-
-  void choice(const char* key, std::string& out, const std::set<std::string>& allowed) {
-    const json* v = take(key);
-    if (!v) return;
-    std::string names;
-    for (const auto& a : allowed) names += (names.empty() ? "\"" : ", \"") + a + "\"";
-    if (!v->is_string() || !allowed.count(v->get<std::string>()))
-      fail(key, "expected one of " + names, *v);
-    out = v->get<std::string>();
-  }
-
-  void dt_rank(const char* key, int64_t& out) {
-    const json* v = take(key);
-    if (!v) return;
-    if (v->is_string() && v->get<std::string>() == "auto") {
-      out = 0;
-      return;
-    }
-    if (!v->is_number_integer() || v->get<int64_t>() < 1)
-      fail(key, "expected \"auto\" or an integer >= 1", *v);
-    out = v->get<int64_t>();
-  }
-
-  void device(const char* key, std::string& out) {
-    const json* v = take(key);
-    if (!v) return;
-    static const std::regex pattern("cpu|cuda(:[0-9]+)?");
-    if (!v->is_string() || !std::regex_match(v->get<std::string>(), pattern))
-      fail(key, "expected \"cpu\", \"cuda\" or \"cuda:N\"", *v);
-    out = v->get<std::string>();
-  }
-
-  void finish() const {
-    for (const auto& item : j_.items()) {
-      if (seen_.count(item.key())) continue;
-      std::string known;
-      for (const auto& k : seen_all_) known += (known.empty() ? "" : ", ") + k;
-      throw ConfigError(source_ + ": unknown key '" + item.key() + "' (known keys: " + known +
-                        ")");
-    }
-  }
-
-  [[noreturn]] void fail(const std::string& key, const std::string& expected,
-                         const json& got) const {
-    throw ConfigError(source_ + ": key '" + key + "': " + expected + ", got " + got.dump());
-  }
-
- private:
-  const json* take(const char* key) {
-    seen_all_.insert(key);
-    auto it = j_.find(key);
-    if (it == j_.end()) return nullptr;
-    seen_.insert(key);
-    return &*it;
-  }
-
-  [[noreturn]] void fail_top(const std::string& what) const {
-    throw ConfigError(source_ + ": " + what);
-  }
-
-  const json& j_;
-  std::string source_;
-  std::set<std::string> seen_;
-  std::set<std::string> seen_all_;
+// One config key: its constraint and where its value lives in a RunConfig.
+struct Key {
+  std::string name;
+  Constraint constraint;
+  std::function<void(RunConfig&, const json&)> set;
+  std::function<json(const RunConfig&)> get;
 };
+
+// A key stored as it is written. `field` returns the member of a RunConfig (const or
+// not) that holds it.
+template <typename T, typename Field>
+Key plain(const char* name, Constraint constraint, Field field) {
+  return {name, std::move(constraint), [field](RunConfig& c, const json& v) { field(c) = v.get<T>(); },
+          [field](const RunConfig& c) { return json(field(c)); }};
+}
+
+#define CRSM_FIELD(member) [](auto& c) -> auto& { return c.member; }
+
+const std::vector<Key>& keys() {
+  static const std::vector<Key> table = {
+      plain<int64_t>("vocab_size", Constraint::integer(2, kMaxVocab), CRSM_FIELD(model.vocab_size)),
+      plain<int64_t>("d_model", Constraint::integer(1, kMaxDim), CRSM_FIELD(model.d_model)),
+      plain<int64_t>("d_state", Constraint::integer(1, kMaxDim), CRSM_FIELD(model.d_state)),
+      plain<int64_t>("d_ffn", Constraint::integer(1, kMaxDim), CRSM_FIELD(model.d_ffn)),
+      plain<int64_t>("num_layers", Constraint::integer(1, 4096), CRSM_FIELD(model.num_layers)),
+      plain<double>("dropout", Constraint::number(0.0, 1.0, false, /*hi_open=*/true), CRSM_FIELD(model.dropout)),
+      plain<int64_t>("expand", Constraint::integer(1, 64), CRSM_FIELD(model.expand)),
+      plain<int64_t>("d_conv", Constraint::integer(1, 1024), CRSM_FIELD(model.d_conv)),
+      // 0 in ModelConfig stands for "auto": ceil(d_model / 16).
+      {"dt_rank", Constraint::integer(1, kMaxDim).or_word("auto"),
+       [](RunConfig& c, const json& v) { c.model.dt_rank = v.is_string() ? 0 : v.get<int64_t>(); },
+       [](const RunConfig& c) { return c.model.dt_rank > 0 ? json(c.model.dt_rank) : json("auto"); }},
+      plain<bool>("tie_embeddings", Constraint::boolean(), CRSM_FIELD(model.tie_embeddings)),
+      plain<std::string>("norm", Constraint::word({"rmsnorm"}), CRSM_FIELD(model.norm)),
+      plain<int64_t>("backbone_epochs", Constraint::integer(0, kMaxEpochs), CRSM_FIELD(train.backbone_epochs)),
+      plain<int64_t>("finetune_epochs", Constraint::integer(0, kMaxEpochs), CRSM_FIELD(train.finetune_epochs)),
+      plain<int64_t>("batch_size", Constraint::integer(1, kMaxDim), CRSM_FIELD(train.batch_size)),
+      plain<int64_t>("seq_len", Constraint::integer(1, kMaxDim), CRSM_FIELD(train.seq_len)),
+      plain<double>("lr", Constraint::number(0.0, INFINITY, /*lo_open=*/true), CRSM_FIELD(train.lr)),
+      plain<double>("finetune_lr", Constraint::number(0.0, INFINITY, true), CRSM_FIELD(train.finetune_lr)),
+      plain<int64_t>("dynamics_samples", Constraint::integer(1, int64_t{1} << 40), CRSM_FIELD(dynamics.samples)),
+      plain<int64_t>("dynamics_epochs", Constraint::integer(0, kMaxEpochs), CRSM_FIELD(dynamics.epochs)),
+      plain<double>("dynamics_lr", Constraint::number(0.0, INFINITY, true), CRSM_FIELD(dynamics.lr)),
+      plain<double>("c_puct", Constraint::number(0.0, 1e6), CRSM_FIELD(search.c_puct)),
+      plain<int64_t>("n_simulations", Constraint::integer(1, kMaxDim), CRSM_FIELD(search.n_simulations)),
+      plain<int64_t>("seed", Constraint::integer(0), CRSM_FIELD(seed)),
+      plain<std::string>("device", Constraint::matching("cpu|cuda(:[0-9]+)?", "\"cpu\", \"cuda\" or \"cuda:N\""),
+                         CRSM_FIELD(device)),
+      plain<int64_t>("zero_stage", Constraint::integer(0, 2), CRSM_FIELD(zero_stage)),
+  };
+  return table;
+}
+
+#undef CRSM_FIELD
+
+const Key* find_key(const std::string& name) {
+  for (const auto& k : keys())
+    if (k.name == name) return &k;
+  return nullptr;
+}
+
+[[noreturn]] void refuse(const std::string& source, const std::string& key, const std::string& expected,
+                         const json& got) {
+  throw ConfigError(source + ": key '" + key + "': expected " + expected + ", got " + got.dump());
+}
 
 }  // namespace
 
+const Constraint& config_constraint(const std::string& key) {
+  const Key* k = find_key(key);
+  if (!k) throw std::out_of_range("no config key " + key);
+  return k->constraint;
+}
+
+std::vector<std::string> config_key_names() {
+  std::vector<std::string> names;
+  for (const auto& k : keys()) names.push_back(k.name);
+  return names;
+}
+
+void set_config_value(RunConfig& c, const std::string& key, const json& value, const std::string& source) {
+  const Key* k = find_key(key);
+  if (!k) {
+    std::string known;
+    for (const auto& name : config_key_names()) known += (known.empty() ? "" : ", ") + name;
+    throw ConfigError(source + ": unknown key '" + key + "' (known keys: " + known + ")");
+  }
+  if (!k->constraint.allows(value)) refuse(source, key, k->constraint.expected(), value);
+  k->set(c, value);
+}
+
+void check_run_config(const RunConfig& c, const std::string& source) {
+  if (c.model.dt_rank > c.model.d_inner())
+    refuse(source, "dt_rank", "at most expand*d_model = " + std::to_string(c.model.d_inner()),
+           json(c.model.dt_rank));
+}
+
 RunConfig parse_run_config(const json& j, const std::string& source) {
+  if (!j.is_object()) throw ConfigError(source + ": expected a JSON object at the top level");
   RunConfig c;
-  KeyReader r(j, source);
-  auto& m = c.model;
-  r.integer("vocab_size", m.vocab_size, 2);
-  r.integer("d_model", m.d_model, 1);
-  r.integer("d_state", m.d_state, 1);
-  r.integer("d_ffn", m.d_ffn, 1);
-  r.integer("num_layers", m.num_layers, 1);
-  r.number("dropout", m.dropout, 0.0, 1.0, /*hi_inclusive=*/false);
-  r.integer("expand", m.expand, 1);
-  r.integer("d_conv", m.d_conv, 1);
-  r.dt_rank("dt_rank", m.dt_rank);
-  r.boolean("tie_embeddings", m.tie_embeddings);
-  r.choice("norm", m.norm, {"rmsnorm"});
-
-  auto& t = c.train;
-  r.integer("backbone_epochs", t.backbone_epochs, 0);
-  r.integer("finetune_epochs", t.finetune_epochs, 0);
-  r.integer("batch_size", t.batch_size, 1);
-  r.integer("seq_len", t.seq_len, 1);
-  r.number("lr", t.lr, 0.0, 10.0, true, /*lo_exclusive=*/true);
-  r.number("finetune_lr", t.finetune_lr, 0.0, 10.0, true, true);
-
-  r.integer("dynamics_samples", c.dynamics.samples, 1);
-  r.integer("dynamics_epochs", c.dynamics.epochs, 0);
-  r.number("dynamics_lr", c.dynamics.lr, 0.0, 10.0, true, true);
-
-  r.number("c_puct", c.search.c_puct, 0.0, 1e6, true);
-  r.integer("n_simulations", c.search.n_simulations, 1);
-
-  r.integer("seed", c.seed, 0);
-  r.device("device", c.device);
-  r.integer("zero_stage", c.zero_stage, 0);
-  r.finish();
-  if (c.zero_stage > 2) r.fail("zero_stage", "expected 0, 1 or 2", json(c.zero_stage));
-
-  if (m.dt_rank > m.d_inner())
-    r.fail("dt_rank", "expected at most expand*d_model = " + std::to_string(m.d_inner()),
-           json(m.dt_rank));
+  for (const auto& item : j.items()) set_config_value(c, item.key(), item.value(), source);
+  check_run_config(c, source);
   return c;
 }
 
 RunConfig load_run_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open config file");
   json j;
   try {
-    j = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw ConfigError(path + ": malformed JSON: " + e.what());
+    j = base::read_json_file(path);
+  } catch (const FileError& e) {
+    throw ConfigError(e.what());
   }
   return parse_run_config(j, path);
 }
 
 json to_json(const RunConfig& c) {
-  const auto& m = c.model;
-  json j = {
-      {"vocab_size", m.vocab_size},
-      {"d_model", m.d_model},
-      {"d_state", m.d_state},
-      {"d_ffn", m.d_ffn},
-      {"num_layers", m.num_layers},
-      {"dropout", m.dropout},
-      {"expand", m.expand},
-      {"d_conv", m.d_conv},
-      {"tie_embeddings", m.tie_embeddings},
-      {"norm", m.norm},
-      {"backbone_epochs", c.train.backbone_epochs},
-      {"finetune_epochs", c.train.finetune_epochs},
-      {"batch_size", c.train.batch_size},
-      {"seq_len", c.train.seq_len},
-      {"lr", c.train.lr},
-      {"finetune_lr", c.train.finetune_lr},
-      {"dynamics_samples", c.dynamics.samples},
-      {"dynamics_epochs", c.dynamics.epochs},
-      {"dynamics_lr", c.dynamics.lr},
-      {"c_puct", c.search.c_puct},
-      {"n_simulations", c.search.n_simulations},
-      {"seed", c.seed},
-      {"device", c.device},
-      {"zero_stage", c.zero_stage},
-  };
-  if (m.dt_rank > 0)
-    j["dt_rank"] = m.dt_rank;
-  else
-    j["dt_rank"] = "auto";
+  json j = json::object();
+  for (const auto& k : keys()) j[k.name] = k.get(c);
   return j;
 }
 

@@ -1,19 +1,21 @@
 #pragma once
 
 #include <cstdint>
-#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "base/error.h"
+#include "config/constraint.h"
 #include "model/model_config.h"
 
 namespace crsm {
 
 // A bad configuration: the message names the source and the offending key.
-class ConfigError : public std::runtime_error {
+class ConfigError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 // Keys of the seed's config file besides the model shape (seed USAGE.md).
@@ -47,11 +49,29 @@ struct RunConfig {
   int64_t zero_stage = 0;  // SPEC §6: 0 replicated, 1 optimizer state sharded, 2 gradients too
 };
 
+// The constraint of a config key, for the command-line flags that set the same value
+// (--batch-size is batch_size): both are checked alike. std::out_of_range for a name
+// that is not a key.
+const Constraint& config_constraint(const std::string& key);
+
+// Every key, in the order of to_json.
+std::vector<std::string> config_key_names();
+
+// Sets one key from a JSON value, checked against its constraint; ConfigError naming
+// `source` and the key otherwise. Cross-key rules are check_run_config's.
+void set_config_value(RunConfig& c, const std::string& key, const nlohmann::json& value,
+                      const std::string& source);
+
+// The rules that involve several keys (dt_rank <= expand * d_model); ConfigError naming
+// `source` and the key.
+void check_run_config(const RunConfig& c, const std::string& source);
+
 // Parses a config object. Every key is optional (defaults above); an unknown key,
 // a value of the wrong type or an impossible value throws ConfigError naming it.
 RunConfig parse_run_config(const nlohmann::json& j, const std::string& source);
 
-// Reads and parses a JSON file; a missing file or malformed JSON throws ConfigError.
+// Reads and parses a JSON file; a missing file, a directory or malformed JSON throws
+// ConfigError naming the path.
 RunConfig load_run_config(const std::string& path);
 
 nlohmann::json to_json(const RunConfig& c);

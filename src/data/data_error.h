@@ -1,14 +1,14 @@
 #pragma once
 
-#include <stdexcept>
+#include "base/error.h"
 
 namespace crsm::data {
 
 // Every failure of the data layer: the message names the bad input (a file, a key,
 // an option) and what was expected instead.
-class DataError : public std::runtime_error {
+class DataError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 }  // namespace crsm::data

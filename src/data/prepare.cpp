@@ -9,7 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "data/data_error.h"
-#include "data/file_io.h"
+#include "base/atomic_file.h"
+#include "base/new_directories.h"
 #include "data/mapped_file.h"
 #include "data/shard_format.h"
 #include "data/shard_writer.h"
@@ -94,7 +95,9 @@ std::unique_ptr<Tokenizer> make_tokenizer(const PrepareOptions& opt,
       out.close();
       if (!out) throw DataError(parts.back() + ": cannot be written");
     }
-    auto tok = train_sentencepiece(parts, opt.vocab_size);
+    std::vector<std::string> sources;
+    for (const auto& in : inputs) sources.push_back(in.path + " (its train part)");
+    auto tok = train_sentencepiece(parts, opt.vocab_size, "bpe", sources);
     for (const auto& p : parts) fs::remove(p);
     return tok;
   }
@@ -154,6 +157,8 @@ PrepareSummary prepare_corpus(const PrepareOptions& opt) {
   std::vector<Input> inputs;
   for (const auto& path : opt.inputs) inputs.push_back(open_input(path, opt.val_fraction));
 
+  base::NewDirectories created;
+  created.create(out_dir.parent_path().string());
   TempDir staging(out_dir.parent_path().string(), out_dir.filename().string() + ".tmp");
   const auto tok = make_tokenizer(opt, inputs, staging.path());
   const TokenDtype dtype = dtype_for_vocab(tok->vocab_size());
@@ -180,7 +185,7 @@ PrepareSummary prepare_corpus(const PrepareOptions& opt) {
       {"tokenizer", kTokenizerFile},
       {"inputs", input_list},
       {"splits", {{"train", split_json(train.finish())}, {"val", split_json(val.finish())}}}};
-  write_file_atomically((fs::path(staging.path()) / kIndexFile).string(), index.dump(2) + "\n");
+  base::write_file_atomically((fs::path(staging.path()) / kIndexFile).string(), index.dump(2) + "\n");
 
   // mkdtemp made the staging directory private; the result is an ordinary directory.
   fs::permissions(staging.path(), fs::perms::owner_all | fs::perms::group_read |
@@ -194,6 +199,8 @@ PrepareSummary prepare_corpus(const PrepareOptions& opt) {
     throw DataError(opt.output_dir + ": cannot move the prepared data into place (" +
                     ec.message() + ")");
   staging.release();
+  base::sync_directory(out_dir.parent_path().string());
+  created.keep();
   return summary;
 }
 

@@ -3,7 +3,8 @@
 #include <filesystem>
 
 #include "data/data_error.h"
-#include "data/file_io.h"
+#include "base/atomic_file.h"
+#include "base/file_read.h"
 #include "data/sentencepiece_loader.h"
 #include "data/tokenizer_file.h"
 
@@ -48,7 +49,7 @@ class SentencePieceTokenizer final : public Tokenizer {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) throw DataError(dir + ": cannot create the tokenizer directory (" + ec.message() + ")");
-    write_file_atomically((std::filesystem::path(dir) / kSentencePieceModelFile).string(),
+    base::write_file_atomically((std::filesystem::path(dir) / kSentencePieceModelFile).string(),
                           sp_->serialized());
     write_tokenizer_file(dir, kind(), vocab_size(), kSentencePieceModelFile);
   }
@@ -74,7 +75,7 @@ std::unique_ptr<Tokenizer> sentencepiece_from_bytes(const std::string& model_byt
 }
 
 std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& model_path) {
-  return sentencepiece_from_bytes(read_file(model_path), model_path);
+  return sentencepiece_from_bytes(base::read_file(model_path), model_path);
 }
 
 }  // namespace crsm::data

@@ -2,7 +2,7 @@
 #include <unordered_map>
 
 #include "data/data_error.h"
-#include "data/file_io.h"
+#include "base/file_read.h"
 #include "data/sentencepiece_loader.h"
 #include "data/sentencepiece_tokenizer.h"
 #include "data/temp_dir.h"
@@ -20,7 +20,8 @@ std::string joined(const std::vector<std::string>& files) {
 
 std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string>& text_files,
                                                int64_t vocab_size,
-                                               const std::string& model_type) {
+                                               const std::string& model_type,
+                                               const std::vector<std::string>& sources) {
   if (text_files.empty()) throw DataError("SentencePiece training: no text files given");
   if (model_type != "bpe" && model_type != "unigram")
     throw DataError("SentencePiece training: model_type must be \"bpe\" or \"unigram\", got \"" +
@@ -50,11 +51,12 @@ std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string>& t
       {"minloglevel", "1"},
   };
   const std::string what = "the SentencePiece " + model_type + " model with vocab_size " +
-                           std::to_string(vocab_size) + " trained on " + joined(text_files);
+                           std::to_string(vocab_size) + " trained on " +
+                           joined(sources.empty() ? text_files : sources);
   std::string error;
   if (!sentencepiece_library().train(text_files, options, &error))
     throw DataError("training " + what + " failed: " + error);
-  return sentencepiece_from_bytes(read_file(prefix + ".model"), what);
+  return sentencepiece_from_bytes(base::read_file(prefix + ".model"), what);
 }
 
 }  // namespace crsm::data

@@ -56,19 +56,15 @@ void ShardWriter::start_shard() {
   close_shard();
   shards_.push_back({shard_file_name(split_, static_cast<int64_t>(shards_.size())), 0});
   path_ = (std::filesystem::path(dir_) / shards_.back().file).string();
-  out_.open(path_, std::ios::binary | std::ios::trunc);
-  if (!out_) throw DataError(path_ + ": cannot be created");
+  out_.emplace(path_);
 }
 
 void ShardWriter::close_shard() {
-  if (!out_.is_open()) return;
-  out_.close();
-  if (!out_) throw DataError(path_ + ": cannot be written");
+  if (!out_) return;
+  out_->commit();
+  out_.reset();
 }
 
-void ShardWriter::flush(const std::string& bytes) {
-  out_.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (!out_) throw DataError(path_ + ": cannot be written");
-}
+void ShardWriter::flush(const std::string& bytes) { out_->write(bytes); }
 
 }  // namespace crsm::data

@@ -1,10 +1,11 @@
 #pragma once
 
 #include <cstdint>
-#include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "base/atomic_file.h"
 #include "data/shard_format.h"
 
 namespace crsm::data {
@@ -15,13 +16,14 @@ struct ShardInfo {
 };
 
 // Appends token ids to <split>_000.bin, <split>_001.bin, ... in `dir`, starting a new
-// shard every max_shard_tokens tokens.
+// shard every max_shard_tokens tokens. Each shard is a base::AtomicFile, committed
+// (synced) when it is full or at finish().
 class ShardWriter {
  public:
   ShardWriter(std::string dir, std::string split, TokenDtype dtype,
               int64_t max_shard_tokens = kMaxShardTokens);
 
-  // DataError if an id does not fit the dtype or a write fails (naming the shard).
+  // DataError if an id does not fit the dtype, FileError if a write fails (naming the shard).
   void write(const std::vector<int32_t>& ids);
 
   // Closes the last shard; returns every shard written, in order.
@@ -37,7 +39,7 @@ class ShardWriter {
   TokenDtype dtype_;
   int64_t max_shard_tokens_;
   std::vector<ShardInfo> shards_;
-  std::ofstream out_;
+  std::optional<base::AtomicFile> out_;
 };
 
 }  // namespace crsm::data

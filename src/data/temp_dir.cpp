@@ -12,8 +12,6 @@
 namespace crsm::data {
 
 TempDir::TempDir(const std::string& parent, const std::string& stem) {
-  std::error_code ec;
-  std::filesystem::create_directories(parent, ec);
   const std::string pattern = (std::filesystem::path(parent) / ("." + stem + ".XXXXXX")).string();
   std::vector<char> name(pattern.begin(), pattern.end());
   name.push_back('\0');

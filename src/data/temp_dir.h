@@ -8,7 +8,7 @@ namespace crsm::data {
 // unless release() hands it over (e.g. after renaming it into place).
 class TempDir {
  public:
-  // Creates `parent`/.`stem`.XXXXXX (parent is created if needed).
+  // Creates `parent`/.`stem`.XXXXXX; `parent` must exist.
   TempDir(const std::string& parent, const std::string& stem);
   ~TempDir();
   TempDir(const TempDir&) = delete;

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/data_error.h"
-#include "data/file_io.h"
+#include "base/file_read.h"
 #include "data/mapped_file.h"
 #include "data/shard_format.h"
 
@@ -51,7 +51,7 @@ TokenSplit& TokenSplit::operator=(TokenSplit&&) noexcept = default;
 TokenSplit TokenSplit::open(const std::string& data_dir, const std::string& split) {
   namespace fs = std::filesystem;
   const std::string index_path = (fs::path(data_dir) / kIndexFile).string();
-  const json index = read_json_file(index_path);
+  const json index = base::read_json_file(index_path);
 
   const int64_t version = require_int(index, "format_version", 0, index_path);
   if (version != kIndexFormatVersion)

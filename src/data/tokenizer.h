@@ -36,9 +36,12 @@ std::unique_ptr<Tokenizer> make_byte_tokenizer();
 // decode(encode(s)) == s for any UTF-8 text. unk = 0, bos = 1, eos = 2. A vocab_size
 // the corpus cannot support (too small for its characters plus the 256 byte pieces,
 // or more pieces than it can yield) throws DataError with SentencePiece's reason.
+// Messages name `sources` (default: the files themselves), for callers that train on
+// temporary copies of the user's files.
 std::unique_ptr<Tokenizer> train_sentencepiece(const std::vector<std::string>& text_files,
                                                int64_t vocab_size,
-                                               const std::string& model_type = "bpe");
+                                               const std::string& model_type = "bpe",
+                                               const std::vector<std::string>& sources = {});
 
 // Loads a serialized SentencePiece model (a .model file); it must define bos and eos.
 std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& model_path);

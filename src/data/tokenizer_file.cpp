@@ -5,7 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "data/data_error.h"
-#include "data/file_io.h"
+#include "base/atomic_file.h"
+#include "base/file_read.h"
 #include "data/tokenizer.h"
 
 namespace crsm::data {
@@ -19,12 +20,12 @@ void write_tokenizer_file(const std::string& dir, const std::string& kind, int64
   if (ec) throw DataError(dir + ": cannot create the tokenizer directory (" + ec.message() + ")");
   nlohmann::json j = {{"kind", kind}, {"vocab_size", vocab_size}};
   if (!model_file.empty()) j["model_file"] = model_file;
-  write_file_atomically((fs::path(dir) / kTokenizerFile).string(), j.dump(2) + "\n");
+  base::write_file_atomically((fs::path(dir) / kTokenizerFile).string(), j.dump(2) + "\n");
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir) {
   const std::string path = (fs::path(dir) / kTokenizerFile).string();
-  const nlohmann::json j = read_json_file(path);
+  const nlohmann::json j = base::read_json_file(path);
   auto field = [&](const char* key) -> const nlohmann::json& {
     if (!j.is_object() || !j.contains(key))
       throw DataError(path + ": missing key \"" + key + "\"");

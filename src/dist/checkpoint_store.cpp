@@ -1,8 +1,5 @@
 #include "dist/checkpoint_store.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/atomic_file.h"
 #include "dist/sha256.h"
 
 namespace crsm::dist {
@@ -21,24 +19,6 @@ using nlohmann::json;
 
 constexpr int kFormatVersion = 2;  // 2: optimizer state in per-rank pieces
 constexpr const char* kPrefix = "step_";
-
-void sync_path(const fs::path& p, bool directory) {
-  const int fd = ::open(p.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
-void write_synced(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) throw CheckpointError(tmp.string() + ": write failed");
-  }
-  sync_path(tmp, false);
-  fs::rename(tmp, path);
-}
 
 // Step number of a final checkpoint directory name, or -1 for anything else.
 int64_t step_of(const std::string& name) {
@@ -159,7 +139,6 @@ std::vector<std::string> remove_unfinished_saves(const std::string& root) {
 }
 
 FileDigest digest_file(const std::string& path) {
-  sync_path(path, false);
   return {static_cast<uint64_t>(fs::file_size(path)), sha256_file(path)};
 }
 
@@ -176,8 +155,7 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp_di
   }
   manifest["format_version"] = kFormatVersion;
   manifest["files"] = files;
-  write_synced(fs::path(tmp_dir) / "manifest.json", manifest.dump(2) + "\n");
-  sync_path(tmp_dir, true);
+  base::write_file_atomically((fs::path(tmp_dir) / "manifest.json").string(), manifest.dump(2) + "\n");
 
   std::string name = fs::path(tmp_dir).filename().string();
   name = name.substr(0, name.size() - 4);  // drop ".tmp"
@@ -192,9 +170,8 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp_di
   } else {
     fs::rename(tmp_dir, final_dir);
   }
-  sync_path(root, true);
-  write_synced(fs::path(root) / "latest", name + "\n");
-  sync_path(root, true);
+  base::sync_directory(root);
+  base::write_file_atomically((fs::path(root) / "latest").string(), name + "\n");
 
   if (keep_last > 0) {
     // The checkpoint just written always stays, even when higher steps from another

@@ -23,11 +23,13 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "base/error.h"
+
 namespace crsm::dist {
 
-class CheckpointError : public std::runtime_error {
+class CheckpointError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 std::string checkpoint_name(int64_t step);  // "step_00000100"
@@ -49,7 +51,7 @@ struct FileDigest {
   uint64_t bytes = 0;
   std::string sha256;
 };
-// Syncs the file to disk and hashes it.
+// Hashes a file that was written (and synced) through base::AtomicFile.
 FileDigest digest_file(const std::string& path);
 
 // Writes manifest.json (`manifest` plus "files": the size and SHA-256 of every file in

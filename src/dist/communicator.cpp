@@ -12,7 +12,7 @@ namespace crsm::dist {
 c10::Device rank_device(const std::string& name, const Runtime& rt) {
   if (name.rfind("cuda", 0) != 0) return c10::Device(name);
   if (!torch::cuda::is_available())
-    throw std::invalid_argument("--device " + name +
+    throw UsageError("--device " + name +
                                 ": no CUDA device is available (CPU-only LibTorch or no visible GPU)");
   if (name != "cuda") return c10::Device(name);
   const int visible = std::max<int>(1, static_cast<int>(torch::cuda::device_count()));
@@ -63,6 +63,22 @@ std::string broadcast_string(Communicator& comm, const std::string& value, int r
   comm.broadcast(bytes, root)->wait();
   bytes = bytes.cpu();
   return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
+}
+
+std::string run_on_root(Communicator& comm, const std::function<std::string()>& work) {
+  constexpr char kDone = '=', kFailed = '!';
+  std::string answer;
+  if (comm.rank() == 0) {
+    try {
+      answer = kDone + work();
+    } catch (const Error& e) {
+      if (comm.world_size() == 1) throw;
+      answer = kFailed + std::string(e.what());
+    }
+  }
+  answer = broadcast_string(comm, answer, 0);
+  if (answer.at(0) == kFailed) throw Error(answer.substr(1));
+  return answer.substr(1);
 }
 
 }  // namespace crsm::dist

@@ -13,17 +13,19 @@
 #include <ATen/core/Tensor.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
 
+#include "base/error.h"
 #include "dist/runtime.h"
 
 namespace crsm::dist {
 
-class CommError : public std::runtime_error {
+class CommError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 // A collective that did not complete within the communicator's timeout: a peer stopped
@@ -71,7 +73,7 @@ class Communicator {
 
 // This rank's device for a --device value: "cpu", "cuda:N", or "cuda" meaning the GPU of
 // its local rank (wrapped onto the GPUs it can see, for schedulers that show each rank
-// only its own). std::invalid_argument naming the flag when CUDA is asked for and absent.
+// only its own). UsageError naming the flag when CUDA is asked for and absent.
 c10::Device rank_device(const std::string& name, const Runtime& rt);
 
 // How long the MPI backend lets a rank wait for one collective before it throws
@@ -104,5 +106,10 @@ void all_reduce_now(Communicator& comm, at::Tensor tensor, ReduceOp op = ReduceO
 double all_reduce_scalar(Communicator& comm, double value, ReduceOp op = ReduceOp::kSum);
 // Rank `root`'s string on every rank.
 std::string broadcast_string(Communicator& comm, const std::string& value, int root = 0);
+
+// Runs `work` on rank 0 alone and gives every rank its result. When it throws one of our
+// errors, every rank throws an Error with rank 0's message, so the job fails together
+// with one message instead of rank 0 alone while the others wait for it.
+std::string run_on_root(Communicator& comm, const std::function<std::string()>& work);
 
 }  // namespace crsm::dist

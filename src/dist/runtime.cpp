@@ -147,6 +147,12 @@ void install_preemption_handlers() {
 }
 
 bool preemption_signalled() { return g_signal != 0; }
+
+std::string signal_name(int sig) {
+  if (sig == SIGTERM) return "SIGTERM";
+  if (sig == SIGUSR1) return "SIGUSR1";
+  return "signal " + std::to_string(sig);
+}
 int preemption_signal() { return static_cast<int>(g_signal); }
 
 }  // namespace crsm::dist

@@ -51,10 +51,15 @@ bool collectives_abandoned();
 std::string rank_prefix();
 
 // SIGTERM and SIGUSR1 (what Slurm and schedulers send before preempting a job) set a
-// flag instead of killing the process; training polls it at step boundaries.
+// flag instead of killing the process; training polls it at step boundaries. main()
+// installs the handlers before any work of a command that can be preempted, so a
+// signal during start-up (a resume being verified, a corpus being prepared) is kept
+// for the first safe point too.
 void install_preemption_handlers();
 bool preemption_signalled();
 // The signal that set the flag (0 when none), for messages.
 int preemption_signal();
+// "SIGTERM", "SIGUSR1", or "signal N".
+std::string signal_name(int sig);
 
 }  // namespace crsm::dist

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "base/error.h"
 #include "dist/sha256_blocks.h"
 
 namespace crsm::dist {
@@ -118,14 +119,14 @@ std::string Sha256::hex_digest() {
 
 std::string sha256_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open to checksum");
+  if (!in) throw FileError(path + ": cannot open to checksum");
   Sha256 hash;
   std::vector<char> chunk(1 << 20);
   while (in) {
     in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
     hash.update(chunk.data(), static_cast<size_t>(in.gcount()));
   }
-  if (in.bad()) throw std::runtime_error(path + ": read error while checksumming");
+  if (in.bad()) throw FileError(path + ": read error while checksumming");
   return hash.hex_digest();
 }
 

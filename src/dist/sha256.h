@@ -22,7 +22,7 @@ class Sha256 {
   uint64_t total_bytes_ = 0;
 };
 
-// Hashes a whole file; throws std::runtime_error naming it if it cannot be read.
+// Hashes a whole file; throws FileError naming it if it cannot be read.
 std::string sha256_file(const std::string& path);
 
 }  // namespace crsm::dist

@@ -4,14 +4,20 @@
 
 #include <stdexcept>
 
+#include "base/error.h"
+
 namespace crsm::model {
 
 int64_t sample_token(const at::Tensor& logits, const SamplingOptions& options,
                      std::mt19937_64& rng) {
   const auto scores = logits.detach().to(torch::kCPU, torch::kDouble).reshape(-1);
+  if (!scores.isfinite().all().item<bool>())
+    throw Error("generate: the model's logits are not finite (the checkpoint's weights have diverged)");
   if (options.temperature <= 0) return scores.argmax().item<int64_t>();
 
-  auto probs = torch::softmax(scores / options.temperature, 0);
+  // Shifted so the largest score is 0: a tiny temperature then scales the others towards
+  // -inf (greedy in the limit) instead of overflowing to inf - inf = NaN.
+  auto probs = torch::softmax((scores - scores.max()) / options.temperature, 0);
   auto [sorted, order] = probs.sort(/*dim=*/0, /*descending=*/true);
   int64_t keep = sorted.size(0);
   if (options.top_k > 0) keep = std::min(keep, options.top_k);

@@ -1,16 +1,13 @@
 #include "model/tensor_file.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <torch/torch.h>
 
-#include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <set>
 
 #include <nlohmann/json.hpp>
+
+#include "base/atomic_file.h"
 
 namespace crsm::model {
 namespace {
@@ -49,22 +46,6 @@ std::string shape_string(at::IntArrayRef shape) {
   return s + "]";
 }
 
-void write_all(int fd, const void* data, size_t n, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) throw TensorFileError(path + ": write failed: " + std::strerror(errno));
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-std::string parent_dir(const std::string& path) {
-  const auto slash = path.rfind('/');
-  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-}
-
 }  // namespace
 
 void save_tensor_file(const std::string& path, const NamedTensors& tensors,
@@ -90,36 +71,67 @@ void save_tensor_file(const std::string& path, const NamedTensors& tensors,
   unsigned char len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(header_len >> (8 * i));
 
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw TensorFileError(tmp + ": cannot create: " + std::strerror(errno));
-  try {
-    write_all(fd, len_bytes, 8, tmp);
-    write_all(fd, text.data(), text.size(), tmp);
-    for (const auto& t : blobs) write_all(fd, t.data_ptr(), t.numel() * t.element_size(), tmp);
-    if (::fsync(fd) != 0) throw TensorFileError(tmp + ": fsync failed: " + std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw TensorFileError(path + ": rename failed: " + std::strerror(errno));
-  }
-  const int dir = ::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
+  base::AtomicFile file(path);
+  file.write(len_bytes, 8);
+  file.write(text);
+  for (const auto& t : blobs) file.write(t.data_ptr(), t.numel() * t.element_size());
+  file.commit();
 }
+
+namespace {
+
+// One tensor of a safetensors header, checked against the file before anything is
+// allocated for it.
+struct Entry {
+  std::string name;
+  at::ScalarType type;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0;  // byte range in the data section
+};
+
+Entry parse_entry(const std::string& name, const json& e, uint64_t data_size, const std::string& path) {
+  const std::string where = path + ": tensor " + name;
+  Entry entry{name, at::kFloat, {}, 0, 0};
+  if (!e.is_object() || !e.contains("dtype") || !e["dtype"].is_string() ||
+      !dtype_from_name(e["dtype"].get<std::string>(), &entry.type))
+    throw TensorFileError(where + ": expected an object with a known \"dtype\"");
+  const json& shape = e.contains("shape") ? e["shape"] : json();
+  const json& offsets = e.contains("data_offsets") ? e["data_offsets"] : json();
+  if (!shape.is_array() || !offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+      !offsets[1].is_number_unsigned())
+    throw TensorFileError(where + ": expected \"shape\" and two non-negative integer \"data_offsets\"");
+  // Each size and the running element count stay within the data section's bytes, so
+  // the product cannot overflow.
+  uint64_t elements = 1;
+  for (const json& d : shape) {
+    if (!d.is_number_unsigned() || d.get<uint64_t>() > data_size ||
+        (d.get<uint64_t>() > 0 && elements > data_size / d.get<uint64_t>()))
+      throw TensorFileError(where + ": shape " + shape.dump() + " is not non-negative sizes that fit the " +
+                            std::to_string(data_size) + "-byte data section");
+    entry.shape.push_back(d.get<int64_t>());
+    elements *= d.get<uint64_t>();
+  }
+  entry.begin = offsets[0].get<uint64_t>();
+  entry.end = offsets[1].get<uint64_t>();
+  const uint64_t bytes = elements * c10::elementSize(entry.type);
+  if (entry.end > data_size)
+    throw TensorFileError(path + ": truncated: tensor " + name + " ends at byte " + std::to_string(entry.end) +
+                          " of a " + std::to_string(data_size) + "-byte data section");
+  if (entry.end < entry.begin || entry.end - entry.begin != bytes)
+    throw TensorFileError(where + " has " + offsets.dump() + " as data offsets for shape " + shape.dump() +
+                          ", which needs " + std::to_string(bytes) + " bytes");
+  return entry;
+}
+
+}  // namespace
 
 NamedTensors load_tensor_file(const std::string& path,
                               std::map<std::string, std::string>* metadata) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw TensorFileError(path + ": cannot open tensor file");
-  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  const auto end_position = in.tellg();
+  if (end_position < 0) throw TensorFileError(path + ": not a regular file");
+  const uint64_t file_size = static_cast<uint64_t>(end_position);
   in.seekg(0);
   if (file_size < 8) throw TensorFileError(path + ": truncated: shorter than its 8-byte header length");
   unsigned char len_bytes[8];
@@ -132,53 +144,42 @@ NamedTensors load_tensor_file(const std::string& path,
                           std::to_string(file_size) + ")");
   std::string text(header_len, '\0');
   in.read(text.data(), static_cast<std::streamsize>(header_len));
-  json header;
-  try {
-    header = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw TensorFileError(path + ": malformed header: " + e.what());
-  }
-  if (!header.is_object()) throw TensorFileError(path + ": malformed header: not an object");
+  const json header = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (header.is_discarded() || !header.is_object())
+    throw TensorFileError(path + ": malformed header (expected a JSON object)");
   const uint64_t data_size = file_size - 8 - header_len;
 
-  NamedTensors out;
-  std::vector<std::pair<uint64_t, size_t>> order;  // data offset -> index in out
+  std::vector<Entry> entries;
   for (const auto& item : header.items()) {
-    const std::string& name = item.key();
-    const json& e = item.value();
-    if (name == "__metadata__") {
-      if (metadata) *metadata = e.get<std::map<std::string, std::string>>();
+    if (item.key() != "__metadata__") {
+      entries.push_back(parse_entry(item.key(), item.value(), data_size, path));
       continue;
     }
-    at::ScalarType type;
-    if (!e.is_object() || !e.contains("dtype") || !e["dtype"].is_string() ||
-        !dtype_from_name(e["dtype"].get<std::string>(), &type) || !e.contains("shape") ||
-        !e["shape"].is_array() || !e.contains("data_offsets") ||
-        !e["data_offsets"].is_array() || e["data_offsets"].size() != 2)
-      throw TensorFileError(path + ": malformed entry for tensor " + name);
-    const auto shape = e["shape"].get<std::vector<int64_t>>();
-    const uint64_t begin = e["data_offsets"][0].get<uint64_t>();
-    const uint64_t end = e["data_offsets"][1].get<uint64_t>();
-    at::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(type));
-    const uint64_t bytes = t.numel() * t.element_size();
-    if (end < begin || end - begin != bytes)
-      throw TensorFileError(path + ": tensor " + name + " has " + std::to_string(end - begin) +
-                            " bytes for shape " + shape_string(shape) + ", expected " +
-                            std::to_string(bytes));
-    if (end > data_size)
-      throw TensorFileError(path + ": truncated: tensor " + name + " ends at byte " +
-                            std::to_string(end) + " of a " + std::to_string(data_size) +
-                            "-byte data section");
-    in.seekg(static_cast<std::streamoff>(8 + header_len + begin));
-    in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(bytes));
-    if (!in) throw TensorFileError(path + ": read failed for tensor " + name);
-    order.emplace_back(begin, out.size());
-    out.emplace_back(name, t);
+    std::map<std::string, std::string> strings;
+    for (const auto& field : item.value().items()) {
+      if (!field.value().is_string())
+        throw TensorFileError(path + ": __metadata__ \"" + field.key() + "\" must be a string");
+      strings[field.key()] = field.value().get<std::string>();
+    }
+    if (!item.value().is_object()) throw TensorFileError(path + ": __metadata__ must be an object of strings");
+    if (metadata) *metadata = std::move(strings);
   }
-  std::sort(order.begin(), order.end());
-  NamedTensors sorted;
-  for (const auto& [offset, index] : order) sorted.push_back(std::move(out[index]));
-  return sorted;
+  // Disjoint ranges: together the tensors take no more memory than the file holds.
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < entries.size(); ++i)
+    if (entries[i].begin < entries[i - 1].end)
+      throw TensorFileError(path + ": tensors " + entries[i - 1].name + " and " + entries[i].name +
+                            " overlap in the data section");
+
+  NamedTensors out;
+  for (const auto& e : entries) {
+    at::Tensor t = torch::empty(e.shape, torch::TensorOptions().dtype(e.type));
+    in.seekg(static_cast<std::streamoff>(8 + header_len + e.begin));
+    in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(e.end - e.begin));
+    if (!in) throw TensorFileError(path + ": read failed for tensor " + e.name);
+    out.emplace_back(e.name, t);
+  }
+  return out;
 }
 
 NamedTensors module_tensors(const torch::nn::Module& module) {

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "base/error.h"
+
 namespace torch::nn {
 class Module;
 }
@@ -21,13 +23,13 @@ namespace crsm::model {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
-class TensorFileError : public std::runtime_error {
+class TensorFileError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
-// Writes to `path` + ".tmp", syncs and renames, so an existing file is replaced only by
-// a complete one. Tensors are copied to CPU; names must be unique.
+// Writes through base::AtomicFile, so an existing file is replaced only by a complete
+// one. Tensors are copied to CPU; names must be unique.
 void save_tensor_file(const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

@@ -50,6 +50,8 @@ std::vector<AdamW::SavedPiece> AdamW::parse_state(const model::NamedTensors& sta
   bool have_step = false;
   for (const auto& [name, tensor] : state) {
     if (name == "step") {
+      if (tensor.numel() != 1 || tensor.scalar_type() != torch::kLong)
+        throw model::TensorFileError(source + ": optimizer tensor step must be one int64");
       *step = tensor.item<int64_t>();
       have_step = true;
       continue;

@@ -3,11 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <iterator>
 #include <sstream>
 #include <stdexcept>
+
+#include "base/atomic_file.h"
+#include "base/error.h"
 
 namespace crsm::train {
 namespace {
@@ -113,7 +114,7 @@ class Chart {
     for (const auto& s : series_) {
       for (const auto& p : *s.points) {
         if (!std::isfinite(p.loss))
-          throw std::runtime_error(s.label + ": loss at step " + std::to_string(p.step) +
+          throw UsageError(s.label + ": loss at step " + std::to_string(p.step) +
                                    " is not finite");
         x_lo = std::min(x_lo, static_cast<double>(p.step));
         x_hi = std::max(x_hi, static_cast<double>(p.step));
@@ -232,32 +233,11 @@ class Chart {
   std::ostringstream out_;
 };
 
-void write_replacing(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  std::error_code ec;
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(tmp + ": cannot create");
-    out << text;
-    out.close();
-    if (!out) {
-      std::filesystem::remove(tmp, ec);
-      throw std::runtime_error(tmp + ": write failed");
-    }
-  }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    const std::string reason = ec.message();
-    std::filesystem::remove(tmp, ec);
-    throw std::runtime_error(path + ": cannot replace: " + reason);
-  }
-}
-
 }  // namespace
 
 void write_loss_plot(const std::vector<RunMetrics>& runs, const std::string& output_path,
                      const std::string& title) {
-  if (runs.empty()) throw std::runtime_error(output_path + ": no runs to plot");
+  if (runs.empty()) throw UsageError(output_path + ": no runs to plot");
   std::vector<Series> series;
   for (size_t i = 0; i < runs.size(); ++i) {
     const char* colour = kColours[i % std::size(kColours)];
@@ -266,8 +246,8 @@ void write_loss_plot(const std::vector<RunMetrics>& runs, const std::string& out
     if (!runs[i].val.empty())
       series.push_back({&runs[i].val, runs[i].name + " val", colour, true});
   }
-  if (series.empty()) throw std::runtime_error(output_path + ": no run has a loss point");
-  write_replacing(output_path, Chart(series, title).render());
+  if (series.empty()) throw UsageError(output_path + ": no run has a loss point");
+  base::write_file_atomically(output_path, Chart(series, title).render());
 }
 
 }  // namespace crsm::train

@@ -2,10 +2,12 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <stdexcept>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "base/file_read.h"
 
 namespace crsm::train {
 namespace {
@@ -25,19 +27,19 @@ bool is_blank(const std::string& s) {
 }
 
 void add_record(const json& j, const std::string& where, RunMetrics& m) {
-  if (!j.is_object()) throw std::runtime_error(where + ": expected a JSON object");
+  if (!j.is_object()) throw FileError(where + ": expected a JSON object");
   const auto step = j.find("step");
   if (step == j.end() || !step->is_number_integer())
-    throw std::runtime_error(where + ": expected an integer \"step\"");
+    throw FileError(where + ": expected an integer \"step\"");
   const auto split = j.find("split");
   if (split == j.end() || !split->is_string() || (*split != "train" && *split != "val"))
-    throw std::runtime_error(where + ": expected \"split\" to be \"train\" or \"val\"");
+    throw FileError(where + ": expected \"split\" to be \"train\" or \"val\"");
   const auto loss = j.find("loss");
   // nlohmann::json writes a NaN loss as null: the run diverged there, and the curve up to
   // that point is what the plot is for.
   if (loss != j.end() && loss->is_null()) return;
   if (loss == j.end() || !loss->is_number() || !std::isfinite(loss->get<double>()))
-    throw std::runtime_error(where + ": expected a finite number \"loss\"");
+    throw FileError(where + ": expected a finite number \"loss\"");
   (*split == "train" ? m.train : m.val).push_back({step->get<int64_t>(), loss->get<double>()});
 }
 
@@ -45,8 +47,7 @@ void add_record(const json& j, const std::string& where, RunMetrics& m) {
 
 RunMetrics read_metrics(const std::string& run_dir) {
   const std::string path = (fs::path(run_dir) / "metrics.jsonl").string();
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open metrics file");
+  std::istringstream in(base::read_file(path));
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(std::move(line));
   size_t last = lines.size();
@@ -62,11 +63,11 @@ RunMetrics read_metrics(const std::string& run_dir) {
       j = json::parse(lines[i]);
     } catch (const json::parse_error& e) {
       if (i + 1 == last) break;  // a killed run leaves its last line half written
-      throw std::runtime_error(where + ": malformed JSON: " + e.what());
+      throw FileError(where + ": malformed JSON: " + e.what());
     }
     add_record(j, where, m);
   }
-  if (m.train.empty() && m.val.empty()) throw std::runtime_error(path + ": no loss records");
+  if (m.train.empty() && m.val.empty()) throw FileError(path + ": no loss records");
   return m;
 }
 

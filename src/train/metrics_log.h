@@ -21,7 +21,7 @@ struct RunMetrics {
 // ("train" or "val") and a numeric "loss"; other keys are ignored, and so is a record whose
 // loss is null (a NaN written by nlohmann::json). An unparsable last line is skipped (a
 // killed run leaves it half written).
-// Throws std::runtime_error naming the file if it is missing or holds no loss record,
+// Throws FileError naming the file if it is missing or holds no loss record,
 // and naming the file and line number for a malformed line.
 RunMetrics read_metrics(const std::string& run_dir);
 

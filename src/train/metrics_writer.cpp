@@ -5,7 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/file_io.h"
+#include "base/atomic_file.h"
+#include "base/error.h"
 
 namespace crsm::train {
 
@@ -22,9 +23,9 @@ MetricsWriter::MetricsWriter(const std::string& run_dir, int64_t keep_through_st
         kept += line + "\n";
     }
   }
-  data::write_file_atomically(path.string(), kept);
+  base::write_file_atomically(path.string(), kept);
   out_.open(path, std::ios::app);
-  if (!out_) throw std::runtime_error(path.string() + ": cannot open for writing");
+  if (!out_) throw FileError(path.string() + ": cannot open for writing");
 }
 
 void MetricsWriter::write(const nlohmann::json& record) {

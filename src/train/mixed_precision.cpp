@@ -5,6 +5,8 @@
 
 #include <stdexcept>
 
+#include "base/error.h"
+
 // LibTorch 2.4 replaced the per-device autocast setters by ones taking a device type.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
 #define CRSM_AUTOCAST_BY_DEVICE_TYPE 1
@@ -57,7 +59,7 @@ void set_dtype(c10::DeviceType device, c10::ScalarType type) {
 Precision parse_precision(const std::string& name) {
   if (name == "fp32") return Precision::kFloat32;
   if (name == "bf16") return Precision::kBFloat16;
-  throw std::invalid_argument("--precision " + name + ": expected fp32 or bf16");
+  throw UsageError("--precision " + name + ": expected one of fp32, bf16");
 }
 
 AutocastScope::AutocastScope(Precision precision, c10::DeviceType device) : device_(device) {

@@ -12,6 +12,7 @@
 
 #include "dist/checkpoint_store.h"
 #include "model/tensor_file.h"
+#include "train/memory_fit.h"
 
 namespace crsm::train {
 namespace {
@@ -115,9 +116,61 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
   return final_dir;
 }
 
+TrainManifest read_train_manifest(const std::string& dir) {
+  TrainManifest m;
+  m.path = (fs::path(dir) / "manifest.json").string();
+  const nlohmann::json j = dist::read_manifest(dir);
+  const auto field = [&](const nlohmann::json& object, const char* key, const Constraint& c,
+                         const std::string& where) -> const nlohmann::json& {
+    if (!object.is_object() || !object.contains(key))
+      throw dist::CheckpointError(m.path + ": missing \"" + where + key + "\"");
+    const auto& v = object.at(key);
+    if (!c.allows(v))
+      throw dist::CheckpointError(m.path + ": \"" + where + key + "\": expected " + c.expected() + ", got " +
+                                  v.dump());
+    return v;
+  };
+  const Constraint count = Constraint::integer(0);
+  m.state.step = field(j, "step", count, "").get<int64_t>();
+  m.world_size = field(j, "world_size", Constraint::integer(1, 1 << 20), "").get<int>();
+  m.zero_stage = field(j, "zero_stage", config_constraint("zero_stage"), "").get<int>();
+  m.state.value_loss = field(j, "value_loss", Constraint::boolean(), "").get<bool>();
+  const auto& sampler = j.contains("sampler") ? j["sampler"] : nlohmann::json();
+  m.state.sampler.epoch = field(sampler, "epoch", count, "sampler.").get<int64_t>();
+  m.state.sampler.batch = field(sampler, "batch", count, "sampler.").get<int64_t>();
+  if (!j.contains("config") || !j["config"].is_object())
+    throw dist::CheckpointError(m.path + ": \"config\": expected a JSON object");
+  m.config = j["config"];
+  const Constraint file_name = Constraint::matching("rank[0-9]{5}\\.safetensors", "a rank file name");
+  if (!j.contains("optimizer_shards") || !j["optimizer_shards"].is_object())
+    throw dist::CheckpointError(m.path + ": \"optimizer_shards\": expected a JSON object");
+  for (const auto& [file, ranges] : j["optimizer_shards"].items()) {
+    const std::string where = "optimizer_shards." + file;
+    if (!file_name.allows(file) || !ranges.is_array())
+      throw dist::CheckpointError(m.path + ": \"" + where + "\": expected a rank file name and a list of pieces");
+    auto& pieces = m.optimizer_shards[file];
+    for (const auto& r : ranges) {
+      if (!r.is_array() || r.size() != 3 || !r[0].is_string() || !count.allows(r[1]) || !count.allows(r[2]))
+        throw dist::CheckpointError(m.path + ": \"" + where + "\": expected pieces [name, offset, length], got " +
+                                    r.dump());
+      pieces.push_back({r[0].get<std::string>(), r[1].get<int64_t>(), r[2].get<int64_t>()});
+    }
+  }
+  return m;
+}
+
 model::Backbone load_checkpoint_model(const std::string& dir, RunConfig* config) {
-  const auto manifest = dist::read_manifest(dir);
-  const RunConfig parsed = parse_run_config(manifest.at("config"), dir + "/manifest.json config");
+  const TrainManifest manifest = read_train_manifest(dir);
+  const RunConfig parsed = parse_run_config(manifest.config, manifest.path + " config");
+  const auto weights = fs::path(dir) / kModelFile;
+  std::error_code ec;
+  const double have = static_cast<double>(fs::file_size(weights, ec));
+  const double need = planned_bytes_per_rank(parsed, MemoryUse::kInference, 1, 0);
+  if (ec || need > have)
+    throw dist::CheckpointError(manifest.path + ": its config describes a model of " + format_bytes(need) +
+                                " of weights, but " + weights.string() + " holds " +
+                                (ec ? "nothing (" + ec.message() + ")" : format_bytes(have)));
+  check_fits_in_memory(parsed, MemoryUse::kInference, 1, 1, 0, manifest.path + " config");
   model::Backbone model(parsed.model);
   load_checkpoint_weights(dir, model);
   if (config) *config = parsed;
@@ -133,22 +186,19 @@ uint64_t rank_seed(int64_t seed, int rank) {
   return static_cast<uint64_t>(seed) * 1000003ULL + static_cast<uint64_t>(rank);
 }
 
-TrainState load_train_state(const std::string& dir, const nlohmann::json& manifest, AdamW& optimizer,
+TrainState load_train_state(const std::string& dir, const TrainManifest& manifest, AdamW& optimizer,
                             int rank, int64_t seed) {
-  const auto& shards = manifest.at("optimizer_shards");
   const std::string own = rank_file(rank);
   std::vector<AdamW::SavedPiece> pieces;
   std::optional<at::Tensor> rng;
   int64_t step = -1;
-  for (const auto& [file, ranges] : shards.items()) {
+  for (const auto& [file, ranges] : manifest.optimizer_shards) {
     bool needed = false;
-    for (const auto& range : ranges) {
-      const std::string param = range.at(0).get<std::string>();
-      const int64_t lo = range.at(1).get<int64_t>(), hi = lo + range.at(2).get<int64_t>();
+    for (const auto& range : ranges)
       for (const auto& slot : optimizer.slots())
-        if (slot.param == param && slot.offset < hi && lo < slot.offset + slot.value.numel())
+        if (slot.param == range.param && slot.offset < range.offset + range.length &&
+            range.offset < slot.offset + slot.value.numel())
           needed = true;
-    }
     // This rank's own file holds its RNG state as well; it is read once either way.
     if (!needed && file != own) continue;
     const auto path = (fs::path(dir) / file).string();
@@ -168,16 +218,11 @@ TrainState load_train_state(const std::string& dir, const nlohmann::json& manife
 
   if (rng) {
     set_cpu_rng_state(*rng);
-  } else if (!shards.contains(own)) {
+  } else if (!manifest.optimizer_shards.count(own)) {
     // A rank the saved run did not have: a fresh stream, distinct per rank and step.
-    torch::manual_seed(rank_seed(seed, rank) + static_cast<uint64_t>(manifest.at("step").get<int64_t>()) * 7919ULL);
+    torch::manual_seed(rank_seed(seed, rank) + static_cast<uint64_t>(manifest.state.step) * 7919ULL);
   }
-  TrainState state;
-  state.step = manifest.at("step").get<int64_t>();
-  state.sampler.epoch = manifest.at("sampler").at("epoch").get<int64_t>();
-  state.sampler.batch = manifest.at("sampler").at("batch").get<int64_t>();
-  state.value_loss = manifest.at("value_loss").get<bool>();
-  return state;
+  return manifest.state;
 }
 
 }  // namespace crsm::train

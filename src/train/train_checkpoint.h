@@ -9,6 +9,7 @@
 // files hold them.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,20 @@ struct ShardingInfo {
   std::vector<std::vector<PieceRange>> pieces_by_rank;  // world_size entries
 };
 
+// What a training checkpoint's manifest.json says, read once and checked: every field
+// present, of its type and in range, so a damaged manifest is refused with a
+// CheckpointError naming the file and the field instead of failing wherever a field is
+// first used.
+struct TrainManifest {
+  std::string path;  // <dir>/manifest.json, for messages
+  int world_size = 1;
+  int zero_stage = 0;
+  TrainState state;  // step, sampler position, stage
+  std::map<std::string, std::vector<PieceRange>> optimizer_shards;  // rank file -> its pieces
+  nlohmann::json config;  // parsed by parse_run_config where it is used
+};
+TrainManifest read_train_manifest(const std::string& dir);
+
 // Collective: every rank of `comm` calls it. Returns the checkpoint's directory.
 std::string save_train_checkpoint(const std::string& root, const TrainState& state,
                                   model::Backbone& model, const AdamW& optimizer,
@@ -50,6 +65,8 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
                                   dist::Communicator& comm);
 
 // Builds the model a checkpoint describes (its manifest's config) and loads its weights.
+// A config whose model is larger than model.safetensors can hold (a damaged manifest) is
+// refused before anything is allocated.
 model::Backbone load_checkpoint_model(const std::string& dir, RunConfig* config = nullptr);
 
 // Copies a checkpoint's weights into the model (strict: names and shapes must match).
@@ -61,8 +78,8 @@ uint64_t rank_seed(int64_t seed, int rank);
 // Fills this rank's optimizer slots from the rank files that hold them (any world size
 // or zero stage), restores the CPU RNG of the same rank when the checkpoint has one
 // (else seeds it from rank_seed and the step), and returns the recorded state.
-// `manifest` is the checkpoint's (dist::read_manifest(dir)).
-TrainState load_train_state(const std::string& dir, const nlohmann::json& manifest, AdamW& optimizer,
+// `manifest` is the checkpoint's (read_train_manifest(dir)).
+TrainState load_train_state(const std::string& dir, const TrainManifest& manifest, AdamW& optimizer,
                             int rank, int64_t seed);
 
 }  // namespace crsm::train

@@ -6,14 +6,14 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 
+#include "base/atomic_file.h"
+#include "base/new_directories.h"
 #include "data/batch_sampler.h"
 #include "data/data_error.h"
-#include "data/token_shards.h"
-#include "data/tokenizer.h"
+#include "data/prepared_corpus.h"
 #include "dist/checkpoint_store.h"
 #include "dist/data_parallel.h"
 #include "dist/resume_across_ranks.h"
@@ -22,9 +22,11 @@
 #include "train/adamw.h"
 #include "train/lm_loss.h"
 #include "train/lr_schedule.h"
+#include "train/memory_fit.h"
 #include "train/metrics_writer.h"
 #include "train/train_checkpoint.h"
 #include "train/trainable.h"
+#include "train/training_data.h"
 
 namespace crsm::train {
 namespace {
@@ -68,6 +70,24 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
+// A fresh run (no --resume) never writes over an earlier run's history: its
+// checkpoints, or the metrics and config of a run that died before its first save.
+void check_fresh_run_directory(const fs::path& run_dir) {
+  const std::string dir = "--checkpoint-dir " + run_dir.string();
+  if (dist::holds_checkpoints((run_dir / "checkpoints").string()))
+    throw UsageError(dir + " already holds checkpoints: pass --resume auto to continue that run, or choose "
+                           "another directory");
+  for (const char* file : {"metrics.jsonl", "config.json"})
+    if (fs::exists(run_dir / file))
+      throw UsageError(dir + " holds an earlier run's " + file + " but no checkpoint: choose another "
+                             "directory, or remove that run to start over");
+}
+
+// The signal any rank received (the largest number), or 0; collective.
+int signal_on_any_rank(dist::Communicator& comm) {
+  return static_cast<int>(dist::all_reduce_scalar(comm, dist::preemption_signal(), dist::ReduceOp::kMax));
+}
+
 }  // namespace
 
 TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist::Communicator& comm) {
@@ -77,28 +97,35 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   const int64_t batch_size = config.train.batch_size, seq_len = config.train.seq_len;
   const int zero_stage = static_cast<int>(config.zero_stage);
   if (batch_size % world != 0)
-    throw std::invalid_argument("--batch-size " + std::to_string(batch_size) +
-                                " is the global batch and must divide evenly among the " +
-                                std::to_string(world) + " ranks");
+    throw UsageError("--batch-size " + std::to_string(batch_size) +
+                     " is the global batch and must divide evenly among the " + std::to_string(world) + " ranks");
   const int64_t local_batch = batch_size / world;
   if (local_batch % opt.grad_accum != 0)
-    throw std::invalid_argument("--grad-accum " + std::to_string(opt.grad_accum) +
-                                " must divide the " + std::to_string(local_batch) +
-                                " rows each rank takes of the batch");
+    throw UsageError("--grad-accum " + std::to_string(opt.grad_accum) + " must divide the " +
+                     std::to_string(local_batch) + " rows each rank takes of the batch");
+  const int64_t micro = local_batch / opt.grad_accum;
   const torch::Device device = dist::rank_device(config.device, dist::runtime());
+  check_fits_in_memory(config, MemoryUse::kTraining, world, dist::runtime().local_world_size, micro,
+                       "the config (with the command line's flags)");
+  const fs::path run_dir(opt.run_dir);
+  const fs::path ckpt_root = run_dir / "checkpoints";
+  if (opt.resume.empty()) check_fresh_run_directory(run_dir);
 
-  auto tokenizer = data::load_tokenizer(opt.data_dir);
-  data::check_vocab_matches(*tokenizer, config.model.vocab_size,
-                            "--data " + opt.data_dir + " with this config");
-  const auto train_split = data::TokenSplit::open(opt.data_dir, "train");
-  const auto val_split = data::TokenSplit::open(opt.data_dir, "val");
+  base::NewDirectories created;
+  if (root) created.create(opt.run_dir);
+  const std::string data_dir = resolve_training_data(opt.data, opt.run_dir, comm);
+  auto corpus = data::PreparedCorpus::open(data_dir);
+  const auto& tokenizer = corpus.tokenizer;
+  data::check_vocab_matches(*tokenizer, config.model.vocab_size, "--data " + data_dir + " with this config");
+  const auto& train_split = corpus.train;
+  const auto& val_split = corpus.val;
   std::vector<int64_t> val_starts;
   try {
     val_starts = data::eval_window_starts(
         val_split.size(), seq_len, opt.eval_batches > 0 ? opt.eval_batches * batch_size : 0);
   } catch (const data::DataError&) {
     throw data::DataError("--seq-len " + std::to_string(seq_len) +
-                          " is longer than the validation split of " + opt.data_dir + " (" +
+                          " is longer than the validation split of " + data_dir + " (" +
                           std::to_string(val_split.size()) + " tokens)");
   }
   {
@@ -113,15 +140,8 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   const int64_t warmup =
       opt.warmup_steps >= 0 ? opt.warmup_steps : std::min<int64_t>(200, total_steps / 20);
 
-  const fs::path run_dir(opt.run_dir);
-  const fs::path ckpt_root = run_dir / "checkpoints";
   std::optional<std::string> resume_from;
-  if (opt.resume.empty()) {
-    if (dist::holds_checkpoints(ckpt_root.string()))
-      throw std::invalid_argument("--checkpoint-dir " + opt.run_dir +
-                                  " already holds checkpoints: pass --resume auto to continue "
-                                  "that run, or choose another directory");
-  } else {
+  if (!opt.resume.empty()) {
     std::vector<std::string> skipped;
     resume_from = dist::resolve_resume_across_ranks(comm, opt.resume, ckpt_root.string(), &skipped);
     for (const auto& note : skipped) std::printf("resume: %s\n", note.c_str());
@@ -134,10 +154,10 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   model::Backbone model(config.model);
   model->to(device);
   model->train();
-  std::optional<nlohmann::json> manifest;
+  std::optional<TrainManifest> manifest;
   if (resume_from) {
+    manifest = read_train_manifest(*resume_from);
     load_checkpoint_weights(*resume_from, model);
-    manifest = dist::read_manifest(*resume_from);
   }
   const auto trainable = trainable_parameters(model, opt.value_loss);
   dist::DataParallelOptions dp_options;
@@ -152,15 +172,15 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   bool continuing = false;
   torch::manual_seed(rank_seed(config.seed, rank));
   if (resume_from) {
-    if (manifest->at("value_loss").get<bool>() == opt.value_loss) {
+    if (manifest->state.value_loss == opt.value_loss) {
       state = load_train_state(*resume_from, *manifest, optimizer, rank, config.seed);
       sampler.set_position(state.sampler);
       continuing = true;
       if (root) {
         std::printf("resume: continuing from %s at step %lld", resume_from->c_str(),
                     static_cast<long long>(state.step));
-        const int saved_world = manifest->at("world_size").get<int>();
-        const int saved_stage = manifest->at("zero_stage").get<int>();
+        const int saved_world = manifest->world_size;
+        const int saved_stage = manifest->zero_stage;
         if (saved_world != world || saved_stage != zero_stage)
           std::printf(" (saved by %d rank%s at zero stage %d; re-partitioned for %d rank%s at stage %d)",
                       saved_world, saved_world == 1 ? "" : "s", saved_stage, world,
@@ -173,16 +193,29 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
     }
   }
 
+  TrainResult result;
+  // The first safe point: a signal that arrived during start-up ends the run here, before
+  // its first step, and the previous checkpoint stands.
+  if (const int sig = signal_on_any_rank(comm)) {
+    if (root)
+      std::printf("train: preempted by %s during start-up, before step %lld; nothing was written; resume with "
+                  "--resume auto\n",
+                  dist::signal_name(sig).c_str(), static_cast<long long>(state.step + 1));
+    result.exit_status = kExitPreempted;
+    result.steps = state.step;
+    return result;
+  }
+
   auto config_json = to_json(config);
   std::optional<MetricsWriter> metrics;
   if (root) {
     fs::create_directories(ckpt_root);
-    std::ofstream(run_dir / "config.json") << config_json.dump(2) << "\n";
+    base::write_file_atomically((run_dir / "config.json").string(), config_json.dump(2) + "\n");
     metrics.emplace(opt.run_dir, continuing ? state.step : -1);
   }
+  created.keep();
   const LrSchedule schedule{opt.lr, opt.lr * opt.min_lr_ratio, warmup, total_steps};
   const double value_weight = opt.value_loss ? opt.value_weight : 0.0;
-  const int64_t micro = local_batch / opt.grad_accum;
   const int64_t tokens_per_step = batch_size * seq_len;
 
   if (root) {
@@ -197,7 +230,6 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
     std::fflush(stdout);
   }
 
-  TrainResult result;
   auto save = [&] {
     state.sampler = sampler.position();
     result.last_checkpoint = save_train_checkpoint(ckpt_root.string(), state, model, optimizer,
@@ -249,7 +281,6 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
     result.last_checkpoint = *resume_from;
     return result;
   }
-  dist::install_preemption_handlers();
   const int64_t first_step = state.step;
   double window_seconds = 0, run_seconds = 0;
   double window_loss = 0;
@@ -332,10 +363,10 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
       result.final_val_loss = evaluate();
     if ((opt.save_every > 0 && state.step % opt.save_every == 0) || last || preempted) save();
     if (preempted && !last) {
+      const int sig = signal_on_any_rank(comm);
       if (root) {
-        std::printf("train: preempted (signal %d on some rank): checkpoint %s written at step %lld; "
-                    "resume with --resume auto\n",
-                    dist::preemption_signal(), result.last_checkpoint.c_str(),
+        std::printf("train: preempted by %s: checkpoint %s written at step %lld; resume with --resume auto\n",
+                    dist::signal_name(sig).c_str(), result.last_checkpoint.c_str(),
                     static_cast<long long>(state.step));
         std::fflush(stdout);
       }

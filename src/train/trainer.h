@@ -14,7 +14,7 @@ namespace crsm::train {
 // seed, device, zero_stage). The config's batch_size is the global batch of one
 // optimizer step; grad_accum splits it into that many micro-batches.
 struct TrainOptions {
-  std::string data_dir;  // a directory written by `crsm_train prepare`
+  std::string data;      // a directory written by `crsm_train prepare`, or a text file
   std::string run_dir;   // metrics.jsonl, config.json, checkpoints/
   std::string resume;    // "" = fresh run, "auto", or a checkpoint or run directory
   int64_t epochs = 1;

@@ -60,7 +60,7 @@ TEST_F(CliTrain, Bf16AutocastTrainsLikeFloat32) {
   EXPECT_NEAR(b[2]["loss"].get<double>(), a[2]["loss"].get<double>(), 0.05);
   const auto bad = run_command(crsm_train(train_args("prec_bad", steps + "--precision fp16")));
   EXPECT_EQ(bad.status, 2) << bad.output;
-  EXPECT_NE(bad.output.find("--precision fp16: expected fp32 or bf16"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("--precision fp16: expected one of fp32, bf16"), std::string::npos) << bad.output;
 }
 
 TEST_F(CliTrain, ResumedRunReproducesTheUninterruptedLosses) {

@@ -27,15 +27,15 @@ class DataTest : public ScratchDirTest {
   std::string path(const std::string& name) const { return (dir / name).string(); }
 };
 
-// Runs fn, expects crsm::data::DataError, and returns its message.
+// Runs fn, expects one of our errors (crsm::Error: DataError, FileError), and returns its message.
 template <typename Fn>
 std::string data_error_of(Fn fn) {
   try {
     fn();
-  } catch (const data::DataError& e) {
+  } catch (const crsm::Error& e) {
     return e.what();
   }
-  ADD_FAILURE() << "expected DataError";
+  ADD_FAILURE() << "expected crsm::Error";
   return "";
 }
 

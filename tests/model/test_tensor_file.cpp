@@ -3,9 +3,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "model/backbone.h"
 #include "model/tensor_file.h"
+#include "../support/file_size_limit.h"
 #include "../support/scratch_dir.h"
 #include "test_helpers.h"
 
@@ -24,15 +26,16 @@ using crsm::testing::tiny_model_config;
 class TensorFileTest : public crsm::testing::ScratchDirTest {
  protected:
 
-  // Runs `fn`, expects TensorFileError, and returns its message.
+  // Runs `fn`, expects one of our errors (TensorFileError, or FileError for a failed
+  // write), and returns its message.
   template <typename Fn>
   std::string error_of(Fn fn) {
     try {
       fn();
-    } catch (const TensorFileError& e) {
+    } catch (const crsm::Error& e) {
       return e.what();
     }
-    ADD_FAILURE() << "expected TensorFileError";
+    ADD_FAILURE() << "expected crsm::Error";
     return "";
   }
 
@@ -124,7 +127,21 @@ TEST_F(TensorFileTest, FailedSaveLeavesTheOldFileIntact) {
   const auto back = load_tensor_file(path);
   ASSERT_EQ(back.size(), 1u);
   EXPECT_TRUE(torch::equal(back[0].second, torch::ones({3})));
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_EQ(crsm::testing::names_in(dir), std::set<std::string>{"t.safetensors"});
+}
+
+TEST_F(TensorFileTest, SaveThatFailsHalfWayLeavesTheOldFileIntact) {
+  const auto path = (dir / "t.safetensors").string();
+  save_tensor_file(path, {{"w", torch::ones({3})}});
+  {
+    crsm::testing::FileSizeLimit limit(4096);
+    EXPECT_NE(error_of([&] { save_tensor_file(path, {{"big", torch::ones({100000})}}); }).find(path),
+              std::string::npos);
+  }
+  const auto back = load_tensor_file(path);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_TRUE(torch::equal(back[0].second, torch::ones({3})));
+  EXPECT_EQ(crsm::testing::names_in(dir), std::set<std::string>{"t.safetensors"});
 }
 
 TEST_F(TensorFileTest, MissingFileIsNamed) {

@@ -50,7 +50,7 @@ TEST(MixedPrecision, Float32ScopeChangesNothing) {
 TEST(MixedPrecision, ParsesOnlyKnownNames) {
   EXPECT_EQ(crsm::train::parse_precision("bf16"), Precision::kBFloat16);
   EXPECT_EQ(crsm::train::parse_precision("fp32"), Precision::kFloat32);
-  EXPECT_THROW(crsm::train::parse_precision("fp16"), std::invalid_argument);
+  EXPECT_THROW(crsm::train::parse_precision("fp16"), crsm::UsageError);
 }
 
 }  // namespace

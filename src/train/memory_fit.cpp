@@ -1,0 +1,127 @@
+#include "train/memory_fit.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <vector>
+
+#include "model/parameter_count.h"
+
+namespace crsm::train {
+namespace {
+
+// The integer keys a plan can grow with, and where they live.
+struct SizeKey {
+  const char* name;
+  std::function<int64_t&(RunConfig&)> field;
+};
+
+const std::vector<SizeKey>& size_keys() {
+  static const std::vector<SizeKey> keys = {
+      {"vocab_size", [](RunConfig& c) -> int64_t& { return c.model.vocab_size; }},
+      {"d_model", [](RunConfig& c) -> int64_t& { return c.model.d_model; }},
+      {"d_state", [](RunConfig& c) -> int64_t& { return c.model.d_state; }},
+      {"d_ffn", [](RunConfig& c) -> int64_t& { return c.model.d_ffn; }},
+      {"num_layers", [](RunConfig& c) -> int64_t& { return c.model.num_layers; }},
+      {"expand", [](RunConfig& c) -> int64_t& { return c.model.expand; }},
+      {"d_conv", [](RunConfig& c) -> int64_t& { return c.model.d_conv; }},
+      {"dt_rank", [](RunConfig& c) -> int64_t& { return c.model.dt_rank; }},
+      {"batch_size", [](RunConfig& c) -> int64_t& { return c.train.batch_size; }},
+      {"seq_len", [](RunConfig& c) -> int64_t& { return c.train.seq_len; }},
+  };
+  return keys;
+}
+
+double parameter_count(const model::ModelConfig& m) {
+  double total = 0;
+  for (const auto& [name, shape] : model::parameter_shapes(m)) {
+    double n = 1;
+    for (int64_t s : shape) n *= static_cast<double>(s);
+    total += n;
+  }
+  return total;
+}
+
+// The keys above their defaults that make the plan large: each one set back to its
+// default would at least halve it. Largest effect first, as "d_state = 16777216
+// (default 16)".
+std::string keys_that_make_it_large(const RunConfig& config, MemoryUse use, int world, int64_t micro_batch) {
+  const double planned = planned_bytes_per_rank(config, use, world, micro_batch);
+  RunConfig defaults;
+  std::vector<std::pair<double, std::string>> effects;
+  for (const auto& key : size_keys()) {
+    RunConfig reset = config;
+    const int64_t value = key.field(reset);
+    const int64_t fallback = key.field(defaults);
+    if (value <= fallback) continue;
+    key.field(reset) = fallback;
+    const bool is_batch = key.name == std::string("batch_size");
+    const int64_t micro = is_batch ? std::max<int64_t>(1, micro_batch * fallback / value) : micro_batch;
+    const double ratio = planned / planned_bytes_per_rank(reset, use, world, micro);
+    if (ratio >= 2)
+      effects.emplace_back(ratio, std::string(key.name) + " = " + std::to_string(value) + " (default " +
+                                      (fallback > 0 ? std::to_string(fallback) : "auto") + ")");
+  }
+  std::stable_sort(effects.begin(), effects.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::string text;
+  for (size_t i = 0; i < effects.size(); ++i)
+    text += (i == 0 ? "" : i + 1 == effects.size() ? " and " : ", ") + effects[i].second;
+  return text;
+}
+
+}  // namespace
+
+double planned_bytes_per_rank(const RunConfig& config, MemoryUse use, int world_size, int64_t micro_batch) {
+  constexpr double kFloat = 4;
+  const double params = parameter_count(config.model);
+  if (use == MemoryUse::kInference) return params * kFloat;
+  const double w = std::max(1, world_size);
+  const double grads = config.zero_stage >= 2 ? params / w : params;
+  const double adam = 2 * (config.zero_stage >= 1 ? params / w : params);
+  const double logits = static_cast<double>(micro_batch) * static_cast<double>(config.train.seq_len) *
+                        static_cast<double>(config.model.vocab_size);
+  return (params + grads + adam + logits) * kFloat;
+}
+
+double machine_memory_bytes() {
+  double bytes = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  // A container's limit (cgroup v2, then v1) is what the allocator will actually meet.
+  for (const char* limit : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(limit);
+    double value = 0;
+    if (in >> value && value > 0) bytes = std::min(bytes, value);
+  }
+  return bytes;
+}
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 6) {
+    bytes /= 1024;
+    ++u;
+  }
+  char buf[48];
+  std::snprintf(buf, sizeof buf, bytes >= 100 || u == 0 ? "%.0f %s" : "%.2f %s", bytes, units[u]);
+  return buf;
+}
+
+void check_fits_in_memory(const RunConfig& config, MemoryUse use, int world_size, int ranks_on_node,
+                          int64_t micro_batch, const std::string& source) {
+  const double need = planned_bytes_per_rank(config, use, world_size, micro_batch);
+  const double have = machine_memory_bytes();
+  if (need * std::max(1, ranks_on_node) <= have) return;
+  const std::string what = use == MemoryUse::kTraining
+                               ? "training needs at least " + format_bytes(need) +
+                                     " per rank (weights, gradients, AdamW state and one micro-batch's logits)"
+                               : "the model needs at least " + format_bytes(need) + " for its weights";
+  const std::string ranks = ranks_on_node > 1 ? " for its " + std::to_string(ranks_on_node) + " ranks" : "";
+  const std::string keys = keys_that_make_it_large(config, use, world_size, micro_batch);
+  throw UsageError(source + ": " + what + ", more than this machine's " + format_bytes(have) + ranks +
+                   (keys.empty() ? "" : "; it is large because of " + keys));
+}
+
+}  // namespace crsm::train

@@ -1,0 +1,104 @@
+#include <gtest/gtest.h>
+
+#include <boost/program_options/errors.hpp>
+
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "cli/options.h"
+#include "config/run_config.h"
+
+namespace {
+
+using crsm::Constraint;
+using crsm::cli::Option;
+using crsm::cli::parse_options;
+
+const std::vector<Option>& table() {
+  static const std::vector<Option> t = {
+      Option("out", Constraint::path(), "where").mandatory(),
+      Option("steps", Constraint::integer(1), "how many").with_default("10"),
+      Option("rate", Constraint::number(0, 1), "how fast"),
+      Option("force", Constraint::boolean(), "replace"),
+      Option("input", Constraint::path(), "files").many(),
+      Option::for_key("batch-size", "batch_size", "rows"),
+  };
+  return t;
+}
+
+// Parses words as a command line after the command name.
+std::optional<crsm::cli::ParsedOptions> parse(std::vector<std::string> words) {
+  words.insert(words.begin(), "cmd");
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  return parse_options(static_cast<int>(argv.size()), argv.data(), "usage", table());
+}
+
+std::string refusal(const std::vector<std::string>& words) {
+  try {
+    parse(words);
+  } catch (const crsm::UsageError& e) {
+    return e.what();
+  } catch (const boost::program_options::error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Options, ValuesDefaultsSwitchesAndLists) {
+  const auto o = parse({"--out", "x", "--input", "a", "b", "--force"});
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->text("out"), "x");
+  EXPECT_EQ(o->integer("steps"), 10);
+  EXPECT_FALSE(o->given("steps"));
+  EXPECT_TRUE(o->has("steps"));
+  EXPECT_FALSE(o->has("rate"));
+  EXPECT_TRUE(o->is_set("force"));
+  EXPECT_EQ(o->texts("input"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_FALSE(parse({"--out", "x"})->is_set("force"));
+}
+
+TEST(Options, EveryValueIsCheckedAndTheMessageNamesTheFlag) {
+  EXPECT_EQ(refusal({"--out", "x", "--steps", "-5"}), "--steps -5: expected an integer >= 1");
+  EXPECT_EQ(refusal({"--out", "x", "--rate", "nan"}), "--rate nan: expected a number in [0, 1]");
+  EXPECT_EQ(refusal({"--out", ""}), "--out \"\": expected a non-empty path");
+  EXPECT_NE(refusal({"--steps", "3"}).find("--out is required"), std::string::npos);
+  EXPECT_NE(refusal({"--out", "x", "--bogus", "1"}).find("bogus"), std::string::npos);
+  EXPECT_NE(refusal({"--out", "x", "--steps", "1", "--steps", "2"}).find("steps"), std::string::npos);
+  EXPECT_EQ(refusal({"--out", "x", "--batch-size", "0"}), "--batch-size 0: expected " +
+                                                               crsm::config_constraint("batch_size").expected());
+}
+
+TEST(Options, ABadDefaultIsCaughtOnEveryParse) {
+  const std::vector<Option> broken = {Option("n", Constraint::integer(1), "n").with_default("0")};
+  std::string cmd = "cmd";
+  char* argv[] = {cmd.data()};
+  EXPECT_THROW(parse_options(1, argv, "usage", broken), crsm::UsageError);
+}
+
+TEST(Options, ConfigFlagsOverrideTheirKeys) {
+  crsm::RunConfig config;
+  config.train.batch_size = 32;
+  parse({"--out", "x", "--batch-size", "6"})->apply_to(config);
+  EXPECT_EQ(config.train.batch_size, 6);
+  crsm::RunConfig untouched;
+  untouched.train.batch_size = 32;
+  parse({"--out", "x"})->apply_to(untouched);
+  EXPECT_EQ(untouched.train.batch_size, 32);
+}
+
+TEST(Options, HelpShowsWhatEachOptionAccepts) {
+  testing::internal::CaptureStdout();
+  EXPECT_FALSE(parse({"--help"}));
+  // Boost wraps long lines; the words matter, not where the lines break.
+  const std::string help = std::regex_replace(testing::internal::GetCapturedStdout(), std::regex("\\s+"), " ");
+  EXPECT_NE(help.find("how many [an integer >= 1] (default: 10)"), std::string::npos) << help;
+  EXPECT_NE(help.find("--force replace --input"), std::string::npos) << "a switch takes no value: " << help;
+  EXPECT_NE(help.find("rows (config: batch_size) [" + crsm::config_constraint("batch_size").expected() + "]"),
+            std::string::npos)
+      << help;
+}
+
+}  // namespace
