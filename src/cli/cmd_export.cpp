@@ -32,7 +32,7 @@ int export_command(int argc, char** argv) {
   const auto spec = parsed->text("checkpoint");
   const auto output = parsed->text("output");
   std::vector<std::string> skipped;
-  const std::string dir = *dist::resolve_resume(spec, spec, &skipped, "--checkpoint");
+  const std::string dir = dist::resolve_checkpoint(spec, "--checkpoint", &skipped);
   check_output_file("--output", output, parsed->is_set("force"), {{dir, "checkpoint"}, {spec, "run directory"}});
   RunConfig config;
   auto model = train::load_checkpoint_model(dir, &config);

@@ -42,7 +42,7 @@ int generate_command(int argc, char** argv) {
 
   const auto spec = o.text("model");
   std::vector<std::string> skipped;
-  const std::string dir = *dist::resolve_resume(spec, spec, &skipped, "--model");
+  const std::string dir = dist::resolve_checkpoint(spec, "--model", &skipped);
   for (const auto& note : skipped) std::fprintf(stderr, "generate: %s\n", note.c_str());
   auto tokenizer = data::load_tokenizer(dir);
   RunConfig config;

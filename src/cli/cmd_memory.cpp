@@ -36,10 +36,12 @@ int memory_command(int argc, char** argv) {
   if (!parsed) return 0;
   const auto config = load_run_config(parsed->text("config"));
   const auto bucket_bytes = static_cast<int64_t>(parsed->number("bucket-mb") * (1 << 20));
-  const double weights = train::planned_bytes_per_rank(config, train::MemoryUse::kInference, 1, 0);
-  if (weights > 0x1p62)
-    throw UsageError(parsed->text("config") + ": the model's weights would take " + train::format_bytes(weights) +
-                     ", more than this table can count (2^62 bytes)");
+  // The layout below holds one record per bucket and counts bytes in int64.
+  const double count = model::approximate_parameter_count(config.model);
+  if (count > 0x1p40 || count * 4 / static_cast<double>(bucket_bytes) > 0x1p24)
+    throw UsageError(parsed->text("config") + ": " + train::format_bytes(count * 4) + " of weights in " +
+                     train::format_bytes(static_cast<double>(bucket_bytes)) +
+                     " buckets: more than this table lays out (2^40 parameters, 2^24 buckets)");
 
   std::vector<dist::ParamInfo> params;
   for (const auto& [name, shape] : model::parameter_shapes(config.model)) {

@@ -11,10 +11,14 @@
 namespace crsm::cli {
 namespace {
 
+bool is_svg_name(const std::string& path) {
+  return path.size() > 4 && path.compare(path.size() - 4, 4, ".svg") == 0;
+}
+
 const std::vector<Option>& plot_options() {
   static const std::vector<Option> table = {
       Option("run", Constraint::path(), "run directories (positional)").positional().mandatory(),
-      Option("output", Constraint::matching(".*\\.svg", "a file name ending in .svg (the plot is SVG)"),
+      Option("output", Constraint::satisfying(is_svg_name, "a file name ending in .svg (the plot is SVG)"),
              "SVG file to write (outside the runs it reads)")
           .with_default("loss.svg"),
       Option("force", Constraint::boolean(), "replace --output if it exists (atomically: only by a complete file)"),

@@ -34,7 +34,7 @@ const std::vector<Option>& train_options() {
       Option("grad-accum", Constraint::integer(1, 1 << 20), "micro-batches per optimizer step (must divide the batch)").with_default("1"),
       Option("value-weight", Constraint::number(0, 1e6), "weight of the value-head loss").with_default("1"),
       Option("eval-every", Constraint::integer(0), "steps between validation passes (0: only at the end)").with_default("250"),
-      Option("eval-batches", Constraint::integer(0), "validation batches per pass (0: the whole split)").with_default("20"),
+      Option("eval-batches", Constraint::integer(0, 1 << 24), "validation batches per pass (0: the whole split)").with_default("20"),
       Option("save-every", Constraint::integer(0), "steps between checkpoints (0: only at the end)").with_default("0"),
       Option("keep-last", Constraint::integer(0, 1 << 30), "checkpoints kept (0: all)").with_default("3"),
       Option("log-every", Constraint::integer(1), "steps between progress lines").with_default("10"),

@@ -3,7 +3,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
-#include <regex>
 #include <sstream>
 
 #include "base/error.h"
@@ -83,9 +82,9 @@ Constraint Constraint::path() {
   return c;
 }
 
-Constraint Constraint::matching(std::string pattern, std::string description) {
+Constraint Constraint::satisfying(std::function<bool(const std::string&)> test, std::string description) {
   Constraint c(Kind::kPattern);
-  c.pattern_ = std::move(pattern);
+  c.test_ = std::move(test);
   c.description_ = std::move(description);
   return c;
 }
@@ -156,7 +155,7 @@ bool Constraint::in_range(const json& v) const {
         if (v.get<std::string>() == w) return true;
       return false;
     case Kind::kText: return v.is_string() && (!non_empty_ || !v.get<std::string>().empty());
-    case Kind::kPattern: return v.is_string() && std::regex_match(v.get<std::string>(), std::regex(pattern_));
+    case Kind::kPattern: return v.is_string() && test_(v.get<std::string>());
     case Kind::kIntegerList:
       if (!v.is_array() || v.empty()) return false;
       for (const auto& x : v)
@@ -180,10 +179,6 @@ json Constraint::parse_text(const std::string& text) const {
       // json cannot hold NaN or infinity; they are refused as not finite below.
       return parse_number(text, &x) && std::isfinite(x) ? json(x) : json();
     }
-    case Kind::kBoolean:
-      if (text == "true" || text == "1") return true;
-      if (text == "false" || text == "0") return false;
-      return json();
     case Kind::kIntegerList: {
       json list = json::array();
       std::stringstream in(text);
@@ -199,6 +194,7 @@ json Constraint::parse_text(const std::string& text) const {
     case Kind::kWord:
     case Kind::kText:
     case Kind::kPattern: return text;
+    case Kind::kBoolean: return json();  // a switch: it takes no text
   }
   return json();
 }

@@ -6,6 +6,7 @@
 // and the allowed values, whichever way it came in.
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -25,9 +26,10 @@ class Constraint {
   static Constraint word(std::vector<std::string> words);
   static Constraint text();  // any string, the empty one included
   static Constraint path();  // a non-empty string
-  // A string matching the ECMAScript regular expression `pattern` as a whole;
-  // `description` says what that is ("cpu, cuda or cuda:N").
-  static Constraint matching(std::string pattern, std::string description);
+  // A string for which `test` holds; `description` says what that is ("cpu, cuda or
+  // cuda:N"). A predicate rather than a regular expression: libstdc++'s regex recurses
+  // once per character and would overflow the stack on a long argument.
+  static Constraint satisfying(std::function<bool(const std::string&)> test, std::string description);
   // Comma-separated on the command line, a JSON array in a config; at least one.
   static Constraint integer_list(int64_t min, int64_t max = kNoMax);
   // Also accepts the string `w` (an "auto" beside a number).
@@ -61,7 +63,8 @@ class Constraint {
   bool non_empty_ = false;
   std::vector<std::string> words_;        // kWord: the allowed words
   std::vector<std::string> extra_words_;  // or_word
-  std::string pattern_, description_;
+  std::function<bool(const std::string&)> test_;
+  std::string description_;
 };
 
 }  // namespace crsm

@@ -1,5 +1,6 @@
 #include "config/run_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -17,6 +18,15 @@ using nlohmann::json;
 constexpr int64_t kMaxDim = int64_t{1} << 24;
 constexpr int64_t kMaxVocab = (int64_t{1} << 31) - 1;  // token ids are int32
 constexpr int64_t kMaxEpochs = int64_t{1} << 30;
+
+// "cpu", "cuda", or "cuda:N" with N of at most four digits.
+bool is_device_name(const std::string& name) {
+  if (name == "cpu" || name == "cuda") return true;
+  const std::string prefix = "cuda:";
+  const std::string index = name.rfind(prefix, 0) == 0 ? name.substr(prefix.size()) : "";
+  return !index.empty() && index.size() <= 4 &&
+         std::all_of(index.begin(), index.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
 
 // One config key: its constraint and where its value lives in a RunConfig.
 struct Key {
@@ -64,7 +74,7 @@ const std::vector<Key>& keys() {
       plain<double>("c_puct", Constraint::number(0.0, 1e6), CRSM_FIELD(search.c_puct)),
       plain<int64_t>("n_simulations", Constraint::integer(1, kMaxDim), CRSM_FIELD(search.n_simulations)),
       plain<int64_t>("seed", Constraint::integer(0), CRSM_FIELD(seed)),
-      plain<std::string>("device", Constraint::matching("cpu|cuda(:[0-9]+)?", "\"cpu\", \"cuda\" or \"cuda:N\""),
+      plain<std::string>("device", Constraint::satisfying(is_device_name, "\"cpu\", \"cuda\" or \"cuda:N\""),
                          CRSM_FIELD(device)),
       plain<int64_t>("zero_stage", Constraint::integer(0, 2), CRSM_FIELD(zero_stage)),
   };

@@ -112,10 +112,12 @@ std::unique_ptr<Tokenizer> make_tokenizer(const PrepareOptions& opt,
 // Encodes text in chunks of about kChunkBytes that end just after a newline. No piece
 // of the byte tokenizer or of a SentencePiece model trained here (it trains line by
 // line) spans a newline, so the ids equal those of a single encode() call.
-int64_t encode_into(const Tokenizer& tok, std::string_view text, ShardWriter& out) {
+int64_t encode_into(const Tokenizer& tok, std::string_view text, ShardWriter& out,
+                    const std::function<bool()>& stop_requested) {
   int64_t tokens = 0;
   size_t pos = 0;
   while (pos < text.size()) {
+    if (stop_requested && stop_requested()) throw PrepareStopped("prepare: stopped by a signal");
     size_t end = text.size();
     if (end - pos > kChunkBytes) {
       const size_t before = text.rfind('\n', pos + kChunkBytes - 1);
@@ -167,8 +169,8 @@ PrepareSummary prepare_corpus(const PrepareOptions& opt) {
   nlohmann::json input_list = nlohmann::json::array();
   PrepareSummary summary{0, 0, tok->vocab_size(), dtype_name(dtype)};
   for (auto& in : inputs) {
-    in.train_tokens = encode_into(*tok, in.train(), train);
-    in.val_tokens = encode_into(*tok, in.val(), val);
+    in.train_tokens = encode_into(*tok, in.train(), train, opt.stop_requested);
+    in.val_tokens = encode_into(*tok, in.val(), val, opt.stop_requested);
     summary.train_tokens += in.train_tokens;
     summary.val_tokens += in.val_tokens;
     input_list.push_back({{"path", in.path},

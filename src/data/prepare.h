@@ -4,8 +4,11 @@
 // with an explicit train/val split, plus the tokenizer, in one new directory.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include "base/error.h"
 
 namespace crsm::data {
 
@@ -15,6 +18,14 @@ struct PrepareOptions {
   int64_t vocab_size = 0;           // required for sentencepiece training; for byte 0 or 258
   double val_fraction = 0.1;        // last fraction of EACH input (by bytes) is validation
   std::string output_dir;
+  // Asked between chunks of text: when it returns true (a preemption signal), prepare
+  // removes what it staged and throws PrepareStopped, leaving output_dir as it was.
+  std::function<bool()> stop_requested;
+};
+
+class PrepareStopped : public Error {
+ public:
+  using Error::Error;
 };
 
 struct PrepareSummary {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/atomic_file.h"
+#include "base/file_read.h"
 #include "dist/sha256.h"
 
 namespace crsm::dist {
@@ -24,7 +25,8 @@ constexpr const char* kPrefix = "step_";
 int64_t step_of(const std::string& name) {
   if (name.rfind(kPrefix, 0) != 0) return -1;
   const std::string digits = name.substr(std::string(kPrefix).size());
-  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) return -1;
+  // At most 18 digits: any step fits int64.
+  if (digits.empty() || digits.size() > 18 || !std::all_of(digits.begin(), digits.end(), ::isdigit)) return -1;
   return std::stoll(digits);
 }
 
@@ -190,12 +192,12 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp_di
 
 json read_manifest(const std::string& dir) {
   const fs::path path = fs::path(dir) / "manifest.json";
-  std::ifstream in(path);
-  if (!in) throw CheckpointError(path.string() + ": missing (not a complete checkpoint)");
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw CheckpointError(path.string() + ": missing (not a complete checkpoint)");
   try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw CheckpointError(path.string() + ": malformed: " + e.what());
+    return base::read_json_file(path.string());
+  } catch (const FileError& e) {
+    throw CheckpointError(e.what());
   }
 }
 
@@ -221,7 +223,7 @@ std::string find_damage(const std::string& dir, int share, int shares) {
   std::vector<std::pair<std::string, uint64_t>> files;
   for (const auto& item : manifest["files"].items()) {
     const fs::path path = fs::path(dir) / item.key();
-    if (!fs::exists(path)) return item.key() + " is missing";
+    if (!fs::exists(path)) return item.key() + ", listed in manifest.json, is missing";
     const auto expected_bytes = item.value().value("bytes", uint64_t(0));
     const auto bytes = fs::file_size(path);
     if (bytes != expected_bytes)
@@ -267,6 +269,13 @@ std::optional<std::string> resolve_resume(const std::string& spec, const std::st
   const auto found = newest_verified(fs::exists(nested) ? nested : path, skipped, verify);
   if (!found) throw CheckpointError(option + " " + spec + ": holds no complete checkpoint");
   return found;
+}
+
+std::string resolve_checkpoint(const std::string& spec, const std::string& option,
+                               std::vector<std::string>* skipped) {
+  const auto found = spec == "auto" ? std::nullopt : resolve_resume(spec, spec, skipped, option);
+  if (!found) throw CheckpointError(option + " " + spec + ": holds no complete checkpoint");
+  return *found;
 }
 
 }  // namespace crsm::dist

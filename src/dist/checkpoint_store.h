@@ -86,4 +86,10 @@ std::optional<std::string> resolve_resume(const std::string& spec, const std::st
                                           const std::string& option = "--resume",
                                           const CheckpointVerifier& verify = {});
 
+// The checkpoint a command reads (generate --model, export --checkpoint): a checkpoint
+// directory, or a run directory whose newest complete checkpoint is taken. Never empty:
+// CheckpointError naming `option` when there is none ("auto" is a path here too).
+std::string resolve_checkpoint(const std::string& spec, const std::string& option,
+                               std::vector<std::string>* skipped);
+
 }  // namespace crsm::dist

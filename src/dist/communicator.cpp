@@ -4,7 +4,6 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
-
 #include <cstring>
 
 namespace crsm::dist {
@@ -12,11 +11,15 @@ namespace crsm::dist {
 c10::Device rank_device(const std::string& name, const Runtime& rt) {
   if (name.rfind("cuda", 0) != 0) return c10::Device(name);
   if (!torch::cuda::is_available())
-    throw UsageError("--device " + name +
-                                ": no CUDA device is available (CPU-only LibTorch or no visible GPU)");
-  if (name != "cuda") return c10::Device(name);
+    throw UsageError("--device " + name + ": no CUDA device is available (CPU-only LibTorch or no visible GPU)");
   const int visible = std::max<int>(1, static_cast<int>(torch::cuda::device_count()));
-  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(rt.local_rank % visible));
+  if (name == "cuda") return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(rt.local_rank % visible));
+  // The config's constraint admits "cuda:N" with N of at most four digits.
+  const int index = std::stoi(name.substr(5));
+  if (index >= visible)
+    throw UsageError("--device " + name + ": this process sees " + std::to_string(visible) + " GPU" +
+                     (visible == 1 ? "" : "s") + " (cuda:0 to cuda:" + std::to_string(visible - 1) + ")");
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
 std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const c10::Device& device,
@@ -71,7 +74,7 @@ std::string run_on_root(Communicator& comm, const std::function<std::string()>& 
   if (comm.rank() == 0) {
     try {
       answer = kDone + work();
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {  // the others wait for an answer, not an abort
       if (comm.world_size() == 1) throw;
       answer = kFailed + std::string(e.what());
     }

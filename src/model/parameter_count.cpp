@@ -34,14 +34,23 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const
   return out;
 }
 
-int64_t analytic_parameter_count(const ModelConfig& cfg) {
-  int64_t total = 0;
+namespace {
+
+template <typename Count>
+Count sum_of_shapes(const ModelConfig& cfg) {
+  Count total = 0;
   for (const auto& [name, shape] : parameter_shapes(cfg)) {
-    int64_t n = 1;
-    for (int64_t s : shape) n *= s;
+    Count n = 1;
+    for (int64_t s : shape) n *= static_cast<Count>(s);
     total += n;
   }
   return total;
 }
+
+}  // namespace
+
+int64_t analytic_parameter_count(const ModelConfig& cfg) { return sum_of_shapes<int64_t>(cfg); }
+
+double approximate_parameter_count(const ModelConfig& cfg) { return sum_of_shapes<double>(cfg); }
 
 }  // namespace crsm::model

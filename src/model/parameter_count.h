@@ -18,4 +18,8 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const
 // Sum of parameter_shapes: what the README quotes for each config.
 int64_t analytic_parameter_count(const ModelConfig& cfg);
 
+// The same sum in floating point, which cannot overflow however large the sizes: for
+// plans that must first decide whether a config is absurd.
+double approximate_parameter_count(const ModelConfig& cfg);
+
 }  // namespace crsm::model

@@ -5,65 +5,40 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
-#include <functional>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "model/parameter_count.h"
 
 namespace crsm::train {
 namespace {
 
-// The integer keys a plan can grow with, and where they live.
-struct SizeKey {
-  const char* name;
-  std::function<int64_t&(RunConfig&)> field;
-};
-
-const std::vector<SizeKey>& size_keys() {
-  static const std::vector<SizeKey> keys = {
-      {"vocab_size", [](RunConfig& c) -> int64_t& { return c.model.vocab_size; }},
-      {"d_model", [](RunConfig& c) -> int64_t& { return c.model.d_model; }},
-      {"d_state", [](RunConfig& c) -> int64_t& { return c.model.d_state; }},
-      {"d_ffn", [](RunConfig& c) -> int64_t& { return c.model.d_ffn; }},
-      {"num_layers", [](RunConfig& c) -> int64_t& { return c.model.num_layers; }},
-      {"expand", [](RunConfig& c) -> int64_t& { return c.model.expand; }},
-      {"d_conv", [](RunConfig& c) -> int64_t& { return c.model.d_conv; }},
-      {"dt_rank", [](RunConfig& c) -> int64_t& { return c.model.dt_rank; }},
-      {"batch_size", [](RunConfig& c) -> int64_t& { return c.train.batch_size; }},
-      {"seq_len", [](RunConfig& c) -> int64_t& { return c.train.seq_len; }},
-  };
-  return keys;
-}
-
-double parameter_count(const model::ModelConfig& m) {
-  double total = 0;
-  for (const auto& [name, shape] : model::parameter_shapes(m)) {
-    double n = 1;
-    for (int64_t s : shape) n *= static_cast<double>(s);
-    total += n;
-  }
-  return total;
-}
-
 // The keys above their defaults that make the plan large: each one set back to its
 // default would at least halve it. Largest effect first, as "d_state = 16777216
-// (default 16)".
+// (default 16)". Keys are read and set through the config's own table.
 std::string keys_that_make_it_large(const RunConfig& config, MemoryUse use, int world, int64_t micro_batch) {
+  static const char* const kSizeKeys[] = {"vocab_size", "d_model", "d_state", "d_ffn",      "num_layers",
+                                          "expand",     "d_conv",  "dt_rank", "batch_size", "seq_len"};
   const double planned = planned_bytes_per_rank(config, use, world, micro_batch);
-  RunConfig defaults;
+  const nlohmann::json values = to_json(config), defaults = to_json(RunConfig{});
   std::vector<std::pair<double, std::string>> effects;
-  for (const auto& key : size_keys()) {
+  for (const char* key : kSizeKeys) {
+    // dt_rank "auto" follows d_model: only a number set above the default counts.
+    if (!values[key].is_number_integer()) continue;
+    const int64_t value = values[key].get<int64_t>();
+    if (defaults[key].is_number_integer() && value <= defaults[key].get<int64_t>()) continue;
     RunConfig reset = config;
-    const int64_t value = key.field(reset);
-    const int64_t fallback = key.field(defaults);
-    if (value <= fallback) continue;
-    key.field(reset) = fallback;
-    const bool is_batch = key.name == std::string("batch_size");
-    const int64_t micro = is_batch ? std::max<int64_t>(1, micro_batch * fallback / value) : micro_batch;
+    set_config_value(reset, key, defaults[key], "defaults");
+    const int64_t micro = std::string(key) == "batch_size"
+                              ? std::max<int64_t>(1, micro_batch * reset.train.batch_size / value)
+                              : micro_batch;
     const double ratio = planned / planned_bytes_per_rank(reset, use, world, micro);
     if (ratio >= 2)
-      effects.emplace_back(ratio, std::string(key.name) + " = " + std::to_string(value) + " (default " +
-                                      (fallback > 0 ? std::to_string(fallback) : "auto") + ")");
+      effects.emplace_back(ratio, std::string(key) + " = " + std::to_string(value) + " (default " +
+                                      (defaults[key].is_string() ? defaults[key].get<std::string>()
+                                                                 : std::to_string(defaults[key].get<int64_t>())) +
+                                      ")");
   }
   std::stable_sort(effects.begin(), effects.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   std::string text;
@@ -76,7 +51,7 @@ std::string keys_that_make_it_large(const RunConfig& config, MemoryUse use, int 
 
 double planned_bytes_per_rank(const RunConfig& config, MemoryUse use, int world_size, int64_t micro_batch) {
   constexpr double kFloat = 4;
-  const double params = parameter_count(config.model);
+  const double params = model::approximate_parameter_count(config.model);
   if (use == MemoryUse::kInference) return params * kFloat;
   const double w = std::max(1, world_size);
   const double grads = config.zero_stage >= 2 ? params / w : params;

@@ -61,7 +61,7 @@ RunMetrics read_metrics(const std::string& run_dir) {
     json j;
     try {
       j = json::parse(lines[i]);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for 1e999
       if (i + 1 == last) break;  // a killed run leaves its last line half written
       throw FileError(where + ": malformed JSON: " + e.what());
     }

@@ -65,6 +65,21 @@ std::map<std::string, dist::FileDigest> gather_digests(dist::Communicator& comm,
 
 }  // namespace
 
+ShardingInfo sharding_of(const dist::FlatLayout& layout, int zero_stage) {
+  ShardingInfo info;
+  info.zero_stage = zero_stage;
+  for (int r = 0; r < layout.world_size(); ++r) {
+    std::vector<PieceRange> pieces;
+    // Replicated state (stage 0) is saved once, by rank 0.
+    if (zero_stage >= 1 || r == 0)
+      for (const auto& seg : layout.owned_segments(r, zero_stage >= 1))
+        pieces.push_back({layout.params()[static_cast<size_t>(seg.param)].info.name,
+                          seg.param_offset, seg.length});
+    info.pieces_by_rank.push_back(std::move(pieces));
+  }
+  return info;
+}
+
 std::string save_train_checkpoint(const std::string& root, const TrainState& state,
                                   model::Backbone& model, const AdamW& optimizer,
                                   const ShardingInfo& sharding, const data::Tokenizer& tokenizer,
@@ -141,7 +156,12 @@ TrainManifest read_train_manifest(const std::string& dir) {
   if (!j.contains("config") || !j["config"].is_object())
     throw dist::CheckpointError(m.path + ": \"config\": expected a JSON object");
   m.config = j["config"];
-  const Constraint file_name = Constraint::matching("rank[0-9]{5}\\.safetensors", "a rank file name");
+  const Constraint file_name = Constraint::satisfying(
+      [](const std::string& name) {
+        return name.size() == 21 && name.rfind("rank", 0) == 0 && name.compare(9, 12, ".safetensors") == 0 &&
+               std::all_of(name.begin() + 4, name.begin() + 9, [](char c) { return c >= '0' && c <= '9'; });
+      },
+      "a rank file name");
   if (!j.contains("optimizer_shards") || !j["optimizer_shards"].is_object())
     throw dist::CheckpointError(m.path + ": \"optimizer_shards\": expected a JSON object");
   for (const auto& [file, ranges] : j["optimizer_shards"].items()) {
@@ -149,8 +169,10 @@ TrainManifest read_train_manifest(const std::string& dir) {
     if (!file_name.allows(file) || !ranges.is_array())
       throw dist::CheckpointError(m.path + ": \"" + where + "\": expected a rank file name and a list of pieces");
     auto& pieces = m.optimizer_shards[file];
+    // No parameter has 2^48 elements: offset + length cannot overflow.
+    const Constraint elements = Constraint::integer(0, int64_t{1} << 48);
     for (const auto& r : ranges) {
-      if (!r.is_array() || r.size() != 3 || !r[0].is_string() || !count.allows(r[1]) || !count.allows(r[2]))
+      if (!r.is_array() || r.size() != 3 || !r[0].is_string() || !elements.allows(r[1]) || !elements.allows(r[2]))
         throw dist::CheckpointError(m.path + ": \"" + where + "\": expected pieces [name, offset, length], got " +
                                     r.dump());
       pieces.push_back({r[0].get<std::string>(), r[1].get<int64_t>(), r[2].get<int64_t>()});

@@ -19,6 +19,7 @@
 #include "data/batch_sampler.h"
 #include "data/tokenizer.h"
 #include "dist/communicator.h"
+#include "dist/flat_layout.h"
 #include "model/backbone.h"
 #include "train/adamw.h"
 
@@ -42,6 +43,10 @@ struct ShardingInfo {
   int zero_stage = 0;
   std::vector<std::vector<PieceRange>> pieces_by_rank;  // world_size entries
 };
+
+// Which rank saves which pieces under `layout` at `zero_stage` (replicated state, at
+// stage 0, is saved once, by rank 0).
+ShardingInfo sharding_of(const dist::FlatLayout& layout, int zero_stage);
 
 // What a training checkpoint's manifest.json says, read once and checked: every field
 // present, of its type and in range, so a damaged manifest is refused with a

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -37,21 +38,6 @@ using Clock = std::chrono::steady_clock;
 // Rows [rank * n / world, (rank + 1) * n / world) of n: this rank's part of a list.
 std::pair<int64_t, int64_t> rank_rows(int64_t n, int rank, int world) {
   return {n * rank / world, n * (rank + 1) / world};
-}
-
-ShardingInfo sharding_of(const dist::FlatLayout& layout, int zero_stage) {
-  ShardingInfo info;
-  info.zero_stage = zero_stage;
-  for (int r = 0; r < layout.world_size(); ++r) {
-    std::vector<PieceRange> pieces;
-    // Replicated state (stage 0) is saved once, by rank 0.
-    if (zero_stage >= 1 || r == 0)
-      for (const auto& seg : layout.owned_segments(r, zero_stage >= 1))
-        pieces.push_back({layout.params()[static_cast<size_t>(seg.param)].info.name,
-                          seg.param_offset, seg.length});
-    info.pieces_by_rank.push_back(std::move(pieces));
-  }
-  return info;
 }
 
 std::string mib(int64_t bytes) {
@@ -88,6 +74,27 @@ int signal_on_any_rank(dist::Communicator& comm) {
   return static_cast<int>(dist::all_reduce_scalar(comm, dist::preemption_signal(), dist::ReduceOp::kMax));
 }
 
+// A safe point of start-up (collective): whether a rank was signalled since main()
+// installed the handlers. The run then stops before taking a step; nothing has been
+// written, so the previous checkpoint stands.
+bool preempted_in_startup(dist::Communicator& comm) {
+  const int sig = signal_on_any_rank(comm);
+  if (sig && comm.rank() == 0) {
+    std::printf("train: preempted by %s during start-up, before taking a step; nothing was written; resume "
+                "with --resume auto\n",
+                dist::signal_name(sig).c_str());
+    std::fflush(stdout);
+  }
+  return sig != 0;
+}
+
+TrainResult preempted_result(int64_t step) {
+  TrainResult r;
+  r.exit_status = kExitPreempted;
+  r.steps = step;
+  return r;
+}
+
 }  // namespace
 
 TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist::Communicator& comm) {
@@ -105,8 +112,9 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
                      std::to_string(local_batch) + " rows each rank takes of the batch");
   const int64_t micro = local_batch / opt.grad_accum;
   const torch::Device device = dist::rank_device(config.device, dist::runtime());
-  check_fits_in_memory(config, MemoryUse::kTraining, world, dist::runtime().local_world_size, micro,
-                       "the config (with the command line's flags)");
+  // On a GPU the host holds the weights while the model is built; its GPU is not asked.
+  check_fits_in_memory(config, device.is_cuda() ? MemoryUse::kInference : MemoryUse::kTraining, world,
+                       dist::runtime().local_world_size, micro, "the config (with the command line's flags)");
   const fs::path run_dir(opt.run_dir);
   const fs::path ckpt_root = run_dir / "checkpoints";
   if (opt.resume.empty()) check_fresh_run_directory(run_dir);
@@ -114,6 +122,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   base::NewDirectories created;
   if (root) created.create(opt.run_dir);
   const std::string data_dir = resolve_training_data(opt.data, opt.run_dir, comm);
+  if (preempted_in_startup(comm)) return preempted_result(0);
   auto corpus = data::PreparedCorpus::open(data_dir);
   const auto& tokenizer = corpus.tokenizer;
   data::check_vocab_matches(*tokenizer, config.model.vocab_size, "--data " + data_dir + " with this config");
@@ -135,6 +144,9 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   const auto val_windows = data::gather_windows(val_split, val_starts, seq_len).to(device);
   data::BatchSampler sampler(train_split.size(), seq_len, batch_size,
                              static_cast<uint64_t>(config.seed), rank, world);
+  if (opt.max_steps == 0 && opt.epochs > std::numeric_limits<int64_t>::max() / sampler.batches_per_epoch())
+    throw UsageError("--epochs " + std::to_string(opt.epochs) + " of " + std::to_string(sampler.batches_per_epoch()) +
+                     " batches each is more steps than can be counted");
   const int64_t total_steps =
       opt.max_steps > 0 ? opt.max_steps : opt.epochs * sampler.batches_per_epoch();
   const int64_t warmup =
@@ -146,6 +158,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
     resume_from = dist::resolve_resume_across_ranks(comm, opt.resume, ckpt_root.string(), &skipped);
     for (const auto& note : skipped) std::printf("resume: %s\n", note.c_str());
   }
+  if (preempted_in_startup(comm)) return preempted_result(0);
   if (root)
     for (const auto& name : dist::remove_unfinished_saves(ckpt_root.string()))
       std::printf("checkpoints: removed %s, a save that never completed\n", name.c_str());
@@ -193,18 +206,8 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
     }
   }
 
+  if (preempted_in_startup(comm)) return preempted_result(state.step);
   TrainResult result;
-  // The first safe point: a signal that arrived during start-up ends the run here, before
-  // its first step, and the previous checkpoint stands.
-  if (const int sig = signal_on_any_rank(comm)) {
-    if (root)
-      std::printf("train: preempted by %s during start-up, before step %lld; nothing was written; resume with "
-                  "--resume auto\n",
-                  dist::signal_name(sig).c_str(), static_cast<long long>(state.step + 1));
-    result.exit_status = kExitPreempted;
-    result.steps = state.step;
-    return result;
-  }
 
   auto config_json = to_json(config);
   std::optional<MetricsWriter> metrics;

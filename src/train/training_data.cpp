@@ -9,6 +9,7 @@
 #include "base/file_read.h"
 #include "data/prepare.h"
 #include "data/shard_format.h"
+#include "dist/runtime.h"
 
 namespace crsm::train {
 namespace {
@@ -23,10 +24,11 @@ bool prepared_from(const fs::path& dir, const std::string& text_file) {
   } catch (const FileError&) {
     return false;
   }
-  return index.is_object() && index.contains("inputs") && index["inputs"].is_array() &&
-         index["inputs"].size() == 1 && index["inputs"][0].is_object() &&
-         index["inputs"][0].value("path", "") == fs::absolute(text_file).string() &&
-         index["inputs"][0].value("bytes", int64_t(-1)) == static_cast<int64_t>(fs::file_size(text_file));
+  if (!index.is_object() || !index.contains("inputs") || !index["inputs"].is_array() || index["inputs"].size() != 1)
+    return false;
+  const auto& input = index["inputs"][0];
+  return input.is_object() && input.contains("path") && input["path"] == fs::absolute(text_file).string() &&
+         input.contains("bytes") && input["bytes"] == fs::file_size(text_file);
 }
 
 std::string prepare_once(const std::string& data, const std::string& run_dir) {
@@ -41,7 +43,13 @@ std::string prepare_once(const std::string& data, const std::string& run_dir) {
   data::PrepareOptions prep;
   prep.inputs = {fs::absolute(data).string()};
   prep.output_dir = dir.string();
-  const auto summary = data::prepare_corpus(prep);
+  prep.stop_requested = dist::preemption_signalled;
+  data::PrepareSummary summary;
+  try {
+    summary = data::prepare_corpus(prep);
+  } catch (const data::PrepareStopped&) {
+    return "";
+  }
   std::printf("prepare: %s -> %s (%lld train / %lld val tokens, byte tokenizer)\n", data.c_str(), dir.c_str(),
               static_cast<long long>(summary.train_tokens), static_cast<long long>(summary.val_tokens));
   return dir.string();

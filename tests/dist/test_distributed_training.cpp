@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <regex>
 #include <thread>
 
 #include "../cli/cli_test_support.h"
@@ -280,6 +282,57 @@ TEST_F(DistTrain, PreemptionSignalCheckpointsAndTheRunResumesFromIt) {
     EXPECT_EQ(status, 4) << log;
     EXPECT_NE(log.find("train: preempted"), std::string::npos) << log;
     expect_resumes_from_latest(run, 20, 3);
+  }
+}
+
+// The rank a process of an mpirun job is (Open MPI tells it in the environment).
+int world_rank_of(pid_t pid) {
+  const std::string env = read_file("/proc/" + std::to_string(pid) + "/environ");
+  const std::string key = std::string("OMPI_COMM_WORLD_RANK=");
+  const auto at = env.find(key);
+  return at == std::string::npos ? -1 : std::stoi(env.substr(at + key.size()));
+}
+
+// A signal during start-up, while rank 0 prepares a text corpus for a resumed run, ends
+// the job at a safe point with status 4 before any step, naming the signal; nothing is
+// written and the previous checkpoint stands. Signalled, rank 0 stops preparing and
+// leaves no data behind; rank 1 signalled alone lets it finish and stops after.
+TEST_F(DistTrain, APreemptionSignalDuringStartUpEndsTheRunBeforeAnyStep) {
+  const std::string shakespeare = read_file(source_path("data/tinyshakespeare.txt"));
+  {
+    std::ofstream big(work->path() / "big.txt", std::ios::binary);
+    for (int i = 0; i < 30; ++i) big << shakespeare;  // 33 MB: about a second of preparation
+  }
+  for (const int signalled : {0, 1}) {
+    const std::string run = "startup" + std::to_string(signalled);
+    const auto first = train(2, run, "--max-steps 2 --eval-every 0 --eval-batches 2");
+    ASSERT_EQ(first.status, 0) << first.output;
+    const std::string resume = train_args(run, "--max-steps 4 --eval-every 0 --eval-batches 2 --resume auto");
+    const auto job = spawn(mpirun(2) + crsm_train(std::regex_replace(resume, std::regex("--data \\S+"),
+                                                                     "--data " + work->str("big.txt"))),
+                           work->str(run + ".log"));
+    // Wait for rank 0's staging directory: the preparation has begun.
+    const auto staging = [&] {
+      for (const auto& e : fs::directory_iterator(work->path() / run))
+        if (e.path().filename().string().rfind(".data.tmp.", 0) == 0) return true;
+      return false;
+    };
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (Clock::now() < deadline && !staging()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    ASSERT_TRUE(staging()) << read_file(job.log);
+    pid_t target = -1;
+    for (pid_t p : ranks_of(job))
+      if (world_rank_of(p) == signalled) target = p;
+    ASSERT_GT(target, 0) << read_file(job.log);
+    ::kill(target, SIGUSR1);
+    const int status = wait_for(job, 120);
+    const std::string log = read_file(job.log);
+    EXPECT_EQ(status, 4) << log;
+    expect_said_once(log, "train: preempted by SIGUSR1 during start-up, before taking a step");
+    EXPECT_EQ(read_file(work->path() / run / "checkpoints" / "latest"), "step_00000002\n");
+    EXPECT_FALSE(fs::exists(work->path() / run / "checkpoints" / "step_00000003"));
+    EXPECT_EQ(fs::exists(work->path() / run / "data"), signalled == 1) << "rank 0 stops preparing only when signalled";
+    EXPECT_FALSE(staging()) << "the staging directory is removed";
   }
 }
 

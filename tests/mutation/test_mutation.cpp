@@ -1,0 +1,263 @@
+// Mutation tests of every reader of a file a user hands us (SPEC §11): thousands of
+// truncated, bit-flipped and spliced copies of a valid file, each of which must either
+// load or throw one of our errors naming the file. No crash, no hang (ctest's timeout),
+// no other exception type, and no allocation larger than the file justifies.
+#include <gtest/gtest.h>
+#include <c10/core/CPUAllocator.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <new>
+
+#include "../model/test_helpers.h"
+#include "../support/mutator.h"
+#include "../support/scratch_dir.h"
+#include "base/atomic_file.h"
+#include "base/error.h"
+#include "base/file_read.h"
+#include "config/run_config.h"
+#include "data/prepare.h"
+#include "data/prepared_corpus.h"
+#include "data/tokenizer.h"
+#include "dist/checkpoint_store.h"
+#include "dist/communicator.h"
+#include "dist/data_parallel.h"
+#include "model/backbone.h"
+#include "model/tensor_file.h"
+#include "train/adamw.h"
+#include "train/metrics_log.h"
+#include "train/train_checkpoint.h"
+#include "train/trainable.h"
+
+// The largest single allocation while a reader runs, from operator new and from
+// LibTorch's CPU allocator.
+namespace {
+std::atomic<bool> g_watching{false};
+std::atomic<size_t> g_largest{0};
+void note(size_t n) {
+  if (!g_watching.load(std::memory_order_relaxed)) return;
+  size_t seen = g_largest.load(std::memory_order_relaxed);
+  while (n > seen && !g_largest.compare_exchange_weak(seen, n)) {
+  }
+}
+}  // namespace
+
+void* operator new(size_t n) {
+  note(n);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete[](void* p, size_t) noexcept { std::free(p); }
+
+namespace {
+
+namespace fs = std::filesystem;
+using crsm::testing::Mutant;
+using crsm::testing::Mutator;
+
+class WatchingAllocator final : public c10::Allocator {
+ public:
+  explicit WatchingAllocator(c10::Allocator* inner) : inner_(inner) {}
+  c10::DataPtr allocate(size_t n) const override {
+    note(n);
+    return inner_->allocate(n);
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return inner_->raw_deleter(); }
+
+ private:
+  c10::Allocator* inner_;
+};
+
+// Mutants per reader: CRSM_MUTANTS overrides (a long local run: 100000); CRSM_MUTANT=i
+// runs mutant i alone, to reproduce a failure.
+std::pair<uint64_t, uint64_t> mutant_range() {
+  if (const char* one = std::getenv("CRSM_MUTANT")) {
+    const uint64_t i = std::strtoull(one, nullptr, 10);
+    return {i, i + 1};
+  }
+  const char* env = std::getenv("CRSM_MUTANTS");
+  return {0, env ? std::strtoull(env, nullptr, 10) : 2000};
+}
+
+class Mutation : public crsm::testing::ScratchDirTest {
+ protected:
+  static void SetUpTestSuite() {
+    static WatchingAllocator watching(c10::GetCPUAllocator());
+    c10::SetCPUAllocator(&watching, /*priority=*/100);
+  }
+
+  // Writes each mutant of `valid` over `target` and runs `read`, which must succeed or
+  // throw a crsm::Error whose message contains one of `names`. `budget` bytes is the
+  // most any one allocation may take (what the files read justify).
+  void expect_survives(const fs::path& target, const std::function<void()>& read,
+                       const std::vector<std::string>& names, size_t budget, uint64_t seed,
+                       const std::string& donor = "") {
+    const std::string valid = crsm::base::read_file(target.string());
+    read();  // the valid file loads
+    const Mutator mutator(valid, seed, donor);
+    int loaded = 0, refused = 0;
+    const auto [first, end] = mutant_range();
+    for (uint64_t i = first; i < end; ++i) {
+      const Mutant m = mutator.make(i);
+      crsm::base::write_file_atomically(target.string(), m.bytes);
+      std::string failure;
+      g_largest = 0;
+      g_watching = true;
+      try {
+        read();
+        ++loaded;
+      } catch (const crsm::Error& e) {
+        ++refused;
+        bool named = false;
+        for (const auto& n : names) named = named || std::string(e.what()).find(n) != std::string::npos;
+        if (!named) failure = std::string("the message names none of the expected files: ") + e.what();
+      } catch (const std::exception& e) {
+        failure = std::string("not our error type: ") + e.what();
+      }
+      g_watching = false;
+      if (g_largest > budget)
+        failure += " allocated " + std::to_string(g_largest.load()) + " bytes at once (budget " +
+                   std::to_string(budget) + ")";
+      ASSERT_EQ(failure, "") << target.filename() << " mutant " << i << " (seed " << seed << ", " << m.how << ")";
+    }
+    crsm::base::write_file_atomically(target.string(), valid);
+    std::printf("%s: %d mutants loaded, %d refused\n", target.filename().c_str(), loaded, refused);
+  }
+
+  // A prepared corpus of generated text (byte tokenizer) in dir/data.
+  fs::path prepared_corpus() {
+    std::string text;
+    for (int i = 0; i < 400; ++i) text += "line " + std::to_string(i * 7919 % 1000) + " of the corpus\n";
+    crsm::base::write_file_atomically((dir / "corpus.txt").string(), text);
+    crsm::data::PrepareOptions p;
+    p.inputs = {(dir / "corpus.txt").string()};
+    p.output_dir = (dir / "data").string();
+    crsm::data::prepare_corpus(p);
+    return dir / "data";
+  }
+
+  // A stage-1 checkpoint of the unit tests' tiny model, as the trainer writes it.
+  fs::path checkpoint() {
+    crsm::RunConfig config;
+    config.model = crsm::testing::tiny_model_config();
+    config.model.vocab_size = 258;
+    crsm::model::Backbone model(config.model);
+    auto comm = crsm::dist::make_local_communicator();
+    const auto trainable = crsm::train::trainable_parameters(model, false);
+    crsm::dist::DataParallel dp(trainable.params, trainable.decay, *comm, {});
+    crsm::train::AdamW optimizer(crsm::train::optimizer_slots(dp), {});
+    std::vector<at::Tensor> grads;
+    for (const auto& slot : optimizer.slots()) grads.push_back(torch::ones_like(slot.value));
+    optimizer.step(1e-3, grads);
+    crsm::train::TrainState state;
+    state.step = 1;
+    const auto tokenizer = crsm::data::make_byte_tokenizer();
+    return crsm::train::save_train_checkpoint((dir / "checkpoints").string(), state, model, optimizer,
+                                              crsm::train::sharding_of(dp.layout(), 0), *tokenizer,
+                                              crsm::to_json(config), 0, *comm);
+  }
+
+  static size_t file_budget(const fs::path& dir_or_file) {
+    size_t bytes = 0;
+    if (fs::is_regular_file(dir_or_file)) return 4 * fs::file_size(dir_or_file) + (1 << 20);
+    for (const auto& e : fs::recursive_directory_iterator(dir_or_file))
+      if (e.is_regular_file()) bytes += e.file_size();
+    return 4 * bytes + (1 << 20);
+  }
+};
+
+TEST_F(Mutation, Safetensors) {
+  const auto path = dir / "model.safetensors";
+  crsm::model::Backbone model(crsm::testing::tiny_model_config());
+  crsm::model::save_tensor_file(path.string(), crsm::model::module_tensors(*model),
+                                {{"format", "crsm-backbone"}, {"config", "{\"d_model\": 20}"}});
+  expect_survives(
+      path,
+      [&] {
+        std::map<std::string, std::string> metadata;
+        crsm::model::load_tensor_file(path.string(), &metadata);
+      },
+      {path.string()}, file_budget(path), 1);
+}
+
+TEST_F(Mutation, CheckpointManifest) {
+  const fs::path ckpt = checkpoint();
+  const auto read = [&] {
+    std::vector<std::string> skipped;
+    crsm::dist::resolve_resume(ckpt.string(), ckpt.string(), &skipped, "--model");
+    const auto manifest = crsm::train::read_train_manifest(ckpt.string());
+    crsm::RunConfig config;
+    auto model = crsm::train::load_checkpoint_model(ckpt.string(), &config);
+    auto comm = crsm::dist::make_local_communicator();
+    const auto trainable = crsm::train::trainable_parameters(model, manifest.state.value_loss);
+    crsm::dist::DataParallel dp(trainable.params, trainable.decay, *comm, {});
+    crsm::train::AdamW optimizer(crsm::train::optimizer_slots(dp), {});
+    crsm::train::load_train_state(ckpt.string(), manifest, optimizer, 0, 1);
+  };
+  expect_survives(ckpt / "manifest.json", read, {ckpt.string()}, file_budget(ckpt), 2);
+}
+
+TEST_F(Mutation, CorpusIndex) {
+  const fs::path data = prepared_corpus();
+  expect_survives(data / "index.json", [&] { crsm::data::PreparedCorpus::open(data.string()); },
+                  {(data / "index.json").string(), data.string()}, file_budget(data), 3);
+}
+
+TEST_F(Mutation, TokenShard) {
+  const fs::path data = prepared_corpus();
+  const auto read = [&] {
+    const auto corpus = crsm::data::PreparedCorpus::open(data.string());
+    std::vector<int64_t> tokens(static_cast<size_t>(corpus.train.size()));
+    corpus.train.read(0, corpus.train.size(), tokens.data());
+  };
+  expect_survives(data / "train_000.bin", read, {"train_000.bin"}, file_budget(data), 4);
+}
+
+TEST_F(Mutation, TokenizerDescriptor) {
+  const fs::path data = prepared_corpus();
+  expect_survives(data / "tokenizer.json", [&] { crsm::data::load_tokenizer(data.string()); },
+                  {(data / "tokenizer.json").string()}, file_budget(data), 5);
+}
+
+TEST_F(Mutation, SentencePieceModel) {
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "the quick brown fox " + std::to_string(i % 17) + " jumps over the lazy dog\n";
+  crsm::base::write_file_atomically((dir / "text.txt").string(), text);
+  const auto tok = crsm::data::train_sentencepiece({(dir / "text.txt").string()}, 300);
+  tok->save(dir.string());
+  const auto model = dir / "tokenizer.model";
+  const auto read = [&] {
+    const auto loaded = crsm::data::load_sentencepiece_model(model.string());
+    loaded->decode(loaded->encode("the quick brown fox"));
+  };
+  expect_survives(model, read, {model.string()}, file_budget(model), 6);
+}
+
+TEST_F(Mutation, MetricsLog) {
+  std::string log;
+  for (int step = 1; step <= 40; ++step) {
+    log += "{\"step\": " + std::to_string(step) + ", \"split\": \"train\", \"loss\": " + std::to_string(5.0 / step) +
+           ", \"lr\": 0.001, \"tokens_per_s\": 1000.5}\n";
+    if (step % 10 == 0) log += "{\"step\": " + std::to_string(step) + ", \"split\": \"val\", \"loss\": 1.5}\n";
+  }
+  crsm::base::write_file_atomically((dir / "metrics.jsonl").string(), log);
+  expect_survives(dir / "metrics.jsonl", [&] { crsm::train::read_metrics(dir.string()); },
+                  {(dir / "metrics.jsonl").string()}, file_budget(dir / "metrics.jsonl"), 7);
+}
+
+TEST_F(Mutation, RunConfig) {
+  const auto path = dir / "config.json";
+  crsm::base::write_file_atomically(path.string(),
+                                    crsm::base::read_file(std::string(CRSM_SOURCE_DIR) + "/configs/small.json"));
+  expect_survives(path, [&] { crsm::load_run_config(path.string()); }, {path.string()}, file_budget(path), 8);
+}
+
+}  // namespace
