@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -28,13 +29,17 @@ const json& require(const json& j, const char* key, const std::string& where) {
   return j.at(key);
 }
 
-int64_t require_int(const json& j, const char* key, int64_t min, const std::string& where) {
+int64_t require_int(const json& j, const char* key, int64_t min, int64_t max, const std::string& where) {
   const json& v = require(j, key, where);
-  if (!v.is_number_integer() || v.get<int64_t>() < min)
-    throw DataError(where + ": \"" + key + "\" must be an integer >= " + std::to_string(min) +
-                    ", got " + v.dump());
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(max)) ||
+      v.get<int64_t>() < min || v.get<int64_t>() > max)
+    throw DataError(where + ": \"" + key + "\" must be an integer from " + std::to_string(min) + " to " +
+                    std::to_string(max) + ", got " + v.dump());
   return v.get<int64_t>();
 }
+
+// A split's shards together: far beyond any corpus, small enough to count in int64.
+constexpr int64_t kMaxSplitTokens = int64_t{1} << 48;
 
 // A shard name must stay inside the data directory.
 bool is_plain_file_name(const std::string& name) {
@@ -53,7 +58,7 @@ TokenSplit TokenSplit::open(const std::string& data_dir, const std::string& spli
   const std::string index_path = (fs::path(data_dir) / kIndexFile).string();
   const json index = base::read_json_file(index_path);
 
-  const int64_t version = require_int(index, "format_version", 0, index_path);
+  const int64_t version = require_int(index, "format_version", 0, std::numeric_limits<int64_t>::max(), index_path);
   if (version != kIndexFormatVersion)
     throw DataError(index_path + ": \"format_version\" must be " +
                     std::to_string(kIndexFormatVersion) + ", got " + std::to_string(version));
@@ -75,14 +80,17 @@ TokenSplit TokenSplit::open(const std::string& data_dir, const std::string& spli
 
   TokenSplit s;
   s.where_ = data_dir + " (" + split + ")";
-  s.vocab_size_ = require_int(index, "vocab_size", 1, index_path);
+  s.vocab_size_ = require_int(index, "vocab_size", 1, (int64_t{1} << 32), index_path);
   s.element_bytes_ = element_bytes(type);
   for (const json& entry : shards) {
     const json& file = require(entry, "file", split_where);
     if (!file.is_string() || !is_plain_file_name(file.get<std::string>()))
       throw DataError(split_where + ": shard \"file\" must be a file name, got " + file.dump());
     const std::string name = file.get<std::string>();
-    const int64_t tokens = require_int(entry, "tokens", 0, split_where);
+    // Shards are written kMaxShardTokens at most, which bounds tokens * element size.
+    const int64_t tokens = require_int(entry, "tokens", 0, kMaxShardTokens, split_where);
+    if (s.size_ > kMaxSplitTokens - tokens)
+      throw DataError(split_where + ": its shards hold more than 2^48 tokens");
     MappedFile map((fs::path(data_dir) / name).string());
     const int64_t expected = tokens * s.element_bytes_;
     const auto actual = static_cast<int64_t>(map.size());
@@ -94,7 +102,7 @@ TokenSplit TokenSplit::open(const std::string& data_dir, const std::string& spli
     s.shards_.push_back({name, s.size_, tokens, std::move(map)});
     s.size_ += tokens;
   }
-  const int64_t total = require_int(splits.at(split), "tokens", 0, split_where);
+  const int64_t total = require_int(splits.at(split), "tokens", 0, kMaxSplitTokens, split_where);
   if (total != s.size_)
     throw DataError(split_where + ": \"tokens\" is " + std::to_string(total) +
                     " but its shards hold " + std::to_string(s.size_));

@@ -1,8 +1,9 @@
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
+#include <limits>
 #include <numeric>
+
+#include <nlohmann/json.hpp>
 
 #include "data/shard_writer.h"
 #include "data/token_shards.h"
@@ -115,6 +116,15 @@ TEST_F(DataTokenSplit, RejectsAMalformedIndex) {
   fs::remove(dir / "index.json");
   EXPECT_NE(data_error_of([&] { TokenSplit::open(dir.string(), "train"); }).find("index.json"),
             std::string::npos);
+}
+
+// A token count the shard format cannot have is refused before it is multiplied by the
+// element size (2 * INT64_MAX overflowed; UndefinedBehaviorSanitizer caught it).
+TEST_F(DataTokenSplit, RefusesTokenCountsNoShardCanHold) {
+  write_train(4);
+  write_index("uint16", 1000, {{"train_000.bin", std::numeric_limits<int64_t>::max()}});
+  const std::string msg = data_error_of([&] { TokenSplit::open(dir.string(), "train"); });
+  EXPECT_NE(msg.find("\"tokens\" must be an integer from 0 to 268435456"), std::string::npos) << msg;
 }
 
 }  // namespace
