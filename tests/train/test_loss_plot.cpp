@@ -145,16 +145,20 @@ TEST_F(PlotMetrics, NoLossRecordsIsAnError) {
   }
 }
 
-// Every <polyline> with the point count and the series name from its <title>.
+// Every <polyline> with the point count and the series name from its <title>. Plain
+// string search: std::regex recurses once per character and overflows the stack on a
+// points attribute of thousands of points (under AddressSanitizer's larger frames).
 std::vector<std::pair<std::string, size_t>> polylines(const std::string& svg) {
   std::vector<std::pair<std::string, size_t>> out;
-  const std::regex re(R"re(<polyline[^>]* points="([^"]*)"><title>([^<]*)</title>)re");
-  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), re); it != std::sregex_iterator();
-       ++it) {
-    std::istringstream pts((*it)[1].str());
+  const auto between = [&](size_t from, const std::string& open, const std::string& close) {
+    const size_t begin = svg.find(open, from) + open.size();
+    return svg.substr(begin, svg.find(close, begin) - begin);
+  };
+  for (size_t at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) {
+    std::istringstream pts(between(at, " points=\"", "\""));
     size_t n = 0;
     for (std::string p; pts >> p;) ++n;
-    out.emplace_back((*it)[2].str(), n);
+    out.emplace_back(between(at, "<title>", "</title>"), n);
   }
   return out;
 }
