@@ -205,6 +205,19 @@ TEST_F(Mutation, CheckpointManifest) {
   expect_survives(ckpt / "manifest.json", read, {ckpt.string()}, file_budget(ckpt), 2);
 }
 
+// `latest` names the newest checkpoint; damaged, it is passed over for the newest one
+// that verifies.
+TEST_F(Mutation, CheckpointLatest) {
+  const fs::path ckpt = checkpoint();
+  const fs::path root = ckpt.parent_path();
+  const auto read = [&] {
+    std::vector<std::string> skipped;
+    const auto found = crsm::dist::resolve_checkpoint(root.string(), "--model", &skipped);
+    if (found != ckpt.string()) throw std::logic_error("resolved " + found + " instead of " + ckpt.string());
+  };
+  expect_survives(root / "latest", read, {root.string()}, file_budget(root), 9);
+}
+
 TEST_F(Mutation, CorpusIndex) {
   const fs::path data = prepared_corpus();
   expect_survives(data / "index.json", [&] { crsm::data::PreparedCorpus::open(data.string()); },
