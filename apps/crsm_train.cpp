@@ -1,18 +1,12 @@
 // crsm_train: one binary for every stage, so `mpirun -np 8 crsm_train train ...` and a
 // Slurm script launch the same program a user runs by hand.
-#include <boost/program_options/errors.hpp>
-#include <c10/util/Exception.h>
-
 #include <cstdio>
 #include <cstring>
 #include <exception>
-#include <filesystem>
-#include <new>
 #include <string>
 
-#include "base/error.h"
 #include "cli/commands.h"
-#include "dist/communicator.h"
+#include "cli/escaped_error.h"
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
 #include "train/exit_status.h"
@@ -59,49 +53,9 @@ const Command* find_command(int argc, char** argv) {
   return nullptr;
 }
 
-std::string first_line(std::string text) {
-  text = text.substr(0, text.find('\n'));
-  return text.size() > 300 ? text.substr(0, 300) + "..." : text;
-}
-
-[[noreturn]] void internal_error(const std::string& command, const std::string& what) {
-  fail_job(status::kExitInternalError,
-           "crsm_train " + command + ": internal error (" + first_line(what) +
-               "). This is a bug in crsm_train: please report it with the command line and this message.");
-}
-
-bool out_of_memory(const c10::Error& e) {
-  const std::string m = e.msg();
-  return dynamic_cast<const c10::OutOfMemoryError*>(&e) || m.find("not enough memory") != std::string::npos ||
-         m.find("can't allocate memory") != std::string::npos;
-}
-
-// What escapes a command: our errors are reported as they are; anything else is a bug.
-[[noreturn]] void report(const std::string& name, const std::exception_ptr& escaped) {
-  const std::string prefix = "crsm_train " + name + ": ";
-  try {
-    std::rethrow_exception(escaped);
-  } catch (const boost::program_options::error& e) {
-    fail_job(status::kExitBadInput, prefix + e.what() + " (see crsm_train " + name + " --help)");
-  } catch (const crsm::dist::CommTimeout& e) {
-    fail_job(status::kExitCollectiveTimeout, prefix + "error: " + e.what());
-  } catch (const crsm::Error& e) {
-    fail_job(status::kExitBadInput, prefix + "error: " + e.what());
-  } catch (const std::filesystem::filesystem_error& e) {
-    // Names the path and the system's reason: a permission or a full disk, not a bug.
-    fail_job(status::kExitBadInput, prefix + "error: " + e.what());
-  } catch (const std::bad_alloc&) {
-    fail_job(status::kExitBadInput, prefix + "error: out of memory (reduce the model, batch_size or seq_len)");
-  } catch (const c10::Error& e) {
-    if (out_of_memory(e))
-      fail_job(status::kExitBadInput, prefix + "error: out of memory: " + first_line(e.msg()) +
-                                          " (reduce the model, batch_size or seq_len)");
-    internal_error(name, "c10::Error: " + e.msg());
-  } catch (const std::exception& e) {
-    internal_error(name, e.what());
-  } catch (...) {
-    internal_error(name, "an exception of unknown type");
-  }
+[[noreturn]] void report(const std::string& command, const std::exception_ptr& escaped) {
+  const auto e = crsm::cli::describe_escaped(command, escaped);
+  fail_job(e.status, e.message);
 }
 
 }  // namespace
@@ -117,7 +71,9 @@ int main(int argc, char** argv) {
   // here too, as one line rather than the runtime's abort message.
   std::set_terminate([] {
     if (const auto escaped = std::current_exception()) report(g_command_name, escaped);
-    internal_error(g_command_name, "std::terminate without an exception");
+    fail_job(status::kExitInternalError, "crsm_train " + g_command_name +
+                                             ": internal error (std::terminate without an exception). This is a bug "
+                                             "in crsm_train: please report it with the command line.");
   });
   if (argc < 2) fail_job(status::kExitBadInput, usage());
   if (name == "--help" || name == "-h" || name == "help") {
