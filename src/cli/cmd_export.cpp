@@ -2,11 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "base/new_directories.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/output_file.h"
-#include "base/atomic_file.h"
 #include "dist/checkpoint_store.h"
 #include "model/tensor_file.h"
 #include "train/train_checkpoint.h"
@@ -36,12 +34,11 @@ int export_command(int argc, char** argv) {
   check_output_file("--output", output, parsed->is_set("force"), {{dir, "checkpoint"}, {spec, "run directory"}});
   RunConfig config;
   auto model = train::load_checkpoint_model(dir, &config);
-  base::NewDirectories created;
-  created.create(base::parent_directory(output));
   // safetensors metadata is string to string: the config travels as JSON text.
-  model::save_tensor_file(output, model::module_tensors(*model),
-                          {{"format", "crsm-backbone"}, {"config", to_json(config).dump()}, {"source", dir}});
-  created.keep();
+  write_output_file(output, [&] {
+    model::save_tensor_file(output, model::module_tensors(*model),
+                            {{"format", "crsm-backbone"}, {"config", to_json(config).dump()}, {"source", dir}});
+  });
   std::printf("export: %s -> %s\n", dir.c_str(), output.c_str());
   return 0;
 }

@@ -1,7 +1,5 @@
 #include <cstdio>
 
-#include "base/atomic_file.h"
-#include "base/new_directories.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/output_file.h"
@@ -38,10 +36,7 @@ int plot_command(int argc, char** argv) {
   check_output_file("--output", output, parsed->is_set("force"), inputs);
   std::vector<train::RunMetrics> runs;
   for (const auto& dir : parsed->texts("run")) runs.push_back(train::read_metrics(dir));
-  base::NewDirectories created;
-  created.create(base::parent_directory(output));
-  train::write_loss_plot(runs, output, parsed->text("title"));
-  created.keep();
+  write_output_file(output, [&] { train::write_loss_plot(runs, output, parsed->text("title")); });
   std::printf("plot: %zu run(s) -> %s\n", runs.size(), output.c_str());
   return 0;
 }

@@ -2,7 +2,9 @@
 
 #include <filesystem>
 
+#include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/new_directories.h"
 
 namespace crsm::cli {
 namespace {
@@ -32,6 +34,13 @@ void check_output_file(const std::string& flag, const std::string& path, bool fo
   if (fs::is_directory(path, ec)) throw UsageError(named + ": is a directory (expected a file name)");
   if (fs::exists(path, ec) && !force)
     throw UsageError(named + ": already exists; pass --force to replace it");
+}
+
+void write_output_file(const std::string& path, const std::function<void()>& write) {
+  base::NewDirectories created;
+  created.create(base::parent_directory(path));
+  write();
+  created.keep();
 }
 
 }  // namespace crsm::cli

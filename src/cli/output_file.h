@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,5 +19,9 @@ struct InputDirectory {
 // UsageError naming `flag` otherwise.
 void check_output_file(const std::string& flag, const std::string& path, bool force,
                        const std::vector<InputDirectory>& inputs);
+
+// Runs `write` (which writes `path` through base::AtomicFile) after creating the
+// directories `path` needs; if it throws, the new ones that are still empty go again.
+void write_output_file(const std::string& path, const std::function<void()>& write);
 
 }  // namespace crsm::cli
