@@ -69,18 +69,27 @@ std::string broadcast_string(Communicator& comm, const std::string& value, int r
 }
 
 std::string run_on_root(Communicator& comm, const std::function<std::string()>& work) {
-  constexpr char kDone = '=', kFailed = '!';
-  std::string answer;
+  if (comm.world_size() == 1) return work();
+  // The first character says how it went: done, one of our errors, or anything else.
+  constexpr char kDone = '=', kOurs = '!', kOther = '?';
   if (comm.rank() == 0) {
+    std::string result;
+    // The others wait for an answer, not an abort; rank 0 then rethrows its own error.
     try {
-      answer = kDone + work();
-    } catch (const std::exception& e) {  // the others wait for an answer, not an abort
-      if (comm.world_size() == 1) throw;
-      answer = kFailed + std::string(e.what());
+      result = work();
+    } catch (const Error& e) {
+      broadcast_string(comm, kOurs + std::string(e.what()));
+      throw;
+    } catch (const std::exception& e) {
+      broadcast_string(comm, kOther + std::string(e.what()));
+      throw;
     }
+    broadcast_string(comm, kDone + result);
+    return result;
   }
-  answer = broadcast_string(comm, answer, 0);
-  if (answer.at(0) == kFailed) throw Error(answer.substr(1));
+  const std::string answer = broadcast_string(comm, "");
+  if (answer.at(0) == kOurs) throw Error(answer.substr(1));
+  if (answer.at(0) == kOther) throw std::runtime_error(answer.substr(1));
   return answer.substr(1);
 }
 

@@ -107,9 +107,10 @@ double all_reduce_scalar(Communicator& comm, double value, ReduceOp op = ReduceO
 // Rank `root`'s string on every rank.
 std::string broadcast_string(Communicator& comm, const std::string& value, int root = 0);
 
-// Runs `work` on rank 0 alone and gives every rank its result. When it throws, every
-// rank throws an Error with rank 0's message, so the job fails together with one
-// message instead of rank 0 alone while the others wait for it.
+// Runs `work` on rank 0 alone and gives every rank its result. When it throws, rank 0
+// rethrows its exception and every other rank throws one with the same message (an
+// Error when rank 0's was one of ours), so the job fails together with one message
+// instead of rank 0 alone while the others wait for it.
 std::string run_on_root(Communicator& comm, const std::function<std::string()>& work);
 
 }  // namespace crsm::dist

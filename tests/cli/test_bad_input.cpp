@@ -230,6 +230,20 @@ TEST_F(BadInput, TrainDataAndRunDirectories) {
   });
 }
 
+// Under mpirun an error every rank meets (a flag; rank 0 failing to prepare the corpus
+// the others wait for) ends every rank together: no abort, no per-rank copies.
+TEST_F(BadInput, UnderMpirun) {
+  const std::string mpirun = std::string(CRSM_MPIEXEC) + " --allow-run-as-root --oversubscribe -np 2 ";
+  expect_rows({{kTrain + "--max-steps -5", 2, "--max-steps -5: expected an integer >= 1"},
+               {"train --config {CFG} --data {W}/empty.txt --checkpoint-dir {W}/new_run", 2, "empty.txt: input is empty"}},
+              mpirun);
+  const auto r = run_command("timeout 120 " + mpirun +
+                             crsm_train(substitute("train --config {CFG} --data {W}/empty.txt --checkpoint-dir {W}/new_run")));
+  const auto at = r.output.find("input is empty");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("input is empty", at + 1), std::string::npos) << "said once, by rank 0:\n" << r.output;
+}
+
 TEST_F(BadInput, CudaWithoutAGpu) {
   if (run_command("nvidia-smi -L").status == 0) GTEST_SKIP() << "this machine has a GPU";
   need_run();
