@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -81,10 +82,8 @@ ShardingInfo sharding_of(const dist::FlatLayout& layout, int zero_stage) {
 }
 
 std::string save_train_checkpoint(const std::string& root, const TrainState& state,
-                                  model::Backbone& model, const AdamW& optimizer,
-                                  const ShardingInfo& sharding, const data::Tokenizer& tokenizer,
-                                  const nlohmann::json& config, int keep_last,
-                                  dist::Communicator& comm) {
+                                  const CheckpointContents& contents, const AdamW& optimizer,
+                                  const ShardingInfo& sharding, int keep_last, dist::Communicator& comm) {
   const int rank = comm.rank();
   const std::string tmp = (fs::path(root) / (dist::checkpoint_name(state.step) + ".tmp")).string();
   if (rank == 0) dist::begin_checkpoint(root, state.step);
@@ -105,8 +104,8 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
       if (!fs::exists(fs::path(tmp) / rank_file(r)))
         throw dist::CheckpointError(tmp + ": rank " + std::to_string(r) + "'s file " + rank_file(r) +
                                     " is missing after every rank reported it written");
-    model::save_tensor_file((fs::path(tmp) / kModelFile).string(), model::module_tensors(*model));
-    tokenizer.save(tmp);
+    model::save_tensor_file((fs::path(tmp) / kModelFile).string(), model::module_tensors(*contents.module));
+    if (contents.write_files) contents.write_files(tmp);
     nlohmann::json shards = nlohmann::json::object();
     for (size_t r = 0; r < sharding.pieces_by_rank.size(); ++r) {
       nlohmann::json pieces = nlohmann::json::array();
@@ -118,17 +117,31 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
         {"epoch", state.sampler.epoch},
         {"world_size", comm.world_size()},
         {"zero_stage", sharding.zero_stage},
-        {"stage", state.value_loss ? "finetune" : "backbone"},
+        {"stage", state.stage},
         {"value_loss", state.value_loss},
         {"sampler", {{"epoch", state.sampler.epoch}, {"batch", state.sampler.batch}}},
+        {"log_window", {{"steps", state.window.steps}, {"sums", state.window.sums}, {"seconds", state.window.seconds}}},
         {"rng", {{"cpu", std::string("tensor ") + kRngKey + " of each rank file"}}},
         {"optimizer_shards", shards},
-        {"config", config},
+        {"config", contents.config},
     };
+    for (const auto& [key, value] : contents.manifest_extra.items()) manifest[key] = value;
     final_dir = dist::commit_checkpoint(root, tmp, manifest, keep_last, digests);
   }
   final_dir = dist::broadcast_string(comm, final_dir, 0);
   return final_dir;
+}
+
+std::string save_train_checkpoint(const std::string& root, const TrainState& state,
+                                  model::Backbone& model, const AdamW& optimizer,
+                                  const ShardingInfo& sharding, const data::Tokenizer& tokenizer,
+                                  const nlohmann::json& config, int keep_last,
+                                  dist::Communicator& comm) {
+  CheckpointContents contents;
+  contents.module = model.get();
+  contents.write_files = [&](const std::string& dir) { tokenizer.save(dir); };
+  contents.config = config;
+  return save_train_checkpoint(root, state, contents, optimizer, sharding, keep_last, comm);
 }
 
 TrainManifest read_train_manifest(const std::string& dir) {
@@ -153,6 +166,20 @@ TrainManifest read_train_manifest(const std::string& dir) {
   const auto& sampler = j.contains("sampler") ? j["sampler"] : nlohmann::json();
   m.state.sampler.epoch = field(sampler, "epoch", count, "sampler.").get<int64_t>();
   m.state.sampler.batch = field(sampler, "batch", count, "sampler.").get<int64_t>();
+  m.state.stage = field(j, "stage", Constraint::word({"backbone", "finetune", "dynamics"}), "").get<std::string>();
+  // Checkpoints written before the window was saved resume with an empty one.
+  if (j.contains("log_window")) {
+    const auto& w = j["log_window"];
+    m.state.window.steps = field(w, "steps", count, "log_window.").get<int64_t>();
+    m.state.window.seconds = field(w, "seconds", Constraint::number(0, INFINITY), "log_window.").get<double>();
+    const bool numbers = w.contains("sums") && w["sums"].is_array() &&
+                         std::all_of(w["sums"].begin(), w["sums"].end(), [](const nlohmann::json& x) {
+                           return x.is_number() && std::isfinite(x.get<double>());
+                         });
+    if (!numbers) throw dist::CheckpointError(m.path + ": \"log_window.sums\": expected a list of finite numbers");
+    const auto& sums = w["sums"];
+    m.state.window.sums = sums.get<std::vector<double>>();
+  }
   if (!j.contains("config") || !j["config"].is_object())
     throw dist::CheckpointError(m.path + ": \"config\": expected a JSON object");
   m.config = j["config"];

@@ -9,6 +9,7 @@
 // files hold them.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -25,12 +26,30 @@
 
 namespace crsm::train {
 
+// The logging window a run is in: saved with every checkpoint, so a run resumed
+// mid-window reports the same means as one that never stopped.
+struct LogWindow {
+  int64_t steps = 0;
+  std::vector<double> sums;  // per reported loss
+  double seconds = 0;
+};
+
 // Where a training run stands: enough, with the model and optimizer tensors, to carry
 // on exactly as if it had never stopped.
 struct TrainState {
   int64_t step = 0;
   data::SamplerPosition sampler;
-  bool value_loss = false;  // stage 4 (true) or stage 1 (false)
+  std::string stage = "backbone";  // "backbone" (stage 1), "finetune" (stage 4) or "dynamics"
+  bool value_loss = false;         // stage 4 (true) or stage 1 (false)
+  LogWindow window;
+};
+
+// What a checkpoint holds besides the training state and the optimizer.
+struct CheckpointContents {
+  const torch::nn::Module* module = nullptr;  // model.safetensors
+  std::function<void(const std::string& dir)> write_files;  // rank 0's other files, if any
+  nlohmann::json config;          // the manifest's "config"
+  nlohmann::json manifest_extra;  // more manifest fields
 };
 
 // A piece of a parameter's optimizer state held by one rank.
@@ -63,6 +82,10 @@ struct TrainManifest {
 TrainManifest read_train_manifest(const std::string& dir);
 
 // Collective: every rank of `comm` calls it. Returns the checkpoint's directory.
+std::string save_train_checkpoint(const std::string& root, const TrainState& state,
+                                  const CheckpointContents& contents, const AdamW& optimizer,
+                                  const ShardingInfo& sharding, int keep_last, dist::Communicator& comm);
+// A backbone checkpoint with its tokenizer.
 std::string save_train_checkpoint(const std::string& root, const TrainState& state,
                                   model::Backbone& model, const AdamW& optimizer,
                                   const ShardingInfo& sharding, const data::Tokenizer& tokenizer,

@@ -7,6 +7,7 @@
 #include "dist/communicator.h"
 #include "train/exit_status.h"
 #include "train/mixed_precision.h"
+#include "train/training_loop.h"
 
 namespace crsm::train {
 
@@ -34,14 +35,6 @@ struct TrainOptions {
   int64_t log_every = 10;
   int64_t bucket_bytes = 4 << 20;  // gradient bucket size for the overlapped reduction
   Precision precision = Precision::kFloat32;  // bf16: autocast around forward passes
-};
-
-struct TrainResult {
-  int exit_status = kExitOk;
-  int64_t steps = 0;      // where the run stands
-  int64_t steps_run = 0;  // optimizer steps taken by this invocation
-  double final_val_loss = 0;
-  std::string last_checkpoint;
 };
 
 // Runs stage 1 (value_loss off) or stage 4 (on) on every rank of `comm` (each rank

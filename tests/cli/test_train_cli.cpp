@@ -87,6 +87,28 @@ TEST_F(CliTrain, ResumedRunReproducesTheUninterruptedLosses) {
   EXPECT_LT(a.back()["loss"].get<double>(), a.front()["loss"].get<double>());
 }
 
+// A preemption lands anywhere: a run resumed in the middle of a logging window reports
+// the window's mean over all its steps, as the uninterrupted run does, not over the
+// steps since the resume.
+TEST_F(CliTrain, ResumeInsideALoggingWindowReportsTheWholeWindow) {
+  const std::string args = "--no-value-loss --max-steps 8 --log-every 4 --save-every 3 --keep-last 0 --eval-every 0 ";
+  const auto straight = run_command(crsm_train(train_args("window_straight", args)));
+  ASSERT_EQ(straight.status, 0) << straight.output;
+  fs::create_directories(work->path() / "window_resumed" / "checkpoints");
+  fs::copy(work->path() / "window_straight" / "checkpoints" / "step_00000003",
+           work->path() / "window_resumed" / "checkpoints" / "step_00000003", fs::copy_options::recursive);
+  const auto resumed = run_command(crsm_train(train_args("window_resumed", args + "--resume auto")));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  const auto a = metrics_of(work->path() / "window_straight", "train");
+  const auto b = metrics_of(work->path() / "window_resumed", "train");
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(b[i]["step"], a[i]["step"]);
+    EXPECT_EQ(b[i]["loss"].get<double>(), a[i]["loss"].get<double>()) << "step " << b[i]["step"];
+  }
+}
+
 TEST_F(CliTrain, StageFourStartsFromAStageOneCheckpoint) {
   const auto stage1 = run_command(crsm_train(train_args("stage1", "--no-value-loss --max-steps 3 --eval-every 0")));
   ASSERT_EQ(stage1.status, 0) << stage1.output;
