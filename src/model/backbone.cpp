@@ -61,6 +61,17 @@ SequenceOutput BackboneImpl::forward(const at::Tensor& tokens) {
   return {head(h), values_of(latents)};
 }
 
+at::Tensor BackboneImpl::latents(const at::Tensor& tokens) {
+  auto h = embed(tokens);
+  std::vector<at::Tensor> per_layer;
+  per_layer.reserve(blocks_.size());
+  for (auto& block : blocks_) {
+    h = block->forward(h);
+    per_layer.push_back(h);
+  }
+  return torch::stack(per_layer, 2);
+}
+
 StepOutput BackboneImpl::prefill(const at::Tensor& tokens, ModelState& state) {
   TORCH_CHECK(tokens.dim() == 2 && tokens.size(1) > 0, "prefill: tokens must be [batch, T>0]");
   state.caches.assign(blocks_.size(), LayerCache{});

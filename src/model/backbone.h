@@ -33,6 +33,10 @@ class BackboneImpl : public torch::nn::Module {
   // tokens [batch, T] (int64) -> logits and per-layer values at every position.
   SequenceOutput forward(const at::Tensor& tokens);
 
+  // The latents h_l (residual stream after block l) at every position, in parallel
+  // mode: tokens [batch, T] -> [batch, T, num_layers, d_model]. Distillation records them.
+  at::Tensor latents(const at::Tensor& tokens);
+
   // Runs the prompt in parallel mode and leaves in `state` everything a following
   // step needs; returns the outputs at the prompt's last position.
   StepOutput prefill(const at::Tensor& tokens, ModelState& state);
