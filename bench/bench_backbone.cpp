@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_timing.h"
 #include "config/run_config.h"
 #include "dist/cpu_setup.h"
 #include "model/backbone.h"
@@ -22,28 +23,8 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
-// Seconds per call of fn: a warm-up call, then five rounds of repeated calls, each
-// lasting at least min_seconds / 5; the median round is reported, which keeps one
-// disturbed round (another process, a page fault storm) out of the figure.
-double seconds_per_call(const std::function<void()>& fn, double min_seconds = 1.0) {
-  fn();
-  std::vector<double> rounds;
-  for (int r = 0; r < 5; ++r) {
-    int calls = 0;
-    const auto start = Clock::now();
-    double elapsed = 0;
-    do {
-      fn();
-      ++calls;
-      elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-    } while (elapsed < min_seconds / 5);
-    rounds.push_back(elapsed / calls);
-  }
-  std::sort(rounds.begin(), rounds.end());
-  return rounds[2];
-}
+using crsm::bench::seconds_per_call;
 
 struct Report {
   bool json = false;

@@ -50,7 +50,7 @@ at::Tensor BackboneImpl::values_of(const std::vector<at::Tensor>& latents) {
   return torch::stack(values, -1);
 }
 
-SequenceOutput BackboneImpl::forward(const at::Tensor& tokens) {
+std::vector<at::Tensor> BackboneImpl::run_blocks(const at::Tensor& tokens) {
   auto h = embed(tokens);
   std::vector<at::Tensor> latents;
   latents.reserve(blocks_.size());
@@ -58,19 +58,15 @@ SequenceOutput BackboneImpl::forward(const at::Tensor& tokens) {
     h = block->forward(h);
     latents.push_back(h);
   }
-  return {head(h), values_of(latents)};
+  return latents;
 }
 
-at::Tensor BackboneImpl::latents(const at::Tensor& tokens) {
-  auto h = embed(tokens);
-  std::vector<at::Tensor> per_layer;
-  per_layer.reserve(blocks_.size());
-  for (auto& block : blocks_) {
-    h = block->forward(h);
-    per_layer.push_back(h);
-  }
-  return torch::stack(per_layer, 2);
+SequenceOutput BackboneImpl::forward(const at::Tensor& tokens) {
+  const auto latents = run_blocks(tokens);
+  return {head(latents.back()), values_of(latents)};
 }
+
+at::Tensor BackboneImpl::latents(const at::Tensor& tokens) { return torch::stack(run_blocks(tokens), 2); }
 
 StepOutput BackboneImpl::prefill(const at::Tensor& tokens, ModelState& state) {
   TORCH_CHECK(tokens.dim() == 2 && tokens.size(1) > 0, "prefill: tokens must be [batch, T>0]");

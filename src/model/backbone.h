@@ -54,6 +54,8 @@ class BackboneImpl : public torch::nn::Module {
 
  private:
   at::Tensor head(const at::Tensor& h);  // final norm + LM head
+  // Parallel mode through every block: the latent after each, [batch, T, d_model].
+  std::vector<at::Tensor> run_blocks(const at::Tensor& tokens);
   at::Tensor values_of(const std::vector<at::Tensor>& latents);
 
   ModelConfig cfg_;

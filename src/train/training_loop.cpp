@@ -33,6 +33,17 @@ int signal_on_any_rank(dist::Communicator& comm) {
   return static_cast<int>(dist::all_reduce_scalar(comm, dist::preemption_signal(), dist::ReduceOp::kMax));
 }
 
+// "12m05s" or "2h03m".
+std::string format_duration(double seconds) {
+  const auto s = static_cast<long long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, (s / 60) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
+  return buf;
+}
+
 // Everything rank 0 tells the user and writes to metrics.jsonl; on the other ranks
 // every call does nothing, so the loop itself never asks which rank it is.
 class Reporter {
@@ -126,15 +137,6 @@ struct StepLosses {
 
 }  // namespace
 
-std::string format_duration(double seconds) {
-  const auto s = static_cast<long long>(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, (s / 60) % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
-  return buf;
-}
 
 bool preempted_in_startup(dist::Communicator& comm, const std::string& command) {
   const int sig = signal_on_any_rank(comm);

@@ -115,7 +115,4 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
 // installed the handlers; rank 0 then says that nothing was written.
 bool preempted_in_startup(dist::Communicator& comm, const std::string& command);
 
-// "12m05s" or "2h03m".
-std::string format_duration(double seconds);
-
 }  // namespace crsm::train
