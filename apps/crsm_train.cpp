@@ -28,6 +28,9 @@ struct Command {
 const Command kCommands[] = {
     {"prepare", crsm::cli::prepare_command, "tokenize text files into token shards", false},
     {"train", crsm::cli::train_command, "train the backbone (stage 1) or fine-tune with value heads (stage 4)", true},
+    {"distill", crsm::cli::distill_command, "stage 2: collect latent transitions to HDF5 and train the dynamics model", true},
+    {"assemble", crsm::cli::assemble_command, "stage 3: one checkpoint holding a backbone and its dynamics model", false},
+    {"check-dynamics", crsm::cli::check_dynamics_command, "stage 3: score a dynamics model against exact backbone steps", false},
     {"generate", crsm::cli::generate_command, "sample text from a checkpoint in recurrent mode", false},
     {"export", crsm::cli::export_command, "write a checkpoint's model as safetensors", false},
     {"plot", crsm::cli::plot_command, "draw train/val loss curves of runs to an SVG file", false},
@@ -38,7 +41,7 @@ std::string usage() {
   std::string text = "usage: crsm_train COMMAND [OPTIONS]   (crsm_train COMMAND --help for options)\n\ncommands:";
   char line[160];
   for (const auto& c : kCommands) {
-    std::snprintf(line, sizeof line, "\n  %-10s %s", c.name, c.summary);
+    std::snprintf(line, sizeof line, "\n  %-15s %s", c.name, c.summary);
     text += line;
   }
   return text;

@@ -12,7 +12,7 @@ packages=(
   libgtest-dev
   nlohmann-json3-dev
   libsentencepiece-dev
-  python3-numpy  # tests read our safetensors files from Python, as users do
+  python3-numpy python3-h5py  # tests read our safetensors and HDF5 files from Python, as users do
   slurm-wlm munge  # the slurm/ scripts are tested under a private single-node Slurm
   procps  # ps and pgrep: the Slurm harness and the multi-rank tests find processes with them
   binutils  # readelf: a test checks the load order of our executables (build-essential brings it too)

@@ -10,5 +10,8 @@ int generate_command(int argc, char** argv);
 int export_command(int argc, char** argv);
 int plot_command(int argc, char** argv);
 int memory_command(int argc, char** argv);
+int distill_command(int argc, char** argv);
+int assemble_command(int argc, char** argv);
+int check_dynamics_command(int argc, char** argv);
 
 }  // namespace crsm::cli

@@ -32,6 +32,9 @@ struct DynamicsConfig {
   int64_t samples = 50000;
   int64_t epochs = 10;
   double lr = 1e-3;
+  std::string arch = "shared";  // SPEC §4: shared | per_layer | mlp
+  int64_t hidden = 0;           // 0: "auto", the architecture's default width
+  int64_t batch_size = 256;     // transitions per optimizer step (global)
 };
 
 struct SearchConfig {

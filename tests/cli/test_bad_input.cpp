@@ -80,6 +80,28 @@ class BadInput : public ::testing::Test {
     f.put('\x7f');
   }
 
+  // A distillation of the run's last checkpoint ({W}/dyn), assembled into {W}/full, and a
+  // truncated copy of its collection ({W}/cut_transitions).
+  static void need_dynamics() {
+    need_run();
+    if (fs::exists(work->path() / "full")) return;
+    const auto d = run_command(crsm_train("distill --model-path " + work->str("run") + " --output-path " + work->str("dyn") +
+                                          " --data " + work->str("data") + " --num-samples 300 --val-samples 100 --epochs 1 "
+                                          "--batch-size 64 --threads 1"));
+    ASSERT_EQ(d.status, 0) << d.output;
+    const auto a = run_command(crsm_train("assemble --backbone " + work->str("run") + " --dynamics " + work->str("dyn") +
+                                          " --output " + work->str("full")));
+    ASSERT_EQ(a.status, 0) << a.output;
+    fs::create_directories(work->path() / "cut_transitions");
+    for (const char* split : {"train", "val"}) {
+      const std::string name = std::string(split) + ".h5";
+      fs::copy(work->path() / "dyn" / "transitions" / split, work->path() / "cut_transitions" / split, fs::copy_options::recursive);
+      fs::copy(work->path() / "dyn" / "transitions" / name, work->path() / "cut_transitions" / name);
+    }
+    const auto rank_file = work->path() / "cut_transitions" / "train" / "rank00000.h5";
+    fs::resize_file(rank_file, fs::file_size(rank_file) / 2);
+  }
+
   static void make_files() {
     const fs::path w = work->path();
     write_file(w / "empty.txt", "");
@@ -91,6 +113,7 @@ class BadInput : public ::testing::Test {
     write_file(w / "wrong_type.json", R"({"dropout": "high"})");
     write_file(w / "negative_lr.json", R"({"lr": -1})");
     write_file(w / "dt_rank.json", R"({"d_model": 4, "dt_rank": 9})");
+    write_file(w / "d64.json", R"({"d_model": 64})");
     write_file(w / "huge.json", R"({"vocab_size": 258, "d_model": 16384, "d_ffn": 64, "num_layers": 2, "d_state": 16777216,
                                     "batch_size": 12, "seq_len": 32})");
     write_file(w / "uncountable.json", R"({"num_layers": 4096, "d_model": 16777216, "d_state": 16777216, "expand": 64})");
@@ -315,6 +338,79 @@ TEST_F(BadInput, Memory) {
       {memory + "--bucket-mb nan", 2, "--bucket-mb nan: expected"},
       {"memory --world 8", 2, "--config is required"},
       {"memory --config {W}/uncountable.json", 2, "more than this table lays out"},
+  });
+}
+
+TEST_F(BadInput, Distill) {
+  need_dynamics();
+  const std::string out = "distill --model-path {W}/run --output-path {W}/new_dist ";
+  const std::string d = out + "--data {W}/data ";
+  expect_rows({
+      {d + "--num-samples 0", 2, "--num-samples 0: expected an integer"},
+      {d + "--val-samples 0", 2, "--val-samples 0: expected"},
+      {d + "--epochs -1", 2, "--epochs -1: expected"},
+      {d + "--epochs 0", 2, "nothing to train: --epochs"},
+      {d + "--max-steps 0", 2, "--max-steps 0: expected"},
+      {d + "--lr 0", 2, "--lr 0: expected"},
+      {d + "--batch-size 0", 2, "--batch-size 0: expected"},
+      {d + "--arch lstm", 2, "--arch lstm: expected"},
+      {d + "--hidden 0", 2, "--hidden 0: expected"},
+      {d + "--seq-len 0", 2, "--seq-len 0: expected"},
+      {d + "--dtype float64", 2, "--dtype float64: expected"},
+      {d + "--compression lzf", 2, "--compression lzf: expected"},
+      {d + "--chunk-rows 0", 2, "--chunk-rows 0: expected"},
+      {d + "--vocab-size 300", 2, "--vocab-size 300 disagrees with the backbone"},
+      {d + "--d-model 64", 2, "--d-model 64 disagrees with the backbone"},
+      {d + "--num-layers 9", 2, "--num-layers 9 disagrees with the backbone"},
+      {d + "--seed -1", 2, "--seed -1: expected"},
+      {d + "--log-every 0", 2, "--log-every 0: expected"},
+      {d + "--save-every -1", 2, "--save-every -1: expected"},
+      {d + "--keep-last -1", 2, "--keep-last -1: expected"},
+      {d + "--threads -1", 2, "--threads -1: expected"},
+      {d + "--collective-timeout -1", 2, "--collective-timeout -1: expected"},
+      {d + "--config {W}/unknown.json", 2, "unknown key 'd_modle'"},
+      {d + "--config {W}/d64.json", 2, "--config {W}/d64.json: key 'd_model' is 64, but the backbone"},
+      {d + "--transitions {W}/dyn/transitions", 2, "give exactly one of --data"},
+      {out, 2, "give exactly one of --data"},
+      {"distill --model-path {W}/empty_dir --output-path {W}/new_dist --data {W}/data", 2,
+       "--model-path {W}/empty_dir: holds no complete checkpoint"},
+      {"distill --model-path {W}/run --output-path '' --data {W}/data", 2, "--output-path \"\": expected"},
+      {"distill --output-path {W}/new_dist --data {W}/data", 2, "--model-path is required"},
+      {out + "--data {W}/short_data", 2, "--data {W}/short_data: 2000 transitions of the train split need"},
+      {out + "--data {W}/cut_data", 2, "train_000.bin is truncated"},
+      {out + "--transitions {W}/empty_dir", 2, "{W}/empty_dir/train.h5: no such transition file"},
+      {out + "--transitions {W}/dyn/transitions --collect-only", 2, "--collect-only and --transitions exclude"},
+      {out + "--transitions {W}/cut_transitions", 2, "{W}/cut_transitions/train/rank00000.h5: not a readable HDF5 file"},
+      {"distill --model-path {W}/run/checkpoints/step_00000001 --output-path {W}/new_dist --transitions {W}/dyn/transitions",
+       2, "{W}/dyn/transitions/train.h5: field 'backbone_sha256'"},
+      // Collecting into an earlier collection of another plan: refused, nothing touched.
+      {"distill --model-path {W}/run --output-path {W}/dyn --data {W}/data --num-samples 400 --collect-only", 2,
+       "{W}/dyn/transitions/train/rank00000.h5: field 'plan'"},
+  });
+}
+
+TEST_F(BadInput, AssembleAndCheckDynamics) {
+  need_dynamics();
+  const std::string a = "assemble --backbone {W}/run --dynamics {W}/dyn ";
+  const std::string c = "check-dynamics --model {W}/full --data {W}/data ";
+  expect_rows({
+      {"assemble --backbone {W}/empty_dir --dynamics {W}/dyn --output {W}/new_full", 2,
+       "--backbone {W}/empty_dir: holds no complete checkpoint"},
+      {"assemble --backbone {W}/run --dynamics {W}/existing.safetensors --output {W}/new_full", 2, "{W}/existing.safetensors"},
+      {"assemble --backbone {W}/run --dynamics {W}/missing.safetensors --output {W}/new_full", 2, "{W}/missing.safetensors"},
+      {"assemble --backbone {W}/run/checkpoints/step_00000001 --dynamics {W}/dyn --output {W}/new_full", 2,
+       "was distilled from the backbone with SHA-256"},
+      {a + "--output {W}/full", 2, "--output {W}/full already holds checkpoints"},
+      {a + "--output ''", 2, "--output \"\": expected"},
+      {"assemble --dynamics {W}/dyn --output {W}/new_full", 2, "--backbone is required"},
+      {c + "--samples 0", 2, "--samples 0: expected"},
+      {c + "--seq-len 2", 2, "--seq-len 2: expected"},
+      {c + "--seed -1", 2, "--seed -1: expected"},
+      {c + "--threads -1", 2, "--threads -1: expected"},
+      {"check-dynamics --model {W}/run --data {W}/data", 2, "has no dynamics model"},
+      {"check-dynamics --model {W}/empty_dir --data {W}/data", 2, "--model {W}/empty_dir: holds no complete checkpoint"},
+      {"check-dynamics --model {W}/full --data {W}/short_data --samples 100000", 2, "--data {W}/short_data"},
+      {"check-dynamics --model {W}/full", 2, "--data is required"},
   });
 }
 

@@ -1,0 +1,223 @@
+// crsm_train distill: stage 2 (SPEC §7). Collects latent transitions of a trained backbone
+// into HDF5 (one file per rank, a master file joining them), then trains the dynamics
+// model on them. Rerunning the same command resumes whichever part was interrupted.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "base/file_read.h"
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "data/data_error.h"
+#include "data/prepared_corpus.h"
+#include "dist/checkpoint_store.h"
+#include "dist/communicator.h"
+#include "dist/cpu_setup.h"
+#include "dist/runtime.h"
+#include "train/assembled_checkpoint.h"
+#include "train/distill_collect.h"
+#include "train/dynamics_training.h"
+#include "train/exit_status.h"
+#include "train/train_checkpoint.h"
+#include "train/training_data.h"
+#include "train/training_loop.h"
+
+namespace crsm::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::vector<Option>& distill_options() {
+  static const std::vector<Option> table = {
+      Option("model-path", Constraint::path(), "backbone checkpoint, or a run directory (its newest complete checkpoint)").mandatory(),
+      Option("output-path", Constraint::path(), "directory: transitions/, checkpoints/, metrics.jsonl, dynamics.safetensors, dynamics.json").mandatory(),
+      Option("data", Constraint::path(), "text file or prepared directory; transitions come from its train split, validation from its val split"),
+      Option("transitions", Constraint::path(), "train on an existing collection (a directory with train.h5 and val.h5) instead of collecting"),
+      Option("collect-only", Constraint::boolean(), "stop after collecting the transitions"),
+      Option("config", Constraint::path(), "JSON config: its dynamics_* keys and seed (its model keys must match the checkpoint's)"),
+      Option::for_key("num-samples", "dynamics_samples", "training transitions to collect, over all ranks"),
+      Option("val-samples", Constraint::integer(1, int64_t{1} << 40).or_word("auto"), "held-out transitions to collect (auto: a tenth of --num-samples, at least one window)").with_default("auto"),
+      Option::for_key("epochs", "dynamics_epochs", "epochs of dynamics training over the collected transitions"),
+      Option("max-steps", Constraint::integer(1), "stop dynamics training after exactly this many steps (overrides --epochs)"),
+      Option::for_key("lr", "dynamics_lr", "peak learning rate of dynamics training"),
+      Option::for_key("batch-size", "dynamics_batch_size", "transitions per optimizer step (global)"),
+      Option::for_key("arch", "dynamics_arch", "shared | per_layer | mlp (SPEC §4)"),
+      Option::for_key("hidden", "dynamics_hidden", "hidden width of the dynamics model (auto: the architecture's default)"),
+      Option("seq-len", Constraint::integer(1, 1 << 24), "tokens of context per collection window (default: the backbone's seq_len)"),
+      Option("dtype", Constraint::word({"float32", "float16"}), "how /state and /delta are stored").with_default("float32"),
+      Option("compression", Constraint::word({"none", "gzip"}), "HDF5 filter of the transition files").with_default("none"),
+      Option("chunk-rows", Constraint::integer(1, 1 << 24), "rows per HDF5 chunk; files are flushed every chunk").with_default("256"),
+      Option("vocab-size", config_constraint("vocab_size"), "the seed's flag: checked against the checkpoint"),
+      Option("d-model", config_constraint("d_model"), "the seed's flag: checked against the checkpoint"),
+      Option("num-layers", config_constraint("num_layers"), "the seed's flag: checked against the checkpoint"),
+      Option::for_key("seed", "seed", "seed of the collection plan, the initialisation and the batch order"),
+      Option("log-every", Constraint::integer(1), "steps between progress lines").with_default("10"),
+      Option("save-every", Constraint::integer(0), "steps between checkpoints of dynamics training (0: only at the end)").with_default("0"),
+      Option("keep-last", Constraint::integer(0, 1 << 30), "checkpoints kept (0: all)").with_default("2"),
+      Option("threads", Constraint::integer(0, 4096), "CPU threads per rank (0: this rank's CPUs / the ranks on its node sharing them)").with_default("0"),
+      Option("collective-timeout", Constraint::integer(0, dist::kMaxCollectiveTimeout.count()),
+             "seconds a rank waits for one MPI collective before the job is ended (0: forever)")
+          .with_default(std::to_string(dist::kDefaultCollectiveTimeout.count())),
+  };
+  return table;
+}
+
+// The run config: the checkpoint's, with the --config file's dynamics keys and seed and
+// then the flags. A --config whose model differs from the checkpoint's is refused.
+RunConfig distill_config(const ParsedOptions& o, const RunConfig& saved, const std::string& ckpt) {
+  RunConfig config = saved;
+  if (o.has("config")) {
+    const RunConfig file = load_run_config(o.text("config"));
+    // Only the model keys the file sets are compared: the others take the checkpoint's.
+    const auto written = base::read_json_file(o.text("config"));
+    const auto a = to_json(file), b = to_json(saved);
+    for (const char* key : {"vocab_size", "d_model", "d_state", "d_ffn", "num_layers", "expand", "d_conv", "dt_rank",
+                            "tie_embeddings"})
+      if (written.contains(key) && a[key] != b[key])
+        throw UsageError("--config " + o.text("config") + ": key '" + key + "' is " + a[key].dump() + ", but the backbone " +
+                         ckpt + " has " + b[key].dump());
+    config.dynamics = file.dynamics;
+    if (written.contains("seed")) config.seed = file.seed;
+  }
+  o.apply_to(config);
+  for (const auto& [flag, key] : {std::pair{"vocab-size", "vocab_size"}, {"d-model", "d_model"}, {"num-layers", "num_layers"}})
+    if (o.has(flag) && nlohmann::json(o.integer(flag)) != to_json(saved)[key])
+      throw UsageError(std::string("--") + flag + " " + std::to_string(o.integer(flag)) + " disagrees with the backbone " +
+                       ckpt + ", whose " + key + " is " + to_json(saved)[key].dump());
+  return config;
+}
+
+struct Collected {
+  bool preempted = false;
+  std::string train, val;  // master files
+};
+
+Collected collect(const ParsedOptions& o, const RunConfig& config, model::Backbone& model, const std::string& ckpt,
+                  const std::string& out, dist::Communicator& comm) {
+  const bool root = comm.rank() == 0;
+  const std::string data_dir = train::resolve_training_data(o.text("data"), out, comm);
+  if (data_dir.empty()) return {true, "", ""};
+  auto corpus = data::PreparedCorpus::open(data_dir);
+  data::check_vocab_matches(*corpus.tokenizer, config.model.vocab_size, "--data " + data_dir + " with the backbone " + ckpt);
+  const int64_t seq_len = o.has("seq-len") ? o.integer("seq-len") : config.train.seq_len;
+  const int64_t samples = config.dynamics.samples;
+  const int64_t val_samples = o.value("val-samples").is_string() ? std::max((samples + 9) / 10, seq_len)
+                                                                  : o.integer("val-samples");
+  data::TransitionSchema schema{config.model.num_layers, config.model.d_model, config.model.vocab_size,
+                                data::parse_transition_dtype(o.text("dtype")), train::backbone_sha256(ckpt), ""};
+  train::CollectOptions options;
+  options.dir = (fs::path(out) / "transitions").string();
+  options.writer.chunk_rows = o.integer("chunk-rows");
+  options.writer.compression = data::parse_compression(o.text("compression"));
+  // Both plans first: a corpus too small for them is refused before anything is written.
+  std::vector<train::CollectionPlan> plans;
+  for (const auto& [split, tokens, n] : {std::tuple{"train", &corpus.train, samples}, {"val", &corpus.val, val_samples}})
+    plans.push_back(train::plan_collection(split, tokens->size(), n, seq_len, static_cast<uint64_t>(config.seed),
+                                           "--data " + data_dir));
+  Collected result;
+  for (const auto& plan : plans) {
+    const auto& tokens = plan.split == "train" ? corpus.train : corpus.val;
+    schema.plan = plan.describe() + " world=" + std::to_string(comm.world_size());
+    const auto r = train::collect_transitions(model, tokens, plan, schema, options, comm);
+    if (r.preempted) {
+      if (root)
+        std::printf("distill: preempted by %s while collecting %s transitions; every flushed row is kept: rerun the "
+                    "same command to resume\n",
+                    dist::signal_name(dist::preemption_signal()).c_str(), plan.split.c_str());
+      return {true, "", ""};
+    }
+    if (root)
+      std::printf("distill: %s: %lld transitions in %s (%lld kept from an earlier run, %.1f s, %.0f/s on rank 0)\n",
+                  plan.split.c_str(), static_cast<long long>(r.rows_total), r.master.c_str(),
+                  static_cast<long long>(r.rows_resumed), r.seconds, r.rows_written / std::max(r.seconds, 1e-9));
+    (plan.split == "train" ? result.train : result.val) = r.master;
+  }
+  return result;
+}
+
+// The files of an earlier collection, checked against the backbone in use.
+Collected existing_collection(const ParsedOptions& o, const RunConfig& config, const std::string& ckpt) {
+  const std::string dir = o.text("transitions");
+  Collected c{false, train::master_file_path(dir, "train"), train::master_file_path(dir, "val")};
+  for (const auto& file : {c.train, c.val}) {
+    const auto info = data::inspect_transition_file(file);
+    data::TransitionSchema expected{config.model.num_layers, config.model.d_model, config.model.vocab_size,
+                                    o.given("dtype") ? data::parse_transition_dtype(o.text("dtype")) : info.schema.dtype,
+                                    train::backbone_sha256(ckpt), ""};
+    data::check_schema(info, expected);
+  }
+  return c;
+}
+
+}  // namespace
+
+int distill_command(int argc, char** argv) {
+  const auto parsed = parse_options(argc, argv,
+                                    "usage: crsm_train distill --model-path CKPT --output-path DIR --data DATA [options]",
+                                    distill_options());
+  if (!parsed) return 0;
+  const ParsedOptions& o = *parsed;
+  if (o.has("data") == o.has("transitions"))
+    throw UsageError("give exactly one of --data (collect transitions from it) and --transitions (train on an earlier "
+                     "collection)");
+  if (o.has("transitions") && o.is_set("collect-only"))
+    throw UsageError("--collect-only and --transitions exclude each other: there is nothing to collect");
+  std::vector<std::string> skipped;
+  const std::string ckpt = dist::resolve_checkpoint(o.text("model-path"), "--model-path", &skipped);
+  RunConfig saved;
+  auto model = train::load_checkpoint_model(ckpt, &saved);
+  const RunConfig config = distill_config(o, saved, ckpt);
+  if (config.dynamics.epochs == 0 && !o.has("max-steps") && !o.is_set("collect-only"))
+    throw UsageError("nothing to train: --epochs (or the config's dynamics_epochs) is 0 and --max-steps is not given; "
+                     "use --collect-only to collect alone");
+
+  const auto& rt = dist::runtime();
+  const auto device = dist::rank_device(config.device, rt);
+  auto comm = dist::make_communicator(rt, device, std::chrono::seconds(o.integer("collective-timeout")));
+  dist::configure_threads(static_cast<int>(o.integer("threads")), rt.ranks_sharing_cpus);
+  for (const auto& note : skipped)
+    if (rt.is_root()) std::printf("distill: %s\n", note.c_str());
+  model->to(device);
+  model->eval();
+  const std::string out = o.text("output-path");
+  if (train::preempted_in_startup(*comm, "distill")) return train::kExitPreempted;
+
+  const Collected files = o.has("transitions") ? existing_collection(o, config, ckpt)
+                                               : collect(o, config, model, ckpt, out, *comm);
+  if (files.preempted) return train::kExitPreempted;
+  if (o.is_set("collect-only")) return train::kExitOk;
+
+  train::DynamicsRun run;
+  run.train_file = files.train;
+  run.val_file = files.val;
+  run.run_dir = out;
+  run.backbone_dir = ckpt;
+  run.embeddings = model->embed(torch::arange(config.model.vocab_size, torch::kLong).to(device)).detach().clone();
+  run.arch = {model::parse_dynamics_arch(config.dynamics.arch), config.model.num_layers, config.model.d_model,
+              config.dynamics.hidden};
+  run.epochs = config.dynamics.epochs;
+  run.max_steps = o.has("max-steps") ? o.integer("max-steps") : 0;
+  run.batch_size = config.dynamics.batch_size;
+  run.lr = config.dynamics.lr;
+  run.log_every = o.integer("log-every");
+  run.save_every = o.integer("save-every");
+  run.keep_last = static_cast<int>(o.integer("keep-last"));
+  run.resume = true;
+  run.config = to_json(config);
+  run.metadata = {{"model_path", ckpt},
+                  {"output_path", out},
+                  {"num_samples", data::inspect_transition_file(files.train).rows},
+                  {"val_samples", data::inspect_transition_file(files.val).rows}};
+  const auto result = train::train_dynamics(run, *comm);
+  if (result.train.exit_status == train::kExitOk && rt.is_root())
+    std::printf("distill: done: validation R² %.4f, MSE %.6f (%s); wrote %s and %s\n",
+                result.validation.value("avg_r2", 0.0), result.validation.value("avg_mse", 0.0),
+                result.validation.value("beats_trivial", false) ? "beats both trivial predictors at every layer"
+                                                                 : "does NOT beat both trivial predictors at every layer",
+                (fs::path(out) / "dynamics.safetensors").c_str(), (fs::path(out) / "dynamics.json").c_str());
+  return result.train.exit_status;
+}
+
+}  // namespace crsm::cli

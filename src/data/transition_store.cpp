@@ -1,0 +1,595 @@
+#include "data/transition_store.h"
+
+#include <hdf5.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+
+#include "base/error.h"
+#include "data/data_error.h"
+
+namespace crsm::data {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// One HDF5 identifier, closed with its kind's close function.
+class Handle {
+ public:
+  Handle() = default;
+  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  Handle(Handle&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
+  Handle& operator=(Handle&& o) noexcept {
+    reset();
+    id_ = o.id_;
+    close_ = o.close_;
+    o.id_ = -1;
+    return *this;
+  }
+  ~Handle() { reset(); }
+  void reset() {
+    if (id_ >= 0 && close_) close_(id_);
+    id_ = -1;
+  }
+  hid_t get() const { return id_; }
+  hid_t release() {
+    const hid_t id = id_;
+    id_ = -1;
+    return id;
+  }
+
+ private:
+  hid_t id_ = -1;
+  herr_t (*close_)(hid_t) = nullptr;
+};
+
+// HDF5 prints its error stack on every failure unless told not to; ours say it better.
+void quiet() {
+  static const bool done = [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)done;
+}
+
+hid_t must(hid_t id, const std::string& path, const std::string& what) {
+  if (id < 0) throw DataError(path + ": " + what);
+  return id;
+}
+
+const char* const kFloatSets[] = {"state", "delta"};
+struct IntSet {
+  const char* name;
+  hid_t (*file_type)();
+};
+hid_t int32_type() { return H5T_STD_I32LE; }
+hid_t int64_type() { return H5T_STD_I64LE; }
+const IntSet kIntSets[] = {{"action", int32_type}, {"seq", int64_type}, {"pos", int32_type}};
+const char* const kAllSets[] = {"state", "delta", "action", "seq", "pos"};  // /pos last: it commits a block
+
+// IEEE half precision as h5py defines float16.
+Handle half_type() {
+  Handle t(H5Tcopy(H5T_IEEE_F32LE), H5Tclose);
+  H5Tset_fields(t.get(), 15, 10, 5, 0, 10);
+  H5Tset_size(t.get(), 2);
+  H5Tset_ebias(t.get(), 15);
+  return t;
+}
+
+Handle float_file_type(TransitionDtype dtype) {
+  return dtype == TransitionDtype::kFloat16 ? half_type() : Handle(H5Tcopy(H5T_IEEE_F32LE), H5Tclose);
+}
+
+Handle file_access() {
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+  return fapl;
+}
+
+void write_attribute(hid_t file, const std::string& path, const char* name, int64_t value) {
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attr(must(H5Acreate2(file, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), path,
+                   std::string("cannot create attribute ") + name),
+              H5Aclose);
+  if (H5Awrite(attr.get(), H5T_NATIVE_INT64, &value) < 0) throw DataError(path + ": cannot write attribute " + name);
+}
+
+void write_attribute(hid_t file, const std::string& path, const char* name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), std::max<size_t>(1, value.size()));
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attr(must(H5Acreate2(file, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), path,
+                   std::string("cannot create attribute ") + name),
+              H5Aclose);
+  std::string padded = value.empty() ? std::string(1, '\0') : value;
+  if (H5Awrite(attr.get(), type.get(), padded.data()) < 0) throw DataError(path + ": cannot write attribute " + name);
+}
+
+void write_schema(hid_t file, const std::string& path, const TransitionSchema& s) {
+  write_attribute(file, path, "format_version", int64_t{kTransitionFormatVersion});
+  write_attribute(file, path, "num_layers", s.num_layers);
+  write_attribute(file, path, "d_model", s.d_model);
+  write_attribute(file, path, "vocab_size", s.vocab_size);
+  write_attribute(file, path, "dtype", to_string(s.dtype));
+  write_attribute(file, path, "backbone_sha256", s.backbone_sha256);
+  write_attribute(file, path, "plan", s.plan);
+}
+
+int64_t read_int_attribute(hid_t file, const std::string& path, const char* name) {
+  if (H5Aexists(file, name) <= 0) throw DataError(path + ": attribute '" + std::string(name) + "' is missing");
+  Handle attr(must(H5Aopen(file, name, H5P_DEFAULT), path, std::string("attribute '") + name + "' is unreadable"), H5Aclose);
+  Handle type(H5Aget_type(attr.get()), H5Tclose);
+  Handle space(H5Aget_space(attr.get()), H5Sclose);
+  int64_t v = 0;
+  if (H5Tget_class(type.get()) != H5T_INTEGER || H5Sget_simple_extent_npoints(space.get()) != 1 ||
+      H5Aread(attr.get(), H5T_NATIVE_INT64, &v) < 0)
+    throw DataError(path + ": attribute '" + std::string(name) + "' must be one integer");
+  return v;
+}
+
+std::string read_string_attribute(hid_t file, const std::string& path, const char* name) {
+  if (H5Aexists(file, name) <= 0) throw DataError(path + ": attribute '" + std::string(name) + "' is missing");
+  Handle attr(must(H5Aopen(file, name, H5P_DEFAULT), path, std::string("attribute '") + name + "' is unreadable"), H5Aclose);
+  Handle type(H5Aget_type(attr.get()), H5Tclose);
+  Handle space(H5Aget_space(attr.get()), H5Sclose);
+  const std::string bad = path + ": attribute '" + std::string(name) + "' must be one string";
+  if (H5Tget_class(type.get()) != H5T_STRING || H5Sget_simple_extent_npoints(space.get()) != 1) throw DataError(bad);
+  if (H5Tis_variable_str(type.get()) > 0) {
+    char* text = nullptr;
+    Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mem.get(), H5T_VARIABLE);
+    if (H5Aread(attr.get(), mem.get(), &text) < 0 || !text) throw DataError(bad);
+    std::string out(text);
+    H5free_memory(text);
+    return out;
+  }
+  const size_t size = H5Tget_size(type.get());
+  if (size == 0 || size > (1 << 20)) throw DataError(bad);
+  std::string buffer(size, '\0');
+  if (H5Aread(attr.get(), type.get(), buffer.data()) < 0) throw DataError(bad);
+  return buffer.substr(0, buffer.find('\0'));
+}
+
+// Opens a file for reading: SWMR read first (a file whose writer was killed keeps its
+// "open for writing" mark and opens no other way), then plainly.
+Handle open_for_reading(const std::string& path) {
+  quiet();
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw DataError(path + ": no such transition file");
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+  if (id < 0) id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (id < 0) throw DataError(path + ": not a readable HDF5 file (truncated, damaged or not HDF5)");
+  return Handle(id, H5Fclose);
+}
+
+// Rows of one dataset, after checking its rank, trailing shape and type class.
+int64_t check_dataset(hid_t file, const std::string& path, const char* name, const TransitionSchema& s,
+                      bool floating) {
+  if (H5Lexists(file, name, H5P_DEFAULT) <= 0) throw DataError(path + ": dataset /" + std::string(name) + " is missing");
+  Handle ds(must(H5Dopen2(file, name, H5P_DEFAULT), path, "dataset /" + std::string(name) + " is unreadable"), H5Dclose);
+  Handle space(H5Dget_space(ds.get()), H5Sclose);
+  Handle type(H5Dget_type(ds.get()), H5Tclose);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  const int want = floating ? 3 : 1;
+  hsize_t dims[3] = {0, 0, 0};
+  if (rank != want || H5Sget_simple_extent_dims(space.get(), dims, nullptr) < 0)
+    throw DataError(path + ": dataset /" + std::string(name) + " must have " + std::to_string(want) + " dimensions");
+  if (floating && (static_cast<int64_t>(dims[1]) != s.num_layers || static_cast<int64_t>(dims[2]) != s.d_model))
+    throw DataError(path + ": dataset /" + std::string(name) + " is [N, " + std::to_string(dims[1]) + ", " +
+                    std::to_string(dims[2]) + "], the attributes say [N, " + std::to_string(s.num_layers) + ", " +
+                    std::to_string(s.d_model) + "]");
+  const H5T_class_t cls = H5Tget_class(type.get());
+  const size_t size = H5Tget_size(type.get());
+  if (floating) {
+    const size_t want_size = s.dtype == TransitionDtype::kFloat16 ? 2 : 4;
+    if (cls != H5T_FLOAT || size != want_size)
+      throw DataError(path + ": dataset /" + std::string(name) + " is not " + to_string(s.dtype) +
+                      " as the attribute 'dtype' says");
+  } else if (cls != H5T_INTEGER) {
+    throw DataError(path + ": dataset /" + std::string(name) + " must hold integers");
+  }
+  return static_cast<int64_t>(dims[0]);
+}
+
+TransitionFileInfo inspect_open(hid_t file, const std::string& path);
+
+// A master file's datasets are virtual: HDF5 reads a missing or damaged source as fill
+// values, so every rank file it maps is inspected too and must hold the rows mapped.
+void check_virtual_sources(hid_t file, const std::string& path, const TransitionSchema& schema) {
+  Handle ds(H5Dopen2(file, "pos", H5P_DEFAULT), H5Dclose);
+  Handle dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
+  if (H5Pget_layout(dcpl.get()) != H5D_VIRTUAL) return;
+  size_t count = 0;
+  if (H5Pget_virtual_count(dcpl.get(), &count) < 0) throw DataError(path + ": unreadable virtual dataset /pos");
+  const fs::path dir = fs::absolute(path).parent_path();
+  for (size_t i = 0; i < count; ++i) {
+    std::string name(static_cast<size_t>(std::max<ssize_t>(0, H5Pget_virtual_filename(dcpl.get(), i, nullptr, 0))), '\0');
+    H5Pget_virtual_filename(dcpl.get(), i, name.data(), name.size() + 1);
+    const std::string source = fs::path(name).is_absolute() ? name : (dir / name).string();
+    Handle vspace(H5Pget_virtual_vspace(dcpl.get(), i), H5Sclose);
+    const auto mapped = static_cast<int64_t>(H5Sget_select_npoints(vspace.get()));
+    TransitionFileInfo src;
+    {
+      const Handle f = open_for_reading(source);
+      src = inspect_open(f.get(), source);
+    }
+    check_schema(src, schema);
+    if (src.rows < mapped)
+      throw DataError(path + ": joins " + source + " as " + std::to_string(mapped) + " rows, but it holds " +
+                      std::to_string(src.rows));
+  }
+}
+
+TransitionFileInfo inspect_open(hid_t file, const std::string& path) {
+  TransitionFileInfo info;
+  info.path = path;
+  info.format_version = static_cast<int>(read_int_attribute(file, path, "format_version"));
+  if (info.format_version != kTransitionFormatVersion)
+    throw DataError(path + ": attribute 'format_version' is " + std::to_string(info.format_version) + ", expected " +
+                    std::to_string(kTransitionFormatVersion));
+  auto& s = info.schema;
+  const auto positive = [&](const char* name) {
+    const int64_t v = read_int_attribute(file, path, name);
+    if (v < 1 || v > (int64_t{1} << 31)) throw DataError(path + ": attribute '" + std::string(name) + "' is out of range");
+    return v;
+  };
+  s.num_layers = positive("num_layers");
+  s.d_model = positive("d_model");
+  s.vocab_size = positive("vocab_size");
+  const std::string dtype = read_string_attribute(file, path, "dtype");
+  if (dtype != "float32" && dtype != "float16")
+    throw DataError(path + ": attribute 'dtype' is \"" + dtype + "\", expected \"float32\" or \"float16\"");
+  s.dtype = dtype == "float16" ? TransitionDtype::kFloat16 : TransitionDtype::kFloat32;
+  s.backbone_sha256 = read_string_attribute(file, path, "backbone_sha256");
+  s.plan = read_string_attribute(file, path, "plan");
+  int64_t rows = -1;
+  for (const char* name : kAllSets) {
+    const bool floating = std::string(name) == "state" || std::string(name) == "delta";
+    const int64_t n = check_dataset(file, path, name, s, floating);
+    rows = rows < 0 ? n : std::min(rows, n);
+  }
+  info.rows = rows;  // a killed writer may have extended some datasets past /pos
+  check_virtual_sources(file, path, s);
+  return info;
+}
+
+// Reads rows [first, first + count) of dataset `name` into `out` (memory type `mem`).
+void read_rows(hid_t file, const std::string& path, const char* name, int64_t first, int64_t count, hid_t mem,
+               void* out) {
+  Handle dapl(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
+  H5Pset_virtual_prefix(dapl.get(), "${ORIGIN}");
+  Handle ds(must(H5Dopen2(file, name, dapl.get()), path, "dataset /" + std::string(name) + " is unreadable"), H5Dclose);
+  Handle space(H5Dget_space(ds.get()), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  hsize_t dims[3] = {0, 0, 0}, start[3] = {static_cast<hsize_t>(first), 0, 0};
+  H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  dims[0] = static_cast<hsize_t>(count);
+  if (H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, dims, nullptr) < 0)
+    throw DataError(path + ": rows outside dataset /" + std::string(name));
+  Handle memspace(H5Screate_simple(rank, dims, nullptr), H5Sclose);
+  if (H5Dread(ds.get(), mem, memspace.get(), space.get(), H5P_DEFAULT, out) < 0)
+    throw DataError(path + ": reading rows " + std::to_string(first) + ".." + std::to_string(first + count) +
+                    " of /" + name + " failed (damaged file?)");
+}
+
+TransitionRows read_open(hid_t file, const TransitionFileInfo& info, int64_t first, int64_t count) {
+  if (first < 0 || count < 0 || first + count > info.rows)
+    throw DataError(info.path + ": rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                    ") are outside the file's " + std::to_string(info.rows));
+  const auto& s = info.schema;
+  TransitionRows r;
+  r.state = torch::empty({count, s.num_layers, s.d_model}, torch::kFloat);
+  r.delta = torch::empty({count, s.num_layers, s.d_model}, torch::kFloat);
+  r.action = torch::empty({count}, torch::kInt);
+  r.seq = torch::empty({count}, torch::kLong);
+  r.pos = torch::empty({count}, torch::kInt);
+  if (count == 0) return r;
+  read_rows(file, info.path, "state", first, count, H5T_NATIVE_FLOAT, r.state.data_ptr());
+  read_rows(file, info.path, "delta", first, count, H5T_NATIVE_FLOAT, r.delta.data_ptr());
+  read_rows(file, info.path, "action", first, count, H5T_NATIVE_INT32, r.action.data_ptr());
+  read_rows(file, info.path, "seq", first, count, H5T_NATIVE_INT64, r.seq.data_ptr());
+  read_rows(file, info.path, "pos", first, count, H5T_NATIVE_INT32, r.pos.data_ptr());
+  return r;
+}
+
+// A new, empty transition file open for SWMR writing.
+Handle create_file(const std::string& path, const TransitionSchema& s, const WriterOptions& o) {
+  quiet();
+  const Handle fapl = file_access();
+  Handle file(must(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), path, "cannot be created"), H5Fclose);
+  write_schema(file.get(), path, s);
+  const auto make = [&](const char* name, hid_t type, int rank) {
+    hsize_t dims[3] = {0, static_cast<hsize_t>(s.num_layers), static_cast<hsize_t>(s.d_model)};
+    hsize_t max[3] = {H5S_UNLIMITED, dims[1], dims[2]};
+    hsize_t chunk[3] = {static_cast<hsize_t>(o.chunk_rows), dims[1], dims[2]};
+    Handle space(H5Screate_simple(rank, dims, max), H5Sclose);
+    Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    H5Pset_chunk(dcpl.get(), rank, chunk);
+    if (o.compression == Compression::kGzip) {
+      H5Pset_shuffle(dcpl.get());
+      H5Pset_deflate(dcpl.get(), 4);
+    }
+    Handle ds(must(H5Dcreate2(file.get(), name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), path,
+                   "cannot create dataset /" + std::string(name)),
+              H5Dclose);
+  };
+  const Handle ftype = float_file_type(s.dtype);
+  for (const char* name : kFloatSets) make(name, ftype.get(), 3);
+  for (const auto& set : kIntSets) make(set.name, set.file_type(), 1);
+  if (H5Fstart_swmr_write(file.get()) < 0) throw DataError(path + ": cannot start SWMR writing");
+  return file;
+}
+
+// Appends rows to every dataset, /pos last, then flushes: the block is committed.
+int64_t append_rows(hid_t file, const std::string& path, const TransitionRows& rows) {
+  const int64_t n = rows.size();
+  int64_t bytes = 0;
+  const auto put = [&](const char* name, hid_t mem, const at::Tensor& t) {
+    Handle ds(must(H5Dopen2(file, name, H5P_DEFAULT), path, "dataset /" + std::string(name) + " is missing"), H5Dclose);
+    Handle space(H5Dget_space(ds.get()), H5Sclose);
+    const int rank = H5Sget_simple_extent_ndims(space.get());
+    hsize_t dims[3] = {0, 0, 0};
+    H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+    const hsize_t old = dims[0];
+    dims[0] = old + static_cast<hsize_t>(n);
+    if (H5Dset_extent(ds.get(), dims) < 0) throw DataError(path + ": cannot extend /" + std::string(name));
+    Handle file_space(H5Dget_space(ds.get()), H5Sclose);
+    hsize_t start[3] = {old, 0, 0}, count[3] = {static_cast<hsize_t>(n), dims[1], dims[2]};
+    H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
+    Handle mem_space(H5Screate_simple(rank, count, nullptr), H5Sclose);
+    const auto c = t.contiguous();
+    if (H5Dwrite(ds.get(), mem, mem_space.get(), file_space.get(), H5P_DEFAULT, c.data_ptr()) < 0)
+      throw DataError(path + ": writing /" + std::string(name) + " failed (disk full?)");
+    bytes += static_cast<int64_t>(c.nbytes());
+  };
+  put("state", H5T_NATIVE_FLOAT, rows.state);
+  put("delta", H5T_NATIVE_FLOAT, rows.delta);
+  put("action", H5T_NATIVE_INT32, rows.action);
+  put("seq", H5T_NATIVE_INT64, rows.seq);
+  put("pos", H5T_NATIVE_INT32, rows.pos);
+  if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) throw DataError(path + ": flush failed (disk full?)");
+  return bytes;
+}
+
+TransitionRows slice(const TransitionRows& r, int64_t first, int64_t n) {
+  return {r.state.narrow(0, first, n), r.delta.narrow(0, first, n), r.action.narrow(0, first, n),
+          r.seq.narrow(0, first, n), r.pos.narrow(0, first, n)};
+}
+
+TransitionRows copy_of(const TransitionRows& r) {
+  return {r.state.clone(), r.delta.clone(), r.action.clone(), r.seq.clone(), r.pos.clone()};
+}
+
+TransitionRows concat(const TransitionRows& a, const TransitionRows& b) {
+  if (a.size() == 0) return b;
+  return {torch::cat({a.state, b.state}), torch::cat({a.delta, b.delta}), torch::cat({a.action, b.action}),
+          torch::cat({a.seq, b.seq}), torch::cat({a.pos, b.pos})};
+}
+
+void check_field(const std::string& path, const char* field, const std::string& got, const std::string& want) {
+  if (got != want)
+    throw DataError(path + ": field '" + std::string(field) + "' is " + got + ", but the model in use has " + want);
+}
+
+}  // namespace
+
+TransitionDtype parse_transition_dtype(const std::string& word) {
+  if (word == "float32") return TransitionDtype::kFloat32;
+  if (word == "float16") return TransitionDtype::kFloat16;
+  throw UsageError("dtype \"" + word + "\": expected float32 or float16");
+}
+
+std::string to_string(TransitionDtype dtype) { return dtype == TransitionDtype::kFloat16 ? "float16" : "float32"; }
+
+Compression parse_compression(const std::string& word) {
+  if (word == "none") return Compression::kNone;
+  if (word == "gzip") return Compression::kGzip;
+  throw UsageError("compression \"" + word + "\": expected none or gzip");
+}
+
+std::string to_string(Compression c) { return c == Compression::kGzip ? "gzip" : "none"; }
+
+TransitionFileInfo inspect_transition_file(const std::string& path) {
+  const Handle file = open_for_reading(path);
+  return inspect_open(file.get(), path);
+}
+
+void check_schema(const TransitionFileInfo& info, const TransitionSchema& e) {
+  const auto& s = info.schema;
+  check_field(info.path, "num_layers", std::to_string(s.num_layers), std::to_string(e.num_layers));
+  check_field(info.path, "d_model", std::to_string(s.d_model), std::to_string(e.d_model));
+  check_field(info.path, "vocab_size", std::to_string(s.vocab_size), std::to_string(e.vocab_size));
+  check_field(info.path, "dtype", to_string(s.dtype), to_string(e.dtype));
+  check_field(info.path, "backbone_sha256", s.backbone_sha256, e.backbone_sha256);
+}
+
+TransitionWriter::TransitionWriter(std::string path, TransitionSchema schema, WriterOptions options)
+    : path_(std::move(path)), schema_(std::move(schema)), options_(options) {
+  if (options_.chunk_rows < 1 || options_.queue_blocks < 1)
+    throw std::invalid_argument("TransitionWriter: chunk_rows and queue_blocks must be >= 1");
+  std::error_code ec;
+  const std::string resume = path_ + ".resume";
+  fs::remove(resume, ec);
+  if (fs::exists(path_)) {
+    // Keep the committed rows: copy them to a fresh file and put it in the old one's place.
+    TransitionFileInfo info;
+    TransitionRows kept;
+    {
+      const Handle old = open_for_reading(path_);
+      info = inspect_open(old.get(), path_);
+      check_schema(info, schema_);
+      if (info.schema.plan != schema_.plan)
+        throw DataError(path_ + ": field 'plan' is \"" + info.schema.plan + "\", but this collection's is \"" +
+                        schema_.plan + "\": remove the directory to collect anew, or rerun the original command");
+      kept = read_open(old.get(), info, 0, info.rows);
+    }
+    Handle fresh = create_file(resume, schema_, options_);
+    for (int64_t at = 0; at < kept.size(); at += options_.chunk_rows)
+      append_rows(fresh.get(), resume, slice(kept, at, std::min(options_.chunk_rows, kept.size() - at)));
+    fs::rename(resume, path_);
+    rows_at_open_ = info.rows;
+    file_ = fresh.release();
+  } else {
+    file_ = create_file(path_, schema_, options_).release();
+  }
+  stats_.rows_at_open = rows_at_open_;
+  thread_ = std::thread([this] { run(); });
+}
+
+TransitionWriter::~TransitionWriter() {
+  try {
+    close();
+  } catch (...) {
+  }
+}
+
+void TransitionWriter::append(TransitionRows rows) {
+  const int64_t n = rows.size();
+  const auto& s = schema_;
+  const auto shape_is = [&](const at::Tensor& t, std::vector<int64_t> shape, at::ScalarType type, const char* name) {
+    if (!t.defined() || t.sizes() != at::IntArrayRef(shape) || t.scalar_type() != type)
+      throw std::invalid_argument(std::string("TransitionWriter::append: ") + name + " has the wrong shape or type");
+  };
+  shape_is(rows.state, {n, s.num_layers, s.d_model}, at::kFloat, "state");
+  shape_is(rows.delta, {n, s.num_layers, s.d_model}, at::kFloat, "delta");
+  shape_is(rows.action, {n}, at::kInt, "action");
+  shape_is(rows.seq, {n}, at::kLong, "seq");
+  shape_is(rows.pos, {n}, at::kInt, "pos");
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (closing_) throw std::logic_error("TransitionWriter::append after close");
+  const auto start = Clock::now();
+  changed_.wait(lock, [&] { return error_ || static_cast<int64_t>(queue_.size()) < options_.queue_blocks; });
+  stats_.append_wait_s += std::chrono::duration<double>(Clock::now() - start).count();
+  if (error_) std::rethrow_exception(error_);
+  queue_.push_back(std::move(rows));
+  appended_ += n;
+  changed_.notify_all();
+}
+
+void TransitionWriter::write_block(const TransitionRows& rows) {
+  const auto start = Clock::now();
+  const int64_t bytes = append_rows(static_cast<hid_t>(file_), path_, rows);
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats_.write_s += std::chrono::duration<double>(Clock::now() - start).count();
+  stats_.bytes += bytes;
+}
+
+void TransitionWriter::run() {
+  try {
+    for (;;) {
+      TransitionRows block;
+      bool last = false;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return closing_ || !queue_.empty(); });
+        if (!queue_.empty()) {
+          block = std::move(queue_.front());
+          queue_.pop_front();
+          changed_.notify_all();
+        }
+        last = closing_ && queue_.empty();
+      }
+      if (block.size() > 0) pending_ = concat(pending_, block);
+      int64_t at = 0;
+      while (pending_.size() - at >= options_.chunk_rows) {
+        write_block(slice(pending_, at, options_.chunk_rows));
+        at += options_.chunk_rows;
+      }
+      if (at > 0) pending_ = copy_of(slice(pending_, at, pending_.size() - at));
+      if (last) {
+        if (pending_.size() > 0) write_block(pending_);
+        pending_ = {};
+        return;
+      }
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    error_ = std::current_exception();
+    changed_.notify_all();
+  }
+}
+
+WriterStats TransitionWriter::close() {
+  if (closed_) return stats_;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closing_ = true;
+    changed_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+  closed_ = true;
+  const herr_t closed = file_ >= 0 ? H5Fclose(static_cast<hid_t>(file_)) : 0;
+  file_ = -1;
+  if (error_) std::rethrow_exception(error_);
+  if (closed < 0) throw DataError(path_ + ": closing failed (disk full?)");
+  stats_.rows = rows();
+  return stats_;
+}
+
+TransitionReader::TransitionReader(const std::string& path) {
+  Handle file = open_for_reading(path);
+  info_ = inspect_open(file.get(), path);
+  file_ = file.release();
+}
+
+TransitionReader::~TransitionReader() {
+  if (file_ >= 0) H5Fclose(static_cast<hid_t>(file_));
+}
+
+TransitionRows TransitionReader::read(int64_t first, int64_t count) const {
+  return read_open(static_cast<hid_t>(file_), info_, first, count);
+}
+
+void write_master_file(const std::string& master, const std::vector<std::string>& rank_files) {
+  quiet();
+  if (rank_files.empty()) throw DataError(master + ": no rank files to join");
+  std::vector<TransitionFileInfo> infos;
+  for (const auto& f : rank_files) {
+    infos.push_back(inspect_transition_file(f));
+    check_schema(infos.back(), infos.front().schema);
+  }
+  const fs::path dir = fs::absolute(master).parent_path();
+  const std::string tmp = master + ".tmp";
+  {
+    const Handle fapl = file_access();
+    Handle file(must(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), tmp, "cannot be created"), H5Fclose);
+    write_schema(file.get(), tmp, infos.front().schema);
+    int64_t total = 0;
+    for (const auto& i : infos) total += i.rows;
+    const auto& s = infos.front().schema;
+    const Handle ftype = float_file_type(s.dtype);
+    for (const char* name : kAllSets) {
+      const bool floating = std::string(name) == "state" || std::string(name) == "delta";
+      const int rank = floating ? 3 : 1;
+      hsize_t dims[3] = {static_cast<hsize_t>(total), static_cast<hsize_t>(s.num_layers), static_cast<hsize_t>(s.d_model)};
+      Handle vspace(H5Screate_simple(rank, dims, nullptr), H5Sclose);
+      Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+      int64_t offset = 0;
+      for (const auto& i : infos) {
+        if (i.rows == 0) continue;
+        hsize_t start[3] = {static_cast<hsize_t>(offset), 0, 0};
+        hsize_t count[3] = {static_cast<hsize_t>(i.rows), dims[1], dims[2]};
+        H5Sselect_hyperslab(vspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
+        Handle src(H5Screate_simple(rank, count, nullptr), H5Sclose);
+        // Relative to the master's directory, so the collection moves as one piece.
+        const std::string source = fs::relative(fs::absolute(i.path), dir).string();
+        if (H5Pset_virtual(dcpl.get(), vspace.get(), source.c_str(), name, src.get()) < 0)
+          throw DataError(tmp + ": cannot map " + i.path + " into /" + name);
+        offset += i.rows;
+      }
+      H5Sselect_all(vspace.get());
+      hid_t type = floating ? ftype.get() : (std::string(name) == "seq" ? H5T_STD_I64LE : H5T_STD_I32LE);
+      Handle ds(must(H5Dcreate2(file.get(), name, type, vspace.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), tmp,
+                     "cannot create the virtual dataset /" + std::string(name)),
+                H5Dclose);
+    }
+  }
+  fs::rename(tmp, master);
+}
+
+}  // namespace crsm::data

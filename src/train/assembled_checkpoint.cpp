@@ -1,0 +1,84 @@
+#include "train/assembled_checkpoint.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/atomic_file.h"
+#include "base/error.h"
+#include "dist/checkpoint_store.h"
+
+namespace crsm::train {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr const char* kDynamicsFile = "dynamics.safetensors";
+
+// Copies in pieces through an AtomicFile: checkpoints can be larger than memory.
+void copy_file_synced(const fs::path& from, const fs::path& to) {
+  std::ifstream in(from, std::ios::binary);
+  if (!in) throw FileError(from.string() + ": cannot be read");
+  base::AtomicFile out(to.string());
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    if (in.gcount() > 0) out.write(buffer.data(), static_cast<size_t>(in.gcount()));
+  }
+  if (in.bad()) throw FileError(from.string() + ": read failed");
+  out.commit();
+}
+
+}  // namespace
+
+std::string backbone_sha256(const std::string& checkpoint_dir) {
+  const auto manifest = dist::read_manifest(checkpoint_dir);
+  const auto files = manifest.value("files", nlohmann::json::object());
+  if (!files.contains("model.safetensors") || !files["model.safetensors"].value("sha256", nlohmann::json()).is_string())
+    throw dist::CheckpointError(checkpoint_dir + "/manifest.json: no SHA-256 for model.safetensors");
+  return files["model.safetensors"]["sha256"].get<std::string>();
+}
+
+std::string assemble_checkpoint(const std::string& backbone_dir, const std::string& dynamics_file,
+                                const std::string& output_dir) {
+  const std::string sha = backbone_sha256(backbone_dir);
+  const SavedDynamics dynamics = load_dynamics(dynamics_file);
+  if (dynamics.backbone_sha256 != sha)
+    throw UsageError("--dynamics " + dynamics_file + " was distilled from the backbone with SHA-256 " +
+                     dynamics.backbone_sha256 + ", but --backbone " + backbone_dir + " has " + sha +
+                     ": distill it from this backbone");
+  const std::string root = (fs::path(output_dir) / "checkpoints").string();
+  if (dist::holds_checkpoints(root))
+    throw UsageError("--output " + output_dir + " already holds checkpoints: choose another directory");
+  auto manifest = dist::read_manifest(backbone_dir);
+  fs::create_directories(root);
+  dist::remove_unfinished_saves(root);
+  const std::string tmp = dist::begin_checkpoint(root, manifest.value("step", int64_t{0}));
+  for (const auto& entry : fs::directory_iterator(backbone_dir))
+    if (entry.is_regular_file() && entry.path().filename() != "manifest.json")
+      copy_file_synced(entry.path(), fs::path(tmp) / entry.path().filename());
+  copy_file_synced(dynamics_file, fs::path(tmp) / kDynamicsFile);
+  const auto& cfg = dynamics.model->config();
+  manifest.erase("files");
+  manifest["dynamics"] = {{"file", kDynamicsFile},
+                          {"arch", model::to_string(cfg.arch)},
+                          {"hidden", cfg.resolved_hidden()},
+                          {"backbone_sha256", sha},
+                          {"source", fs::absolute(dynamics_file).string()}};
+  return dist::commit_checkpoint(root, tmp, manifest, /*keep_last=*/0);
+}
+
+std::optional<SavedDynamics> load_checkpoint_dynamics(const std::string& checkpoint_dir) {
+  const auto manifest = dist::read_manifest(checkpoint_dir);
+  if (!manifest.contains("dynamics")) return std::nullopt;
+  const std::string path = (fs::path(checkpoint_dir) / kDynamicsFile).string();
+  SavedDynamics saved = load_dynamics(path);
+  if (saved.backbone_sha256 != backbone_sha256(checkpoint_dir))
+    throw dist::CheckpointError(path + " belongs to the backbone with SHA-256 " + saved.backbone_sha256 +
+                                ", not to this checkpoint's model.safetensors");
+  return saved;
+}
+
+}  // namespace crsm::train

@@ -1,0 +1,28 @@
+#pragma once
+
+// Stage 3 (SPEC §8): one checkpoint holding the backbone and its dynamics model. It is
+// the backbone's checkpoint (every file, so stage 4 can start from it and generate reads
+// it as before) plus dynamics.safetensors, named in the manifest's "dynamics" entry with
+// the SHA-256 of the backbone the dynamics was distilled from.
+
+#include <optional>
+#include <string>
+
+#include "train/dynamics_training.h"
+
+namespace crsm::train {
+
+// The SHA-256 of a checkpoint's model.safetensors, as its manifest records it.
+std::string backbone_sha256(const std::string& checkpoint_dir);
+
+// Writes <output>/checkpoints/step_N (N: the backbone's step) and returns it. UsageError
+// when the dynamics was distilled from another backbone (naming both) or <output>
+// already holds checkpoints.
+std::string assemble_checkpoint(const std::string& backbone_dir, const std::string& dynamics_file,
+                                const std::string& output_dir);
+
+// The dynamics model of an assembled checkpoint; nullopt for a checkpoint without one.
+// CheckpointError when its dynamics belongs to another backbone.
+std::optional<SavedDynamics> load_checkpoint_dynamics(const std::string& checkpoint_dir);
+
+}  // namespace crsm::train

@@ -1,0 +1,92 @@
+#pragma once
+
+// Stage 2's training (SPEC §4, §7): the latent dynamics model f(h, a) -> Δh learns from
+// the collected transitions through the one training loop (data parallel, checkpoints,
+// exact resume). The loss is the mean over layers of MSE_l / Var_l, so every layer counts
+// alike whatever the scale of its deltas (it is 1 − R² on the training rows), and
+// validation on the held-out split reports MSE, MAE and R² per layer every epoch.
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "config/run_config.h"
+#include "data/transition_store.h"
+#include "dist/communicator.h"
+#include "model/latent_dynamics.h"
+#include "train/training_loop.h"
+
+namespace crsm::train {
+
+// This rank's slice of a transition file, [rows * rank / world, rows * (rank + 1) / world),
+// as batches of state [b, L, D], delta [b, L, D] and action [b] (int64). Each epoch visits
+// the slice's blocks of block_rows rows in an order drawn from (seed, epoch) and shuffles
+// rows within groups of buffer_blocks blocks (the shuffle buffer); the position
+// (epoch, batch) alone fixes what comes next, so a checkpoint resumes it exactly.
+class TransitionBatches : public BatchSource {
+ public:
+  TransitionBatches(const std::string& path, int64_t global_batch, uint64_t seed, int rank, int world,
+                    int64_t block_rows = 1024, int64_t buffer_blocks = 8);
+
+  int64_t batches_per_epoch() const override { return batches_per_epoch_; }
+  Batch next() override;
+  data::SamplerPosition position() const override { return position_; }
+  void set_position(const data::SamplerPosition& p) override { position_ = p; }
+
+ private:
+  void load_group(int64_t epoch, int64_t group);
+
+  data::TransitionReader reader_;
+  int64_t first_ = 0, rows_ = 0, local_batch_ = 0, batches_per_epoch_ = 0;
+  uint64_t seed_ = 0;
+  int64_t block_rows_, group_rows_;
+  data::SamplerPosition position_;
+  int64_t loaded_epoch_ = -1, loaded_group_ = -1;
+  Batch group_;  // the rows of the loaded group, shuffled
+};
+
+// Per-layer mean [L, D] and variance [L] of the deltas of a transition file (every rank
+// reads its slice; collective).
+struct DeltaMoments {
+  at::Tensor mean, variance;
+};
+DeltaMoments delta_moments(const std::string& path, dist::Communicator& comm);
+
+struct DynamicsRun {
+  std::string train_file, val_file;  // master files
+  std::string run_dir;               // metrics.jsonl, checkpoints/, dynamics.safetensors, dynamics.json
+  std::string backbone_dir;          // the checkpoint the transitions came from
+  at::Tensor embeddings;             // the backbone's token embeddings [V, D], frozen
+  model::DynamicsConfig arch;
+  int64_t epochs = 1, max_steps = 0, batch_size = 256;
+  double lr = 1e-3;
+  int64_t log_every = 10, save_every = 0;
+  int keep_last = 2;
+  bool resume = false;               // continue <run_dir>/checkpoints when it holds one
+  nlohmann::json config;             // the run config, recorded
+  nlohmann::json metadata;           // more fields for dynamics.json (the seed's)
+};
+
+struct DynamicsResult {
+  TrainResult train;
+  nlohmann::json validation;  // the last DeltaScore
+};
+
+// Collective. Writes <run_dir>/dynamics.safetensors (the weights and, in its metadata,
+// the architecture) and <run_dir>/dynamics.json when the run completes.
+DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm);
+
+// A trained dynamics model as dynamics.safetensors holds it: the weights, the training
+// split's delta moments (stats.delta_mean, stats.delta_variance: the mean predictor of
+// check-dynamics) and, in the metadata, the architecture and the backbone's SHA-256.
+struct SavedDynamics {
+  model::LatentDynamics model{nullptr};
+  DeltaMoments moments;
+  std::string backbone_sha256;
+};
+void save_dynamics(const std::string& path, const SavedDynamics& saved);
+// TensorFileError naming the file when its metadata or tensors are not a dynamics model's.
+SavedDynamics load_dynamics(const std::string& path);
+
+}  // namespace crsm::train
