@@ -46,12 +46,11 @@ LatentDynamicsImpl::LatentDynamicsImpl(const DynamicsConfig& cfg) : cfg_(cfg) {
   switch (cfg.arch) {
     case DynamicsArch::kShared:
       gru_ = register_module("gru", nn::GRUCell(D, H));
-      if (H != D) {
+      if (H != D)
         state_proj_ =
             register_module("state_proj", nn::Linear(nn::LinearOptions(D, H).bias(false)));
-        delta_proj_ =
-            register_module("delta_proj", nn::Linear(nn::LinearOptions(H, D).bias(false)));
-      }
+      // Always: the GRU's output is bounded, the deltas are not.
+      delta_proj_ = register_module("delta_proj", nn::Linear(nn::LinearOptions(H, D).bias(false)));
       // Zero scale, gate and bias: the zero-delta predictor. The scale still gets a
       // gradient (the GRU's output is not zero), and the GRU one as soon as it moves.
       layer_scale_ = register_parameter("layer_scale", torch::zeros({L, D}));

@@ -69,9 +69,9 @@ TEST(LatentDynamics, RejectsMismatchedShapes) {
 
 // The names land in checkpoints and safetensors exports: they must not drift.
 TEST(LatentDynamics, ParameterNamesAreStable) {
-  LatentDynamics shared(dynamics_config(DynamicsArch::kShared, 3, 8));
+  LatentDynamics shared(dynamics_config(DynamicsArch::kShared, 3, 8));  // hidden = d_model: no state_proj
   EXPECT_EQ(parameter_names(shared),
-            (std::set<std::string>{"gru.weight_ih", "gru.weight_hh", "gru.bias_ih", "gru.bias_hh",
+            (std::set<std::string>{"gru.weight_ih", "gru.weight_hh", "gru.bias_ih", "gru.bias_hh", "delta_proj.weight",
                                    "layer_scale", "layer_gate", "layer_bias"}));
   LatentDynamics projected(dynamics_config(DynamicsArch::kShared, 3, 8, 4));
   EXPECT_EQ(parameter_names(projected).count("state_proj.weight"), 1u);
