@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 ckpt=${1:-$root/runs/small}
 samples=${2:-20000}
 bin=$root/build/apps/crsm_train
-for chunk in 256 1024; do "$root/build/bench/crsm_bench_distill" --chunk-rows "$chunk"; done
+[[ -n "${SKIP_WRITER:-}" ]] || for chunk in 256 1024; do "$root/build/bench/crsm_bench_distill" --chunk-rows "$chunk"; done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mpirun_flags=(--oversubscribe --bind-to none)
@@ -19,5 +19,6 @@ for world in 1 2; do
   mpirun "${mpirun_flags[@]}" -np "$world" "$bin" distill --model-path "$ckpt" --output-path "$work/w$world" \
     --data "$root/data/tinyshakespeare.txt" --num-samples "$samples" --val-samples 64 --collect-only > "$work/log$world"
   end=$(date +%s.%N)
+  grep "distill: train:.*kept" "$work/log$world" | sed "s/^/  W=$world: /"
   echo "collection W=$world: $(awk -v n="$samples" -v s="$start" -v e="$end" 'BEGIN { printf "%.0f transitions/s (%.1f s wall, start-up included)", n / (e - s), e - s }')"
 done
