@@ -48,8 +48,10 @@ class Handle {
 };
 
 // HDF5 prints its error stack on every failure unless told not to; ours say it better.
+// Debian's HDF5 is thread-safe, which makes the switch per thread: every entry point
+// calls this in the thread it runs in (the writer's thread included).
 void quiet() {
-  static const bool done = [] {
+  thread_local const bool done = [] {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();
@@ -161,7 +163,11 @@ Handle open_for_reading(const std::string& path) {
   quiet();
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw DataError(path + ": no such transition file");
-  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+  // One read attempt: under SWMR HDF5 retries a failed metadata checksum (a writer may
+  // be mid-update) up to 100 times, which on a damaged file looks like a hang.
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_metadata_read_attempts(fapl.get(), 1);
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl.get());
   if (id < 0) id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (id < 0) throw DataError(path + ": not a readable HDF5 file (truncated, damaged or not HDF5)");
   return Handle(id, H5Fclose);
@@ -283,17 +289,27 @@ TransitionRows read_open(hid_t file, const TransitionFileInfo& info, int64_t fir
                     ") are outside the file's " + std::to_string(info.rows));
   const auto& s = info.schema;
   TransitionRows r;
-  r.state = torch::empty({count, s.num_layers, s.d_model}, torch::kFloat);
-  r.delta = torch::empty({count, s.num_layers, s.d_model}, torch::kFloat);
+  // float16 is read as stored and widened by LibTorch (HDF5's own conversion of a
+  // non-native float is a slow bit-by-bit loop).
+  const bool half = s.dtype == TransitionDtype::kFloat16;
+  const auto stored = half ? torch::kHalf : torch::kFloat;
+  r.state = torch::empty({count, s.num_layers, s.d_model}, stored);
+  r.delta = torch::empty({count, s.num_layers, s.d_model}, stored);
   r.action = torch::empty({count}, torch::kInt);
   r.seq = torch::empty({count}, torch::kLong);
   r.pos = torch::empty({count}, torch::kInt);
-  if (count == 0) return r;
-  read_rows(file, info.path, "state", first, count, H5T_NATIVE_FLOAT, r.state.data_ptr());
-  read_rows(file, info.path, "delta", first, count, H5T_NATIVE_FLOAT, r.delta.data_ptr());
-  read_rows(file, info.path, "action", first, count, H5T_NATIVE_INT32, r.action.data_ptr());
-  read_rows(file, info.path, "seq", first, count, H5T_NATIVE_INT64, r.seq.data_ptr());
-  read_rows(file, info.path, "pos", first, count, H5T_NATIVE_INT32, r.pos.data_ptr());
+  if (count > 0) {
+    const Handle mem = half ? half_type() : Handle(H5Tcopy(H5T_NATIVE_FLOAT), H5Tclose);
+    read_rows(file, info.path, "state", first, count, mem.get(), r.state.data_ptr());
+    read_rows(file, info.path, "delta", first, count, mem.get(), r.delta.data_ptr());
+    read_rows(file, info.path, "action", first, count, H5T_NATIVE_INT32, r.action.data_ptr());
+    read_rows(file, info.path, "seq", first, count, H5T_NATIVE_INT64, r.seq.data_ptr());
+    read_rows(file, info.path, "pos", first, count, H5T_NATIVE_INT32, r.pos.data_ptr());
+  }
+  if (half) {
+    r.state = r.state.to(torch::kFloat);
+    r.delta = r.delta.to(torch::kFloat);
+  }
   return r;
 }
 
@@ -326,7 +342,8 @@ Handle create_file(const std::string& path, const TransitionSchema& s, const Wri
 }
 
 // Appends rows to every dataset, /pos last, then flushes: the block is committed.
-int64_t append_rows(hid_t file, const std::string& path, const TransitionRows& rows) {
+// float16 rows are rounded by LibTorch (as .to(kHalf) rounds them) and written as stored.
+int64_t append_rows(hid_t file, const std::string& path, TransitionDtype dtype, const TransitionRows& rows) {
   const int64_t n = rows.size();
   int64_t bytes = 0;
   const auto put = [&](const char* name, hid_t mem, const at::Tensor& t) {
@@ -347,8 +364,14 @@ int64_t append_rows(hid_t file, const std::string& path, const TransitionRows& r
       throw DataError(path + ": writing /" + std::string(name) + " failed (disk full?)");
     bytes += static_cast<int64_t>(c.nbytes());
   };
-  put("state", H5T_NATIVE_FLOAT, rows.state);
-  put("delta", H5T_NATIVE_FLOAT, rows.delta);
+  if (dtype == TransitionDtype::kFloat16) {
+    const Handle half = half_type();
+    put("state", half.get(), rows.state.to(torch::kHalf));
+    put("delta", half.get(), rows.delta.to(torch::kHalf));
+  } else {
+    put("state", H5T_NATIVE_FLOAT, rows.state);
+    put("delta", H5T_NATIVE_FLOAT, rows.delta);
+  }
   put("action", H5T_NATIVE_INT32, rows.action);
   put("seq", H5T_NATIVE_INT64, rows.seq);
   put("pos", H5T_NATIVE_INT32, rows.pos);
@@ -395,6 +418,7 @@ Compression parse_compression(const std::string& word) {
 std::string to_string(Compression c) { return c == Compression::kGzip ? "gzip" : "none"; }
 
 TransitionFileInfo inspect_transition_file(const std::string& path) {
+  quiet();
   const Handle file = open_for_reading(path);
   return inspect_open(file.get(), path);
 }
@@ -412,26 +436,26 @@ TransitionWriter::TransitionWriter(std::string path, TransitionSchema schema, Wr
     : path_(std::move(path)), schema_(std::move(schema)), options_(options) {
   if (options_.chunk_rows < 1 || options_.queue_blocks < 1)
     throw std::invalid_argument("TransitionWriter: chunk_rows and queue_blocks must be >= 1");
+  quiet();
   std::error_code ec;
   const std::string resume = path_ + ".resume";
-  fs::remove(resume, ec);
-  if (fs::exists(path_)) {
+  fs::remove(resume, ec);  // left by a crash while resuming: the file itself is intact
+  if (fs::exists(path_, ec)) {
     // Keep the committed rows: copy them to a fresh file and put it in the old one's place.
-    TransitionFileInfo info;
-    TransitionRows kept;
-    {
-      const Handle old = open_for_reading(path_);
-      info = inspect_open(old.get(), path_);
-      check_schema(info, schema_);
-      if (info.schema.plan != schema_.plan)
-        throw DataError(path_ + ": field 'plan' is \"" + info.schema.plan + "\", but this collection's is \"" +
-                        schema_.plan + "\": remove the directory to collect anew, or rerun the original command");
-      kept = read_open(old.get(), info, 0, info.rows);
-    }
+    const Handle old = open_for_reading(path_);
+    const TransitionFileInfo info = inspect_open(old.get(), path_);
+    check_schema(info, schema_);
+    if (info.schema.plan != schema_.plan)
+      throw DataError(path_ + ": field 'plan' is \"" + info.schema.plan + "\", but this collection's is \"" +
+                      schema_.plan + "\": remove the directory to collect anew, or rerun the original command");
     Handle fresh = create_file(resume, schema_, options_);
-    for (int64_t at = 0; at < kept.size(); at += options_.chunk_rows)
-      append_rows(fresh.get(), resume, slice(kept, at, std::min(options_.chunk_rows, kept.size() - at)));
-    fs::rename(resume, path_);
+    // In whole chunks of about 32 MiB, flushed once each: a file may be far larger than memory.
+    const int64_t row_bytes = 2 * schema_.num_layers * schema_.d_model * 4 + 16;
+    const int64_t piece = options_.chunk_rows * std::max<int64_t>(1, (int64_t{32} << 20) / (options_.chunk_rows * row_bytes));
+    for (int64_t at = 0; at < info.rows; at += piece)
+      append_rows(fresh.get(), resume, schema_.dtype, read_open(old.get(), info, at, std::min(piece, info.rows - at)));
+    fs::rename(resume, path_, ec);
+    if (ec) throw DataError(path_ + ": cannot replace it with " + resume + ": " + ec.message());
     rows_at_open_ = info.rows;
     file_ = fresh.release();
   } else {
@@ -473,13 +497,14 @@ void TransitionWriter::append(TransitionRows rows) {
 
 void TransitionWriter::write_block(const TransitionRows& rows) {
   const auto start = Clock::now();
-  const int64_t bytes = append_rows(static_cast<hid_t>(file_), path_, rows);
+  const int64_t bytes = append_rows(static_cast<hid_t>(file_), path_, schema_.dtype, rows);
   std::lock_guard<std::mutex> lock(mutex_);
   stats_.write_s += std::chrono::duration<double>(Clock::now() - start).count();
   stats_.bytes += bytes;
 }
 
 void TransitionWriter::run() {
+  quiet();
   try {
     for (;;) {
       TransitionRows block;
@@ -523,6 +548,7 @@ WriterStats TransitionWriter::close() {
   }
   if (thread_.joinable()) thread_.join();
   closed_ = true;
+  quiet();
   const herr_t closed = file_ >= 0 ? H5Fclose(static_cast<hid_t>(file_)) : 0;
   file_ = -1;
   if (error_) std::rethrow_exception(error_);
@@ -538,10 +564,12 @@ TransitionReader::TransitionReader(const std::string& path) {
 }
 
 TransitionReader::~TransitionReader() {
+  quiet();
   if (file_ >= 0) H5Fclose(static_cast<hid_t>(file_));
 }
 
 TransitionRows TransitionReader::read(int64_t first, int64_t count) const {
+  quiet();
   return read_open(static_cast<hid_t>(file_), info_, first, count);
 }
 
@@ -552,9 +580,20 @@ void write_master_file(const std::string& master, const std::vector<std::string>
   for (const auto& f : rank_files) {
     infos.push_back(inspect_transition_file(f));
     check_schema(infos.back(), infos.front().schema);
+    if (infos.back().schema.plan != infos.front().schema.plan)
+      throw DataError(f + ": field 'plan' is \"" + infos.back().schema.plan + "\", but " + rank_files.front() +
+                      " has \"" + infos.front().schema.plan + "\": the files are of different collections");
   }
   const fs::path dir = fs::absolute(master).parent_path();
   const std::string tmp = master + ".tmp";
+  // The temporary file goes whatever happens; the master appears only whole.
+  struct RemoveTmp {
+    const std::string& path;
+    ~RemoveTmp() {
+      std::error_code ec;
+      fs::remove(path, ec);
+    }
+  } remove_tmp{tmp};
   {
     const Handle fapl = file_access();
     Handle file(must(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), tmp, "cannot be created"), H5Fclose);
@@ -588,8 +627,11 @@ void write_master_file(const std::string& master, const std::vector<std::string>
                      "cannot create the virtual dataset /" + std::string(name)),
                 H5Dclose);
     }
+    if (H5Fclose(file.release()) < 0) throw DataError(tmp + ": closing failed (disk full?)");
   }
-  fs::rename(tmp, master);
+  std::error_code ec;
+  fs::rename(tmp, master, ec);
+  if (ec) throw DataError(master + ": cannot be replaced by " + tmp + ": " + ec.message());
 }
 
 }  // namespace crsm::data

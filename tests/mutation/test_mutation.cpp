@@ -22,6 +22,7 @@
 #include "config/run_config.h"
 #include "data/prepare.h"
 #include "data/prepared_corpus.h"
+#include "data/transition_store.h"
 #include "data/tokenizer.h"
 #include "dist/checkpoint_store.h"
 #include "dist/communicator.h"
@@ -32,6 +33,7 @@
 #include "train/metrics_log.h"
 #include "train/train_checkpoint.h"
 #include "train/trainable.h"
+#include "train/dynamics_training.h"
 
 // The largest single allocation while a reader runs, from operator new and from
 // LibTorch's CPU allocator.
@@ -186,6 +188,35 @@ TEST_F(Mutation, Safetensors) {
         crsm::model::load_tensor_file(path.string(), &metadata);
       },
       {path.string()}, file_budget(path), 1);
+}
+
+// A rank file of a collection (SWMR, uncompressed, float16), read whole.
+TEST_F(Mutation, TransitionFile) {
+  const auto path = dir / "rank00000.h5";
+  {
+    crsm::data::TransitionWriter w(path.string(), {2, 4, 50, crsm::data::TransitionDtype::kFloat16, std::string(64, 'c'), "p"},
+                                   {8, crsm::data::Compression::kNone, 2});
+    const int64_t n = 40;
+    w.append({torch::randn({n, 2, 4}), torch::randn({n, 2, 4}), torch::randint(0, 50, {n}, torch::kInt),
+              torch::arange(n, torch::kLong), torch::arange(n, torch::kInt)});
+  }
+  expect_survives(
+      path,
+      [&] {
+        crsm::data::TransitionReader reader(path.string());
+        reader.read(0, reader.rows());
+      },
+      {path.string()}, file_budget(path), 11);
+}
+
+TEST_F(Mutation, DynamicsFile) {
+  const auto path = dir / "dynamics.safetensors";
+  crsm::model::DynamicsConfig cfg;
+  cfg.num_layers = 2;
+  cfg.d_model = 8;
+  crsm::train::save_dynamics(path.string(), {crsm::model::LatentDynamics(cfg), {torch::zeros({2, 8}), torch::ones({2})},
+                                             std::string(64, 'd')});
+  expect_survives(path, [&] { crsm::train::load_dynamics(path.string()); }, {path.string()}, file_budget(path), 12);
 }
 
 TEST_F(Mutation, CheckpointManifest) {
