@@ -1,7 +1,7 @@
 // The transition writer against a plain sequential write of the same bytes to the same
 // disk, measured in the same run (SPEC §7: collection waits on disk only when the queue
 // is full, so the writer must keep up with the disk). Both write ROWS rows of the small
-// config's shape in chunks of C rows (256, distill's default) and flush after each chunk.
+// config's shape in chunks of C rows (default 1024: distill's "auto", about 4 MiB) and flush after each chunk.
 //
 //   crsm_bench_distill [--rows N] [--dir DIR] [--layers L] [--d-model D] [--chunk-rows C]
 #include <torch/torch.h>
@@ -25,7 +25,7 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 }  // namespace
 
 int main(int argc, char** argv) {
-  int64_t rows = 65536, layers = 4, d_model = 128, chunk = 256;
+  int64_t rows = 65536, layers = 4, d_model = 128, chunk = 1024;
   std::string dir = fs::temp_directory_path().string();
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];

@@ -48,7 +48,7 @@ const std::vector<Option>& distill_options() {
       Option("seq-len", Constraint::integer(1, 1 << 24), "tokens of context per collection window (default: the backbone's seq_len)"),
       Option("dtype", Constraint::word({"float32", "float16"}), "how /state and /delta are stored").with_default("float32"),
       Option("compression", Constraint::word({"none", "gzip"}), "HDF5 filter of the transition files").with_default("none"),
-      Option("chunk-rows", Constraint::integer(1, 1 << 24), "rows per HDF5 chunk; files are flushed every chunk").with_default("256"),
+      Option("chunk-rows", Constraint::integer(1, 1 << 24).or_word("auto"), "rows per HDF5 chunk; files are flushed every chunk (auto: about 4 MiB of rows)").with_default("auto"),
       Option("vocab-size", config_constraint("vocab_size"), "the seed's flag: checked against the checkpoint"),
       Option("d-model", config_constraint("d_model"), "the seed's flag: checked against the checkpoint"),
       Option("num-layers", config_constraint("num_layers"), "the seed's flag: checked against the checkpoint"),
@@ -109,7 +109,12 @@ Collected collect(const ParsedOptions& o, const RunConfig& config, model::Backbo
                                 data::parse_transition_dtype(o.text("dtype")), train::backbone_sha256(ckpt), ""};
   train::CollectOptions options;
   options.dir = (fs::path(out) / "transitions").string();
-  options.writer.chunk_rows = o.integer("chunk-rows");
+  // About 4 MiB per chunk: fewer, larger flushes keep the writer near the disk's speed,
+  // and a chunk stays far below what HDF5 handles well on the large config (10 rows).
+  const int64_t row_bytes = 2 * config.model.num_layers * config.model.d_model *
+                                (schema.dtype == data::TransitionDtype::kFloat16 ? 2 : 4) + 16;
+  options.writer.chunk_rows = o.value("chunk-rows").is_string() ? std::max<int64_t>(1, (int64_t{4} << 20) / row_bytes)
+                                                                 : o.integer("chunk-rows");
   options.writer.compression = data::parse_compression(o.text("compression"));
   // Both plans first: a corpus too small for them is refused before anything is written.
   std::vector<train::CollectionPlan> plans;
