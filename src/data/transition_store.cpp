@@ -379,11 +379,6 @@ int64_t append_rows(hid_t file, const std::string& path, TransitionDtype dtype, 
   return bytes;
 }
 
-TransitionRows slice(const TransitionRows& r, int64_t first, int64_t n) {
-  return {r.state.narrow(0, first, n), r.delta.narrow(0, first, n), r.action.narrow(0, first, n),
-          r.seq.narrow(0, first, n), r.pos.narrow(0, first, n)};
-}
-
 TransitionRows copy_of(const TransitionRows& r) {
   return {r.state.clone(), r.delta.clone(), r.action.clone(), r.seq.clone(), r.pos.clone()};
 }
@@ -522,10 +517,10 @@ void TransitionWriter::run() {
       if (block.size() > 0) pending_ = concat(pending_, block);
       int64_t at = 0;
       while (pending_.size() - at >= options_.chunk_rows) {
-        write_block(slice(pending_, at, options_.chunk_rows));
+        write_block(pending_.slice(at, options_.chunk_rows));
         at += options_.chunk_rows;
       }
-      if (at > 0) pending_ = copy_of(slice(pending_, at, pending_.size() - at));
+      if (at > 0) pending_ = copy_of(pending_.slice(at, pending_.size() - at));
       if (last) {
         if (pending_.size() > 0) write_block(pending_);
         pending_ = {};

@@ -60,6 +60,11 @@ struct TransitionSchema {
 struct TransitionRows {
   at::Tensor state, delta, action, seq, pos;
   int64_t size() const { return action.defined() ? action.size(0) : 0; }
+  // Rows [first, first + n), as views.
+  TransitionRows slice(int64_t first, int64_t n) const {
+    return {state.narrow(0, first, n), delta.narrow(0, first, n), action.narrow(0, first, n), seq.narrow(0, first, n),
+            pos.narrow(0, first, n)};
+  }
 };
 
 struct WriterOptions {

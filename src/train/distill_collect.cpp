@@ -21,18 +21,6 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Rows [skip, n) of a block.
-data::TransitionRows tail_of(const data::TransitionRows& rows, int64_t skip) {
-  const int64_t n = rows.size() - skip;
-  return {rows.state.narrow(0, skip, n), rows.delta.narrow(0, skip, n), rows.action.narrow(0, skip, n),
-          rows.seq.narrow(0, skip, n), rows.pos.narrow(0, skip, n)};
-}
-
-data::TransitionRows head_of(const data::TransitionRows& rows, int64_t n) {
-  return {rows.state.narrow(0, 0, n), rows.delta.narrow(0, 0, n), rows.action.narrow(0, 0, n),
-          rows.seq.narrow(0, 0, n), rows.pos.narrow(0, 0, n)};
-}
-
 }  // namespace
 
 int64_t CollectionPlan::rows_of(int64_t window) const {
@@ -138,12 +126,12 @@ CollectResult collect_transitions(model::Backbone& model, const data::TokenSplit
       auto rows = compute_transitions(model, data::gather_windows(split, starts, plan.seq_len), ids);
       int64_t keep = 0;
       for (int64_t i = w; i < end; ++i) keep += plan.rows_of(i);
-      rows = head_of(rows, keep);  // the last window of the plan is collected in part
+      rows = rows.slice(0, keep);  // the last window of the plan is collected in part
       const int64_t skip = writer.rows() - done_before;
       done_before += keep;
       w = end;
       result.rows_written += rows.size() - skip;
-      writer.append(skip > 0 ? tail_of(rows, skip) : rows);
+      writer.append(skip > 0 ? rows.slice(skip, rows.size() - skip) : rows);
       if (options.progress && rank == 0 && (seconds_since(last_report) > 10 || w == last)) {
         std::printf("distill: %s: rank 0 has %lld of its %lld transitions (%.0f/s)\n", plan.split.c_str(),
                     static_cast<long long>(writer.rows()), static_cast<long long>(mine),
