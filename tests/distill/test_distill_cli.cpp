@@ -95,7 +95,7 @@ TEST_F(DistillCli, AKilledCollectionResumesToExactlyTheUninterruptedRows) {
   }
   const auto deadline = Clock::now() + std::chrono::seconds(60);
   std::error_code ec;
-  while (Clock::now() < deadline && !(fs::exists(rank_file, ec) && fs::file_size(rank_file, ec) > (3u << 20)))
+  while (Clock::now() < deadline && !(fs::exists(rank_file, ec) && fs::file_size(rank_file, ec) > (1u << 20)))
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   ::kill(-pid, SIGKILL);
   ::waitpid(pid, nullptr, 0);
