@@ -10,6 +10,8 @@
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
 #include "model/generation.h"
+#include "search/deliberation.h"
+#include "train/assembled_checkpoint.h"
 #include "train/train_checkpoint.h"
 
 namespace crsm::cli {
@@ -20,14 +22,73 @@ const std::vector<Option>& generate_options() {
       Option("model", Constraint::path(), "checkpoint directory, or a run directory (its newest complete checkpoint)").mandatory(),
       Option("prompt", Constraint::text(), "text to continue (empty: start from <bos>)").with_default(""),
       Option("max-length", Constraint::integer(0, 1 << 24), "new tokens to generate at most").with_default("200"),
-      Option("temperature", Constraint::number(0, 1000), "softmax temperature (0: greedy)").with_default("0.8"),
+      Option::for_key("temperature", "temperature", "softmax temperature (0: greedy; default: the checkpoint's config, 0.8)"),
       Option("top-k", Constraint::integer(0, (int64_t{1} << 31) - 1), "sample among the k most likely tokens (0: all)").with_default("0"),
-      Option("top-p", Constraint::number(0, 1, /*lo_open=*/true), "sample within the smallest set of this probability mass").with_default("1"),
+      Option::for_key("top-p", "top_p", "sample within the smallest set of this probability mass (default: the config's, 1)"),
       Option("seed", config_constraint("seed"), "sampling seed (same seed, same text)").with_default("0"),
       Option("device", config_constraint("device"), "cpu | cuda | cuda:N").with_default("cpu"),
       Option("threads", Constraint::integer(0, 4096), "CPU threads (0: all cores)").with_default("0"),
+      Option("deliberate", Constraint::boolean(), "plan tokens with MCTS in latent space and inject the plans (SPEC §9)"),
+      Option("sync", Constraint::boolean(), "with --deliberate: plan every position and wait for it (deterministic)"),
+      Option("no-dynamics", Constraint::boolean(), "with --deliberate: plan with exact backbone steps, not the dynamics model"),
+      Option("exact", Constraint::boolean(), "the same as --no-dynamics"),
+      Option("stats", Constraint::boolean(), "with --deliberate: print planner statistics to stderr"),
+      Option::for_key("simulations", "n_simulations", "leaf evaluations per search"),
+      Option::for_key("c-puct", "c_puct", "exploration weight of PUCT"),
+      Option::for_key("search-top-k", "top_k", "children expanded per search node, by policy"),
+      Option::for_key("leaf-batch", "leaf_batch", "leaves evaluated per batched network call (1: sequential MCTS)"),
+      Option::for_key("injection-rate", "injection_rate", "alpha_l = injection_rate * sigmoid(conf_l) * delta_decay^lag"),
+      Option::for_key("delta-decay", "delta_decay", "decay of the injection per step of lag"),
+      Option::for_key("max-lag", "max_lag", "asynchronous plans further ahead than this are dropped"),
+      Option("state-cache-mb", Constraint::integer(1, int64_t{1} << 30), "memory for cached search-node states, MiB").with_default("128"),
   };
   return table;
+}
+
+// The planner: the checkpoint's dynamics model, or exact backbone steps when asked to
+// or when the checkpoint has none (said on stderr).
+search::Deliberator make_deliberator(const ParsedOptions& o, const std::string& dir, model::Backbone& model,
+                                     const RunConfig& config, const model::SamplingOptions& sampling,
+                                     const torch::Device& device) {
+  std::shared_ptr<search::LatentModel> planner;
+  const bool exact = o.is_set("no-dynamics") || o.is_set("exact");
+  auto dynamics = exact ? std::nullopt : train::load_checkpoint_dynamics(dir);
+  if (dynamics) {
+    dynamics->model->to(device);
+    dynamics->model->eval();
+    planner = std::make_shared<search::DynamicsModel>(model, dynamics->model);
+  } else {
+    if (!exact)
+      std::fprintf(stderr, "generate: %s has no dynamics model (assemble one, SPEC §8): planning with exact backbone steps\n",
+                   dir.c_str());
+    planner = std::make_shared<search::ExactModel>(model);
+  }
+  search::DeliberationOptions d;
+  d.timing = o.is_set("sync") ? search::PlanTiming::kSync : search::PlanTiming::kAsync;
+  d.search = search::SearchOptions::from(config.search);
+  d.search.cache_bytes = o.integer("state-cache-mb") << 20;
+  d.injection_rate = config.search.injection_rate;
+  d.delta_decay = config.search.delta_decay;
+  d.max_lag = config.search.max_lag;
+  d.sampling = sampling;
+  return search::Deliberator(model, planner, d);
+}
+
+void print_stats(const search::DeliberationStats& s) {
+  std::fprintf(stderr, "deliberation: %lld tokens, %lld chosen by the planner; %lld injections applied, %lld plans dropped "
+               "(%lld from another generation, %lld beyond max_lag, %lld late)\n",
+               (long long)s.tokens, (long long)s.planned_tokens, (long long)s.injections, (long long)s.dropped(),
+               (long long)s.dropped_generation, (long long)s.dropped_lag, (long long)s.dropped_late);
+  std::string lags;
+  for (const auto& [lag, count] : s.lags) lags += " " + std::to_string(lag) + ":" + std::to_string(count);
+  std::fprintf(stderr, "  lags of the applied plans (lag:count):%s\n", lags.empty() ? " none" : lags.c_str());
+  std::string norms;
+  for (double n : s.injected_norm) norms += " " + std::to_string(s.injections ? n / s.injections : 0.0);
+  std::fprintf(stderr, "  mean ||delta h|| injected per layer:%s\n", norms.empty() ? " none" : norms.c_str());
+  const double rate = s.search_seconds > 0 ? s.simulations / s.search_seconds : 0;
+  std::fprintf(stderr, "  search: %lld searches, %lld simulations, %.0f simulations/s, max depth %lld, mean depth %.2f\n",
+               (long long)s.searches, (long long)s.simulations, rate, (long long)s.max_depth,
+               s.simulations ? s.depth_sum / s.simulations : 0.0);
 }
 
 }  // namespace
@@ -37,6 +98,9 @@ int generate_command(int argc, char** argv) {
                                     generate_options());
   if (!parsed) return 0;
   const ParsedOptions& o = *parsed;
+  for (const char* flag : {"sync", "no-dynamics", "exact", "stats"})
+    if (o.is_set(flag) && !o.is_set("deliberate"))
+      throw UsageError(std::string("--") + flag + " applies to deliberative generation: add --deliberate");
   const torch::Device device = dist::rank_device(o.text("device"), dist::runtime());
   dist::configure_threads(static_cast<int>(o.integer("threads")), 1);
 
@@ -50,25 +114,33 @@ int generate_command(int argc, char** argv) {
   data::check_vocab_matches(*tokenizer, config.model.vocab_size, dir);
   model->to(device);
 
+  o.apply_to(config);
   const std::string prompt_text = o.text("prompt");
   std::vector<int64_t> prompt{tokenizer->bos_id()};
   for (int32_t id : tokenizer->encode(prompt_text)) prompt.push_back(id);
   std::fputs(prompt_text.c_str(), stdout);
-  model::SamplingOptions sampling{o.number("temperature"), o.integer("top-k"), o.number("top-p")};
   // Decoding the whole continuation each time and printing what is new keeps
   // tokenizers that merge pieces across token boundaries (SentencePiece spaces) right.
   std::vector<int32_t> generated;
   size_t printed = 0;
-  model::generate(model, prompt, o.integer("max-length"), sampling, static_cast<uint64_t>(o.integer("seed")),
-                  tokenizer->eos_id(), [&](int64_t token) {
-                    generated.push_back(static_cast<int32_t>(token));
-                    const std::string text = tokenizer->decode(generated);
-                    if (text.size() > printed) {
-                      std::fwrite(text.data() + printed, 1, text.size() - printed, stdout);
-                      std::fflush(stdout);
-                      printed = text.size();
-                    }
-                  });
+  const auto print_token = [&](int64_t token) {
+    generated.push_back(static_cast<int32_t>(token));
+    const std::string text = tokenizer->decode(generated);
+    if (text.size() > printed) {
+      std::fwrite(text.data() + printed, 1, text.size() - printed, stdout);
+      std::fflush(stdout);
+      printed = text.size();
+    }
+  };
+  const model::SamplingOptions sampling{config.search.temperature, o.integer("top-k"), config.search.top_p};
+  const auto seed = static_cast<uint64_t>(o.integer("seed"));
+  if (!o.is_set("deliberate")) {
+    model::generate(model, prompt, o.integer("max-length"), sampling, seed, tokenizer->eos_id(), print_token);
+  } else {
+    auto deliberator = make_deliberator(o, dir, model, config, sampling, device);
+    deliberator.generate(prompt, o.integer("max-length"), seed, tokenizer->eos_id(), print_token);
+    if (o.is_set("stats")) print_stats(deliberator.stats());
+  }
   std::fputs("\n", stdout);
   return 0;
 }

@@ -37,9 +37,17 @@ struct DynamicsConfig {
   int64_t batch_size = 256;     // transitions per optimizer step (global)
 };
 
+// Search and deliberative generation (SPEC §9).
 struct SearchConfig {
   double c_puct = 1.0;
   int64_t n_simulations = 50;
+  int64_t top_k = 16;            // children expanded per node, the most likely by policy
+  int64_t leaf_batch = 16;       // leaves evaluated per batched network call (1: sequential)
+  double injection_rate = 0.1;   // alpha_l = injection_rate * sigmoid(conf_l) * delta_decay^lag
+  double delta_decay = 0.9;
+  int64_t max_lag = 4;           // planned results further ahead than this are dropped
+  double temperature = 0.8;      // sampling where no planned token applies (0: greedy)
+  double top_p = 1.0;
 };
 
 struct RunConfig {

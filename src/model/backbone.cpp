@@ -82,16 +82,28 @@ StepOutput BackboneImpl::prefill(const at::Tensor& tokens, ModelState& state) {
   return {head(last.back()), values_of(last)};
 }
 
-StepOutput BackboneImpl::step(const at::Tensor& tokens, ModelState& state) {
+StepOutput BackboneImpl::step(const at::Tensor& tokens, ModelState& state, Injection* injection) {
   TORCH_CHECK(tokens.dim() == 1, "step: tokens must be [batch]");
   TORCH_CHECK(state.caches.size() == blocks_.size(), "step: state has ", state.caches.size(),
               " layer caches, the model has ", blocks_.size(), " layers");
+  if (injection)
+    TORCH_CHECK(injection->target.dim() == 3 && injection->target.size(1) == cfg_.num_layers &&
+                    injection->alpha.dim() == 2 && injection->alpha.size(1) == cfg_.num_layers,
+                "step: injection target must be [batch, ", cfg_.num_layers, ", ", cfg_.d_model,
+                "] and alpha [batch, ", cfg_.num_layers, "]");
   auto h = embed(tokens);
-  std::vector<at::Tensor> latents;
+  std::vector<at::Tensor> latents, moved;
   for (size_t l = 0; l < blocks_.size(); ++l) {
     h = blocks_[l]->step(h, state.caches[l]);
+    if (injection) {
+      const auto delta = injection->alpha.select(1, l).unsqueeze(-1) *
+                         (injection->target.select(1, l) - h);
+      h = h + delta;
+      moved.push_back(delta.norm(2, -1));
+    }
     latents.push_back(h);
   }
+  if (injection) injection->moved = torch::stack(moved, 1);
   state.latents = torch::stack(latents, 1);
   state.position += 1;
   return {head(h), values_of(latents)};

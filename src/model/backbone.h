@@ -23,6 +23,16 @@ struct StepOutput {
   at::Tensor values;  // [batch, num_layers]
 };
 
+// Gated injection of planned latents into a step (SPEC §9): after block l computes h_l,
+// h_l <- (1 - alpha_l) * h_l + alpha_l * target_l, and block l + 1 consumes the injected
+// stream. A block carries only its cache to the next token, so this is the one place
+// where an injection reaches the deeper layers' caches and with them every later token.
+struct Injection {
+  at::Tensor target;  // [batch, num_layers, d_model]
+  at::Tensor alpha;   // [batch, num_layers]
+  at::Tensor moved;   // set by step(): ||delta h_l|| injected, [batch, num_layers]
+};
+
 // The Mamba language model with per-layer value heads (SPEC §3): embedding, blocks,
 // final norm (norm_f), lm_head, value_heads. Parallel mode for training; recurrent
 // mode (prefill, step) for generation and planning.
@@ -41,8 +51,9 @@ class BackboneImpl : public torch::nn::Module {
   // step needs; returns the outputs at the prompt's last position.
   StepOutput prefill(const at::Tensor& tokens, ModelState& state);
 
-  // Consumes one token per row, tokens [batch], in O(1).
-  StepOutput step(const at::Tensor& tokens, ModelState& state);
+  // Consumes one token per row, tokens [batch], in O(1); with an injection, mixes the
+  // target into each block's output before the next block runs.
+  StepOutput step(const at::Tensor& tokens, ModelState& state, Injection* injection = nullptr);
 
   // Policy logits and per-layer values from latents [batch, num_layers, d_model].
   StepOutput predict_from_states(const at::Tensor& latents);

@@ -1,0 +1,224 @@
+#include "search/deliberation.h"
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+
+namespace crsm::search {
+
+at::Tensor injection_alpha(const at::Tensor& confidence, double injection_rate, double delta_decay,
+                           int64_t lag) {
+  return injection_rate * std::pow(delta_decay, static_cast<double>(lag)) * torch::sigmoid(confidence);
+}
+
+void DeliberationStats::add_search(const SearchStats& s) {
+  searches += 1;
+  simulations += s.simulations;
+  max_depth = std::max(max_depth, s.max_depth);
+  depth_sum += s.mean_depth * static_cast<double>(s.simulations);
+  search_seconds += s.seconds;
+}
+
+void PlanBuffer::offer(Plan plan, int64_t position, DeliberationStats& stats) {
+  if (plan.generation != generation_) {
+    stats.dropped_generation += 1;
+  } else if (plan.lag() > max_lag_) {
+    stats.dropped_lag += 1;
+  } else if (plan.position < position) {
+    stats.dropped_late += 1;
+  } else {
+    if (plans_.count(plan.position)) stats.dropped_late += 1;  // superseded by the newer plan
+    plans_[plan.position] = std::move(plan);
+  }
+}
+
+std::optional<Plan> PlanBuffer::take(int64_t position, DeliberationStats& stats) {
+  while (!plans_.empty() && plans_.begin()->first < position) {
+    plans_.erase(plans_.begin());
+    stats.dropped_late += 1;
+  }
+  auto it = plans_.find(position);
+  if (it == plans_.end()) return std::nullopt;
+  Plan plan = std::move(it->second);
+  plans_.erase(it);
+  return plan;
+}
+
+namespace {
+
+struct PlanRequest {
+  int64_t generation = 0, captured_step = 0;
+  States state;
+};
+
+// Projects the request's state `lag` steps ahead along the model's greedy actions and
+// searches from there.
+Plan plan_ahead(LatentModel& model, const PlanRequest& request, int64_t lag, const SearchOptions& options) {
+  auto e = model.evaluate(request.state);
+  for (int64_t i = 0; i < lag; ++i) e = model.step(e.states, {e.logits[0].argmax().item<int64_t>()});
+  auto result = run_search(model, e.states, options);
+  return {request.generation, request.captured_step, request.captured_step + lag, result.action,
+          result.target, result.confidence, std::move(result.stats)};
+}
+
+}  // namespace
+
+// The planner thread: one request waits at a time (a newer one replaces it), results
+// are collected by the generator.
+class AsyncPlanner {
+ public:
+  AsyncPlanner(std::shared_ptr<LatentModel> model, const DeliberationOptions& options)
+      : model_(std::move(model)), options_(options), thread_([this] { loop(); }) {}
+
+  ~AsyncPlanner() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  void request(PlanRequest r) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      waiting_ = std::move(r);
+    }
+    cv_.notify_all();
+  }
+
+  std::vector<Plan> collect() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+    return std::exchange(done_, {});
+  }
+
+  void set_position(int64_t position) { position_.store(position); }
+  int64_t delivered() const { return delivered_.load(); }
+
+ private:
+  void loop() {
+    torch::NoGradGuard no_grad;
+    for (;;) {
+      PlanRequest r;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || waiting_.has_value(); });
+        if (stop_) return;
+        r = std::move(*waiting_);
+        waiting_.reset();
+      }
+      try {
+        deliver(plan(r));
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu_);
+        error_ = std::current_exception();
+      }
+    }
+  }
+
+  // The lag: the steps the generator has already taken since the request, plus those it
+  // is expected to take while this search runs (a running mean of the last searches).
+  Plan plan(const PlanRequest& r) {
+    if (options_.before_search) options_.before_search(r.generation, r.captured_step);
+    const int64_t picked_up = position_.load();
+    const int64_t ahead = static_cast<int64_t>(std::ceil(steps_per_search_));
+    const int64_t lag = std::max<int64_t>(1, picked_up - r.captured_step + ahead);
+    Plan p = plan_ahead(*model_, r, lag, options_.search);
+    steps_per_search_ = 0.5 * steps_per_search_ + 0.5 * static_cast<double>(position_.load() - picked_up);
+    return p;
+  }
+
+  void deliver(Plan p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_.push_back(std::move(p));
+    delivered_ += 1;
+  }
+
+  std::shared_ptr<LatentModel> model_;
+  const DeliberationOptions& options_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<PlanRequest> waiting_;
+  std::vector<Plan> done_;
+  std::exception_ptr error_;
+  bool stop_ = false;
+  std::atomic<int64_t> position_{0}, delivered_{0};
+  double steps_per_search_ = 1.0;  // the planner thread's own
+  std::thread thread_;             // last: starts once everything above exists
+};
+
+Deliberator::Deliberator(model::Backbone backbone, std::shared_ptr<LatentModel> planner,
+                         DeliberationOptions options)
+    : backbone_(std::move(backbone)), planner_(std::move(planner)), options_(std::move(options)) {
+  backbone_->eval();
+  if (options_.timing == PlanTiming::kAsync) async_ = std::make_unique<AsyncPlanner>(planner_, options_);
+}
+
+Deliberator::~Deliberator() = default;
+
+int64_t Deliberator::plans_delivered() const { return async_ ? async_->delivered() : stats_.searches; }
+
+std::optional<Plan> Deliberator::plan_for(const model::ModelState& state, PlanBuffer& buffer) {
+  const int64_t position = state.position;
+  if (!async_) {
+    auto result = run_search(*planner_, states_of(state), options_.search);
+    stats_.add_search(result.stats);
+    return Plan{generation_, position, position, result.action, result.target, result.confidence,
+                std::move(result.stats)};
+  }
+  async_->set_position(position);
+  for (auto& plan : async_->collect()) {
+    stats_.add_search(plan.search);
+    buffer.offer(std::move(plan), position, stats_);
+  }
+  async_->request({generation_, position, states_of(state)});
+  return buffer.take(position, stats_);
+}
+
+std::vector<int64_t> Deliberator::generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens,
+                                           uint64_t seed, int64_t stop_token,
+                                           const std::function<void(int64_t)>& on_token) {
+  if (prompt.empty()) throw std::invalid_argument("generate: the prompt must hold at least one token");
+  torch::NoGradGuard no_grad;
+  stats_ = {};
+  generation_ += 1;
+  PlanBuffer buffer(generation_, options_.max_lag);
+  const auto device = backbone_->parameters().front().device();
+  std::mt19937_64 rng(seed);
+  model::ModelState state;
+  auto out = backbone_->prefill(torch::tensor(prompt, torch::kLong).unsqueeze(0).to(device), state);
+  std::vector<int64_t> generated;
+  for (int64_t i = 0; i < max_new_tokens; ++i) {
+    const auto plan = plan_for(state, buffer);
+    const int64_t next = plan ? plan->action : model::sample_token(out.logits[0], options_.sampling, rng);
+    if (next == stop_token) break;
+    generated.push_back(next);
+    stats_.tokens += 1;
+    if (plan) stats_.planned_tokens += 1, stats_.lags[plan->lag()] += 1;
+    if (on_token) on_token(next);
+    if (i + 1 == max_new_tokens) break;
+    const auto token = torch::tensor({next}, torch::kLong).to(device);
+    if (!plan) {
+      out = backbone_->step(token, state);
+      continue;
+    }
+    const auto alpha = injection_alpha(plan->confidence, options_.injection_rate, options_.delta_decay, plan->lag());
+    model::Injection injection{plan->target.unsqueeze(0), alpha.unsqueeze(0), {}};
+    out = backbone_->step(token, state, &injection);
+    const auto moved = injection.moved[0].to(torch::kCPU, torch::kDouble).contiguous();
+    stats_.injected_norm.resize(moved.numel(), 0.0);
+    for (int64_t l = 0; l < moved.numel(); ++l) stats_.injected_norm[l] += moved.data_ptr<double>()[l];
+    stats_.injections += 1;
+  }
+  return generated;
+}
+
+}  // namespace crsm::search

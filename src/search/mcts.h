@@ -1,0 +1,65 @@
+#pragma once
+
+// Monte Carlo tree search over latent states (SPEC §9).
+//
+// Selection by PUCT, Q + c_puct * P * sqrt(N_parent) / (1 + N_child), visiting unvisited
+// children first (the most likely first); a leaf is expanded into the top_k actions of its
+// policy and valued by the consensus of its per-layer values (SPEC §3); values are backed
+// up unchanged (one agent: no sign flips). One iteration selects up to leaf_batch leaves,
+// each path holding a virtual loss (a pending visit of value 0) so that the next path
+// turns elsewhere, then makes one batched network call for all of them; leaf_batch 1 is
+// plain sequential MCTS. A path that ends on a leaf already taken ends the batch early.
+//
+// Children store only their action and prior. A node's state is kept in a cache bounded
+// by cache_bytes (at least one state; the root is always kept), least recently used out
+// first; an evicted state is rebuilt by replaying the transitions from its nearest cached
+// ancestor, batched level by level.
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "config/run_config.h"
+#include "search/latent_model.h"
+
+namespace crsm::search {
+
+struct SearchOptions {
+  double c_puct = 1.0;
+  int64_t n_simulations = 50;   // leaf evaluations per search (the root's is extra)
+  int64_t top_k = 16;           // children per expanded node
+  int64_t leaf_batch = 16;      // leaves per network call
+  int64_t cache_bytes = int64_t{128} << 20;
+
+  static SearchOptions from(const SearchConfig& config);
+};
+
+struct SearchStats {
+  int64_t simulations = 0;
+  int64_t network_calls = 0;  // batched steps that evaluated leaves
+  int64_t replayed = 0;       // transitions recomputed for evicted states
+  int64_t nodes = 0;          // nodes in the tree, expanded or not
+  int64_t max_depth = 0;
+  double mean_depth = 0;      // of the evaluated leaves; the root's children are at depth 1
+  double seconds = 0;
+  std::vector<double> target_delta;  // ||target_l - h_l|| per layer
+  std::vector<double> chosen_values; // the per-layer values predicted at the chosen child
+
+  double simulations_per_second() const { return seconds > 0 ? simulations / seconds : 0; }
+};
+
+struct SearchResult {
+  int64_t action = -1;               // the most visited child's (ties: the higher prior)
+  std::vector<int64_t> actions;      // the root's children, by prior, most likely first
+  std::vector<int64_t> visits;       // and their visit counts
+  at::Tensor confidence;             // [L]: the chosen child's per-layer values
+  at::Tensor target;                 // [L, D]: the chosen child's latents
+  SearchStats stats;
+};
+
+// root: one state (batch 1), with caches when the model needs them. The model's
+// networks should be in eval mode and gradients off.
+SearchResult run_search(LatentModel& model, const States& root, const SearchOptions& options);
+
+}  // namespace crsm::search

@@ -1,0 +1,215 @@
+// MCTS over latent states (SPEC §9): on a toy with known values, against a plain PUCT
+// reference; batched leaves with virtual loss; lazy states against cached ones; exact
+// transitions against the backbone's own step.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <vector>
+
+#include "../model/test_helpers.h"
+#include "model/backbone.h"
+#include "search/latent_model.h"
+#include "search/mcts.h"
+
+namespace crsm::search {
+namespace {
+
+// A toy model whose "latent" is the path's first action (+1; 0 at the root), kept by every
+// later step. Each of its states has the same policy `logits`; the value of a state is
+// value[first action], whatever follows: so the root's visit counts follow PUCT on the
+// root alone, which a few lines below compute independently.
+class ToyModel : public LatentModel {
+ public:
+  ToyModel(std::vector<double> logits, std::vector<double> values)
+      : logits_(torch::tensor(logits, torch::kDouble)), values_(std::move(values)) {}
+
+  Expansion evaluate(const States& states) override { return at(states.latents); }
+  Expansion step(const States& states, const std::vector<int64_t>& actions) override {
+    auto next = states.latents.clone();
+    for (size_t i = 0; i < actions.size(); ++i)
+      if (next[i][0][0].item<double>() == 0) next[i][0][0] = static_cast<double>(actions[i] + 1);
+    calls += 1;
+    return at(next);
+  }
+  bool needs_caches() const override { return false; }
+
+  int64_t calls = 0;
+
+ private:
+  Expansion at(const at::Tensor& latents) {
+    const int64_t n = latents.size(0);
+    auto values = torch::zeros({n, 1}, torch::kDouble);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto first = static_cast<int64_t>(latents[i][0][0].item<double>());
+      values[i][0] = first == 0 ? 0.0 : values_[first - 1];
+    }
+    return {{latents, {}}, logits_.unsqueeze(0).expand({n, -1}), values};
+  }
+
+  at::Tensor logits_;
+  std::vector<double> values_;
+};
+
+States toy_root() { return {torch::zeros({1, 1, 1}, torch::kDouble), {}}; }
+
+// PUCT at the root alone, sequentially: visits per action for the toy above.
+std::vector<int64_t> reference_root_visits(const std::vector<double>& logits, const std::vector<double>& values,
+                                           int64_t top_k, int64_t simulations, double c_puct) {
+  const auto probs = torch::softmax(torch::tensor(logits, torch::kDouble), 0);
+  const auto [p, order] = probs.topk(top_k);
+  std::vector<int64_t> visits(top_k, 0);
+  std::vector<double> sums(top_k, 0.0);
+  for (int64_t s = 0; s < simulations; ++s) {
+    int64_t pick = -1;
+    for (int64_t i = 0; i < top_k && pick < 0; ++i)
+      if (visits[i] == 0) pick = i;
+    if (pick < 0) {
+      double best = -INFINITY;
+      for (int64_t i = 0; i < top_k; ++i) {
+        const double u = sums[i] / visits[i] + c_puct * p[i].item<double>() * std::sqrt(double(s)) / (1.0 + visits[i]);
+        if (u > best) best = u, pick = i;
+      }
+    }
+    visits[pick] += 1;
+    sums[pick] += values[order[pick].item<int64_t>()];
+  }
+  return visits;
+}
+
+// Priors that favour action 0, values that favour action 2 (a third of the way down).
+const std::vector<double> kLogits = {1.2, 0.9, 0.5, 0.1, -0.5, -2.0};
+const std::vector<double> kValues = {0.30, 0.20, 0.90, 0.40, 0.95, 0.10};  // 4 is outside top_k
+
+SearchOptions toy_options(int64_t simulations, int64_t leaf_batch) {
+  SearchOptions o;
+  o.n_simulations = simulations;
+  o.top_k = 4;
+  o.leaf_batch = leaf_batch;
+  o.c_puct = 1.0;
+  return o;
+}
+
+TEST(Mcts, SequentialSearchFollowsPuctOnAToyWithKnownValues) {
+  ToyModel toy(kLogits, kValues);
+  const auto r = run_search(toy, toy_root(), toy_options(200, 1));
+  EXPECT_EQ(r.action, 2);
+  EXPECT_EQ(r.actions, (std::vector<int64_t>{0, 1, 2, 3}));  // the top 4 by policy, most likely first
+  EXPECT_EQ(r.visits, reference_root_visits(kLogits, kValues, 4, 200, 1.0));
+  EXPECT_EQ(r.stats.simulations, 200);
+  EXPECT_EQ(r.stats.network_calls, 200);
+  EXPECT_NEAR(r.confidence.item<double>(), 0.90, 1e-12);
+  EXPECT_GT(r.stats.max_depth, 1);
+}
+
+TEST(Mcts, UnvisitedChildrenComeFirstInPolicyOrder) {
+  ToyModel toy(kLogits, kValues);
+  const auto r = run_search(toy, toy_root(), toy_options(4, 1));
+  EXPECT_EQ(r.visits, (std::vector<int64_t>{1, 1, 1, 1}));
+  EXPECT_EQ(r.stats.max_depth, 1);
+}
+
+TEST(Mcts, BatchedLeavesWithVirtualLossFindTheSameBestAction) {
+  ToyModel sequential(kLogits, kValues), batched(kLogits, kValues);
+  const auto a = run_search(sequential, toy_root(), toy_options(200, 1));
+  const auto b = run_search(batched, toy_root(), toy_options(200, 16));
+  EXPECT_EQ(b.action, a.action);
+  EXPECT_EQ(b.stats.simulations, 200);
+  // One network call per iteration, not per simulation: virtual loss spreads a batch.
+  EXPECT_LE(b.stats.network_calls, 200 / 8);
+  EXPECT_EQ(batched.calls, b.stats.network_calls);
+  int64_t total = 0;
+  for (auto v : b.visits) total += v;
+  EXPECT_EQ(total, 200);
+  EXPECT_GT(b.visits[2], b.visits[0]);
+}
+
+TEST(Mcts, RefusesARootThatIsNotOneState) {
+  ToyModel toy(kLogits, kValues);
+  EXPECT_THROW(run_search(toy, {torch::zeros({2, 1, 1}, torch::kDouble), {}}, toy_options(4, 1)),
+               std::invalid_argument);
+}
+
+// A real tiny backbone, and a dynamics model whose weights are not the zero-delta start.
+struct RealModels {
+  model::Backbone backbone{testing::tiny_model_config()};
+  model::LatentDynamics dynamics{nullptr};
+  model::ModelState state;
+
+  RealModels() {
+    torch::manual_seed(3);
+    backbone = model::Backbone(testing::tiny_model_config());
+    backbone->eval();
+    const auto& c = backbone->config();
+    dynamics = model::LatentDynamics(model::DynamicsConfig{model::DynamicsArch::kShared, c.num_layers, c.d_model, 0});
+    torch::NoGradGuard no_grad;
+    for (auto& p : dynamics->parameters()) p.normal_(0.0, 0.3);
+    backbone->prefill(torch::tensor({{1, 7, 3, 9, 4}}, torch::kLong), state);
+  }
+};
+
+void expect_same_search(const SearchResult& a, const SearchResult& b) {
+  EXPECT_EQ(a.action, b.action);
+  EXPECT_EQ(a.actions, b.actions);
+  EXPECT_EQ(a.visits, b.visits);
+  EXPECT_LE(testing::max_abs_diff(a.target, b.target), 1e-5);
+  EXPECT_LE(testing::max_abs_diff(a.confidence, b.confidence), 1e-5);
+}
+
+TEST(Mcts, LazyStatesEqualCachedOnesForBothTransitions) {
+  torch::NoGradGuard no_grad;
+  RealModels m;
+  ExactModel exact(m.backbone);
+  DynamicsModel learned(m.backbone, m.dynamics);
+  for (LatentModel* model : std::vector<LatentModel*>{&exact, &learned}) {
+    SearchOptions kept;
+    kept.n_simulations = 60;
+    kept.top_k = 5;
+    kept.leaf_batch = 4;
+    SearchOptions evicted = kept;
+    evicted.cache_bytes = 1;  // one state besides the root: nearly every parent is replayed
+    const auto root = states_of(m.state);
+    const auto a = run_search(*model, root, kept);
+    const auto b = run_search(*model, root, evicted);
+    EXPECT_EQ(a.stats.replayed, 0);
+    EXPECT_GT(b.stats.replayed, 0);
+    EXPECT_GT(a.stats.max_depth, 1);
+    expect_same_search(a, b);
+  }
+}
+
+TEST(Mcts, ExactSearchReproducesTheBackbonesOwnStep) {
+  torch::NoGradGuard no_grad;
+  RealModels m;
+  ExactModel exact(m.backbone);
+  SearchOptions o;
+  o.n_simulations = 24;
+  o.top_k = 6;
+  o.leaf_batch = 8;
+  const auto r = run_search(exact, states_of(m.state), o);
+  auto state = m.state;
+  m.backbone->step(torch::tensor({r.action}, torch::kLong), state);
+  EXPECT_LE(testing::max_abs_diff(r.target, state.latents[0]), 1e-6);
+  // Its confidence is the value heads on that state; the stats measure the move.
+  const auto values = m.backbone->predict_from_states(state.latents).values[0];
+  EXPECT_LE(testing::max_abs_diff(r.confidence, values), 1e-6);
+  const auto moved = (state.latents[0] - m.state.latents[0]).norm(2, -1);
+  ASSERT_EQ(r.stats.target_delta.size(), 2u);
+  for (int l = 0; l < 2; ++l) EXPECT_NEAR(r.stats.target_delta[l], moved[l].item<double>(), 1e-5);
+  EXPECT_GT(r.stats.nodes, 24);
+}
+
+TEST(Mcts, DynamicsSearchStepsWithTheDynamicsModel) {
+  torch::NoGradGuard no_grad;
+  RealModels m;
+  DynamicsModel learned(m.backbone, m.dynamics);
+  SearchOptions o;
+  o.n_simulations = 16;
+  const auto r = run_search(learned, states_of(m.state), o);
+  const auto expected = m.dynamics->step(m.state.latents, m.backbone->embed(torch::tensor({r.action}, torch::kLong)));
+  EXPECT_LE(testing::max_abs_diff(r.target, expected[0]), 1e-6);
+}
+
+}  // namespace
+}  // namespace crsm::search
