@@ -84,6 +84,19 @@ TEST(RunConfig, ImpossibleValuesAreNamed) {
             std::string::npos);
 }
 
+TEST(RunConfig, SearchKeysHaveDefaultsAndBounds) {
+  const auto c = parse_run_config(json::object(), "x");
+  EXPECT_EQ(c.search.top_k, 16);
+  EXPECT_EQ(c.search.leaf_batch, 16);
+  EXPECT_EQ(c.search.n_simulations, 50);
+  const std::vector<std::pair<std::string, json>> bad = {
+      {"c_puct", -1},        {"n_simulations", 0}, {"top_k", 0},          {"leaf_batch", 0},
+      {"injection_rate", 1.5}, {"delta_decay", -0.1}, {"max_lag", -1},     {"temperature", -0.5},
+      {"top_p", 0.0},        {"top_p", 1.5},       {"leaf_batch", "many"}};
+  for (const auto& [key, value] : bad)
+    EXPECT_NE(error_of(json{{key, value}}).find("key '" + key + "'"), std::string::npos) << key << " " << value;
+}
+
 TEST(RunConfig, MalformedAndMissingFilesAreNamed) {
   const auto path = std::filesystem::temp_directory_path() / "crsm_bad_config.json";
   std::ofstream(path) << "{\"d_model\": 12,";

@@ -3,6 +3,8 @@
 // rows of one that never stopped, dynamics training resumes exactly, and the assembled
 // checkpoint generates and is checked. The files are read back with h5py.
 #include <gtest/gtest.h>
+
+#include <regex>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -137,6 +139,27 @@ TEST_F(DistillCli, TrainsAssemblesGeneratesAndChecksTheDynamics) {
   ASSERT_EQ(a.status, 0) << a.output;
   const auto g = run_command(crsm_train("generate --model " + work->str("full") + " --prompt ROMEO: --max-length 20"));
   ASSERT_EQ(g.status, 0) << g.output;
+
+  // Deliberative generation in every mode (SPEC §9): async with the dynamics, sync
+  // (deterministic, every token planned), exact steps, and a backbone without dynamics.
+  const std::string deliberate = "generate --prompt ROMEO: --max-length 12 --simulations 8 --deliberate --stats ";
+  const std::regex all_planned("deliberation: (\\d+) tokens, \\1 chosen by the planner; (\\d+) injections applied");
+  const auto async = run_command(crsm_train(deliberate + "--model " + work->str("full")));
+  ASSERT_EQ(async.status, 0) << async.output;
+  EXPECT_NE(async.output.find("simulations/s"), std::string::npos) << async.output;
+  const auto sync = run_command(crsm_train(deliberate + "--model " + work->str("full") + " --sync --seed 4"));
+  ASSERT_EQ(sync.status, 0) << sync.output;
+  EXPECT_TRUE(std::regex_search(sync.output, all_planned)) << sync.output;
+  const auto again = run_command(crsm_train(deliberate + "--model " + work->str("full") + " --sync --seed 4"));
+  const auto text_of = [](const std::string& out) { return out.substr(0, out.find("deliberation:")); };
+  EXPECT_EQ(text_of(again.output), text_of(sync.output));
+  const auto exact = run_command(crsm_train(deliberate + "--model " + work->str("full") + " --sync --no-dynamics"));
+  ASSERT_EQ(exact.status, 0) << exact.output;
+  EXPECT_TRUE(std::regex_search(exact.output, all_planned)) << exact.output;
+  const auto bare = run_command(crsm_train(deliberate + "--model " + work->str("backbone") + " --sync"));
+  ASSERT_EQ(bare.status, 0) << bare.output;
+  EXPECT_NE(bare.output.find("has no dynamics model (assemble one, SPEC §8): planning with exact backbone steps"),
+            std::string::npos) << bare.output;
   const auto c = run_command(crsm_train("check-dynamics --model " + work->str("full") + " --data " + work->str("data") +
                                         " --samples 300 --json"));
   ASSERT_EQ(c.status, 0) << c.output;
