@@ -117,6 +117,7 @@ void generation_table(const Models& m, const RunConfig& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dist::prepare_blas_environment(argv);  // as crsm_train does: OpenBLAS single-threaded
   const std::string path = argc > 1 ? argv[1] : "configs/small.json";
   const int threads = argc > 2 ? std::atoi(argv[2]) : 0;
   dist::configure_threads(threads, 1);

@@ -80,8 +80,9 @@ class BackboneImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Backbone);
 
-// Consensus value of a state from its per-layer values [..., num_layers]: mean over
-// layers - 0.1 * std over layers, so layers that disagree lower the value.
-at::Tensor consensus_value(const at::Tensor& values);
+// Consensus value of a state from its num_layers per-layer values: mean over layers
+// - 0.1 * (population) std over layers, so layers that disagree lower the value. On the
+// host: the search reads each leaf's values there anyway.
+double consensus_value(const double* values, int64_t num_layers);
 
 }  // namespace crsm::model

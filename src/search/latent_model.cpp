@@ -11,32 +11,31 @@ at::Tensor action_tensor(const std::vector<int64_t>& actions, const at::Tensor& 
 
 }  // namespace
 
-std::vector<States> States::rows() const {
-  const auto latent_rows = latents.split(1, 0);
-  std::vector<States> out(latent_rows.size());
-  for (size_t i = 0; i < out.size(); ++i) out[i].latents = latent_rows[i];
-  for (const auto& cache : caches) {
-    const auto conv = cache.conv_state.split(1, 0);
-    const auto ssm = cache.ssm_state.split(1, 0);
-    for (size_t i = 0; i < out.size(); ++i) out[i].caches.push_back({conv[i], ssm[i]});
-  }
+States States::empty_like(int64_t n) const {
+  auto rows_of = [n](const at::Tensor& t) {
+    auto sizes = t.sizes().vec();
+    sizes[0] = n;
+    return torch::empty(sizes, t.options());
+  };
+  States out{rows_of(latents), {}};
+  for (const auto& c : caches) out.caches.push_back({rows_of(c.conv_state), rows_of(c.ssm_state)});
   return out;
 }
 
-States States::join(const std::vector<const States*>& parts) {
-  if (parts.size() == 1) return *parts.front();
-  std::vector<at::Tensor> latents;
-  for (const auto* p : parts) latents.push_back(p->latents);
-  States out{torch::cat(latents, 0), {}};
-  for (size_t l = 0; l < parts.front()->caches.size(); ++l) {
-    std::vector<at::Tensor> conv, ssm;
-    for (const auto* p : parts) {
-      conv.push_back(p->caches[l].conv_state);
-      ssm.push_back(p->caches[l].ssm_state);
-    }
-    out.caches.push_back({torch::cat(conv, 0), torch::cat(ssm, 0)});
-  }
+States States::index(const at::Tensor& rows) const {
+  States out{latents.index_select(0, rows), {}};
+  for (const auto& c : caches) out.caches.push_back({c.conv_state.index_select(0, rows), c.ssm_state.index_select(0, rows)});
   return out;
+}
+
+void States::assign(const at::Tensor& rows, const States& from) {
+  TORCH_CHECK(from.caches.size() == caches.size(), "States::assign: ", from.caches.size(), " layer caches, expected ",
+              caches.size());
+  latents.index_copy_(0, rows, from.latents);
+  for (size_t l = 0; l < caches.size(); ++l) {
+    caches[l].conv_state.index_copy_(0, rows, from.caches[l].conv_state);
+    caches[l].ssm_state.index_copy_(0, rows, from.caches[l].ssm_state);
+  }
 }
 
 int64_t States::bytes_per_state() const {

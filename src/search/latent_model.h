@@ -21,10 +21,12 @@ struct States {
   std::vector<model::LayerCache> caches;
 
   int64_t size() const { return latents.size(0); }
-  // One state per row, each a batch of 1 (views of these tensors, no copies).
-  std::vector<States> rows() const;
-  // Joins states (each of any size) into one batch, in order.
-  static States join(const std::vector<const States*>& parts);
+  // n uninitialised states shaped like these.
+  States empty_like(int64_t n) const;
+  // The states at `rows` (a Long tensor), copied, in that order.
+  States index(const at::Tensor& rows) const;
+  // Overwrites the states at `rows` with `from`, row i of from into rows[i].
+  void assign(const at::Tensor& rows, const States& from);
   // Bytes held by one state of this shape.
   int64_t bytes_per_state() const;
 };

@@ -35,45 +35,92 @@ struct Node {
   int32_t pending = 0;  // virtual visits of paths selected but not yet backed up
   double value_sum = 0;
   bool evaluated = false;
+  int32_t batch = -1, row = -1;  // where its per-layer values are in batch_values_
 };
 
-// Node states, least recently used out first; the root is held apart and never leaves.
-class StateCache {
+at::Tensor row_tensor(const std::vector<int32_t>& rows, const at::Device& device) {
+  return torch::tensor(std::vector<int64_t>(rows.begin(), rows.end()), torch::kLong).to(device);
+}
+
+// Node states in the rows of one preallocated batch, so that a batch of parents is one
+// gather and a batch of leaves one scatter. The root holds row 0 and never leaves; the
+// others go least recently used first, except rows pinned for the batch being assembled.
+class StatePool {
  public:
-  StateCache(States root, int64_t capacity) : root_(std::move(root)), capacity_(capacity) {}
+  StatePool(const States& root, int64_t capacity)
+      : rows_(root.empty_like(capacity)), pinned_(capacity, false), device_(root.latents.device()) {
+    rows_.assign(row_tensor({0}, device_), root);
+    for (int32_t r = static_cast<int32_t>(capacity) - 1; r >= 1; --r) free_.push_back(r);
+  }
 
-  const States* find(int32_t node) {
-    if (node == 0) return &root_;
+  // The row holding the node's state, or -1; a hit makes it the most recently used.
+  int32_t find(int32_t node) {
+    if (node == 0) return 0;
     auto it = map_.find(node);
-    if (it == map_.end()) return nullptr;
+    if (it == map_.end()) return -1;
     order_.splice(order_.begin(), order_, it->second.second);
-    return &it->second.first;
+    return it->second.first;
   }
 
-  void put(int32_t node, States state) {
-    if (node == 0 || map_.count(node)) return;
-    order_.push_front(node);
-    map_.emplace(node, std::make_pair(std::move(state), order_.begin()));
-    while (static_cast<int64_t>(map_.size()) > capacity_) {
-      map_.erase(order_.back());
-      order_.pop_back();
+  // Stores states[i] for nodes[i] not yet held; where fewer rows can be freed than there
+  // are nodes, only the last ones (an LRU would have dropped the first ones anyway).
+  void put(const std::vector<int32_t>& nodes, const States& states) {
+    const int64_t evictable = static_cast<int64_t>(pinned_.size()) - 1 - pinned_count_;
+    std::vector<int32_t> rows, sources;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (nodes[i] == 0 || map_.count(nodes[i])) continue;
+      if (static_cast<int64_t>(nodes.size() - i) > evictable) continue;
+      const int32_t row = take_row();
+      order_.push_front(nodes[i]);
+      map_.emplace(nodes[i], std::make_pair(row, order_.begin()));
+      rows.push_back(row);
+      sources.push_back(static_cast<int32_t>(i));
     }
+    if (rows.empty()) return;
+    const bool all = rows.size() == static_cast<size_t>(states.size());
+    rows_.assign(row_tensor(rows, device_), all ? states : states.index(row_tensor(sources, device_)));
   }
+
+  void pin(int32_t row) { pinned_count_ += !pinned_[row], pinned_[row] = true; }
+  void unpin_all() { std::fill(pinned_.begin(), pinned_.end(), false), pinned_count_ = 0; }
+  States gather(const std::vector<int32_t>& rows) const { return rows_.index(row_tensor(rows, device_)); }
 
  private:
-  States root_;
-  int64_t capacity_;
-  std::list<int32_t> order_;
-  std::unordered_map<int32_t, std::pair<States, std::list<int32_t>::iterator>> map_;
+  int32_t take_row() {
+    if (!free_.empty()) {
+      const int32_t row = free_.back();
+      free_.pop_back();
+      return row;
+    }
+    auto victim = std::prev(order_.end());
+    while (pinned_[map_.at(*victim).first]) --victim;  // put() leaves an unpinned one
+    const int32_t row = map_.at(*victim).first;
+    map_.erase(*victim);
+    order_.erase(victim);
+    return row;
+  }
+
+  States rows_;
+  std::vector<bool> pinned_;
+  int64_t pinned_count_ = 0;
+  at::Device device_;
+  std::vector<int32_t> free_;
+  std::list<int32_t> order_;  // nodes held, most recently used first
+  std::unordered_map<int32_t, std::pair<int32_t, std::list<int32_t>::iterator>> map_;
 };
+
+// Rows the pool needs: the root, the parents of a batch, one replayed state; no more than
+// the nodes a search can evaluate.
+int64_t pool_capacity(const States& root, const SearchOptions& o) {
+  const int64_t by_bytes = o.cache_bytes / std::max<int64_t>(1, root.bytes_per_state());
+  return std::min(o.n_simulations + 1, std::max(by_bytes, o.leaf_batch + 2));
+}
 
 class Tree {
  public:
   Tree(LatentModel& model, const States& root, const SearchOptions& options)
-      : model_(model), options_(options),
-        cache_(root, std::max<int64_t>(1, options.cache_bytes / std::max<int64_t>(1, root.bytes_per_state()))) {
+      : model_(model), options_(options), pool_(root, pool_capacity(root, options)) {
     nodes_.emplace_back();
-    values_.emplace_back();
     const auto eval = model_.evaluate(root);
     expand({0}, eval);
   }
@@ -84,8 +131,10 @@ class Tree {
       const auto leaves = select_leaves(want);
       const auto expansion = step_into(leaves, stats);
       expand(leaves, expansion);
-      const auto v = model::consensus_value(expansion.values.to(torch::kCPU, torch::kDouble)).contiguous();
-      for (size_t i = 0; i < leaves.size(); ++i) backup(leaves[i], v.data_ptr<double>()[i]);
+      const auto values = expansion.values.to(torch::kCPU, torch::kDouble).contiguous();
+      const int64_t layers = values.size(1);
+      for (size_t i = 0; i < leaves.size(); ++i)
+        backup(leaves[i], model::consensus_value(values.data_ptr<double>() + i * layers, layers));
       for (int32_t leaf : leaves) {
         stats.max_depth = std::max<int64_t>(stats.max_depth, nodes_[leaf].depth);
         depth_sum_ += nodes_[leaf].depth;
@@ -108,9 +157,10 @@ class Tree {
     }
     r.action = nodes_[best].action;
     if (!nodes_[best].evaluated) throw std::logic_error("search: the chosen child was never evaluated");
-    r.confidence = values_[best];
-    r.target = state_of(best, stats).latents[0];
-    const auto root_latents = cache_.find(0)->latents[0];
+    r.confidence = batch_values_[nodes_[best].batch][nodes_[best].row];
+    r.target = pool_.gather({resident(best, stats)}).latents[0];
+    pool_.unpin_all();
+    const auto root_latents = pool_.gather({0}).latents[0];
     const auto delta = (r.target - root_latents).norm(2, -1).to(torch::kCPU, torch::kDouble).contiguous();
     stats.target_delta.assign(delta.data_ptr<double>(), delta.data_ptr<double>() + delta.numel());
     const auto conf = r.confidence.to(torch::kCPU, torch::kDouble).contiguous();
@@ -152,32 +202,36 @@ class Tree {
     return leaves;
   }
 
-  // The state of an evaluated node, replaying from its nearest cached ancestor if evicted.
-  States state_of(int32_t node, SearchStats& stats) {
-    if (const States* s = cache_.find(node)) return *s;
-    std::vector<int32_t> chain;  // node, its parent, ... up to (not including) a cached one
-    for (int32_t n = node; !cache_.find(n); n = nodes_[n].parent) chain.push_back(n);
-    States state = *cache_.find(nodes_[chain.back()].parent);
-    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-      state = model_.step(state, {nodes_[*it].action}).states;
-      stats.replayed += 1;
-      cache_.put(*it, state);
+  // The pool row of an evaluated node's state, pinned; an evicted state is replayed from
+  // its nearest held ancestor.
+  int32_t resident(int32_t node, SearchStats& stats) {
+    int32_t row = pool_.find(node);
+    if (row < 0) {
+      std::vector<int32_t> chain;  // node, its parent, ... up to (not including) a held one
+      for (int32_t n = node; (row = pool_.find(n)) < 0; n = nodes_[n].parent) chain.push_back(n);
+      States state = pool_.gather({row});
+      for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+        state = model_.step(state, {nodes_[*it].action}).states;
+        stats.replayed += 1;
+        pool_.put({*it}, state);
+      }
+      row = pool_.find(node);
     }
-    return state;
+    pool_.pin(row);
+    return row;
   }
 
   // One batched step from each leaf's parent along the leaf's action.
   Expansion step_into(const std::vector<int32_t>& leaves, SearchStats& stats) {
-    std::vector<States> parents;
-    parents.reserve(leaves.size());
+    std::vector<int32_t> rows;
     std::vector<int64_t> actions;
     for (int32_t leaf : leaves) {
-      parents.push_back(state_of(nodes_[leaf].parent, stats));
+      rows.push_back(resident(nodes_[leaf].parent, stats));
       actions.push_back(nodes_[leaf].action);
     }
-    std::vector<const States*> parts;
-    for (const auto& p : parents) parts.push_back(&p);
-    return model_.step(States::join(parts), actions);
+    const auto parents = pool_.gather(rows);
+    pool_.unpin_all();
+    return model_.step(parents, actions);
   }
 
   // Gives each node its top_k children by policy; caches the nodes' states.
@@ -187,14 +241,15 @@ class Tree {
     const auto [prior, action] = probs.topk(k, -1);  // sorted, most likely first
     const auto p = prior.to(torch::kCPU).contiguous();
     const auto a = action.to(torch::kCPU).contiguous();
-    const auto rows = e.states.rows();
-    const auto values = e.values.unbind(0);
+    const auto batch = static_cast<int32_t>(batch_values_.size());
+    batch_values_.push_back(e.values);
     for (size_t i = 0; i < at.size(); ++i) {
       const int32_t n = at[i];
       nodes_[n].evaluated = true;
       nodes_[n].first_child = static_cast<int32_t>(nodes_.size());
       nodes_[n].num_children = static_cast<int32_t>(k);
-      values_[n] = values[i];
+      nodes_[n].batch = batch;
+      nodes_[n].row = static_cast<int32_t>(i);
       for (int64_t j = 0; j < k; ++j) {
         Node child;
         child.parent = n;
@@ -202,10 +257,9 @@ class Tree {
         child.action = a.data_ptr<int64_t>()[i * k + j];
         child.prior = p.data_ptr<float>()[i * k + j];
         nodes_.push_back(child);
-        values_.emplace_back();
       }
-      cache_.put(n, rows[i]);
     }
+    pool_.put(at, e.states);
   }
 
   void backup(int32_t leaf, double value) {
@@ -218,9 +272,9 @@ class Tree {
 
   LatentModel& model_;
   const SearchOptions& options_;
-  StateCache cache_;
+  StatePool pool_;
   std::vector<Node> nodes_;
-  std::vector<at::Tensor> values_;  // per evaluated node: its per-layer values [L]
+  std::vector<at::Tensor> batch_values_;  // per network call: the per-layer values [n, L]
   int64_t depth_sum_ = 0;
 };
 
@@ -233,6 +287,7 @@ SearchResult run_search(LatentModel& model, const States& root, const SearchOpti
   if (options.n_simulations < 1 || options.top_k < 1 || options.leaf_batch < 1)
     throw std::invalid_argument("search: n_simulations, top_k and leaf_batch must be at least 1");
   const auto start = std::chrono::steady_clock::now();
+  c10::InferenceMode inference;  // no autograd bookkeeping: a third less per small op
   SearchStats stats;
   // Latents alone where the model steps without caches: states then join alike.
   Tree tree(model, model.needs_caches() ? root : States{root.latents, {}}, options);

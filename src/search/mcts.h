@@ -10,10 +10,13 @@
 // turns elsewhere, then makes one batched network call for all of them; leaf_batch 1 is
 // plain sequential MCTS. A path that ends on a leaf already taken ends the batch early.
 //
-// Children store only their action and prior. A node's state is kept in a cache bounded
-// by cache_bytes (at least one state; the root is always kept), least recently used out
-// first; an evicted state is rebuilt by replaying the transitions from its nearest cached
-// ancestor, batched level by level.
+// Children store only their action and prior. Node states live in the rows of one
+// preallocated batch (a batch of parents is one gather, a batch of leaves one scatter),
+// bounded by cache_bytes: cache_bytes / bytes per state rows, but at least leaf_batch + 2
+// (the root, the parents of one batch and one replayed state) and at most the
+// n_simulations + 1 a search can evaluate. The root is always kept, the others least
+// recently used out first; an evicted state is rebuilt by replaying the transitions from
+// its nearest kept ancestor, one step at a time.
 
 #include <ATen/core/Tensor.h>
 

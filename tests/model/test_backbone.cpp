@@ -1,3 +1,4 @@
+#include <cmath>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -85,10 +86,10 @@ TEST_F(BackboneTest, StepCopiesAreIndependentSnapshots) {
 }
 
 TEST_F(BackboneTest, ConsensusValueIsMeanMinusTenthOfSpread) {
-  const auto values = torch::tensor({{1.0f, 3.0f}, {2.0f, 2.0f}});
-  const auto v = crsm::model::consensus_value(values);
-  EXPECT_NEAR(v[0].item<float>(), 2.0f - 0.1f * 1.0f, 1e-6);
-  EXPECT_NEAR(v[1].item<float>(), 2.0f, 1e-6);
+  const double disagree[] = {1.0, 3.0}, agree[] = {2.0, 2.0}, three[] = {0.0, 0.0, 3.0};
+  EXPECT_NEAR(crsm::model::consensus_value(disagree, 2), 2.0 - 0.1 * 1.0, 1e-12);
+  EXPECT_NEAR(crsm::model::consensus_value(agree, 2), 2.0, 1e-12);
+  EXPECT_NEAR(crsm::model::consensus_value(three, 3), 1.0 - 0.1 * std::sqrt(2.0), 1e-12);
 }
 
 TEST_F(BackboneTest, RejectsTokensOutsideTheVocabulary) {

@@ -168,7 +168,7 @@ TEST(Mcts, LazyStatesEqualCachedOnesForBothTransitions) {
     kept.top_k = 5;
     kept.leaf_batch = 4;
     SearchOptions evicted = kept;
-    evicted.cache_bytes = 1;  // one state besides the root: nearly every parent is replayed
+    evicted.cache_bytes = 1;  // the fewest rows, leaf_batch + 2: most parents are replayed
     const auto root = states_of(m.state);
     const auto a = run_search(*model, root, kept);
     const auto b = run_search(*model, root, evicted);
