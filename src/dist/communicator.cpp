@@ -68,6 +68,27 @@ std::string broadcast_string(Communicator& comm, const std::string& value, int r
   return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
 }
 
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& value) {
+  const int world = comm.world_size();
+  if (world == 1) return {value};
+  const auto on = at::TensorOptions().device(comm.device());
+  auto lengths = at::zeros({world}, on.dtype(at::kLong));
+  lengths[comm.rank()] = static_cast<int64_t>(value.size());
+  comm.all_gather(lengths)->wait();
+  lengths = lengths.cpu();
+  const int64_t widest = std::max<int64_t>(1, lengths.max().item<int64_t>());
+  auto bytes = at::zeros({world * widest}, at::kByte);
+  std::memcpy(static_cast<char*>(bytes.data_ptr()) + comm.rank() * widest, value.data(), value.size());
+  bytes = bytes.to(comm.device());
+  comm.all_gather(bytes)->wait();
+  bytes = bytes.cpu();
+  std::vector<std::string> out;
+  for (int r = 0; r < world; ++r)
+    out.emplace_back(static_cast<const char*>(bytes.data_ptr()) + r * widest,
+                     static_cast<size_t>(lengths[r].item<int64_t>()));
+  return out;
+}
+
 std::string run_on_root(Communicator& comm, const std::function<std::string()>& work) {
   if (comm.world_size() == 1) return work();
   // The first character says how it went: done, one of our errors, or anything else.

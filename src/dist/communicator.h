@@ -17,6 +17,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "dist/runtime.h"
@@ -106,6 +107,9 @@ void all_reduce_now(Communicator& comm, at::Tensor tensor, ReduceOp op = ReduceO
 double all_reduce_scalar(Communicator& comm, double value, ReduceOp op = ReduceOp::kSum);
 // Rank `root`'s string on every rank.
 std::string broadcast_string(Communicator& comm, const std::string& value, int root = 0);
+
+// Every rank's string, in rank order, on every rank.
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& value);
 
 // Runs `work` on rank 0 alone and gives every rank its result. When it throws, rank 0
 // rethrows its exception and every other rank throws one with the same message (an

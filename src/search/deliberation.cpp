@@ -23,7 +23,10 @@ void DeliberationStats::add_search(const SearchStats& s) {
   simulations += s.simulations;
   max_depth = std::max(max_depth, s.max_depth);
   depth_sum += s.mean_depth * static_cast<double>(s.simulations);
+  nodes += s.nodes;
   search_seconds += s.seconds;
+  target_delta.resize(s.target_delta.size(), 0.0);
+  for (size_t l = 0; l < s.target_delta.size(); ++l) target_delta[l] += s.target_delta[l];
 }
 
 void PlanBuffer::offer(Plan plan, int64_t position, DeliberationStats& stats) {
@@ -159,7 +162,7 @@ Deliberator::Deliberator(model::Backbone backbone, std::shared_ptr<LatentModel> 
                          DeliberationOptions options)
     : backbone_(std::move(backbone)), planner_(std::move(planner)), options_(std::move(options)) {
   backbone_->eval();
-  if (options_.timing == PlanTiming::kAsync) async_ = std::make_unique<AsyncPlanner>(planner_, options_);
+  if (planner_ && options_.timing == PlanTiming::kAsync) async_ = std::make_unique<AsyncPlanner>(planner_, options_);
 }
 
 Deliberator::~Deliberator() = default;
@@ -168,6 +171,7 @@ int64_t Deliberator::plans_delivered() const { return async_ ? async_->delivered
 
 std::optional<Plan> Deliberator::plan_for(const model::ModelState& state, PlanBuffer& buffer) {
   const int64_t position = state.position;
+  if (!planner_) return std::nullopt;
   if (!async_) {
     auto result = run_search(*planner_, states_of(state), options_.search);
     stats_.add_search(result.stats);
@@ -186,6 +190,15 @@ std::optional<Plan> Deliberator::plan_for(const model::ModelState& state, PlanBu
 std::vector<int64_t> Deliberator::generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens,
                                            uint64_t seed, int64_t stop_token,
                                            const std::function<void(int64_t)>& on_token) {
+  return generate(prompt, max_new_tokens, seed, [&](const TokenStep& s) {
+    if (s.token == stop_token) return StepVerdict::kStop;
+    if (on_token) on_token(s.token);
+    return StepVerdict::kTake;
+  });
+}
+
+std::vector<int64_t> Deliberator::generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens,
+                                           uint64_t seed, const StepObserver& observe) {
   if (prompt.empty()) throw std::invalid_argument("generate: the prompt must hold at least one token");
   torch::NoGradGuard no_grad;
   stats_ = {};
@@ -199,14 +212,14 @@ std::vector<int64_t> Deliberator::generate(const std::vector<int64_t>& prompt, i
   for (int64_t i = 0; i < max_new_tokens; ++i) {
     const auto plan = plan_for(state, buffer);
     const int64_t next = plan ? plan->action : model::sample_token(out.logits[0], options_.sampling, rng);
-    if (next == stop_token) break;
+    const StepVerdict verdict = observe({next, out.values[0], plan ? &*plan : nullptr});
+    if (verdict == StepVerdict::kStop) break;
     generated.push_back(next);
     stats_.tokens += 1;
     if (plan) stats_.planned_tokens += 1, stats_.lags[plan->lag()] += 1;
-    if (on_token) on_token(next);
-    if (i + 1 == max_new_tokens) break;
+    if (verdict == StepVerdict::kTakeAndStop || i + 1 == max_new_tokens) break;
     const auto token = torch::tensor({next}, torch::kLong).to(device);
-    if (!plan) {
+    if (!plan || options_.injection_rate == 0) {
       out = backbone_->step(token, state);
       continue;
     }

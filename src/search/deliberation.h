@@ -6,6 +6,7 @@
 // between blocks, with alpha_l = injection_rate * sigmoid(conf_l) * delta_decay^lag.
 //
 // Where plans come from is one choice, made once:
+// - none (no planner): every token is sampled, as plain generation samples it;
 // - sync: the generator searches from its own state at every position and waits (lag 0):
 //   deterministic for a seed, for evaluation;
 // - async: a planner thread takes the newest request (a copy of the state at the
@@ -55,8 +56,9 @@ struct DeliberationStats {
   int64_t dropped_generation = 0, dropped_lag = 0, dropped_late = 0;
   std::map<int64_t, int64_t> lags;     // lag of each applied plan -> count
   std::vector<double> injected_norm;   // sum over injections of ||delta h_l||, per layer
-  int64_t searches = 0, simulations = 0, max_depth = 0;
+  int64_t searches = 0, simulations = 0, max_depth = 0, nodes = 0;
   double search_seconds = 0, depth_sum = 0;
+  std::vector<double> target_delta;   // sum over searches of ||target_l - h_l||, per layer
 
   int64_t dropped() const { return dropped_generation + dropped_lag + dropped_late; }
   void add_search(const SearchStats& s);
@@ -89,10 +91,24 @@ struct DeliberationOptions {
   std::function<void(int64_t generation, int64_t captured_step)> before_search;
 };
 
+// One position of a generation, as the generator chose it: the token, the per-layer
+// values [L] of the state it was chosen from, and the plan that chose it (or null).
+struct TokenStep {
+  int64_t token = -1;
+  at::Tensor values;
+  const Plan* plan = nullptr;
+};
+
+// What the generator does with a chosen token.
+enum class StepVerdict { kTake, kTakeAndStop, kStop };  // kStop: not taken (a stop token)
+using StepObserver = std::function<StepVerdict(const TokenStep&)>;
+
 class AsyncPlanner;
 
 // Generates with a planner. The latent model plans (dynamics or exact); the backbone
-// generates. One Deliberator serves many generations, each with its own id.
+// generates. One Deliberator serves many generations, each with its own id. Without a
+// planner (null) it generates as model::generate does; with injection_rate 0 a plan
+// chooses the token and the step is a plain one.
 class Deliberator {
  public:
   Deliberator(model::Backbone backbone, std::shared_ptr<LatentModel> planner, DeliberationOptions options);
@@ -103,6 +119,9 @@ class Deliberator {
   // As model::generate, with plans; stats() then describes this generation.
   std::vector<int64_t> generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens, uint64_t seed,
                                 int64_t stop_token = -1, const std::function<void(int64_t)>& on_token = {});
+  // The same loop, with the observer deciding at every position whether to go on.
+  std::vector<int64_t> generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens, uint64_t seed,
+                                const StepObserver& observe);
   const DeliberationStats& stats() const { return stats_; }
   // Plans the planner thread has handed over, over all generations (tests wait on it).
   int64_t plans_delivered() const;
