@@ -27,11 +27,13 @@ struct Command {
 
 const Command kCommands[] = {
     {"prepare", crsm::cli::prepare_command, "tokenize text files into token shards", false},
+    {"prepare-arc", crsm::cli::prepare_arc_command, "generate ARC-format tasks of known families and a training corpus", false},
     {"train", crsm::cli::train_command, "train the backbone (stage 1) or fine-tune with value heads (stage 4)", true},
     {"distill", crsm::cli::distill_command, "stage 2: collect latent transitions to HDF5 and train the dynamics model", true},
     {"assemble", crsm::cli::assemble_command, "stage 3: one checkpoint holding a backbone and its dynamics model", false},
     {"check-dynamics", crsm::cli::check_dynamics_command, "stage 3: score a dynamics model against exact backbone steps", false},
     {"generate", crsm::cli::generate_command, "sample text from a checkpoint in recurrent mode", false},
+    {"eval", crsm::cli::eval_command, "planning evaluation across ranks: greedy vs MCTS vs MCTS with injection on tasks", false},
     {"export", crsm::cli::export_command, "write a checkpoint's model as safetensors", false},
     {"plot", crsm::cli::plot_command, "draw train/val loss curves of runs to an SVG file", false},
     {"memory", crsm::cli::memory_command, "tabulate per-rank training memory by world size and zero stage", false},

@@ -1,0 +1,156 @@
+// crsm_train eval: the planning evaluation across ranks (SPEC §9). Every rank loads the
+// model and reads the tasks; the items are dealt out over the ranks and rank 0 prints
+// the report and writes it as JSON.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "base/atomic_file.h"
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "cli/output_file.h"
+#include "data/tokenizer.h"
+#include "dist/checkpoint_store.h"
+#include "dist/communicator.h"
+#include "dist/cpu_setup.h"
+#include "dist/runtime.h"
+#include "eval/planning_eval.h"
+#include "train/assembled_checkpoint.h"
+#include "train/train_checkpoint.h"
+
+namespace crsm::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
+  return parts;
+}
+
+bool is_mode_list(const std::string& text) {
+  const auto& known = eval::eval_mode_names();
+  const auto parts = split_commas(text);
+  if (parts.empty() || text.back() == ',') return false;
+  for (const auto& p : parts)
+    if (std::find(known.begin(), known.end(), p) == known.end()) return false;
+  return true;
+}
+
+const std::vector<Option>& eval_options() {
+  static const std::vector<Option> table = {
+      Option("model", Constraint::path(), "checkpoint (assembled: plans with its dynamics), or a run directory").mandatory(),
+      Option("tasks", Constraint::path(), "ARC task directories, .json tasks, or .jsonl files of ARC or prompt/answer tasks").mandatory().many(),
+      Option("modes", Constraint::satisfying(is_mode_list, "a comma-separated list of greedy, mcts, mcts+inject"),
+             "decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
+      Option("output", Constraint::path(), "the report as JSON (default: eval.json in the model's run directory)"),
+      Option("force", Constraint::boolean(), "replace --output if it exists"),
+      Option("max-tasks", Constraint::integer(0, int64_t{1} << 30), "evaluate only the first N tasks of every source (0: all)").with_default("0"),
+      Option("max-prompt-tokens", Constraint::integer(1, int64_t{1} << 24), "longer prompts are skipped and counted as skipped").with_default("4096"),
+      Option("max-new-tokens", Constraint::integer(1, int64_t{1} << 24).or_word("auto"), "answer tokens at most (auto: twice the answer's, plus 8)").with_default("auto"),
+      Option("exact", Constraint::boolean(), "search with exact backbone steps even when the model has a dynamics model"),
+      Option::for_key("simulations", "n_simulations", "leaf evaluations per search"),
+      Option::for_key("c-puct", "c_puct", "exploration weight of PUCT"),
+      Option::for_key("search-top-k", "top_k", "children expanded per search node, by policy"),
+      Option::for_key("leaf-batch", "leaf_batch", "leaves evaluated per batched network call (1: sequential MCTS)"),
+      Option::for_key("injection-rate", "injection_rate", "mcts+inject: alpha_l = injection_rate * sigmoid(conf_l)"),
+      Option("state-cache-mb", Constraint::integer(1, int64_t{1} << 30), "memory for cached search-node states, MiB").with_default("128"),
+      Option("device", config_constraint("device"), "cpu | cuda | cuda:N (cuda: the GPU of the local rank)").with_default("cpu"),
+      Option("threads", Constraint::integer(0, 4096), "CPU threads per rank (0: this rank's CPUs / the ranks on its node sharing them)").with_default("0"),
+      Option("collective-timeout", Constraint::integer(0, dist::kMaxCollectiveTimeout.count()),
+             "seconds a rank waits for the others to finish their share (0: forever)")
+          .with_default(std::to_string(dist::kDefaultCollectiveTimeout.count())),
+  };
+  return table;
+}
+
+// RUN/checkpoints/step_N -> RUN; any other checkpoint directory -> itself.
+std::string run_directory_of(const std::string& checkpoint) {
+  const fs::path p = fs::path(checkpoint).lexically_normal();
+  const fs::path parent = p.parent_path();
+  return (parent.filename() == "checkpoints" ? parent.parent_path() : p).string();
+}
+
+std::vector<eval::EvalItem> read_items(const ParsedOptions& o) {
+  std::vector<data::TaskSource> sources;
+  const int64_t cap = o.integer("max-tasks");
+  for (const auto& path : o.texts("tasks")) {
+    auto source = data::read_tasks(path);
+    if (cap > 0 && static_cast<int64_t>(source.arc.size()) > cap) source.arc.resize(cap);
+    if (cap > 0 && static_cast<int64_t>(source.text.size()) > cap) source.text.resize(cap);
+    sources.push_back(std::move(source));
+  }
+  return eval::eval_items(sources);
+}
+
+eval::EvalSetup make_setup(const ParsedOptions& o, const std::string& dir, const RunConfig& config,
+                           model::Backbone model, const data::Tokenizer& tokenizer, const torch::Device& device) {
+  eval::EvalSetup s;
+  s.backbone = model;
+  s.tokenizer = &tokenizer;
+  auto dynamics = o.is_set("exact") ? std::nullopt : train::load_checkpoint_dynamics(dir);
+  if (dynamics) {
+    dynamics->model->to(device);
+    dynamics->model->eval();
+    s.planner = std::make_shared<search::DynamicsModel>(model, dynamics->model);
+    s.planner_name = "dynamics";
+  } else {
+    s.planner = std::make_shared<search::ExactModel>(model);
+    s.planner_name = "exact";
+  }
+  s.search = search::SearchOptions::from(config.search);
+  s.search.cache_bytes = o.integer("state-cache-mb") << 20;
+  s.injection_rate = config.search.injection_rate;
+  s.delta_decay = config.search.delta_decay;
+  for (const auto& name : split_commas(o.text("modes"))) s.modes.push_back(eval::eval_mode(name));
+  s.max_prompt_tokens = o.integer("max-prompt-tokens");
+  s.max_new_tokens = o.value("max-new-tokens").is_string() ? 0 : o.integer("max-new-tokens");
+  s.describe = {{"model", dir},           {"tasks", o.texts("tasks")},       {"planner", s.planner_name},
+                {"modes", o.text("modes")}, {"n_simulations", s.search.n_simulations}, {"c_puct", s.search.c_puct},
+                {"top_k", s.search.top_k}, {"leaf_batch", s.search.leaf_batch}, {"injection_rate", s.injection_rate},
+                {"max_prompt_tokens", s.max_prompt_tokens}, {"max_new_tokens", o.value("max-new-tokens")}};
+  return s;
+}
+
+}  // namespace
+
+int eval_command(int argc, char** argv) {
+  const auto parsed = parse_options(argc, argv, "usage: crsm_train eval --model DIR --tasks FILE|DIR... [options]",
+                                    eval_options());
+  if (!parsed) return 0;
+  const ParsedOptions& o = *parsed;
+  const auto& rt = dist::runtime();
+  const torch::Device device = dist::rank_device(o.text("device"), rt);
+  std::vector<std::string> skipped;
+  const std::string dir = dist::resolve_checkpoint(o.text("model"), "--model", &skipped);
+  const std::string output = o.has("output") ? o.text("output") : (fs::path(run_directory_of(dir)) / "eval.json").string();
+  check_output_file("--output", output, o.is_set("force"), {{dir, "checkpoint"}});
+  const auto items = read_items(o);
+  auto tokenizer = data::load_tokenizer(dir);
+  RunConfig config;
+  auto model = train::load_checkpoint_model(dir, &config);
+  data::check_vocab_matches(*tokenizer, config.model.vocab_size, dir);
+  o.apply_to(config);
+  model->to(device);
+  model->eval();
+
+  auto comm = dist::make_communicator(rt, device, std::chrono::seconds(o.integer("collective-timeout")));
+  dist::configure_threads(static_cast<int>(o.integer("threads")), rt.ranks_sharing_cpus);
+  for (const auto& note : skipped)
+    if (rt.is_root()) std::fprintf(stderr, "eval: %s\n", note.c_str());
+  const auto setup = make_setup(o, dir, config, model, *tokenizer, device);
+  const auto report = eval::run_planning_eval(setup, items, *comm);
+  if (!rt.is_root()) return 0;
+  std::fputs(eval::format_eval_report(report).c_str(), stdout);
+  write_output_file(output, [&] { base::write_file_atomically(output, report.dump(1) + "\n"); });
+  std::printf("eval: wrote %s\n", output.c_str());
+  return 0;
+}
+
+}  // namespace crsm::cli

@@ -1,0 +1,100 @@
+// format_eval_report: the planning evaluation's report as the tables a user reads.
+#include <cstdarg>
+#include <cstdio>
+#include <string>
+
+#include "eval/planning_eval.h"
+
+namespace crsm::eval {
+namespace {
+
+using nlohmann::json;
+
+std::string printf_string(const char* format, ...) __attribute__((format(printf, 1, 2)));
+std::string printf_string(const char* format, ...) {
+  char buf[512];
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(buf, sizeof buf, format, args);
+  va_end(args);
+  return buf;
+}
+
+std::string percent(const json& rate) {
+  return printf_string("%3lld/%-4lld %5.1f%% [%4.1f, %4.1f]", rate["solved"].get<long long>(),
+                       rate["tasks"].get<long long>(), 100 * rate["accuracy"].get<double>(),
+                       100 * rate["ci95"][0].get<double>(), 100 * rate["ci95"][1].get<double>());
+}
+
+std::string layers(const json& values) {
+  std::string s;
+  for (const auto& v : values) s += printf_string("%s%.3g", s.empty() ? "" : " ", v.get<double>());
+  return s.empty() ? "-" : s;
+}
+
+// Rows of one breakdown ("by_family" or "by_file"): accuracy of each mode per group.
+std::string breakdown(const json& report, const std::string& key, const std::string& title) {
+  const json& modes = report["modes"];
+  std::string out = printf_string("\n%-28s", title.c_str());
+  for (const auto& [mode, _] : modes.items()) out += printf_string(" %-28s", mode.c_str());
+  out += "\n";
+  for (const auto& [group, _] : modes.begin()->at(key).items()) {
+    out += printf_string("%-28s", group.size() > 28 ? ("..." + group.substr(group.size() - 25)).c_str() : group.c_str());
+    for (const auto& [mode, m] : modes.items()) out += " " + percent(m[key][group]);
+    out += "\n";
+  }
+  return out;
+}
+
+std::string sample(const json& report) {
+  for (const auto& item : report["items"]) {
+    if (item["skipped"].get<bool>()) continue;
+    std::string out = "\nsample: task " + item["task"].get<std::string>() + " (" + item["family"].get<std::string>() + ")\n";
+    for (const auto& [mode, answer] : item["answers"].items())
+      out += printf_string("  %-12s %s: %s\n", mode.c_str(), answer["exact"].get<bool>() ? "right" : "wrong",
+                           json(answer["text"]).dump().c_str());
+    return out;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string format_eval_report(const json& report) {
+  const json& setup = report["setup"];
+  std::string out = printf_string(
+      "planning evaluation: %lld test outputs, planner %s (%lld simulations, c_puct %g, injection rate %g), %d ranks\n\n",
+      report["items_total"].get<long long>(), setup.value("planner", std::string("-")).c_str(),
+      setup.value("n_simulations", 0LL), setup.value("c_puct", 0.0), setup.value("injection_rate", 0.0),
+      report["timing"]["world_size"].get<int>());
+  out += printf_string("%-12s %-28s %7s %7s %7s %7s %7s %9s %8s\n", "mode", "exact tasks (95% CI)", "cells", "skipped",
+                       "ECE", "depth", "nodes", "sims/s", "wall s");
+  for (const auto& [mode, m] : report["modes"].items()) {
+    const json& s = m["search"];
+    const bool searched = s["searches"].get<int64_t>() > 0;
+    out += printf_string("%-12s %-28s %6.1f%% %7lld %7.3f %7s %7s %9s %8.1f\n", mode.c_str(), percent(m).c_str(),
+                         100 * m["cell_accuracy"].get<double>(), m["skipped"].get<long long>(),
+                         m["calibration"]["ece"].get<double>(),
+                         searched ? printf_string("%.2f", s["mean_depth"].get<double>()).c_str() : "-",
+                         searched ? printf_string("%.0f", s["mean_nodes"].get<double>()).c_str() : "-",
+                         searched ? printf_string("%.0f", m["timing"]["simulations_per_s"].get<double>()).c_str() : "-",
+                         m["timing"]["wall_seconds"].get<double>());
+  }
+  out += breakdown(report, "by_family", "by family");
+  if (report["modes"].begin()->at("by_file").size() > 1) out += breakdown(report, "by_file", "by file");
+  out += "\n";
+  for (const auto& [mode, m] : report["modes"].items()) {
+    const json& c = m["calibration"];
+    out += printf_string("%-12s value calibration: ECE %.3f over %lld tokens (token accuracy %.3f, mean value %.3f)\n",
+                         mode.c_str(), c["ece"].get<double>(), c["tokens"].get<long long>(),
+                         c["token_accuracy"].get<double>(), c["mean_value"].get<double>());
+    if (m["search"]["searches"].get<int64_t>() > 0)
+      out += printf_string("%-12s ||target - h_l|| %s; injected ||delta h_l|| %s (%lld injections)\n", "",
+                           layers(m["search"]["mean_target_delta"]).c_str(),
+                           layers(m["search"]["mean_injected_delta"]).c_str(),
+                           m["search"]["injections"].get<long long>());
+  }
+  return out + sample(report);
+}
+
+}  // namespace crsm::eval

@@ -1,0 +1,238 @@
+#include "eval/planning_eval.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <stdexcept>
+
+#include "base/error.h"
+#include "search/deliberation.h"
+
+namespace crsm::eval {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::vector<double> to_doubles(const at::Tensor& t) {
+  const auto c = t.detach().to(torch::kCPU, torch::kDouble).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+std::unique_ptr<search::Deliberator> make_decoder(const EvalSetup& setup, const EvalMode& mode) {
+  search::DeliberationOptions d;
+  d.timing = search::PlanTiming::kSync;
+  d.search = setup.search;
+  d.injection_rate = mode.inject ? setup.injection_rate : 0.0;
+  d.delta_decay = setup.delta_decay;
+  d.sampling.temperature = 0;  // greedy wherever no plan chooses
+  return std::make_unique<search::Deliberator>(setup.backbone, mode.search ? setup.planner : nullptr, d);
+}
+
+// One item in one mode: the answer, its score, and per generated token (while the answer
+// is still right) the value of the state the token was chosen from against whether it
+// was the answer's token.
+json decode_item(search::Deliberator& decoder, const EvalSetup& setup, const EvalItem& item,
+                 const std::vector<int64_t>& prompt, const std::vector<int32_t>& answer, int64_t max_new) {
+  const auto start = Clock::now();
+  std::vector<int32_t> out;
+  std::string text;
+  json calibration = json::array();
+  bool on_track = true;
+  const int32_t eos = setup.tokenizer->eos_id();
+  decoder.generate(prompt, max_new, /*seed=*/0, [&](const search::TokenStep& s) {
+    if (on_track) {
+      const auto values = to_doubles(s.values);
+      const bool right = out.size() < answer.size() && s.token == answer[out.size()];
+      calibration.push_back({model::consensus_value(values.data(), static_cast<int64_t>(values.size())), right});
+      on_track = right;
+    }
+    if (s.token == eos) return search::StepVerdict::kStop;
+    out.push_back(static_cast<int32_t>(s.token));
+    text = setup.tokenizer->decode(out);
+    return answer_ended(item.kind, text) ? search::StepVerdict::kTakeAndStop : search::StepVerdict::kTake;
+  });
+  const auto score = score_answer(item, text);
+  const auto& st = decoder.stats();
+  return {{"text", text},
+          {"exact", score.exact},
+          {"cells_right", score.cells_right},
+          {"cells", score.cells},
+          {"calibration", calibration},
+          {"searches", st.searches},
+          {"simulations", st.simulations},
+          {"max_depth", st.max_depth},
+          {"depth_sum", st.depth_sum},
+          {"nodes", st.nodes},
+          {"target_delta", st.target_delta},
+          {"injections", st.injections},
+          {"injected", st.injected_norm},
+          {"search_seconds", st.search_seconds},
+          {"seconds", seconds_since(start)}};
+}
+
+// This rank's items, each decoded in every mode.
+json decode_share(const EvalSetup& setup, const std::vector<EvalItem>& items, int rank, int world) {
+  std::vector<std::unique_ptr<search::Deliberator>> decoders;
+  for (const auto& mode : setup.modes) decoders.push_back(make_decoder(setup, mode));
+  json results = json::array();
+  for (size_t i = rank; i < items.size(); i += world) {
+    const auto& item = items[i];
+    std::vector<int64_t> prompt;
+    for (int32_t t : setup.tokenizer->encode(item.prompt)) prompt.push_back(t);
+    json r = {{"index", i}, {"prompt_tokens", prompt.size()}, {"rank", rank}};
+    r["skipped"] = prompt.empty() || static_cast<int64_t>(prompt.size()) > setup.max_prompt_tokens;
+    if (!r["skipped"].get<bool>()) {
+      const auto answer = setup.tokenizer->encode(item.answer);
+      const int64_t max_new = setup.max_new_tokens > 0 ? setup.max_new_tokens : 2 * static_cast<int64_t>(answer.size()) + 8;
+      for (size_t m = 0; m < setup.modes.size(); ++m)
+        r["modes"][setup.modes[m].name] = decode_item(*decoders[m], setup, item, prompt, answer, max_new);
+    }
+    results.push_back(std::move(r));
+  }
+  return results;
+}
+
+json rate(int64_t k, int64_t n) {
+  const auto [lo, hi] = wilson_interval(k, n);
+  return {{"solved", k}, {"tasks", n}, {"accuracy", n ? static_cast<double>(k) / n : 0.0}, {"ci95", {lo, hi}}};
+}
+
+// Adds per-layer sums element by element.
+void add_into(std::vector<double>& sum, const json& values) {
+  sum.resize(std::max(sum.size(), values.size()), 0.0);
+  for (size_t l = 0; l < values.size(); ++l) sum[l] += values[l].get<double>();
+}
+
+std::vector<double> divided(std::vector<double> v, double by) {
+  for (double& x : v) x = by > 0 ? x / by : 0.0;
+  return v;
+}
+
+// One mode's figures over the items, in item order.
+json mode_report(const std::string& mode, const std::vector<EvalItem>& items, const std::vector<json>& results, int world) {
+  // A task counts once: solved when every test output of it is exact; skipped when any is.
+  std::map<std::pair<std::string, std::string>, std::pair<bool, bool>> tasks;  // (file, id) -> (solved, skipped)
+  std::vector<std::pair<std::string, std::string>> order;
+  int64_t cells_right = 0, cells = 0, items_exact = 0, searches = 0, simulations = 0, max_depth = 0, nodes = 0;
+  int64_t injections = 0;
+  double depth_sum = 0, search_seconds = 0;
+  std::vector<double> target_delta, injected, rank_seconds(world, 0.0);
+  std::vector<Prediction> predictions;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto key = std::make_pair(items[i].file, items[i].task);
+    if (!tasks.count(key)) order.push_back(key), tasks[key] = {true, false};
+    const json& r = results[i];
+    if (r["skipped"].get<bool>()) {
+      tasks[key].second = true;
+      continue;
+    }
+    const json& m = r["modes"][mode];
+    tasks[key].first = tasks[key].first && m["exact"].get<bool>();
+    items_exact += m["exact"].get<bool>() ? 1 : 0;
+    cells_right += m["cells_right"].get<int64_t>();
+    cells += m["cells"].get<int64_t>();
+    for (const auto& p : m["calibration"]) predictions.push_back({p[0].get<double>(), p[1].get<bool>()});
+    searches += m["searches"].get<int64_t>();
+    simulations += m["simulations"].get<int64_t>();
+    max_depth = std::max(max_depth, m["max_depth"].get<int64_t>());
+    depth_sum += m["depth_sum"].get<double>();
+    nodes += m["nodes"].get<int64_t>();
+    add_into(target_delta, m["target_delta"]);
+    injections += m["injections"].get<int64_t>();
+    add_into(injected, m["injected"]);
+    search_seconds += m["search_seconds"].get<double>();
+    rank_seconds[r["rank"].get<int>()] += m["seconds"].get<double>();
+  }
+  int64_t solved = 0, evaluated = 0, skipped = 0;
+  std::map<std::string, std::pair<int64_t, int64_t>> by_family, by_file;  // solved, evaluated
+  std::map<std::string, std::string> family_of;
+  for (const auto& item : items) family_of[item.file + "\n" + item.task] = item.family;
+  for (const auto& key : order) {
+    const auto [ok, skip] = tasks[key];
+    if (skip) {
+      skipped += 1;
+      continue;
+    }
+    evaluated += 1;
+    solved += ok;
+    auto& fam = by_family[family_of[key.first + "\n" + key.second]];
+    auto& file = by_file[key.first];
+    fam.first += ok, fam.second += 1, file.first += ok, file.second += 1;
+  }
+  json report = rate(solved, evaluated);
+  report["skipped"] = skipped;
+  report["items_exact"] = items_exact;
+  report["cell_accuracy"] = cells ? static_cast<double>(cells_right) / cells : 0.0;
+  for (const auto& [name, c] : by_family) report["by_family"][name] = rate(c.first, c.second);
+  for (const auto& [name, c] : by_file) report["by_file"][name] = rate(c.first, c.second);
+  int64_t right_tokens = 0;
+  double value_sum = 0;
+  for (const auto& p : predictions) right_tokens += p.correct, value_sum += p.probability;
+  const double n = static_cast<double>(predictions.size());
+  report["calibration"] = {{"tokens", predictions.size()},
+                           {"token_accuracy", n ? right_tokens / n : 0.0},
+                           {"mean_value", n ? value_sum / n : 0.0},
+                           {"ece", expected_calibration_error(predictions)}};
+  report["search"] = {{"searches", searches},
+                      {"simulations", simulations},
+                      {"max_depth", max_depth},
+                      {"mean_depth", simulations ? depth_sum / simulations : 0.0},
+                      {"mean_nodes", searches ? static_cast<double>(nodes) / searches : 0.0},
+                      {"mean_target_delta", divided(target_delta, static_cast<double>(searches))},
+                      {"injections", injections},
+                      {"mean_injected_delta", divided(injected, static_cast<double>(injections))}};
+  report["timing"] = {{"wall_seconds", *std::max_element(rank_seconds.begin(), rank_seconds.end())},
+                      {"simulations_per_s", search_seconds > 0 ? simulations / search_seconds : 0.0}};
+  return report;
+}
+
+json item_entry(const EvalItem& item, const json& r) {
+  json e = {{"task", item.task}, {"family", item.family}, {"file", item.file}, {"test", item.test_index},
+            {"prompt_tokens", r["prompt_tokens"]}, {"skipped", r["skipped"]}};
+  if (r.contains("modes"))
+    for (const auto& [mode, m] : r["modes"].items()) e["answers"][mode] = {{"text", m["text"]}, {"exact", m["exact"]}};
+  return e;
+}
+
+}  // namespace
+
+const std::vector<std::string>& eval_mode_names() {
+  static const std::vector<std::string> names = {"greedy", "mcts", "mcts+inject"};
+  return names;
+}
+
+EvalMode eval_mode(const std::string& name) {
+  if (name == "greedy") return {name, false, false};
+  if (name == "mcts") return {name, true, false};
+  if (name == "mcts+inject") return {name, true, true};
+  throw std::invalid_argument("eval_mode: unknown mode " + name);
+}
+
+json run_planning_eval(const EvalSetup& setup, const std::vector<EvalItem>& items, dist::Communicator& comm) {
+  torch::NoGradGuard no_grad;
+  const auto start = Clock::now();
+  const json mine = decode_share(setup, items, comm.rank(), comm.world_size());
+  const auto gathered = dist::all_gather_strings(comm, mine.dump());
+  if (comm.rank() != 0) return nullptr;
+  std::vector<json> results(items.size());
+  for (const auto& part : gathered)
+    for (auto& r : json::parse(part)) {
+      const auto index = r["index"].get<size_t>();
+      results[index] = std::move(r);
+    }
+  json report = {{"setup", setup.describe}};
+  report["items_total"] = items.size();
+  for (const auto& mode : setup.modes) report["modes"][mode.name] = mode_report(mode.name, items, results, comm.world_size());
+  for (size_t i = 0; i < items.size(); ++i) report["items"].push_back(item_entry(items[i], results[i]));
+  report["timing"] = {{"world_size", comm.world_size()}, {"wall_seconds", seconds_since(start)}};
+  return report;
+}
+
+}  // namespace crsm::eval
