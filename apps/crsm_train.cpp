@@ -33,6 +33,7 @@ const Command kCommands[] = {
     {"assemble", crsm::cli::assemble_command, "stage 3: one checkpoint holding a backbone and its dynamics model", false},
     {"check-dynamics", crsm::cli::check_dynamics_command, "stage 3: score a dynamics model against exact backbone steps", false},
     {"generate", crsm::cli::generate_command, "sample text from a checkpoint in recurrent mode", false},
+    {"pipeline", crsm::cli::pipeline_command, "every stage in one command: 1, 4, 2, 3 and the planning evaluation", true},
     {"eval", crsm::cli::eval_command, "planning evaluation across ranks: greedy vs MCTS vs MCTS with injection on tasks", false},
     {"export", crsm::cli::export_command, "write a checkpoint's model as safetensors", false},
     {"plot", crsm::cli::plot_command, "draw train/val loss curves of runs to an SVG file", false},
@@ -40,7 +41,8 @@ const Command kCommands[] = {
 };
 
 std::string usage() {
-  std::string text = "usage: crsm_train COMMAND [OPTIONS]   (crsm_train COMMAND --help for options)\n\ncommands:";
+  std::string text = "usage: crsm_train COMMAND [OPTIONS]   (crsm_train COMMAND --help for options)\n"
+                     "       crsm_train --config FILE --output-dir DIR [OPTIONS]   (the pipeline)\n\ncommands:";
   char line[160];
   for (const auto& c : kCommands) {
     std::snprintf(line, sizeof line, "\n  %-15s %s", c.name, c.summary);
@@ -52,9 +54,17 @@ std::string usage() {
 // The command being run, for the terminate handler's message.
 std::string g_command_name;
 
+// `crsm_train --config FILE --output-dir DIR`, with no command, is the pipeline (SPEC §10).
+bool is_bare_pipeline(int argc, char** argv) {
+  return argc >= 2 && std::strncmp(argv[1], "--", 2) == 0 && std::strcmp(argv[1], "--help") != 0;
+}
+
 const Command* find_command(int argc, char** argv) {
   for (const auto& c : kCommands)
     if (argc >= 2 && std::strcmp(argv[1], c.name) == 0) return &c;
+  if (is_bare_pipeline(argc, argv))
+    for (const auto& c : kCommands)
+      if (std::strcmp(c.name, "pipeline") == 0) return &c;
   return nullptr;
 }
 
@@ -70,7 +80,8 @@ int main(int argc, char** argv) {
   const Command* command = find_command(argc, argv);
   if (command && command->preemptible) crsm::dist::install_preemption_handlers();
   crsm::dist::init_runtime(&argc, &argv);
-  const std::string name = argc >= 2 ? argv[1] : "";
+  const bool bare = is_bare_pipeline(argc, argv);
+  const std::string name = bare ? "pipeline" : argc >= 2 ? argv[1] : "";
   g_command_name = name;
   // An exception thrown where nothing can catch it (a destructor, another thread) ends
   // here too, as one line rather than the runtime's abort message.
@@ -87,7 +98,8 @@ int main(int argc, char** argv) {
   }
   if (!command) fail_job(status::kExitBadInput, "crsm_train: unknown command '" + name + "'\n" + usage());
   try {
-    return command->run(argc - 1, argv + 1);
+    // The command's own argv starts at its name; a bare pipeline's at the program's.
+    return bare ? command->run(argc, argv) : command->run(argc - 1, argv + 1);
   } catch (...) {
     report(name, std::current_exception());
   }

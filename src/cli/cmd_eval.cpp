@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
 
 #include <torch/torch.h>
 
@@ -27,28 +26,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<std::string> split_commas(const std::string& text) {
-  std::vector<std::string> parts;
-  std::stringstream in(text);
-  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
-  return parts;
-}
-
-bool is_mode_list(const std::string& text) {
-  const auto& known = eval::eval_mode_names();
-  const auto parts = split_commas(text);
-  if (parts.empty() || text.back() == ',') return false;
-  for (const auto& p : parts)
-    if (std::find(known.begin(), known.end(), p) == known.end()) return false;
-  return true;
-}
-
 const std::vector<Option>& eval_options() {
   static const std::vector<Option> table = {
       Option("model", Constraint::path(), "checkpoint (assembled: plans with its dynamics), or a run directory").mandatory(),
       Option("tasks", Constraint::path(), "ARC task directories, .json tasks, or .jsonl files of ARC or prompt/answer tasks").mandatory().many(),
-      Option("modes", Constraint::satisfying(is_mode_list, "a comma-separated list of greedy, mcts, mcts+inject"),
-             "decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
+      Option("modes", Constraint::satisfying(eval::is_mode_list, eval::kModeListDescription), "decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
       Option("output", Constraint::path(), "the report as JSON (default: eval.json in the model's run directory)"),
       Option("force", Constraint::boolean(), "replace --output if it exists"),
       Option("max-tasks", Constraint::integer(0, int64_t{1} << 30), "evaluate only the first N tasks of every source (0: all)").with_default("0"),
@@ -108,7 +90,7 @@ eval::EvalSetup make_setup(const ParsedOptions& o, const std::string& dir, const
   s.search.cache_bytes = o.integer("state-cache-mb") << 20;
   s.injection_rate = config.search.injection_rate;
   s.delta_decay = config.search.delta_decay;
-  for (const auto& name : split_commas(o.text("modes"))) s.modes.push_back(eval::eval_mode(name));
+  s.modes = eval::eval_modes(o.text("modes"));
   s.max_prompt_tokens = o.integer("max-prompt-tokens");
   s.max_new_tokens = o.value("max-new-tokens").is_string() ? 0 : o.integer("max-new-tokens");
   s.describe = {{"model", dir},           {"tasks", o.texts("tasks")},       {"planner", s.planner_name},
@@ -148,7 +130,7 @@ int eval_command(int argc, char** argv) {
   const auto report = eval::run_planning_eval(setup, items, *comm);
   if (!rt.is_root()) return 0;
   std::fputs(eval::format_eval_report(report).c_str(), stdout);
-  write_output_file(output, [&] { base::write_file_atomically(output, report.dump(1) + "\n"); });
+  write_output_file(output, [&] { base::write_file_atomically(output, eval::dump_text(report, 1) + "\n"); });
   std::printf("eval: wrote %s\n", output.c_str());
   return 0;
 }

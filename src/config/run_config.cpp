@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <functional>
 
 #include <nlohmann/json.hpp>
@@ -85,6 +86,8 @@ const std::vector<Key>& keys() {
       plain<int64_t>("max_lag", Constraint::integer(0, 4096), CRSM_FIELD(search.max_lag)),
       plain<double>("temperature", Constraint::number(0.0, 1000.0), CRSM_FIELD(search.temperature)),
       plain<double>("top_p", Constraint::number(0.0, 1.0, /*lo_open=*/true), CRSM_FIELD(search.top_p)),
+      plain<std::string>("data", Constraint::text(), CRSM_FIELD(inputs.data)),
+      plain<std::string>("tasks", Constraint::text(), CRSM_FIELD(inputs.tasks)),
       plain<int64_t>("seed", Constraint::integer(0), CRSM_FIELD(seed)),
       plain<std::string>("device", Constraint::satisfying(is_device_name, "\"cpu\", \"cuda\" or \"cuda:N\""),
                          CRSM_FIELD(device)),
@@ -152,7 +155,14 @@ RunConfig load_run_config(const std::string& path) {
   } catch (const FileError& e) {
     throw ConfigError(e.what());
   }
-  return parse_run_config(j, path);
+  RunConfig c = parse_run_config(j, path);
+  const auto beside_file = [&](std::string& p) {
+    if (!p.empty() && std::filesystem::path(p).is_relative())
+      p = (std::filesystem::path(path).parent_path() / p).lexically_normal().string();
+  };
+  beside_file(c.inputs.data);
+  beside_file(c.inputs.tasks);
+  return c;
 }
 
 json to_json(const RunConfig& c) {

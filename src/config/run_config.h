@@ -50,11 +50,19 @@ struct SearchConfig {
   double top_p = 1.0;
 };
 
+// What the pipeline trains on and evaluates (SPEC §10). Empty: the bundled data. A
+// relative path in a config file is taken relative to that file's directory.
+struct InputsConfig {
+  std::string data;   // a text file or a prepared directory
+  std::string tasks;  // an ARC task directory, a .json task or a .jsonl file of tasks
+};
+
 struct RunConfig {
   model::ModelConfig model;
   TrainConfig train;
   DynamicsConfig dynamics;
   SearchConfig search;
+  InputsConfig inputs;
   int64_t seed = 42;
   std::string device = "cpu";
   int64_t zero_stage = 0;  // SPEC §6: 0 replicated, 1 optimizer state sharded, 2 gradients too
@@ -82,7 +90,8 @@ void check_run_config(const RunConfig& c, const std::string& source);
 RunConfig parse_run_config(const nlohmann::json& j, const std::string& source);
 
 // Reads and parses a JSON file; a missing file, a directory or malformed JSON throws
-// ConfigError naming the path.
+// ConfigError naming the path. Relative `data` and `tasks` become paths relative to the
+// file's directory.
 RunConfig load_run_config(const std::string& path);
 
 nlohmann::json to_json(const RunConfig& c);

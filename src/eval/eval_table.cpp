@@ -50,9 +50,10 @@ std::string sample(const json& report) {
   for (const auto& item : report["items"]) {
     if (item["skipped"].get<bool>()) continue;
     std::string out = "\nsample: task " + item["task"].get<std::string>() + " (" + item["family"].get<std::string>() + ")\n";
+    out += printf_string("  %-12s        %s\n", "expected", dump_text(item["expected"]).c_str());
     for (const auto& [mode, answer] : item["answers"].items())
       out += printf_string("  %-12s %s: %s\n", mode.c_str(), answer["exact"].get<bool>() ? "right" : "wrong",
-                           json(answer["text"]).dump().c_str());
+                           dump_text(answer["text"]).c_str());
     return out;
   }
   return "";

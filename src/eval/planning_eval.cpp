@@ -195,7 +195,7 @@ json mode_report(const std::string& mode, const std::vector<EvalItem>& items, co
 
 json item_entry(const EvalItem& item, const json& r) {
   json e = {{"task", item.task}, {"family", item.family}, {"file", item.file}, {"test", item.test_index},
-            {"prompt_tokens", r["prompt_tokens"]}, {"skipped", r["skipped"]}};
+            {"expected", item.answer}, {"prompt_tokens", r["prompt_tokens"]}, {"skipped", r["skipped"]}};
   if (r.contains("modes"))
     for (const auto& [mode, m] : r["modes"].items()) e["answers"][mode] = {{"text", m["text"]}, {"exact", m["exact"]}};
   return e;
@@ -203,23 +203,47 @@ json item_entry(const EvalItem& item, const json& r) {
 
 }  // namespace
 
+std::string dump_text(const json& j, int indent) {
+  // A byte-level model can generate bytes that are not UTF-8: they become U+FFFD.
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
 const std::vector<std::string>& eval_mode_names() {
   static const std::vector<std::string> names = {"greedy", "mcts", "mcts+inject"};
   return names;
 }
 
-EvalMode eval_mode(const std::string& name) {
-  if (name == "greedy") return {name, false, false};
-  if (name == "mcts") return {name, true, false};
-  if (name == "mcts+inject") return {name, true, true};
-  throw std::invalid_argument("eval_mode: unknown mode " + name);
+std::vector<EvalMode> eval_modes(const std::string& comma_list) {
+  std::vector<EvalMode> modes;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = comma_list.find(',', start);
+    const std::string name = comma_list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (name == "greedy") modes.push_back({name, false, false});
+    else if (name == "mcts") modes.push_back({name, true, false});
+    else if (name == "mcts+inject") modes.push_back({name, true, true});
+    else throw std::invalid_argument("unknown decoding mode '" + name + "'");
+    for (size_t m = 0; m + 1 < modes.size(); ++m)
+      if (modes[m].name == name) throw std::invalid_argument("decoding mode '" + name + "' given twice");
+    if (comma == std::string::npos) return modes;
+    start = comma + 1;
+  }
+}
+
+bool is_mode_list(const std::string& comma_list) {
+  try {
+    eval_modes(comma_list);
+    return true;
+  } catch (const std::invalid_argument&) {
+    return false;
+  }
 }
 
 json run_planning_eval(const EvalSetup& setup, const std::vector<EvalItem>& items, dist::Communicator& comm) {
   torch::NoGradGuard no_grad;
   const auto start = Clock::now();
   const json mine = decode_share(setup, items, comm.rank(), comm.world_size());
-  const auto gathered = dist::all_gather_strings(comm, mine.dump());
+  const auto gathered = dist::all_gather_strings(comm, dump_text(mine));
   if (comm.rank() != 0) return nullptr;
   std::vector<json> results(items.size());
   for (const auto& part : gathered)

@@ -31,7 +31,10 @@ struct EvalMode {
 };
 // greedy, mcts, mcts+inject.
 const std::vector<std::string>& eval_mode_names();
-EvalMode eval_mode(const std::string& name);
+// "greedy,mcts": the modes, in that order; std::invalid_argument for anything else.
+std::vector<EvalMode> eval_modes(const std::string& comma_list);
+bool is_mode_list(const std::string& comma_list);
+constexpr const char* kModeListDescription = "a comma-separated list of greedy, mcts, mcts+inject";
 
 struct EvalSetup {
   model::Backbone backbone{nullptr};
@@ -43,11 +46,15 @@ struct EvalSetup {
   std::vector<EvalMode> modes;
   int64_t max_prompt_tokens = 4096;  // longer prompts are skipped (and counted)
   int64_t max_new_tokens = 0;        // 0: twice the answer's tokens plus 8
-  nlohmann::json describe;           // copied into the report as "setup"
+  nlohmann::json describe = nlohmann::json::object();  // copied into the report as "setup"
 };
 
 // Every rank calls it; rank 0 gets the report, the others null.
 nlohmann::json run_planning_eval(const EvalSetup& setup, const std::vector<EvalItem>& items, dist::Communicator& comm);
+
+// JSON text of a report or part of one; answers that are not UTF-8 keep U+FFFD in place
+// of their bad bytes.
+std::string dump_text(const nlohmann::json& j, int indent = -1);
 
 // The report as tables: accuracy per mode with intervals, by family and by file, search
 // statistics, calibration, and one sample.

@@ -135,6 +135,10 @@ class BadInput : public ::testing::Test {
     write_file(index, text.substr(0, text.size() / 2));
     const auto vocab = damaged_copy("vocab300") / "index.json";
     write_file(vocab, std::regex_replace(read_file(vocab), std::regex("\"vocab_size\": 258"), "\"vocab_size\": 300"));
+    write_file(w / "task.json", R"({"train": [{"input": [[1, 2]], "output": [[2, 1]]}], "test": [{"input": [[3, 4]], "output": [[4, 3]]}]})");
+    write_file(w / "ragged.jsonl", std::string(R"({"train": [{"input": [[1]], "output": [[1]]}], "test": [{"input": [[2]], "output": [[2]]}]})") +
+                                       "\n" + R"({"train": [{"input": [[1, 2], [3]], "output": [[1]]}], "test": [{"input": [[2]], "output": [[2]]}]})" + "\n");
+    write_file(w / "tasks_key.json", R"({"tasks": 7})");
     const auto prep = run_command(crsm_train("prepare --input " + work->str("short.txt") + " --output " +
                                              work->str("short_data")));
     ASSERT_EQ(prep.status, 0) << prep.output;
@@ -423,6 +427,82 @@ TEST_F(BadInput, AssembleAndCheckDynamics) {
       {"check-dynamics --model {W}/empty_dir --data {W}/data", 2, "--model {W}/empty_dir: holds no complete checkpoint"},
       {"check-dynamics --model {W}/full --data {W}/short_data --samples 100000", 2, "--data {W}/short_data"},
       {"check-dynamics --model {W}/full", 2, "--data is required"},
+  });
+}
+
+TEST_F(BadInput, PrepareArc) {
+  const std::string arc = "prepare-arc --output {W}/new_arc ";
+  expect_rows({
+      {arc + "--tasks 0", 2, "--tasks 0: expected an integer"},
+      {arc + "--train-tasks 0", 2, "--train-tasks 0: expected an integer"},
+      {arc + "--seed -1", 2, "--seed -1: expected an integer"},
+      {arc + "--families gravity", 2, "--families gravity: expected one of identity"},
+      {arc + "--min-size 1", 2, "--min-size 1: expected an integer"},
+      {arc + "--max-size 31", 2, "--max-size 31: expected an integer"},
+      {arc + "--min-size 6 --max-size 4", 2, "expected 2 <= min-size <= max-size <= 30"},
+      {arc + "--train-pairs 0", 2, "--train-pairs 0: expected an integer"},
+      {arc + "--families scaling --max-size 3 --tasks 20", 2, "cannot draw distinct inputs of sides 1 to 1 for family scaling"},
+      {"prepare-arc --output {W}/data", 2, "--output {W}/data: exists and is not an empty directory"},
+      {"prepare-arc --tasks 3", 2, "--output is required"},
+  });
+}
+
+TEST_F(BadInput, Eval) {
+  need_run();
+  const std::string ev = "eval --model {W}/run --tasks {W}/task.json --output {W}/new_eval.json ";
+  expect_rows({
+      {ev + "--modes beam", 2, "--modes beam: expected a comma-separated list of greedy, mcts, mcts+inject"},
+      {ev + "--modes greedy,greedy", 2, "--modes greedy,greedy: expected"},
+      {ev + "--max-tasks -1", 2, "--max-tasks -1: expected"},
+      {ev + "--max-prompt-tokens 0", 2, "--max-prompt-tokens 0: expected"},
+      {ev + "--max-new-tokens 0", 2, "--max-new-tokens 0: expected"},
+      {ev + "--simulations 0", 2, "--simulations 0: expected"},
+      {ev + "--c-puct -1", 2, "--c-puct -1: expected"},
+      {ev + "--search-top-k 0", 2, "--search-top-k 0: expected"},
+      {ev + "--leaf-batch 0", 2, "--leaf-batch 0: expected"},
+      {ev + "--injection-rate 2", 2, "--injection-rate 2: expected"},
+      {ev + "--state-cache-mb 0", 2, "--state-cache-mb 0: expected"},
+      {ev + "--device tpu", 2, "--device tpu: expected"},
+      {ev + "--threads -1", 2, "--threads -1: expected"},
+      {ev + "--collective-timeout -1", 2, "--collective-timeout -1: expected"},
+      {"eval --model {W}/run --tasks {W}/missing.json", 2, "{W}/missing.json"},
+      {"eval --model {W}/run --tasks {W}/ragged.jsonl", 2, "{W}/ragged.jsonl line 2: field train[0].input[1]: ragged grid"},
+      {"eval --model {W}/run --tasks {W}/corpus.txt", 2, "{W}/corpus.txt: expected a directory of <task id>.json files"},
+      {"eval --model {W}/run --tasks {W}/task.json --output {W}/existing.svg", 2, "--output {W}/existing.svg: already exists; pass --force"},
+      {"eval --model {W}/run --tasks {W}/task.json --output {W}/run/checkpoints/step_00000002/eval.json", 2, "inside the checkpoint"},
+      {"eval --model {W}/empty_dir --tasks {W}/task.json", 2, "--model {W}/empty_dir: holds no complete checkpoint"},
+      {"eval --tasks {W}/task.json", 2, "--model is required"},
+      {"eval --model {W}/run", 2, "--tasks is required"},
+  });
+}
+
+TEST_F(BadInput, Pipeline) {
+  need_run();
+  const std::string pipe = "pipeline --config {CFG} --output-dir {W}/new_pipe --data {W}/corpus.txt --tasks {W}/task.json ";
+  expect_rows({
+      {pipe + "--resume yes", 2, "--resume yes: expected auto"},
+      {pipe + "--backbone-steps 0", 2, "--backbone-steps 0: expected"},
+      {pipe + "--finetune-steps 0", 2, "--finetune-steps 0: expected"},
+      {pipe + "--dynamics-steps 0", 2, "--dynamics-steps 0: expected"},
+      {pipe + "--dynamics-samples 0", 2, "--dynamics-samples 0: expected"},
+      {pipe + "--check-samples 0", 2, "--check-samples 0: expected"},
+      {pipe + "--max-tasks -1", 2, "--max-tasks -1: expected"},
+      {pipe + "--modes beam", 2, "--modes beam: expected a comma-separated list"},
+      {pipe + "--save-every -1", 2, "--save-every -1: expected"},
+      {pipe + "--eval-every -1", 2, "--eval-every -1: expected"},
+      {pipe + "--threads -1", 2, "--threads -1: expected"},
+      {pipe + "--collective-timeout -1", 2, "--collective-timeout -1: expected"},
+      {pipe + "--skip-backbone", 2, "--skip-backbone: {W}/new_pipe/backbone holds no checkpoint to reuse"},
+      {"pipeline --config {CFG} --output-dir {W}/new_pipe --data {W}/empty.txt --tasks {W}/task.json", 2, "empty.txt: input is empty"},
+      {"pipeline --config {CFG} --output-dir {W}/new_pipe --data {W}/corpus.txt --tasks {W}/ragged.jsonl", 2,
+       "{W}/ragged.jsonl line 2: field train[0].input[1]: ragged grid"},
+      {"pipeline --config {CFG} --output-dir {W}/new_pipe --data {W}/missing.txt --tasks {W}/task.json", 2, "missing.txt"},
+      {"pipeline --config {W}/tasks_key.json --output-dir {W}/new_pipe", 2, "key 'tasks': expected any text, got 7"},
+      {"pipeline --config {W}/unknown.json --output-dir {W}/new_pipe", 2, "d_modle"},
+      {"pipeline --config {CFG} --output-dir {W}/run --data {W}/corpus.txt --tasks {W}/task.json", 2, "--output-dir {W}/run is not empty and holds no pipeline.json"},
+      {"pipeline --output-dir {W}/new_pipe", 2, "--config is required"},
+      {"pipeline --config {CFG}", 2, "--output-dir is required"},
+      {"--config {CFG} --output-dir {W}/new_pipe --max-tasks -1", 2, "--max-tasks -1: expected"},
   });
 }
 

@@ -20,6 +20,8 @@
 #include "base/error.h"
 #include "base/file_read.h"
 #include "config/run_config.h"
+#include "data/arc_generator.h"
+#include "data/arc_task.h"
 #include "data/prepare.h"
 #include "data/prepared_corpus.h"
 #include "data/transition_store.h"
@@ -296,6 +298,24 @@ TEST_F(Mutation, MetricsLog) {
   crsm::base::write_file_atomically((dir / "metrics.jsonl").string(), log);
   expect_survives(dir / "metrics.jsonl", [&] { crsm::train::read_metrics(dir.string()); },
                   {(dir / "metrics.jsonl").string()}, file_budget(dir / "metrics.jsonl"), 7);
+}
+
+TEST_F(Mutation, ArcTaskFiles) {
+  crsm::data::ArcGeneratorOptions o;
+  o.min_size = 2;
+  o.max_size = 4;
+  const auto tasks = crsm::data::generate_arc_tasks(o, 6, 9, "m");
+  const auto one = dir / "task.json";
+  crsm::base::write_file_atomically(one.string(), crsm::data::arc_task_json(tasks[0]));
+  expect_survives(one, [&] { crsm::data::read_tasks(one.string()); }, {one.string()}, file_budget(one), 9);
+  std::string lines;
+  for (const auto& t : tasks) lines += crsm::data::arc_task_json(t) + "\n";
+  const auto jsonl = dir / "tasks.jsonl";
+  crsm::base::write_file_atomically(jsonl.string(), lines);
+  expect_survives(jsonl, [&] { crsm::data::read_tasks(jsonl.string()); }, {jsonl.string()}, file_budget(jsonl), 10);
+  const auto qa = dir / "qa.jsonl";
+  crsm::base::write_file_atomically(qa.string(), "{\"prompt\": \"2+2=\", \"answer\": \"4\"}\n{\"id\": \"b\", \"prompt\": \"x\", \"answer\": \"y\"}\n");
+  expect_survives(qa, [&] { crsm::data::read_tasks(qa.string()); }, {qa.string()}, file_budget(qa), 11);
 }
 
 TEST_F(Mutation, RunConfig) {

@@ -248,5 +248,59 @@ TEST(Deliberation, AsyncAppliesPlansThatArriveInTime) {
   EXPECT_GT(s.searches, 0);
 }
 
+// Without a planner the Deliberator is plain generation, in either timing.
+TEST(Deliberation, WithoutAPlannerItGeneratesAsPlainGeneration) {
+  auto b = tiny_backbone();
+  for (const auto timing : {PlanTiming::kSync, PlanTiming::kAsync}) {
+    Deliberator d(b, nullptr, options(timing));
+    EXPECT_EQ(d.generate(kPrompt, 30, 4), plain_tokens(b, 30, 4));
+    EXPECT_EQ(d.stats().searches, 0);
+    EXPECT_EQ(d.stats().planned_tokens, 0);
+  }
+}
+
+// The observer sees each token with the values of the state it was chosen from, and its
+// verdict ends generation with the token (kTakeAndStop) or without it (kStop).
+TEST(Deliberation, AnObserverSeesEveryTokenAndEndsGeneration) {
+  torch::NoGradGuard no_grad;
+  auto b = tiny_backbone();
+  Deliberator d(b, exact_planner(b), options(PlanTiming::kSync));
+  std::vector<int64_t> seen;
+  const auto all = d.generate(kPrompt, 6, 2, [&](const TokenStep& s) {
+    EXPECT_NE(s.plan, nullptr);
+    EXPECT_EQ(s.values.numel(), b->config().num_layers);
+    seen.push_back(s.token);
+    return StepVerdict::kTake;
+  });
+  EXPECT_EQ(seen, all);
+  // The values of the state the first token is chosen from are the prompt's last ones.
+  model::ModelState state;
+  const auto prefill = b->prefill(torch::tensor(kPrompt).unsqueeze(0), state);
+  at::Tensor first_values;
+  size_t position = 0;
+  const auto taken = d.generate(kPrompt, 6, 2, [&](const TokenStep& s) {
+    if (!first_values.defined()) first_values = s.values.clone();
+    return position++ == 2 ? StepVerdict::kTakeAndStop : StepVerdict::kTake;
+  });
+  EXPECT_TRUE(torch::equal(first_values, prefill.values[0]));
+  EXPECT_EQ(taken, std::vector<int64_t>(all.begin(), all.begin() + 3));
+  position = 0;
+  const auto stopped = d.generate(kPrompt, 6, 2, [&](const TokenStep&) {
+    return position++ == 2 ? StepVerdict::kStop : StepVerdict::kTake;
+  });
+  EXPECT_EQ(stopped, std::vector<int64_t>(all.begin(), all.begin() + 2));
+}
+
+// injection_rate 0: the plans choose the tokens and nothing is injected.
+TEST(Deliberation, InjectionRateZeroTakesPlainSteps) {
+  auto b = tiny_backbone();
+  auto o = options(PlanTiming::kSync);
+  o.injection_rate = 0;
+  Deliberator d(b, exact_planner(b), o);
+  d.generate(kPrompt, 8, 1);
+  EXPECT_EQ(d.stats().planned_tokens, 8);
+  EXPECT_EQ(d.stats().injections, 0);
+}
+
 }  // namespace
 }  // namespace crsm::search

@@ -1,0 +1,133 @@
+// The planning evaluation's pieces (SPEC §9): items, answer endings, scores, intervals,
+// calibration, modes, and the driver on one rank with a tiny model.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "../model/test_helpers.h"
+#include "data/tokenizer.h"
+#include "dist/communicator.h"
+#include "eval/eval_items.h"
+#include "eval/planning_eval.h"
+#include "model/generation.h"
+
+namespace crsm::eval {
+namespace {
+
+data::ArcTask two_test_task() {
+  return data::parse_arc_task(R"({"train": [{"input": [[1, 2]], "output": [[2, 1]]}],
+                                  "test": [{"input": [[3, 4]], "output": [[4, 3]]}, {"input": [[5]], "output": [[5]]}]})",
+                              "t.json", "t");
+}
+
+TEST(EvalItems, OneItemPerTestOutputAndPerPromptAnswerTask) {
+  data::TaskSource arc{"arc_dir", {two_test_task()}, {}};
+  data::TaskSource text{"qa.jsonl", {}, {{"q1", "2+2=", "4"}}};
+  const auto items = eval_items({arc, text});
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(items[1].test_index, 1);
+  EXPECT_EQ(items[1].prompt, "in\n12\nout\n21\n\nin\n5\nout\n");
+  EXPECT_EQ(items[1].answer, "5\n\n");
+  EXPECT_EQ(items[1].file, "arc_dir");
+  EXPECT_EQ(items[2].kind, AnswerKind::kText);
+  EXPECT_EQ(items[2].family, "text");
+  EXPECT_EQ(items[2].answer, "4\n");
+}
+
+TEST(EvalItems, AnswersEndAtABlankLineOrTheEndOfTheLine) {
+  EXPECT_FALSE(answer_ended(AnswerKind::kGrid, "12\n34\n"));
+  EXPECT_TRUE(answer_ended(AnswerKind::kGrid, "12\n34\n\n"));
+  EXPECT_TRUE(answer_ended(AnswerKind::kGrid, "\n"));
+  EXPECT_FALSE(answer_ended(AnswerKind::kText, "42"));
+  EXPECT_TRUE(answer_ended(AnswerKind::kText, "42\n"));
+}
+
+TEST(EvalItems, ScoresExactMatchAndCellsInPlace) {
+  const auto item = eval_items({{"d", {two_test_task()}, {}}})[0];  // expects 43
+  const auto right = score_answer(item, "43\n\n");
+  EXPECT_TRUE(right.exact);
+  EXPECT_EQ(right.cells_right, 2);
+  const auto half = score_answer(item, "44\n\n");
+  EXPECT_FALSE(half.exact);
+  EXPECT_EQ(half.cells_right, 1);
+  EXPECT_EQ(half.cells, 2);
+  EXPECT_FALSE(score_answer(item, "43\n").exact);  // never ended
+  EXPECT_EQ(score_answer(item, "43\n").cells_right, 2);
+  EXPECT_EQ(score_answer(item, "4\n\n").cells_right, 1);  // a missing cell is wrong
+  EXPECT_EQ(score_answer(item, "zz\n").cells_right, 0);
+}
+
+TEST(EvalStatistics, WilsonIntervalsOfKnownCounts) {
+  auto [lo, hi] = wilson_interval(0, 10);
+  EXPECT_NEAR(lo, 0.0, 1e-12);
+  EXPECT_NEAR(hi, 0.27753, 1e-4);
+  std::tie(lo, hi) = wilson_interval(5, 10);
+  EXPECT_NEAR(lo, 0.23659, 1e-4);
+  EXPECT_NEAR(hi, 0.76341, 1e-4);
+  std::tie(lo, hi) = wilson_interval(0, 0);
+  EXPECT_EQ(lo, 0.0);
+  EXPECT_EQ(hi, 1.0);
+}
+
+TEST(EvalStatistics, ExpectedCalibrationErrorByHand) {
+  // Bin [0.9, 1]: two predictions of 0.95, one right: |0.5 - 0.95| * 2/4. Bin [0.1, 0.2):
+  // two of 0.15, neither right: |0 - 0.15| * 2/4. Total 0.225 + 0.075.
+  const std::vector<Prediction> p = {{0.95, true}, {0.95, false}, {0.15, false}, {0.15, false}};
+  EXPECT_NEAR(expected_calibration_error(p), 0.3, 1e-12);
+  EXPECT_NEAR(expected_calibration_error({{1.7, true}, {-3.0, false}}), 0.0, 1e-12);  // clamped: perfect
+  EXPECT_EQ(expected_calibration_error({}), 0.0);
+}
+
+TEST(EvalModes, ParsesCommaListsAndRefusesTheRest) {
+  const auto modes = eval_modes("mcts+inject,greedy");
+  ASSERT_EQ(modes.size(), 2u);
+  EXPECT_TRUE(modes[0].search && modes[0].inject);
+  EXPECT_FALSE(modes[1].search);
+  for (const char* bad : {"", "greedy,", "beam", "greedy,greedy", "mcts inject"}) EXPECT_FALSE(is_mode_list(bad)) << bad;
+}
+
+// The driver on one rank: an answer the tiny model's greedy decoding gives is exact in
+// greedy mode; a prompt over max_prompt_tokens is skipped, and counted.
+TEST(PlanningEval, CountsExactAnswersAndSkippedPrompts) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(3);
+  auto config = testing::tiny_model_config();
+  config.vocab_size = 258;
+  model::Backbone backbone(config);
+  backbone->eval();
+  const auto tokenizer = data::make_byte_tokenizer();
+  const std::string prompt = "ab";
+  std::vector<int64_t> tokens;
+  for (int32_t t : tokenizer->encode(prompt)) tokens.push_back(t);
+  model::SamplingOptions greedy;
+  greedy.temperature = 0;
+  std::vector<int32_t> out;
+  for (int64_t t : model::generate(backbone, tokens, 4, greedy, 0)) out.push_back(static_cast<int32_t>(t));
+  const std::string said = tokenizer->decode(out);
+  ASSERT_EQ(said.find('\n'), std::string::npos) << "pick another seed: the greedy text holds a line end";
+
+  data::TaskSource text{"qa.jsonl", {}, {{"right", prompt, said.substr(0, 3)}, {"long", std::string(40, 'x'), "y"}}};
+  EvalSetup s;
+  s.backbone = backbone;
+  s.planner = std::make_shared<search::ExactModel>(backbone);
+  s.planner_name = "exact";
+  s.tokenizer = tokenizer.get();
+  s.search.n_simulations = 4;
+  s.modes = eval_modes("greedy,mcts");
+  s.max_prompt_tokens = 16;
+  s.max_new_tokens = 3;  // the answer's three characters, then it stops without the line end
+  auto comm = dist::make_local_communicator();
+  const auto report = run_planning_eval(s, eval_items({text}), *comm);
+  const auto& g = report["modes"]["greedy"];
+  EXPECT_EQ(g["tasks"], 1);
+  EXPECT_EQ(g["skipped"], 1);
+  EXPECT_EQ(g["solved"], 0);  // the answer never ended: its line end was not generated
+  EXPECT_EQ(report["items"][0]["answers"]["greedy"]["text"], nlohmann::json::parse(dump_text(said.substr(0, 3))));
+  EXPECT_EQ(g["calibration"]["tokens"], 3);
+  EXPECT_EQ(g["calibration"]["token_accuracy"], 1.0);
+  EXPECT_TRUE(report["items"][1]["skipped"].get<bool>());
+  EXPECT_GT(report["modes"]["mcts"]["search"]["searches"].get<int64_t>(), 0);
+  EXPECT_NE(format_eval_report(report).find("greedy"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace crsm::eval

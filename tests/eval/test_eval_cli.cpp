@@ -1,0 +1,158 @@
+// The planning evaluation and the pipeline end to end, as a user runs them (SPEC §9, §10):
+// the report is the same on 1, 2 and 3 ranks, a tiny pipeline runs every stage under
+// mpirun and continues where it stopped, its skip flags reuse what is there and say so,
+// and a pipeline killed in stage 2 resumes there.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <regex>
+#include <thread>
+
+#include "../cli/cli_test_support.h"
+
+namespace {
+
+using namespace crsm::testing;
+using Clock = std::chrono::steady_clock;
+
+std::string mpirun(int world) {
+  return std::string(CRSM_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " + std::to_string(world) + " ";
+}
+
+// Everything but the timings, which may differ between runs.
+nlohmann::json without_timing(const nlohmann::json& j) {
+  if (j.is_object()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [k, v] : j.items())
+      if (k != "timing") out[k] = without_timing(v);
+    return out;
+  }
+  if (j.is_array()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& v : j) out.push_back(without_timing(v));
+    return out;
+  }
+  return j;
+}
+
+class EvalCli : public ::testing::Test {
+ protected:
+  // Generated ARC tasks ({W}/arc) and a tiny backbone trained on them with value heads ({W}/run).
+  static void SetUpTestSuite() {
+    work = new TempDir("eval_cli");
+    const auto arc = run_command(crsm_train("prepare-arc --output " + work->str("arc") +
+                                            " --tasks 6 --train-tasks 400 --min-size 2 --max-size 3 --seed 3"));
+    ASSERT_EQ(arc.status, 0) << arc.output;
+    const auto r = run_command(crsm_train("train --config " + source_path("configs/tiny.json") + " --data " +
+                                          work->str("arc/train.txt") + " --checkpoint-dir " + work->str("run") +
+                                          " --threads 1 --eval-every 0 --eval-batches 2 --max-steps 6"));
+    ASSERT_EQ(r.status, 0) << r.output;
+  }
+  static void TearDownTestSuite() { delete work; }
+
+  static std::string pipeline_args(const std::string& dir, const std::string& extra) {
+    return "pipeline --config " + source_path("configs/tiny.json") + " --output-dir " + work->str(dir) + " --data " +
+           work->str("arc/train.txt") + " --tasks " + work->str("arc/eval") +
+           " --backbone-steps 6 --finetune-steps 3 --dynamics-samples 600 --dynamics-steps 4 --check-samples 64 "
+           "--threads 1 " + extra;
+  }
+
+  static TempDir* work;
+};
+TempDir* EvalCli::work = nullptr;
+
+TEST_F(EvalCli, TheReportIsTheSameOnOneTwoAndThreeRanks) {
+  nlohmann::json first;
+  for (int world : {1, 2, 3}) {
+    const std::string out = work->str("eval" + std::to_string(world) + ".json");
+    const auto r = run_command("timeout 240 " + mpirun(world) +
+                               crsm_train("eval --model " + work->str("run") + " --tasks " + work->str("arc/eval") +
+                                          " --simulations 6 --output " + out));
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("planning evaluation: 6 test outputs, planner exact"), std::string::npos) << r.output;
+    const auto report = nlohmann::json::parse(read_file(out));
+    EXPECT_EQ(report["timing"]["world_size"], world);
+    EXPECT_EQ(report["modes"]["mcts+inject"]["tasks"], 6);
+    EXPECT_EQ(report["modes"]["greedy"]["by_family"].size(), 6u);
+    if (world == 1) first = without_timing(report);
+    else EXPECT_EQ(without_timing(report), first) << "world " << world;
+  }
+}
+
+TEST_F(EvalCli, APipelineRunsEveryStageUnderMpirunAndContinuesWhereItStopped) {
+  const auto r = run_command("timeout 280 " + mpirun(2) + crsm_train(pipeline_args("pipe", "")));
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* said : {"== stage 1", "== stage 4", "== stage 2", "== stage 3", "$ crsm_train train", "$ crsm_train distill",
+                           "$ crsm_train assemble", "check-dynamics", "planning evaluation: 6 test outputs, planner dynamics",
+                           "sample: task", "pipeline: done"})
+    EXPECT_NE(r.output.find(said), std::string::npos) << said << "\n" << r.output;
+  const auto state = nlohmann::json::parse(read_file(work->path() / "pipe" / "pipeline.json"));
+  for (const char* stage : {"backbone", "finetune", "dynamics", "model", "eval"}) EXPECT_TRUE(state["done"].contains(stage)) << stage;
+  const auto report = nlohmann::json::parse(read_file(work->path() / "pipe" / "eval" / "eval.json"));
+  EXPECT_EQ(report["setup"]["planner"], "dynamics");
+  EXPECT_TRUE(fs::exists(work->path() / "pipe" / "model" / "checkpoints"));
+
+  const auto again = run_command("timeout 120 " + crsm_train(pipeline_args("pipe", "--resume auto")));
+  ASSERT_EQ(again.status, 0) << again.output;
+  for (const char* said : {"stage 1 done in an earlier run", "stage 4 done in an earlier run", "stage 2 done in an earlier run",
+                           "stage 3 done in an earlier run", "evaluation done in an earlier run"})
+    EXPECT_NE(again.output.find(said), std::string::npos) << said << "\n" << again.output;
+  EXPECT_EQ(again.output.find("$ crsm_train"), std::string::npos) << again.output;
+}
+
+TEST_F(EvalCli, SkipFlagsReuseWhatIsThereAndSaySo) {
+  fs::create_directories(work->path() / "skip");
+  fs::copy(work->path() / "run", work->path() / "skip" / "backbone", fs::copy_options::recursive);
+  // Without a command word, as the seed's train_full_crsm.py is run.
+  const auto r = run_command("timeout 120 " +
+                             crsm_train(pipeline_args("skip", "--skip-backbone --skip-finetune --skip-dynamics").substr(9)));
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* said : {"stage 1 skipped (--skip-backbone): reusing", "stage 4 skipped (--skip-finetune)",
+                           "so the model is the stage-1 backbone", "stage 2 skipped (--skip-dynamics)",
+                           "so the search uses exact backbone steps", "stage 3 skipped: no dynamics model",
+                           "planner exact"})
+    EXPECT_NE(r.output.find(said), std::string::npos) << said << "\n" << r.output;
+  EXPECT_EQ(r.output.find("$ crsm_train train"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(work->path() / "skip" / "eval" / "eval.json"));
+}
+
+// SIGKILL while stage 2 collects; --resume auto continues in stage 2 (keeping the flushed
+// transitions) and finishes, without running stages 1 and 4 again.
+TEST_F(EvalCli, APipelineKilledInStage2ResumesThere) {
+  const auto prep = prepare_shakespeare_prefix(*work, 200000);
+  ASSERT_EQ(prep.status, 0) << prep.output;
+  const std::string args = "pipeline --config " + source_path("configs/tiny.json") + " --output-dir " + work->str("killed") +
+                           " --data " + work->str("data") + " --tasks " + work->str("arc/eval") +
+                           " --backbone-steps 4 --finetune-steps 2 --dynamics-samples 40000 --dynamics-steps 2 "
+                           "--check-samples 64 --max-tasks 2 --modes greedy --threads 1";
+  const std::string rank_file = work->str("killed/dynamics/transitions/train/rank00000.h5");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    const std::string line = "exec " + crsm_train(args) + " > " + work->str("killed.log") + " 2>&1";
+    ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  std::error_code ec;
+  while (Clock::now() < deadline && !(fs::exists(rank_file, ec) && fs::file_size(rank_file, ec) > (1u << 20)))
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ::kill(-pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  const auto state = nlohmann::json::parse(read_file(work->path() / "killed" / "pipeline.json"));
+  ASSERT_TRUE(state["done"].contains("finetune")) << read_file(work->path() / "killed.log");
+  ASSERT_FALSE(state["done"].contains("dynamics")) << "the collection finished before it was killed";
+
+  const auto resumed = run_command("timeout 240 " + crsm_train(args + " --resume auto"));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  for (const char* said : {"stage 1 done in an earlier run", "stage 4 done in an earlier run", "pipeline: done"})
+    EXPECT_NE(resumed.output.find(said), std::string::npos) << said << "\n" << resumed.output;
+  EXPECT_TRUE(std::regex_search(resumed.output, std::regex("train: 40000 transitions .*\\([1-9][0-9]* kept from an earlier run")))
+      << resumed.output;
+}
+
+}  // namespace
