@@ -12,13 +12,13 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/output_file.h"
+#include "cli/search_setup.h"
 #include "data/tokenizer.h"
 #include "dist/checkpoint_store.h"
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
 #include "eval/planning_eval.h"
-#include "train/assembled_checkpoint.h"
 #include "train/train_checkpoint.h"
 
 namespace crsm::cli {
@@ -27,7 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::vector<Option>& eval_options() {
-  static const std::vector<Option> table = {
+  static const std::vector<Option> table = with_search_flags({
       Option("model", Constraint::path(), "checkpoint (assembled: plans with its dynamics), or a run directory").mandatory(),
       Option("tasks", Constraint::path(), "ARC task directories, .json tasks, or .jsonl files of ARC or prompt/answer tasks").mandatory().many(),
       Option("modes", Constraint::satisfying(eval::is_mode_list, eval::kModeListDescription), "decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
@@ -37,18 +37,12 @@ const std::vector<Option>& eval_options() {
       Option("max-prompt-tokens", Constraint::integer(1, int64_t{1} << 24), "longer prompts are skipped and counted as skipped").with_default("4096"),
       Option("max-new-tokens", Constraint::integer(1, int64_t{1} << 24).or_word("auto"), "answer tokens at most (auto: twice the answer's, plus 8)").with_default("auto"),
       Option("exact", Constraint::boolean(), "search with exact backbone steps even when the model has a dynamics model"),
-      Option::for_key("simulations", "n_simulations", "leaf evaluations per search"),
-      Option::for_key("c-puct", "c_puct", "exploration weight of PUCT"),
-      Option::for_key("search-top-k", "top_k", "children expanded per search node, by policy"),
-      Option::for_key("leaf-batch", "leaf_batch", "leaves evaluated per batched network call (1: sequential MCTS)"),
-      Option::for_key("injection-rate", "injection_rate", "mcts+inject: alpha_l = injection_rate * sigmoid(conf_l)"),
-      Option("state-cache-mb", Constraint::integer(1, int64_t{1} << 30), "memory for cached search-node states, MiB").with_default("128"),
       Option("device", config_constraint("device"), "cpu | cuda | cuda:N (cuda: the GPU of the local rank)").with_default("cpu"),
       Option("threads", Constraint::integer(0, 4096), "CPU threads per rank (0: this rank's CPUs / the ranks on its node sharing them)").with_default("0"),
       Option("collective-timeout", Constraint::integer(0, dist::kMaxCollectiveTimeout.count()),
              "seconds a rank waits for the others to finish their share (0: forever)")
           .with_default(std::to_string(dist::kDefaultCollectiveTimeout.count())),
-  };
+  });
   return table;
 }
 
@@ -76,18 +70,10 @@ eval::EvalSetup make_setup(const ParsedOptions& o, const std::string& dir, const
   eval::EvalSetup s;
   s.backbone = model;
   s.tokenizer = &tokenizer;
-  auto dynamics = o.is_set("exact") ? std::nullopt : train::load_checkpoint_dynamics(dir);
-  if (dynamics) {
-    dynamics->model->to(device);
-    dynamics->model->eval();
-    s.planner = std::make_shared<search::DynamicsModel>(model, dynamics->model);
-    s.planner_name = "dynamics";
-  } else {
-    s.planner = std::make_shared<search::ExactModel>(model);
-    s.planner_name = "exact";
-  }
-  s.search = search::SearchOptions::from(config.search);
-  s.search.cache_bytes = o.integer("state-cache-mb") << 20;
+  const Planner planner = make_planner(dir, model, device, o.is_set("exact"));
+  s.planner = planner.model;
+  s.planner_name = planner.name;
+  s.search = search_options(o, config);
   s.injection_rate = config.search.injection_rate;
   s.delta_decay = config.search.delta_decay;
   s.modes = eval::eval_modes(o.text("modes"));

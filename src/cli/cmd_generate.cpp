@@ -5,20 +5,20 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/search_setup.h"
 #include "data/tokenizer.h"
 #include "dist/checkpoint_store.h"
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
 #include "model/generation.h"
 #include "search/deliberation.h"
-#include "train/assembled_checkpoint.h"
 #include "train/train_checkpoint.h"
 
 namespace crsm::cli {
 namespace {
 
 const std::vector<Option>& generate_options() {
-  static const std::vector<Option> table = {
+  static const std::vector<Option> table = with_search_flags({
       Option("model", Constraint::path(), "checkpoint directory, or a run directory (its newest complete checkpoint)").mandatory(),
       Option("prompt", Constraint::text(), "text to continue (empty: start from <bos>)").with_default(""),
       Option("max-length", Constraint::integer(0, 1 << 24), "new tokens to generate at most").with_default("200"),
@@ -33,15 +33,9 @@ const std::vector<Option>& generate_options() {
       Option("no-dynamics", Constraint::boolean(), "with --deliberate: plan with exact backbone steps, not the dynamics model"),
       Option("exact", Constraint::boolean(), "the same as --no-dynamics"),
       Option("stats", Constraint::boolean(), "with --deliberate: print planner statistics to stderr"),
-      Option::for_key("simulations", "n_simulations", "leaf evaluations per search"),
-      Option::for_key("c-puct", "c_puct", "exploration weight of PUCT"),
-      Option::for_key("search-top-k", "top_k", "children expanded per search node, by policy"),
-      Option::for_key("leaf-batch", "leaf_batch", "leaves evaluated per batched network call (1: sequential MCTS)"),
-      Option::for_key("injection-rate", "injection_rate", "alpha_l = injection_rate * sigmoid(conf_l) * delta_decay^lag"),
       Option::for_key("delta-decay", "delta_decay", "decay of the injection per step of lag"),
       Option::for_key("max-lag", "max_lag", "asynchronous plans further ahead than this are dropped"),
-      Option("state-cache-mb", Constraint::integer(1, int64_t{1} << 30), "memory for cached search-node states, MiB").with_default("128"),
-  };
+  });
   return table;
 }
 
@@ -50,28 +44,19 @@ const std::vector<Option>& generate_options() {
 search::Deliberator make_deliberator(const ParsedOptions& o, const std::string& dir, model::Backbone& model,
                                      const RunConfig& config, const model::SamplingOptions& sampling,
                                      const torch::Device& device) {
-  std::shared_ptr<search::LatentModel> planner;
   const bool exact = o.is_set("no-dynamics") || o.is_set("exact");
-  auto dynamics = exact ? std::nullopt : train::load_checkpoint_dynamics(dir);
-  if (dynamics) {
-    dynamics->model->to(device);
-    dynamics->model->eval();
-    planner = std::make_shared<search::DynamicsModel>(model, dynamics->model);
-  } else {
-    if (!exact)
-      std::fprintf(stderr, "generate: %s has no dynamics model (assemble one, SPEC §8): planning with exact backbone steps\n",
-                   dir.c_str());
-    planner = std::make_shared<search::ExactModel>(model);
-  }
+  const Planner planner = make_planner(dir, model, device, exact);
+  if (!exact && planner.name == "exact")
+    std::fprintf(stderr, "generate: %s has no dynamics model (assemble one, SPEC §8): planning with exact backbone steps\n",
+                 dir.c_str());
   search::DeliberationOptions d;
   d.timing = o.is_set("sync") ? search::PlanTiming::kSync : search::PlanTiming::kAsync;
-  d.search = search::SearchOptions::from(config.search);
-  d.search.cache_bytes = o.integer("state-cache-mb") << 20;
+  d.search = search_options(o, config);
   d.injection_rate = config.search.injection_rate;
   d.delta_decay = config.search.delta_decay;
   d.max_lag = config.search.max_lag;
   d.sampling = sampling;
-  return search::Deliberator(model, planner, d);
+  return search::Deliberator(model, planner.model, d);
 }
 
 void print_stats(const search::DeliberationStats& s) {

@@ -112,9 +112,12 @@ class Pipeline {
     for (auto stage : {&Pipeline::backbone, &Pipeline::finetune, &Pipeline::dynamics, &Pipeline::assemble,
                        &Pipeline::evaluate})
       if (const int status = (this->*stage)(); status != train::kExitOk) return status;
-    const double minutes = minutes_since(start_);
-    say("\npipeline: done in %dm%02ds: the model is %s, the report %s\n", static_cast<int>(minutes),
-        static_cast<int>(60 * (minutes - static_cast<int>(minutes))), model_.c_str(), (dir_ / "eval" / "eval.json").c_str());
+    std::string stages;
+    for (const char* stage : {"backbone", "finetune", "dynamics", "model", "eval"})
+      if (done(stage))
+        stages += (stages.empty() ? "" : ", ") + std::string(stage) + " " + duration(state_["done"][stage]["minutes"]);
+    say("\npipeline: done in %s (stages, over all runs: %s): the model is %s, the report %s\n",
+        duration(minutes_since(start_)).c_str(), stages.c_str(), model_.c_str(), (dir_ / "eval" / "eval.json").c_str());
     return train::kExitOk;
   }
 
@@ -124,6 +127,11 @@ class Pipeline {
     if (!root_) return;
     std::printf(format, args...);
     std::fflush(stdout);
+  }
+
+  static std::string duration(double minutes) {
+    const int seconds = static_cast<int>(minutes * 60 + 0.5);
+    return std::to_string(seconds / 60) + "m" + (seconds % 60 < 10 ? "0" : "") + std::to_string(seconds % 60) + "s";
   }
 
   static double minutes_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count() / 60; }
@@ -201,6 +209,14 @@ class Pipeline {
     comm_.barrier();
   }
 
+  // Runs a stage's command, and records the stage done when it finished.
+  int run_stage(const std::string& stage, Clock::time_point started, const std::string& command, CommandFn fn,
+                const std::vector<std::string>& args, const std::string& output) {
+    const int status = run_command(command, fn, args, root_);
+    if (status == train::kExitOk) mark_done(stage, started, output);
+    return status;
+  }
+
   // A stage directory an interrupted run left without a checkpoint holds nothing to
   // continue from (its command would refuse it): it starts again.
   void restart_if_unsaved(const fs::path& run_dir) {
@@ -243,9 +259,7 @@ class Pipeline {
     restart_if_unsaved(run);
     auto args = training_flags(run, "backbone-steps");
     args.insert(args.end(), {"--no-value-loss", "--resume", "auto"});
-    if (const int status = run_command("train", train_command, args, root_); status != train::kExitOk) return status;
-    mark_done("backbone", started, run.string());
-    return train::kExitOk;
+    return run_stage("backbone", started, "train", train_command, args, run.string());
   }
 
   int finetune() {
@@ -268,9 +282,7 @@ class Pipeline {
     restart_if_unsaved(run);
     auto args = training_flags(run, "finetune-steps");
     args.insert(args.end(), {"--resume", holds_checkpoint(run) ? "auto" : backbone_});
-    if (const int status = run_command("train", train_command, args, root_); status != train::kExitOk) return status;
-    mark_done("finetune", started, run.string());
-    return train::kExitOk;
+    return run_stage("finetune", started, "train", train_command, args, run.string());
   }
 
   int dynamics() {
@@ -294,9 +306,7 @@ class Pipeline {
                                      "--save-every", std::to_string(o_.integer("save-every"))};
     if (o_.has("dynamics-steps")) args.insert(args.end(), {"--max-steps", std::to_string(o_.integer("dynamics-steps"))});
     for (const auto& f : common_flags()) args.push_back(f);
-    if (const int status = run_command("distill", distill_command, args, root_); status != train::kExitOk) return status;
-    mark_done("dynamics", started, out.string());
-    return train::kExitOk;
+    return run_stage("dynamics", started, "distill", distill_command, args, out.string());
   }
 
   // One process's work (it writes one checkpoint): rank 0 runs it, the others wait.
@@ -340,9 +350,7 @@ class Pipeline {
     args.push_back("--tasks");
     for (const auto& t : tasks_) args.push_back(t);
     for (const auto& f : common_flags()) args.push_back(f);
-    if (const int status = run_command("eval", eval_command, args, root_); status != train::kExitOk) return status;
-    mark_done("eval", started, out.string());
-    return train::kExitOk;
+    return run_stage("eval", started, "eval", eval_command, args, out.string());
   }
 
   const ParsedOptions& o_;

@@ -1,6 +1,7 @@
 // format_eval_report: the planning evaluation's report as the tables a user reads.
 #include <cstdarg>
 #include <cstdio>
+#include <set>
 #include <string>
 
 #include "eval/planning_eval.h"
@@ -46,17 +47,30 @@ std::string breakdown(const json& report, const std::string& key, const std::str
   return out;
 }
 
-std::string sample(const json& report) {
-  for (const auto& item : report["items"]) {
-    if (item["skipped"].get<bool>()) continue;
-    std::string out = "\nsample: task " + item["task"].get<std::string>() + " (" + item["family"].get<std::string>() + ")\n";
-    out += printf_string("  %-12s        %s\n", "expected", dump_text(item["expected"]).c_str());
-    for (const auto& [mode, answer] : item["answers"].items())
-      out += printf_string("  %-12s %s: %s\n", mode.c_str(), answer["exact"].get<bool>() ? "right" : "wrong",
-                           dump_text(answer["text"]).c_str());
-    return out;
+// The answers differ between modes, or else one is right: the item that says the most.
+int interest(const json& item) {
+  if (item["skipped"].get<bool>()) return -1;
+  std::set<std::string> texts;
+  bool right = false;
+  for (const auto& [mode, answer] : item["answers"].items()) {
+    texts.insert(answer["text"].get<std::string>());
+    right = right || answer["exact"].get<bool>();
   }
-  return "";
+  return texts.size() > 1 ? 2 : right ? 1 : 0;
+}
+
+std::string sample(const json& report) {
+  const json* best = nullptr;
+  for (const auto& item : report["items"])
+    if (!best || interest(item) > interest(*best)) best = &item;
+  if (!best || interest(*best) < 0) return "";
+  const json& item = *best;
+  std::string out = "\nsample: task " + item["task"].get<std::string>() + " (" + item["family"].get<std::string>() + ")\n";
+  out += printf_string("  %-12s        %s\n", "expected", dump_text(item["expected"]).c_str());
+  for (const auto& [mode, answer] : item["answers"].items())
+    out += printf_string("  %-12s %s: %s\n", mode.c_str(), answer["exact"].get<bool>() ? "right" : "wrong",
+                         dump_text(answer["text"]).c_str());
+  return out;
 }
 
 }  // namespace

@@ -1,0 +1,34 @@
+#include "cli/search_setup.h"
+
+#include "train/assembled_checkpoint.h"
+
+namespace crsm::cli {
+
+std::vector<Option> with_search_flags(std::vector<Option> own) {
+  std::vector<Option> search = {
+      Option::for_key("simulations", "n_simulations", "leaf evaluations per search"),
+      Option::for_key("c-puct", "c_puct", "exploration weight of PUCT"),
+      Option::for_key("search-top-k", "top_k", "children expanded per search node, by policy"),
+      Option::for_key("leaf-batch", "leaf_batch", "leaves evaluated per batched network call (1: sequential MCTS)"),
+      Option::for_key("injection-rate", "injection_rate", "alpha_l = injection_rate * sigmoid(conf_l) * delta_decay^lag"),
+      Option("state-cache-mb", Constraint::integer(1, int64_t{1} << 30), "memory for cached search-node states, MiB").with_default("128"),
+  };
+  own.insert(own.end(), search.begin(), search.end());
+  return own;
+}
+
+search::SearchOptions search_options(const ParsedOptions& o, const RunConfig& config) {
+  auto s = search::SearchOptions::from(config.search);
+  s.cache_bytes = o.integer("state-cache-mb") << 20;
+  return s;
+}
+
+Planner make_planner(const std::string& checkpoint, model::Backbone backbone, const torch::Device& device, bool exact) {
+  auto dynamics = exact ? std::nullopt : train::load_checkpoint_dynamics(checkpoint);
+  if (!dynamics) return {std::make_shared<search::ExactModel>(backbone), "exact"};
+  dynamics->model->to(device);
+  dynamics->model->eval();
+  return {std::make_shared<search::DynamicsModel>(backbone, dynamics->model), "dynamics"};
+}
+
+}  // namespace crsm::cli
