@@ -40,6 +40,8 @@ EscapedError describe_escaped(const std::string& command, const std::exception_p
     return {train::kExitBadInput, prefix + e.what() + " (see crsm_train " + command + " --help)"};
   } catch (const dist::CommTimeout& e) {
     return {train::kExitCollectiveTimeout, prefix + "error: " + e.what()};
+  } catch (const dist::CommFailure& e) {
+    return {train::kExitCommFailure, prefix + "error: " + e.what()};
   } catch (const Error& e) {
     return {train::kExitBadInput, prefix + "error: " + e.what()};
   } catch (const std::filesystem::filesystem_error& e) {

@@ -25,7 +25,7 @@ c10::Device rank_device(const std::string& name, const Runtime& rt) {
 std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const c10::Device& device,
                                                 std::chrono::seconds timeout) {
   if (!rt.mpi) return make_local_communicator();
-  if (device.is_cuda()) return make_nccl_communicator(device.has_index() ? device.index() : 0);
+  if (device.is_cuda()) return make_nccl_communicator(device.has_index() ? device.index() : 0, timeout);
   return make_mpi_communicator(timeout);
 }
 
@@ -66,6 +66,10 @@ std::string broadcast_string(Communicator& comm, const std::string& value, int r
   comm.broadcast(bytes, root)->wait();
   bytes = bytes.cpu();
   return std::string(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
+}
+
+Teardown choose_teardown(bool failure_seen, int uncaught_exceptions) {
+  return failure_seen || uncaught_exceptions > 0 ? Teardown::kAbort : Teardown::kDestroy;
 }
 
 std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& value) {

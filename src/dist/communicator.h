@@ -36,6 +36,20 @@ class CommTimeout : public CommError {
   using CommError::CommError;
 };
 
+// The transport itself failed (an MPI call, NCCL, CUDA): not the input's fault, and not a
+// timeout; the last checkpoint is intact.
+class CommFailure : public CommError {
+ public:
+  using CommError::CommError;
+};
+
+// How a communicator is torn down. Destroying it cleanly waits for the collectives it
+// has queued, which blocks forever when a peer never joins them: after a failure, or
+// while an exception unwinds past it, it is aborted instead (as PyTorch's NCCL wrapper
+// does), so the process gets to print its error and exit.
+enum class Teardown { kDestroy, kAbort };
+Teardown choose_teardown(bool failure_seen, int uncaught_exceptions);
+
 enum class ReduceOp { kSum, kMax };
 
 class Work {
@@ -87,14 +101,16 @@ constexpr std::chrono::seconds kDefaultCollectiveTimeout{1800};
 constexpr std::chrono::seconds kMaxCollectiveTimeout{30 * 24 * 3600};
 
 // The communicator for this process: local without a launcher; NCCL when `device` is a
-// CUDA device and NCCL was built in; MPI otherwise.
+// CUDA device and NCCL was built in; MPI otherwise. Both backends end a collective that
+// has not finished within `timeout` with CommTimeout (0: wait forever).
 std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const c10::Device& device,
                                                 std::chrono::seconds timeout = kDefaultCollectiveTimeout);
 
 std::unique_ptr<Communicator> make_mpi_communicator(std::chrono::seconds timeout = kDefaultCollectiveTimeout);
 std::unique_ptr<Communicator> make_local_communicator();
 // Throws CommError when this build has no NCCL.
-std::unique_ptr<Communicator> make_nccl_communicator(int device_index);
+std::unique_ptr<Communicator> make_nccl_communicator(int device_index,
+                                                     std::chrono::seconds timeout = kDefaultCollectiveTimeout);
 
 // Size rules every backend enforces; CommError starting with `what` otherwise.
 void check_reduce_scatter_sizes(const at::Tensor& input, const at::Tensor& output, int world,

@@ -78,7 +78,7 @@ std::string mpi_error_text(int code) {
 }
 
 void MpiWork::check(int code) const {
-  if (code != MPI_SUCCESS) throw CommError(what_ + ": " + mpi_error_text(code));
+  if (code != MPI_SUCCESS) throw CommFailure(what_ + ": " + mpi_error_text(code));
 }
 
 MPI_Datatype mpi_type(const at::Tensor& t, const std::string& what) {
@@ -181,7 +181,7 @@ class MpiCommunicator final : public Communicator {
       throw CommError(what + ": more elements than one MPI call can carry; use smaller buckets");
   }
   static void check(int code, const std::string& what) {
-    if (code != MPI_SUCCESS) throw CommError(what + ": " + mpi_error_text(code));
+    if (code != MPI_SUCCESS) throw CommFailure(what + ": " + mpi_error_text(code));
   }
 
   MPI_Comm comm_;

@@ -1,19 +1,33 @@
 // The NCCL backend: CUDA tensors, one communicator per process (one GPU per rank), the
 // NCCL unique id broadcast over MPI. Collectives run on a dedicated stream so they
 // overlap with backward on the compute stream; events order the two streams.
+//
+// Failures: any NCCL or CUDA error, or a collective that outlives the timeout, marks the
+// communicator failed; a failed one (or one destroyed while an exception unwinds) is
+// aborted, never synchronised, so a rank whose peers will not join does not hang in its
+// destructor. A timed-out collective aborts the communicator at once and throws
+// CommTimeout, as the MPI backend does.
 #include <ATen/ATen.h>
 #include <cuda_runtime.h>
 #include <mpi.h>
 #include <nccl.h>
+
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <thread>
 
 #ifdef CRSM_TORCH_CUDA
 #include <c10/cuda/CUDAStream.h>
 #endif
 
 #include "dist/communicator.h"
+#include "dist/nccl_status.h"
 
 namespace crsm::dist {
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 // The stream LibTorch queues this device's work on. A CPU-only LibTorch never makes CUDA
 // tensors, so there the legacy default stream is only a placeholder that keeps the
@@ -29,44 +43,124 @@ cudaStream_t compute_stream(int device) {
 
 std::string cuda_text(cudaError_t e) { return cudaGetErrorString(e); }
 
+// Makes `device` current for a scope: events and streams belong to the device current
+// when they are made.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    if (cudaGetDevice(&previous_) == cudaSuccess && previous_ != device) cudaSetDevice(device);
+    else previous_ = -1;
+  }
+  ~DeviceGuard() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
+// What the communicator and its pending works share: the NCCL communicator, whether a
+// failure was seen, and whether it has been aborted (then nothing may touch it again).
+struct NcclState {
+  ncclComm_t comm = nullptr;
+  int rank = 0;
+  std::atomic<bool> failed{false};
+  std::atomic<bool> aborted{false};
+
+  void abort() {
+    failed = true;
+    if (!aborted.exchange(true)) ncclCommAbort(comm);
+  }
+
+  // NCCL's own words for the last error of this communicator, where it keeps them.
+  std::string nccl_text(ncclResult_t r) const {
+    std::string text = ncclGetErrorString(r);
+#if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= NCCL_VERSION(2, 13, 0)
+    if (const char* last = aborted ? nullptr : ncclGetLastError(comm); last && *last) text += " (" + std::string(last) + ")";
+#endif
+    return text;
+  }
+
+  [[noreturn]] void fail(const std::string& what) {
+    failed = true;
+    throw CommFailure("rank " + std::to_string(rank) + ": " + what);
+  }
+};
+
 class NcclWork final : public Work {
  public:
-  NcclWork(cudaEvent_t done, ncclComm_t comm, int device, std::vector<at::Tensor> keep_alive,
-           std::string what)
-      : done_(done), comm_(comm), device_(device), keep_alive_(std::move(keep_alive)), what_(std::move(what)) {}
+  NcclWork(std::shared_ptr<NcclState> state, cudaEvent_t done, cudaStream_t launched_from, int device,
+           std::vector<at::Tensor> keep_alive, std::string what, std::chrono::seconds timeout)
+      : state_(std::move(state)), done_(done), launched_from_(launched_from), device_(device),
+        keep_alive_(std::move(keep_alive)), what_(std::move(what)), timeout_(timeout), deadline_(Clock::now() + timeout) {}
+
   ~NcclWork() override {
-    // Buffers go back to the caching allocator only once the compute stream is ordered
-    // after the collective that still reads or writes them.
-    if (!waited_) cudaStreamWaitEvent(compute_stream(device_), done_, 0);
+    DeviceGuard guard(device_);
+    // Buffers go back to the caching allocator only once the launching stream is ordered
+    // after the collective that still reads or writes them. After an abort the event
+    // will never complete: the buffers are kept instead.
+    if (state_->aborted) new std::vector<at::Tensor>(std::move(keep_alive_));
+    else if (!waited_) cudaStreamWaitEvent(launched_from_, done_, 0);
     cudaEventDestroy(done_);
   }
 
   void wait() override {
     if (waited_) return;
+    DeviceGuard guard(device_);
+    if (timeout_.count() > 0) wait_on_host();
     check_async();
-    const cudaError_t e = cudaStreamWaitEvent(compute_stream(device_), done_, 0);
-    if (e != cudaSuccess) throw CommError(what_ + ": cudaStreamWaitEvent: " + cuda_text(e));
-    // Safe to release: later compute-stream work is ordered after the collective.
+    const cudaError_t e = cudaStreamWaitEvent(launched_from_, done_, 0);
+    if (e != cudaSuccess) state_->fail(what_ + ": cudaStreamWaitEvent: " + cuda_text(e));
+    // Safe to release: later work on the launching stream is ordered after the collective.
     keep_alive_.clear();
     waited_ = true;
   }
+
   bool poll() override {
+    DeviceGuard guard(device_);
     check_async();
-    return cudaEventQuery(done_) == cudaSuccess;
+    const cudaError_t query = cudaEventQuery(done_);
+    switch (event_state(query)) {
+      case EventState::kDone: return true;
+      case EventState::kPending: check_deadline(); return false;
+      case EventState::kFailed: break;
+    }
+    state_->fail(what_ + ": " + cuda_text(query));
   }
 
  private:
-  void check_async() const {
-    ncclResult_t async = ncclSuccess;
-    ncclCommGetAsyncError(comm_, &async);
-    if (async != ncclSuccess) throw CommError(what_ + ": " + ncclGetErrorString(async));
+  // Polls the event and NCCL's asynchronous error until the collective finishes or the
+  // deadline passes.
+  void wait_on_host() {
+    while (!poll()) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
 
+  void check_deadline() {
+    if (timeout_.count() <= 0 || Clock::now() < deadline_) return;
+    state_->abort();
+    throw CommTimeout("rank " + std::to_string(state_->rank) + ": " + what_ + ": not complete after " +
+                      std::to_string(timeout_.count()) +
+                      " s (--collective-timeout): another rank is stopped, stuck or far behind; the NCCL "
+                      "communicator was aborted");
+  }
+
+  void check_async() const {
+    if (state_->aborted) state_->fail(what_ + ": the NCCL communicator was aborted after an earlier failure");
+    ncclResult_t async = ncclSuccess;
+    ncclCommGetAsyncError(state_->comm, &async);
+    if (async != ncclSuccess) state_->fail(what_ + ": " + state_->nccl_text(async));
+  }
+
+  std::shared_ptr<NcclState> state_;
   cudaEvent_t done_;
-  ncclComm_t comm_;
+  cudaStream_t launched_from_;
   int device_;
   std::vector<at::Tensor> keep_alive_;
   std::string what_;
+  std::chrono::seconds timeout_;
+  Clock::time_point deadline_;
   bool waited_ = false;
 };
 
@@ -87,19 +181,29 @@ ncclDataType_t nccl_type(const at::Tensor& t, const std::string& what) {
 
 class NcclCommunicator final : public Communicator {
  public:
-  explicit NcclCommunicator(int device_index) : device_index_(device_index) {
+  NcclCommunicator(int device_index, std::chrono::seconds timeout)
+      : device_index_(device_index), timeout_(timeout), state_(std::make_shared<NcclState>()) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &world_);
+    state_->rank = rank_;
     check_cuda(cudaSetDevice(device_index), "cudaSetDevice(" + std::to_string(device_index) + ")");
     ncclUniqueId id;
     if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
     MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
-    check_nccl(ncclCommInitRank(&comm_, world_, id, rank_), "ncclCommInitRank");
+    check_nccl(ncclCommInitRank(&state_->comm, world_, id, rank_), "ncclCommInitRank");
     check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   }
+
   ~NcclCommunicator() override {
-    cudaStreamSynchronize(stream_);
-    ncclCommDestroy(comm_);
+    DeviceGuard guard(device_index_);
+    if (state_->aborted) {
+      // A timed-out collective aborted it already.
+    } else if (choose_teardown(state_->failed, std::uncaught_exceptions()) == Teardown::kAbort) {
+      state_->abort();
+    } else {
+      cudaStreamSynchronize(stream_);
+      ncclCommDestroy(state_->comm);
+    }
     cudaStreamDestroy(stream_);
   }
 
@@ -112,95 +216,103 @@ class NcclCommunicator final : public Communicator {
 
   WorkPtr all_reduce(at::Tensor t, ReduceOp op) override {
     const auto what = describe("all_reduce", t);
-    check_tensor(t, what);
-    return launch(what, {t}, [&] {
-      return ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t, what),
-                           op == ReduceOp::kSum ? ncclSum : ncclMax, comm_, stream_);
+    const auto type = checked_type(t, what);
+    return launch(what, {t}, [&](cudaStream_t s) {
+      return ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), type, op == ReduceOp::kSum ? ncclSum : ncclMax,
+                           state_->comm, s);
     });
   }
 
   WorkPtr reduce_scatter(at::Tensor input, at::Tensor output) override {
     const auto what = describe("reduce_scatter", input);
-    check_tensor(input, what);
-    check_tensor(output, what);
+    const auto type = checked_type(input, what);
+    checked_type(output, what);
     check_reduce_scatter_sizes(input, output, world_, what);
-    return launch(what, {input, output}, [&] {
-      return ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(),
-                               nccl_type(input, what), ncclSum, comm_, stream_);
+    return launch(what, {input, output}, [&](cudaStream_t s) {
+      return ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(), type, ncclSum, state_->comm, s);
     });
   }
 
   WorkPtr all_gather(at::Tensor buffer) override {
     const auto what = describe("all_gather", buffer);
-    check_tensor(buffer, what);
+    const auto type = checked_type(buffer, what);
     const int64_t chunk = check_all_gather_size(buffer, world_, what);
-    return launch(what, {buffer}, [&] {
+    return launch(what, {buffer}, [&](cudaStream_t s) {
       // In place: NCCL reads this rank's input from its own chunk of the output.
       auto* base = static_cast<char*>(buffer.data_ptr());
-      return ncclAllGather(base + rank_ * chunk * buffer.element_size(), base, chunk,
-                           nccl_type(buffer, what), comm_, stream_);
+      return ncclAllGather(base + rank_ * chunk * buffer.element_size(), base, chunk, type, state_->comm, s);
     });
   }
 
   WorkPtr broadcast(at::Tensor t, int root) override {
     const auto what = describe("broadcast", t);
-    check_tensor(t, what);
-    return launch(what, {t}, [&] {
-      return ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t, what), root, comm_,
-                           stream_);
+    const auto type = checked_type(t, what);
+    return launch(what, {t}, [&](cudaStream_t s) {
+      return ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), type, root, state_->comm, s);
     });
   }
 
   void barrier() override {
     auto token = at::zeros({1}, at::TensorOptions().device(device()));
     all_reduce(token, ReduceOp::kSum)->wait();
+    DeviceGuard guard(device_index_);
     check_cuda(cudaStreamSynchronize(compute_stream(device_index_)), "barrier: cudaStreamSynchronize");
   }
 
  private:
+  // Queues one collective on the communication stream, after everything the current
+  // compute stream has queued for its inputs; the Work orders that same stream after it.
   template <typename Call>
   WorkPtr launch(const std::string& what, std::vector<at::Tensor> tensors, Call call) {
+    if (state_->aborted) state_->fail(what + ": the NCCL communicator was aborted after an earlier failure");
+    DeviceGuard guard(device_index_);
+    const cudaStream_t from = compute_stream(device_index_);
     cudaEvent_t ready, done;
     check_cuda(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), what + ": cudaEventCreate");
     check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), what + ": cudaEventCreate");
-    // The collective must see everything the compute stream has queued for its inputs.
-    check_cuda(cudaEventRecord(ready, compute_stream(device_index_)), what + ": cudaEventRecord");
+    check_cuda(cudaEventRecord(ready, from), what + ": cudaEventRecord");
     check_cuda(cudaStreamWaitEvent(stream_, ready, 0), what + ": cudaStreamWaitEvent");
     cudaEventDestroy(ready);
-    check_nccl(call(), what);
+    check_nccl(call(stream_), what);
     check_cuda(cudaEventRecord(done, stream_), what + ": cudaEventRecord");
-    return std::make_shared<NcclWork>(done, comm_, device_index_, std::move(tensors), what);
+    return std::make_shared<NcclWork>(state_, done, from, device_index_, std::move(tensors), what, timeout_);
   }
 
   std::string describe(const char* op, const at::Tensor& t) const {
-    return "rank " + std::to_string(rank_) + ": NCCL " + op + " of " + std::to_string(t.numel()) +
-           " elements";
+    return "NCCL " + std::string(op) + " of " + std::to_string(t.numel()) + " elements";
   }
-  void check_tensor(const at::Tensor& t, const std::string& what) const {
+  // The tensor's NCCL type, refused (before anything is queued) when NCCL cannot take it.
+  ncclDataType_t checked_type(const at::Tensor& t, const std::string& what) const {
     if (!t.is_cuda() || t.get_device() != device_index_)
-      throw CommError(what + ": the NCCL backend takes tensors on cuda:" +
+      throw CommError("rank " + std::to_string(rank_) + ": " + what + ": the NCCL backend takes tensors on cuda:" +
                       std::to_string(device_index_) + " (got " + t.device().str() + ")");
-    if (!t.is_contiguous()) throw CommError(what + ": tensor must be contiguous");
+    if (!t.is_contiguous()) throw CommError("rank " + std::to_string(rank_) + ": " + what + ": tensor must be contiguous");
+    return nccl_type(t, "rank " + std::to_string(rank_) + ": " + what);
   }
   void check_nccl(ncclResult_t r, const std::string& what) const {
-    if (r != ncclSuccess)
-      throw CommError("rank " + std::to_string(rank_) + ": " + what + ": " + ncclGetErrorString(r));
+    if (r != ncclSuccess) state_->fail(what + ": " + state_->nccl_text(r));
   }
   void check_cuda(cudaError_t e, const std::string& what) const {
-    if (e != cudaSuccess)
-      throw CommError("rank " + std::to_string(rank_) + ": " + what + ": " + cuda_text(e));
+    if (e != cudaSuccess) state_->fail(what + ": " + cuda_text(e));
   }
 
   int device_index_;
+  std::chrono::seconds timeout_;
+  std::shared_ptr<NcclState> state_;
   int rank_ = 0, world_ = 1;
-  ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
 };
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_nccl_communicator(int device_index) {
-  return std::make_unique<NcclCommunicator>(device_index);
+EventState event_state(cudaError_t query) {
+  if (query == cudaSuccess) return EventState::kDone;
+  if (query == cudaErrorNotReady) return EventState::kPending;
+  return EventState::kFailed;
+}
+
+std::unique_ptr<Communicator> make_nccl_communicator(int device_index, std::chrono::seconds timeout) {
+  return std::make_unique<NcclCommunicator>(device_index, timeout);
 }
 
 }  // namespace crsm::dist

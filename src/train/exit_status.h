@@ -11,6 +11,9 @@ enum ExitStatus : int {
   // A collective timed out (dist::CommTimeout): a peer stopped or hung. Not the input's
   // fault; the last checkpoint is intact.
   kExitCollectiveTimeout = 5,
+  // The communication itself failed (dist::CommFailure: an MPI call, NCCL, CUDA): not the
+  // input's fault either; the last checkpoint is intact.
+  kExitCommFailure = 6,
   // Something escaped that is not one of our errors: a bug. One line names the command
   // and asks for a report; never a stack trace.
   kExitInternalError = 70,

@@ -24,6 +24,10 @@ TEST(EscapedError, OurErrorsArePrintedAsTheyAre) {
   EXPECT_EQ(usage.status, 2);
   EXPECT_EQ(usage.message, "crsm_train train: error: --lr nan: expected a finite number > 0");
   EXPECT_EQ(escaped(crsm::dist::CommTimeout("all_reduce: not complete after 5 s")).status, 5);
+  const auto failure = escaped(crsm::dist::CommFailure("rank 1: NCCL all_reduce: unhandled system error (socket closed)"));
+  EXPECT_EQ(failure.status, 6);
+  EXPECT_EQ(failure.message, "crsm_train train: error: rank 1: NCCL all_reduce: unhandled system error (socket closed)");
+  EXPECT_EQ(escaped(crsm::dist::CommError("--device cuda:0 with several ranks needs the NCCL backend")).status, 2);
   const auto flag = escaped(boost::program_options::unknown_option("--bogus"));
   EXPECT_EQ(flag.status, 2);
   EXPECT_NE(flag.message.find("(see crsm_train train --help)"), std::string::npos) << flag.message;
