@@ -9,7 +9,7 @@ export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file
 
 if [[ ! -f "$build/build.ninja" ]]; then
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCRSM_SANITIZE=ON \
-    -DCRSM_BUILD_BENCH=OFF -DCRSM_WITH_NCCL=OFF
+    -DCRSM_BUILD_BENCH=OFF -DCRSM_WITH_NCCL=OFF -DCRSM_WITH_CUDA_SCAN=OFF
 fi
 start=$(date +%s)
 cmake --build "$build" -j "${CRSM_BUILD_JOBS:-2}" --target \

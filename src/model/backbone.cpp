@@ -6,6 +6,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "model/block_checkpoint.h"
+
 namespace crsm::model {
 
 BackboneImpl::BackboneImpl(const ModelConfig& cfg) : cfg_(cfg) {
@@ -59,8 +61,9 @@ std::vector<at::Tensor> BackboneImpl::run_blocks(const at::Tensor& tokens) {
   auto h = embed(tokens);
   std::vector<at::Tensor> latents;
   latents.reserve(blocks_.size());
+  const bool recompute = checkpointing_ && is_training() && torch::GradMode::is_enabled();
   for (auto& block : blocks_) {
-    h = block->forward(h);
+    h = recompute ? checkpointed_forward(block, h, cfg_.dropout > 0) : block->forward(h);
     latents.push_back(h);
   }
   return latents;

@@ -60,6 +60,10 @@ class BackboneImpl : public torch::nn::Module {
 
   ModelState empty_state(int64_t batch) const;
 
+  // Activation checkpointing (block_checkpoint.h) for the parallel forward passes that
+  // record gradients: each block keeps only its input until backward recomputes it.
+  void set_activation_checkpointing(bool on) { checkpointing_ = on; }
+
   const ModelConfig& config() const { return cfg_; }
   at::Tensor embed(const at::Tensor& tokens);
 
@@ -73,6 +77,7 @@ class BackboneImpl : public torch::nn::Module {
   torch::nn::Embedding embedding_{nullptr};
   torch::nn::ModuleList layers_{nullptr};
   std::vector<Block> blocks_;
+  bool checkpointing_ = false;
   RMSNorm norm_f_{nullptr};
   torch::nn::Linear lm_head_{nullptr};
   torch::nn::ModuleList value_heads_{nullptr};

@@ -13,7 +13,8 @@
 namespace crsm::model {
 
 // The scan used by the model: the fused CPU kernel (custom autograd function) for CPU
-// tensors, the reference for any other device. When final_state is given it receives
+// tensors; on CUDA tensors the CUDA kernels (selective_scan_cuda.h) where they were built
+// and LibTorch has CUDA, else the reference. When final_state is given it receives
 // h_T [batch, d_inner, d_state] (no gradient), which seeds recurrent decoding.
 at::Tensor selective_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
                           const at::Tensor& B, const at::Tensor& C, const at::Tensor& D,
