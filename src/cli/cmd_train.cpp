@@ -47,6 +47,7 @@ const std::vector<Option>& train_options() {
              "seconds a rank waits for one MPI collective before the job is ended, naming it (0: forever; must exceed the longest checkpoint save or corpus preparation)")
           .with_default(std::to_string(dist::kDefaultCollectiveTimeout.count())),
       Option("precision", Constraint::word({"fp32", "bf16"}), "fp32 | bf16 (autocast forward passes to bfloat16; weights, optimizer and losses stay fp32)").with_default("fp32"),
+      Option("activation-checkpointing", Constraint::boolean(), "keep only each block's input for backward and recompute the block there (memory for a forward pass)"),
   };
   return table;
 }
@@ -78,6 +79,7 @@ train::TrainOptions training_options(const ParsedOptions& o, const RunConfig& co
   t.log_every = o.integer("log-every");
   t.bucket_bytes = static_cast<int64_t>(o.number("bucket-mb") * (1 << 20));
   t.precision = train::parse_precision(o.text("precision"));
+  t.activation_checkpointing = o.is_set("activation-checkpointing");
   return t;
 }
 

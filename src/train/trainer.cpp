@@ -199,6 +199,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   model::Backbone model(config.model);
   model->to(device);
   model->train();
+  model->set_activation_checkpointing(opt.activation_checkpointing);
   if (resume_from) {
     // A checkpoint of the same stage continues; a stage-1 one starts stage 4 from its weights.
     if (read_train_manifest(*resume_from).state.value_loss == opt.value_loss)
@@ -212,12 +213,13 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   char banner[512];
   std::snprintf(banner, sizeof banner,
                 "train: %lld parameters | %lld train / %lld val tokens | %lld batches per epoch | %lld steps | "
-                "%d rank%s (%s, zero stage %d) | device %s, %s | %d threads per rank",
+                "%d rank%s (%s, zero stage %d) | device %s, %s%s | %d threads per rank",
                 static_cast<long long>(model::analytic_parameter_count(config.model)),
                 static_cast<long long>(corpus.train.size()), static_cast<long long>(corpus.val.size()),
                 static_cast<long long>(source.batches_per_epoch()), static_cast<long long>(loop.total_steps), world,
                 world == 1 ? "" : "s", comm.backend().c_str(), zero_stage, device.str().c_str(),
-                opt.precision == Precision::kBFloat16 ? "bf16 autocast" : "fp32", at::get_num_threads());
+                opt.precision == Precision::kBFloat16 ? "bf16 autocast" : "fp32",
+                opt.activation_checkpointing ? ", activation checkpointing" : "", at::get_num_threads());
   loop.banner = banner;
   loop.stage = opt.value_loss ? "finetune" : "backbone";
   loop.run_dir = opt.run_dir;

@@ -352,6 +352,8 @@ TEST_F(BadInput, Memory) {
       {memory + "--world 0,8", 2, "--world 0,8: expected"},
       {memory + "--world 1,,8", 2, "--world 1,,8: expected"},
       {memory + "--bucket-mb nan", 2, "--bucket-mb nan: expected"},
+      {memory + "--micro-batch 0", 2, "--micro-batch 0: expected"},
+      {memory + "--gpu-gib 0,80", 2, "--gpu-gib 0,80: expected"},
       {"memory --world 8", 2, "--config is required"},
       {"memory --config {W}/uncountable.json", 2, "more than this table lays out"},
   });
