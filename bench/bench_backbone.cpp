@@ -65,15 +65,20 @@ void bench_training(Report& report, const std::string& config_path) {
              text);
 }
 
-void bench_scan(Report& report) {
-  const int64_t B = 8, T = 256, D = 512, N = 16;
+// The model's scan (the fused CPU kernel, or the CUDA kernel on a GPU) against the
+// reference at B x T x D channels x N states, on `device`.
+void bench_scan(Report& report, const torch::Device& device, int64_t B, int64_t T, int64_t D, int64_t N) {
   torch::manual_seed(0);
   std::vector<torch::Tensor> in = {
       torch::randn({B, T, D}),      torch::softplus(torch::randn({B, T, D})) * 0.1,
       -torch::exp(torch::randn({D, N}) * 0.5), torch::randn({B, T, N}),
       torch::randn({B, T, N}),      torch::randn({D}),
       torch::randn({B, T, D})};
-  for (auto& t : in) t.requires_grad_(true);
+  for (auto& t : in) t = t.to(device).requires_grad_(true);
+  // A GPU runs asynchronously: a timed call ends when the device has finished it.
+  const auto finish = [&] {
+    if (device.is_cuda()) torch::cuda::synchronize();
+  };
   using ScanFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                 const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                 const at::Tensor&, at::Tensor*);
@@ -81,12 +86,14 @@ void bench_scan(Report& report) {
     return seconds_per_call([&] {
       torch::NoGradGuard no_grad;
       fn(in[0], in[1], in[2], in[3], in[4], in[5], in[6], nullptr);
+      finish();
     });
   };
   auto forward_backward = [&](ScanFn fn) {
     return seconds_per_call([&] {
       for (auto& t : in) t.mutable_grad() = torch::Tensor();
       fn(in[0], in[1], in[2], in[3], in[4], in[5], in[6], nullptr).sum().backward();
+      finish();
     });
   };
   const double fused_f = forward(&crsm::model::selective_scan);
@@ -97,8 +104,11 @@ void bench_scan(Report& report) {
     char text[160];
     std::snprintf(text, sizeof text, "fused %8.2f ms  reference %8.2f ms  speed-up %5.1fx",
                   fused * 1e3, ref * 1e3, ref / fused);
-    report.row("scan " + pass + " B8 T256 D512 N16",
-               {{"pass", pass}, {"fused_ms", fused * 1e3}, {"reference_ms", ref * 1e3},
+    char shape[96];
+    std::snprintf(shape, sizeof shape, " %s B%lld T%lld D%lld N%lld", device.str().c_str(), static_cast<long long>(B),
+                  static_cast<long long>(T), static_cast<long long>(D), static_cast<long long>(N));
+    report.row("scan " + pass + shape,
+               {{"pass", pass}, {"device", device.str()}, {"fused_ms", fused * 1e3}, {"reference_ms", ref * 1e3},
                 {"speedup", ref / fused}},
                text);
   };
@@ -145,6 +155,7 @@ int main(int argc, char** argv) {
   Report report;
   int threads = 0;
   std::string config_dir = "configs";
+  bool cuda_scan = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json")) {
       report.json = true;
@@ -152,21 +163,26 @@ int main(int argc, char** argv) {
       threads = std::stoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--configs") && i + 1 < argc) {
       config_dir = argv[++i];
+    } else if (!std::strcmp(argv[i], "--cuda-scan")) {
+      cuda_scan = true;
     } else {
-      std::cerr << "usage: crsm_bench [--json] [--threads N] [--configs DIR]\n"
+      std::cerr << "usage: crsm_bench [--json] [--threads N] [--configs DIR] [--cuda-scan]\n"
                 << "unknown argument: " << argv[i] << "\n";
       return 2;
     }
   }
   crsm::dist::configure_threads(threads, 1);
   try {
+    if (cuda_scan && !torch::cuda::is_available()) throw std::runtime_error("--cuda-scan: no GPU is available");
     if (!report.json)
       std::printf("crsm_bench: %d threads, LibTorch %s, OPENBLAS_CORETYPE=%s\n",
                   at::get_num_threads(), TORCH_VERSION,
                   std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : "(auto)");
     bench_training(report, config_dir + "/tiny.json");
     bench_training(report, config_dir + "/small.json");
-    bench_scan(report);
+    bench_scan(report, torch::kCPU, 8, 256, 512, 16);
+    // On a GPU: the CUDA kernel at the large config's d_inner / 2 (issue 13's shape).
+    if (cuda_scan) bench_scan(report, torch::Device(torch::kCUDA, 0), 8, 512, 1536, 16);
     bench_recurrent(report, config_dir + "/small.json");
   } catch (const std::exception& e) {
     std::cerr << "crsm_bench: " << e.what() << "\n";

@@ -10,6 +10,7 @@
 
 #include "base/atomic_file.h"
 #include "dist/data_parallel.h"
+#include "dist/device_memory.h"
 #include "dist/runtime.h"
 #include "train/adamw.h"
 #include "train/lr_schedule.h"
@@ -94,10 +95,13 @@ class Reporter {
   }
   void memory(const at::Tensor& per_rank) {
     if (!root_) return;
-    for (int64_t r = 0; r < per_rank.size(0); ++r)
-      std::printf("memory: rank %lld holds params %s | grads %s | optimizer %s\n", static_cast<long long>(r),
+    for (int64_t r = 0; r < per_rank.size(0); ++r) {
+      const int64_t peak = per_rank[r][3].item<int64_t>();
+      std::printf("memory: rank %lld holds params %s | grads %s | optimizer %s%s\n", static_cast<long long>(r),
                   mib(per_rank[r][0].item<int64_t>()).c_str(), mib(per_rank[r][1].item<int64_t>()).c_str(),
-                  mib(per_rank[r][2].item<int64_t>()).c_str());
+                  mib(per_rank[r][2].item<int64_t>()).c_str(),
+                  peak > 0 ? (" | device peak " + mib(peak)).c_str() : "");
+    }
     std::fflush(stdout);
   }
   void non_finite(int64_t step, double loss, double grad_norm, const std::string& last_checkpoint) {
@@ -115,17 +119,20 @@ class Reporter {
   std::optional<MetricsWriter> metrics_;
 };
 
-// Each rank's parameter, gradient and optimizer bytes, [world, 3] (collective).
-at::Tensor gather_memory(const dist::DataParallel& dp, const AdamW& optimizer, dist::Communicator& comm) {
+// Each rank's parameter, gradient and optimizer bytes and its device's peak (0 on the
+// CPU), [world, 4] (collective).
+at::Tensor gather_memory(const dist::DataParallel& dp, const AdamW& optimizer, dist::Communicator& comm,
+                         const c10::Device& device) {
   const int world = comm.world_size(), rank = comm.rank();
   const auto m = dp.memory();
-  auto all = torch::zeros({3 * world}, torch::kLong);
-  all[3 * rank] = m.params;
-  all[3 * rank + 1] = m.grads;
-  all[3 * rank + 2] = optimizer.state_bytes();
+  auto all = torch::zeros({4 * world}, torch::kLong);
+  all[4 * rank] = m.params;
+  all[4 * rank + 1] = m.grads;
+  all[4 * rank + 2] = optimizer.state_bytes();
+  all[4 * rank + 3] = dist::device_peak_bytes(device);
   all = all.to(comm.device());
   comm.all_gather(all)->wait();
-  return all.cpu().reshape({world, 3});
+  return all.cpu().reshape({world, 4});
 }
 
 // The reported losses of one step, averaged over micro-batches and ranks, and whether
@@ -262,7 +269,8 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
     window.sums.resize(step_losses.means.size(), 0.0);
     for (size_t i = 0; i < step_losses.means.size(); ++i) window.sums[i] += step_losses.means[i];
     ++window.steps;
-    if (state.step == first_step + 1) report.memory(gather_memory(dp, optimizer, comm));
+    if (state.step == first_step + 1)
+      report.memory(gather_memory(dp, optimizer, comm, objective.module().parameters().front().device()));
 
     const bool last = state.step == opt.total_steps;
     if (state.step % opt.log_every == 0 || last) {
