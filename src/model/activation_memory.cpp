@@ -22,14 +22,12 @@ double block_floats_per_token(const ModelConfig& cfg) {
   const double f = static_cast<double>(cfg.d_ffn);
   const double proj = static_cast<double>(cfg.resolved_dt_rank() + 2 * cfg.d_state);
   const double dropout_mask = cfg.dropout > 0 ? f / 4 : 0;
-  return 8 * d + 2 + 8 * e + proj + 2 * f + dropout_mask;
+  return 8 * d + 2 + 6 * e + proj + 2 * f + dropout_mask;
 }
 
-// And per block whatever the tokens: A = -exp(A_log) and the exp (2 e d_state), and the
-// convolution's d_conv - 1 rows of padding per sequence.
-double block_floats(const ModelConfig& cfg, double rows) {
-  const double e = static_cast<double>(cfg.d_inner());
-  return 2 * e * static_cast<double>(cfg.d_state) + static_cast<double>(cfg.d_conv - 1) * e * rows;
+// And per block whatever the tokens: A = -exp(A_log) and the exp (2 e d_state).
+double block_floats(const ModelConfig& cfg) {
+  return 2 * static_cast<double>(cfg.d_inner()) * static_cast<double>(cfg.d_state);
 }
 
 // After the blocks: norm_f as above (4 d + 1), the log-softmax of the logits (vocab), a
@@ -57,12 +55,12 @@ double block_parameters(const ModelConfig& cfg) {
 ActivationBytes activation_bytes(const ModelConfig& cfg, int64_t rows, int64_t seq_len) {
   const double tokens = static_cast<double>(rows) * static_cast<double>(seq_len);
   const double layers = static_cast<double>(cfg.num_layers), d = static_cast<double>(cfg.d_model);
-  const double block = tokens * block_floats_per_token(cfg) + block_floats(cfg, static_cast<double>(rows));
+  const double block = tokens * block_floats_per_token(cfg) + block_floats(cfg);
   const double head = tokens * head_floats_per_token(cfg);
   // Checkpointed, backward holds the blocks' inputs and, at its peak, either the head at
   // its start or one recomputed block with its parameters' gradients and the gradients
-  // flowing through it (xz's, 2 d_inner, and the block input's, d_model).
-  const double recomputing = block + block_parameters(cfg) + tokens * (2 * static_cast<double>(cfg.d_inner()) + d);
+  // in flight through it (about one d_inner-wide and one d_model-wide per token).
+  const double recomputing = block + block_parameters(cfg) + tokens * (static_cast<double>(cfg.d_inner()) + d);
   return {4 * (layers * block + head), 4 * (tokens * layers * d + std::max(head, recomputing))};
 }
 

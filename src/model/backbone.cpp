@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "model/block_checkpoint.h"
+#include "model/parallel_linear.h"
 
 namespace crsm::model {
 
@@ -45,8 +46,7 @@ at::Tensor BackboneImpl::embed(const at::Tensor& tokens) {
 
 at::Tensor BackboneImpl::head(const at::Tensor& h) {
   const auto normed = norm_f_(h);
-  return cfg_.tie_embeddings ? torch::nn::functional::linear(normed, embedding_->weight)
-                             : lm_head_(normed);
+  return parallel_linear(normed, cfg_.tie_embeddings ? embedding_->weight : lm_head_->weight, {});
 }
 
 at::Tensor BackboneImpl::values_of(const std::vector<at::Tensor>& latents) {

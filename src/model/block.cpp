@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "model/parallel_linear.h"
+
 namespace crsm::model {
 
 BlockImpl::BlockImpl(const ModelConfig& cfg) {
@@ -20,12 +22,21 @@ BlockImpl::BlockImpl(const ModelConfig& cfg) {
 
 at::Tensor BlockImpl::forward(const at::Tensor& x, LayerCache* cache) {
   const auto h = x + mixer_->forward(norm_(x), cache);
-  return h + ffn_->forward(ffn_norm_(h));
+  return h + ffn(ffn_norm_(h));
 }
 
 at::Tensor BlockImpl::step(const at::Tensor& x, LayerCache& cache) {
   const auto h = x + mixer_->step(norm_(x), cache);
-  return h + ffn_->forward(ffn_norm_(h));
+  return h + ffn(ffn_norm_(h));
+}
+
+// ffn's layers one by one, its products shared over the threads (parallel_linear.h).
+at::Tensor BlockImpl::ffn(const at::Tensor& x) {
+  namespace nn = torch::nn;
+  const auto& up = ffn_[0]->as<nn::Linear>();
+  const auto& down = ffn_[3]->as<nn::Linear>();
+  const auto hidden = ffn_[2]->as<nn::Dropout>()->forward(torch::gelu(parallel_linear(x, up->weight, up->bias)));
+  return parallel_linear(hidden, down->weight, down->bias);
 }
 
 }  // namespace crsm::model

@@ -24,6 +24,8 @@ class BlockImpl : public torch::nn::Module {
   const MambaMixer& mixer() const { return mixer_; }
 
  private:
+  at::Tensor ffn(const at::Tensor& x);
+
   RMSNorm norm_{nullptr}, ffn_norm_{nullptr};
   MambaMixer mixer_{nullptr};
   torch::nn::Sequential ffn_{nullptr};

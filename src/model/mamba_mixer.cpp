@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "model/causal_conv.h"
+#include "model/parallel_linear.h"
 #include "model/selective_scan.h"
 
 namespace crsm::model {
@@ -40,25 +42,25 @@ MambaMixerImpl::MambaMixerImpl(const ModelConfig& cfg)
   out_proj_->weight.div_(std::sqrt(2.0 * cfg.num_layers));
 }
 
-at::Tensor MambaMixerImpl::decay_matrix() const { return -torch::exp(A_log_); }
+namespace {
 
-at::Tensor MambaMixerImpl::causal_conv(const at::Tensor& x) const {
-  const int64_t T = x.size(1);
-  const at::Tensor padded = torch::constant_pad_nd(x, {0, 0, d_conv_ - 1, 0});
-  const at::Tensor w = conv1d_->weight.squeeze(1);  // [d_inner, d_conv]
-  at::Tensor out = conv1d_->bias.expand_as(x);
-  for (int64_t k = 0; k < d_conv_; ++k) out = out + padded.narrow(1, k, T) * w.select(1, k);
-  return out;
+at::Tensor linear(const torch::nn::Linear& layer, const at::Tensor& x) {
+  return parallel_linear(x, layer->weight, layer->bias);
 }
 
-at::Tensor MambaMixerImpl::forward(const at::Tensor& u, LayerCache* cache) {
-  const auto xz = in_proj_(u);
-  const auto x = xz.narrow(-1, 0, d_inner_);
-  const auto z = xz.narrow(-1, d_inner_, d_inner_);
-  const auto xc = torch::silu(causal_conv(x));
+}  // namespace
 
-  const auto proj = x_proj_(xc);
-  const auto dt = torch::softplus(dt_proj_(proj.narrow(-1, 0, dt_rank_)));
+at::Tensor MambaMixerImpl::decay_matrix() const { return -torch::exp(A_log_); }
+
+at::Tensor MambaMixerImpl::forward(const at::Tensor& u, LayerCache* cache) {
+  // in_proj's two halves as two products: x and z are then whole tensors, and backward
+  // assembles the weight's gradient from halves instead of the activations'.
+  const auto x = parallel_linear(u, in_proj_->weight.narrow(0, 0, d_inner_), {});
+  const auto z = parallel_linear(u, in_proj_->weight.narrow(0, d_inner_, d_inner_), {});
+  const auto xc = causal_conv_silu(x, conv1d_->weight, conv1d_->bias);
+
+  const auto proj = linear(x_proj_, xc);
+  const auto dt = torch::softplus(linear(dt_proj_, proj.narrow(-1, 0, dt_rank_)));
   const auto B = proj.narrow(-1, dt_rank_, d_state_);
   const auto C = proj.narrow(-1, dt_rank_ + d_state_, d_state_);
 
@@ -70,11 +72,11 @@ at::Tensor MambaMixerImpl::forward(const at::Tensor& u, LayerCache* cache) {
     cache->conv_state = padded.narrow(1, T - 1, d_conv_).transpose(1, 2).contiguous();
     cache->ssm_state = last;
   }
-  return out_proj_(y);
+  return linear(out_proj_, y);
 }
 
 at::Tensor MambaMixerImpl::step(const at::Tensor& u, LayerCache& cache) {
-  const auto xz = in_proj_(u);
+  const auto xz = linear(in_proj_, u);
   const auto x = xz.narrow(-1, 0, d_inner_);
   const auto z = xz.narrow(-1, d_inner_, d_inner_);
 
@@ -83,15 +85,15 @@ at::Tensor MambaMixerImpl::step(const at::Tensor& u, LayerCache& cache) {
   const auto xc =
       torch::silu((cache.conv_state * conv1d_->weight.squeeze(1)).sum(-1) + conv1d_->bias);
 
-  const auto proj = x_proj_(xc);
-  const auto dt = torch::softplus(dt_proj_(proj.narrow(-1, 0, dt_rank_)));  // [batch, d_inner]
+  const auto proj = linear(x_proj_, xc);
+  const auto dt = torch::softplus(linear(dt_proj_, proj.narrow(-1, 0, dt_rank_)));  // [batch, d_inner]
   const auto B = proj.narrow(-1, dt_rank_, d_state_);
   const auto C = proj.narrow(-1, dt_rank_ + d_state_, d_state_);
 
   const auto decay = torch::exp(dt.unsqueeze(-1) * decay_matrix());
   cache.ssm_state = cache.ssm_state * decay + (dt * xc).unsqueeze(-1) * B.unsqueeze(1);
   const auto y = (cache.ssm_state * C.unsqueeze(1)).sum(-1) + D_ * xc;
-  return out_proj_(y * torch::silu(z));
+  return linear(out_proj_, y * torch::silu(z));
 }
 
 LayerCache MambaMixerImpl::empty_cache(int64_t batch, const at::TensorOptions& options) const {

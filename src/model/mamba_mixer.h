@@ -27,7 +27,6 @@ class MambaMixerImpl : public torch::nn::Module {
   LayerCache empty_cache(int64_t batch, const at::TensorOptions& options) const;
 
  private:
-  at::Tensor causal_conv(const at::Tensor& x) const;  // [batch, T, d_inner], before SiLU
   at::Tensor decay_matrix() const;                    // A = -exp(A_log)
 
   int64_t d_inner_, d_state_, dt_rank_, d_conv_;

@@ -1,0 +1,86 @@
+#include "model/parallel_linear.h"
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "model/autocast_state.h"
+
+namespace crsm::model {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Splits [0, n) into one range per thread and runs body(begin, end) on each. The worker
+// threads do not share the caller's grad mode: bodies work on detached tensors.
+template <typename Body>
+void split_rows(int64_t n, const Body& body) {
+  const int64_t parts = std::min<int64_t>(at::get_num_threads(), n);
+  at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
+    for (int64_t p = first; p < last; ++p) {
+      const int64_t begin = n * p / parts, end = n * (p + 1) / parts;
+      if (end > begin) body(begin, end);
+    }
+  });
+}
+
+struct ParallelLinear : torch::autograd::Function<ParallelLinear> {
+  // x2 [rows, in], weight [out, in], bias [out] or undefined.
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x2, const at::Tensor& weight,
+                               const c10::optional<at::Tensor>& bias_in) {
+    ctx->save_for_backward({x2, weight});
+    ctx->saved_data["bias"] = bias_in.has_value();
+    const auto x = x2.detach(), wt = weight.detach().t();
+    const auto bias = bias_in ? bias_in->detach() : at::Tensor();
+    auto y = at::empty({x.size(0), wt.size(1)}, x.options());
+    split_rows(x.size(0), [&](int64_t b, int64_t e) {
+      auto part = y.narrow(0, b, e - b);
+      if (bias.defined()) at::addmm_out(part, bias, x.narrow(0, b, e - b), wt);
+      else at::mm_out(part, x.narrow(0, b, e - b), wt);
+    });
+    return {y};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto x2 = saved[0].detach(), weight = saved[1].detach();
+    const auto gy = grads[0].detach().contiguous();
+    auto dx = at::empty_like(x2), dw = at::empty_like(weight);
+    split_rows(x2.size(0), [&](int64_t b, int64_t e) {
+      auto part = dx.narrow(0, b, e - b);
+      at::mm_out(part, gy.narrow(0, b, e - b), weight);
+    });
+    const auto gyt = gy.t();
+    split_rows(weight.size(0), [&](int64_t b, int64_t e) {
+      auto part = dw.narrow(0, b, e - b);
+      at::mm_out(part, gyt.narrow(0, b, e - b), x2);
+    });
+    at::Tensor db;
+    if (ctx->saved_data["bias"].toBool()) db = gy.sum(0);
+    return {dx, dw, db};
+  }
+};
+
+// Worth splitting: enough multiply-adds that a thread's share outweighs waking it.
+bool worth_sharing(const at::Tensor& x, const at::Tensor& weight) {
+  if (!x.is_cpu() || x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat) return false;
+  if (at::get_num_threads() < 2 || at::in_parallel_region()) return false;
+  if (autocast_enabled(c10::DeviceType::CPU)) return false;
+  const int64_t rows = x.numel() / std::max<int64_t>(1, x.size(-1));
+  return rows >= 64 && rows * weight.size(0) * weight.size(1) >= (int64_t{1} << 18);
+}
+
+}  // namespace
+
+at::Tensor parallel_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (!worth_sharing(x, weight)) return at::linear(x, weight, bias);
+  auto sizes = x.sizes().vec();
+  const auto x2 = x.reshape({-1, sizes.back()}).contiguous();
+  auto y = ParallelLinear::apply(x2, weight, bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt)[0];
+  sizes.back() = weight.size(0);
+  return y.view(sizes);
+}
+
+}  // namespace crsm::model
