@@ -47,6 +47,7 @@
 #include "dist/runtime.h"
 #include "dist/sha256_blocks.h"
 #include "model/backbone.h"
+#include "model/cpu_kernels.h"
 #include "train/adamw.h"
 #include "train/lm_loss.h"
 #include "train/trainable.h"
@@ -300,20 +301,27 @@ void bench_throughput(Report& report, Communicator& comm, const crsm::RunConfig&
   o.zero_stage = opt.zero_stage;
   crsm::dist::DataParallel dp(m.params, m.decay, comm, o);
   crsm::train::AdamW adamw(crsm::train::optimizer_slots(dp), {});
-  auto step = [&] {
-    gradient_step(dp, m.model, windows);
-    adamw.step(cfg.train.lr, dp.owned_grads());
-    dp.gather_params();
+  // The same step with the CPU's fused paths and with their plain references.
+  auto step_with = [&](bool fused) {
+    return [&, fused] {
+      crsm::model::set_fused_cpu_kernels(fused);
+      gradient_step(dp, m.model, windows);
+      adamw.step(cfg.train.lr, dp.owned_grads());
+      dp.gather_params();
+    };
   };
-  const double s = compare(comm, {step}, opt.quick ? 1.5 : 6.0, opt.quick ? 5 : 9)[0];
+  const auto times = compare(comm, {step_with(true), step_with(false)}, opt.quick ? 1.5 : 6.0, opt.quick ? 5 : 9);
+  crsm::model::set_fused_cpu_kernels(true);
+  const double s = times[0], plain = times[1];
   const double tps = kGlobalBatch * kSeqLen / s;
   report.row("train step W=" + std::to_string(comm.world_size()),
              {{"world_size", comm.world_size()}, {"threads_per_rank", at::get_num_threads()},
               {"zero_stage", opt.zero_stage}, {"global_batch", kGlobalBatch}, {"seq_len", kSeqLen},
-              {"ms_per_step", s * 1e3}, {"tokens_per_s", tps}},
-             format("%9.0f tokens/s  (%.2f ms/step, %d rank%s x %d thread%s, zero stage %d)", tps,
-                    s * 1e3, comm.world_size(), comm.world_size() == 1 ? "" : "s",
-                    at::get_num_threads(), at::get_num_threads() == 1 ? "" : "s", opt.zero_stage));
+              {"ms_per_step", s * 1e3}, {"tokens_per_s", tps},
+              {"plain_kernels_tokens_per_s", kGlobalBatch * kSeqLen / plain}},
+             format("%9.0f tokens/s  (%.2f ms/step, %d rank%s x %d thread%s, zero stage %d); plain kernels %.0f tokens/s (%.2fx)",
+                    tps, s * 1e3, comm.world_size(), comm.world_size() == 1 ? "" : "s", at::get_num_threads(),
+                    at::get_num_threads() == 1 ? "" : "s", opt.zero_stage, kGlobalBatch * kSeqLen / plain, plain / s));
 }
 
 // ---- 4. checkpoint hashing and verification --------------------------------------------

@@ -8,8 +8,11 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cmath>
 #include <vector>
+
+#include "model/cpu_kernels.h"
 
 namespace crsm::model {
 namespace {
@@ -163,11 +166,16 @@ struct FusedConvFunction : torch::autograd::Function<FusedConvFunction> {
   }
 };
 
+std::atomic<bool> g_fused{true};
+
 }  // namespace
+
+void set_fused_cpu_kernels(bool on) { g_fused = on; }
+bool fused_cpu_kernels() { return g_fused; }
 
 at::Tensor causal_conv_silu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   const auto t = x.scalar_type();
-  const bool fused = x.is_cpu() && (t == at::kFloat || t == at::kDouble) && weight.scalar_type() == t &&
+  const bool fused = fused_cpu_kernels() && x.is_cpu() && (t == at::kFloat || t == at::kDouble) && weight.scalar_type() == t &&
                      bias.scalar_type() == t && x.dim() == 3;
   if (!fused) return causal_conv_silu_reference(x, weight, bias);
   return FusedConvFunction::apply(x, weight, bias)[0];

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "model/autocast_state.h"
+#include "model/cpu_kernels.h"
 
 namespace crsm::model {
 namespace {
@@ -65,6 +66,7 @@ struct ParallelLinear : torch::autograd::Function<ParallelLinear> {
 
 // Worth splitting: enough multiply-adds that a thread's share outweighs waking it.
 bool worth_sharing(const at::Tensor& x, const at::Tensor& weight) {
+  if (!fused_cpu_kernels()) return false;
   if (!x.is_cpu() || x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat) return false;
   if (at::get_num_threads() < 2 || at::in_parallel_region()) return false;
   if (autocast_enabled(c10::DeviceType::CPU)) return false;

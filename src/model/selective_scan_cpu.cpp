@@ -1,9 +1,11 @@
-// Fused CPU kernels for the selective scan. The work is split into independent
-// (batch row, block of kBlock channels) items: each walks time once, keeping its
-// block's states in a small buffer, so the [batch, T, d_inner, d_state] state tensor is
-// never materialised. Inner loops run across the block's channels with a trip count
-// known at compile time, so they vectorise without reductions across lanes. Backward
-// recomputes the states of its block, then runs time in reverse.
+// Fused CPU kernels for the selective scan. Forward splits the work into independent
+// (batch row, block of kBlock channels) items: each walks time once, keeping its block's
+// states in a small buffer, so the [batch, T, d_inner, d_state] state tensor is never
+// materialised. Inner loops run across the block's channels with a trip count known at
+// compile time, so they vectorise without reductions across lanes. Backward takes (batch
+// row, group of blocks) items: for each block it recomputes the states, then runs time in
+// reverse; dB and dC, sums over channels, are summed lane by lane across the group's
+// blocks and across lanes once per group, not once per block.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -79,9 +81,10 @@ template <typename S>
 struct BackwardOut {
   const S* grad;  // [batch, T, D]
   S *dx, *ddt, *dz;     // [batch, T, D], written
-  S *dB_part, *dC_part;  // [blocks, batch, T, N]: each block's share, summed afterwards
+  S *dB_part, *dC_part;  // [groups, batch, T, N]: each group's share, summed afterwards
   S* dA_part;            // [batch, D, N]: each batch row's share
   S* dD_part;            // [batch, D]
+  int64_t groups;        // of blocks per batch row
 };
 
 // Copies one block's values into kBlock lanes; lanes past the last channel get zero,
@@ -148,92 +151,110 @@ CRSM_INLINE void backward_items(const ScanArgs<S>& a, const BackwardOut<S>& g, i
   std::vector<S> decays(T * NB);  // exp(dt_t * A), kept from the recompute pass
   std::vector<S> dstate(NB);      // dL/dh carried backwards in time
   std::vector<S> A(NB), dA(NB);
+  std::vector<S> dB_lanes(T * NB), dC_lanes(T * NB);  // the group's dB, dC per lane: [T][N][kBlock]
   const std::vector<S> zeros(NB, S(0));  // h_{-1}
   alignas(64) S x[kBlock], dt[kBlock], xdt[kBlock], z[kBlock], go[kBlock], Dskip[kBlock];
   alignas(64) S acc[kBlock], gy[kBlock], dx[kBlock], ddt[kBlock], dz[kBlock], dD[kBlock];
   for (int64_t item = begin; item < end; ++item) {
-    const int64_t b = item / a.blocks;
-    const int64_t block = item % a.blocks;
-    const int64_t d0 = block * kBlock;
-    const int64_t width = std::min(kBlock, D - d0);
-    load_decay(a, d0, width, A.data());
-    load_lanes(a.Dskip + d0, width, Dskip);
+    const int64_t b = item / g.groups;
+    const int64_t group = item % g.groups;
+    std::fill(dB_lanes.begin(), dB_lanes.end(), S(0));
+    std::fill(dC_lanes.begin(), dC_lanes.end(), S(0));
+    for (int64_t block = a.blocks * group / g.groups; block < a.blocks * (group + 1) / g.groups; ++block) {
+      const int64_t d0 = block * kBlock;
+      const int64_t width = std::min(kBlock, D - d0);
+      load_decay(a, d0, width, A.data());
+      load_lanes(a.Dskip + d0, width, Dskip);
 
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t row = b * T + t;
-      load_lanes(a.x + row * D + d0, width, x);
-      load_lanes(a.dt + row * D + d0, width, dt);
-      for (int64_t j = 0; j < kBlock; ++j) xdt[j] = x[j] * dt[j];
-      const S* hp = t > 0 ? &states[(t - 1) * NB] : zeros.data();
-      S* ht = &states[t * NB];
-      S* et = &decays[t * NB];
-      for (int64_t n = 0; n < N; ++n) {
-        const S bn = a.B[row * N + n];
-        for (int64_t j = 0; j < kBlock; ++j) {
-          const int64_t k = n * kBlock + j;
-          et[k] = scan_exp(dt[j] * A[k]);
-          ht[k] = et[k] * hp[k] + xdt[j] * bn;
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t row = b * T + t;
+        load_lanes(a.x + row * D + d0, width, x);
+        load_lanes(a.dt + row * D + d0, width, dt);
+        for (int64_t j = 0; j < kBlock; ++j) xdt[j] = x[j] * dt[j];
+        const S* hp = t > 0 ? &states[(t - 1) * NB] : zeros.data();
+        S* ht = &states[t * NB];
+        S* et = &decays[t * NB];
+        for (int64_t n = 0; n < N; ++n) {
+          const S bn = a.B[row * N + n];
+          for (int64_t j = 0; j < kBlock; ++j) {
+            const int64_t k = n * kBlock + j;
+            et[k] = scan_exp(dt[j] * A[k]);
+            ht[k] = et[k] * hp[k] + xdt[j] * bn;
+          }
         }
       }
+
+      std::fill(dstate.begin(), dstate.end(), S(0));
+      std::fill(dA.begin(), dA.end(), S(0));
+      std::fill(dD, dD + kBlock, S(0));
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const int64_t row = b * T + t;
+        const int64_t base = row * D + d0;
+        load_lanes(a.x + base, width, x);
+        load_lanes(a.dt + base, width, dt);
+        load_lanes(a.z + base, width, z);
+        load_lanes(g.grad + base, width, go);
+        const S* ht = &states[t * NB];
+        const S* et = &decays[t * NB];
+        const S* hp = t > 0 ? &states[(t - 1) * NB] : zeros.data();
+
+        std::fill(acc, acc + kBlock, S(0));
+        for (int64_t n = 0; n < N; ++n) {
+          const S cn = a.C[row * N + n];
+          for (int64_t j = 0; j < kBlock; ++j) acc[j] += cn * ht[n * kBlock + j];
+        }
+        for (int64_t j = 0; j < kBlock; ++j) {
+          const S y = acc[j] + Dskip[j] * x[j];
+          const S sig = sigmoid(z[j]);
+          dz[j] = go[j] * y * sig * (S(1) + z[j] * (S(1) - sig));
+          gy[j] = go[j] * z[j] * sig;
+          dD[j] += gy[j] * x[j];
+          dx[j] = gy[j] * Dskip[j];
+          ddt[j] = 0;
+        }
+        for (int64_t n = 0; n < N; ++n) {
+          const S bn = a.B[row * N + n], cn = a.C[row * N + n];
+          const S* An = &A[n * kBlock];
+          S* dh = &dstate[n * kBlock];
+          S* dAn = &dA[n * kBlock];
+          S* dBn = &dB_lanes[(t * N + n) * kBlock];
+          S* dCn = &dC_lanes[(t * N + n) * kBlock];
+#pragma omp simd
+          for (int64_t j = 0; j < kBlock; ++j) {
+            const S dhn = dh[j] + gy[j] * cn;  // dL/dh_t
+            dCn[j] += gy[j] * ht[n * kBlock + j];
+            const S decay = et[n * kBlock + j];
+            const S g_arg = dhn * hp[n * kBlock + j] * decay;  // dL/d(dt*A)
+            ddt[j] += g_arg * An[j] + dhn * bn * x[j];
+            dAn[j] += g_arg * dt[j];
+            dBn[j] += dhn * dt[j] * x[j];
+            dx[j] += dhn * dt[j] * bn;
+            dh[j] = dhn * decay;  // dL/dh_{t-1} through the recurrence
+          }
+        }
+        std::copy_n(dx, width, g.dx + base);
+        std::copy_n(ddt, width, g.ddt + base);
+        std::copy_n(dz, width, g.dz + base);
+      }
+      for (int64_t j = 0; j < width; ++j) {
+        g.dD_part[b * D + d0 + j] = dD[j];
+        for (int64_t n = 0; n < N; ++n) g.dA_part[(b * D + d0 + j) * N + n] = dA[n * kBlock + j];
+      }
     }
-
-    std::fill(dstate.begin(), dstate.end(), S(0));
-    std::fill(dA.begin(), dA.end(), S(0));
-    std::fill(dD, dD + kBlock, S(0));
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t row = b * T + t;
-      const int64_t base = row * D + d0;
-      load_lanes(a.x + base, width, x);
-      load_lanes(a.dt + base, width, dt);
-      load_lanes(a.z + base, width, z);
-      load_lanes(g.grad + base, width, go);
-      const S* ht = &states[t * NB];
-      const S* et = &decays[t * NB];
-      const S* hp = t > 0 ? &states[(t - 1) * NB] : zeros.data();
-
-      std::fill(acc, acc + kBlock, S(0));
+    // Lanes past the last channel hold zeros: summing all kBlock of them is exact.
+    for (int64_t t = 0; t < T; ++t)
       for (int64_t n = 0; n < N; ++n) {
-        const S cn = a.C[row * N + n];
-        for (int64_t j = 0; j < kBlock; ++j) acc[j] += cn * ht[n * kBlock + j];
-      }
-      for (int64_t j = 0; j < kBlock; ++j) {
-        const S y = acc[j] + Dskip[j] * x[j];
-        const S sig = sigmoid(z[j]);
-        dz[j] = go[j] * y * sig * (S(1) + z[j] * (S(1) - sig));
-        gy[j] = go[j] * z[j] * sig;
-        dD[j] += gy[j] * x[j];
-        dx[j] = gy[j] * Dskip[j];
-        ddt[j] = 0;
-      }
-      for (int64_t n = 0; n < N; ++n) {
-        const S bn = a.B[row * N + n], cn = a.C[row * N + n];
-        const S* An = &A[n * kBlock];
-        S* dh = &dstate[n * kBlock];
-        S* dAn = &dA[n * kBlock];
+        const S* dBn = &dB_lanes[(t * N + n) * kBlock];
+        const S* dCn = &dC_lanes[(t * N + n) * kBlock];
         S sum_dB = 0, sum_dC = 0;
 #pragma omp simd reduction(+ : sum_dB, sum_dC)
         for (int64_t j = 0; j < kBlock; ++j) {
-          const S dhn = dh[j] + gy[j] * cn;  // dL/dh_t
-          sum_dC += gy[j] * ht[n * kBlock + j];
-          const S decay = et[n * kBlock + j];
-          const S g_arg = dhn * hp[n * kBlock + j] * decay;  // dL/d(dt*A)
-          ddt[j] += g_arg * An[j] + dhn * bn * x[j];
-          dAn[j] += g_arg * dt[j];
-          sum_dB += dhn * dt[j] * x[j];
-          dx[j] += dhn * dt[j] * bn;
-          dh[j] = dhn * decay;  // dL/dh_{t-1} through the recurrence
+          sum_dB += dBn[j];
+          sum_dC += dCn[j];
         }
-        g.dB_part[((block * a.batch + b) * T + t) * N + n] = sum_dB;
-        g.dC_part[((block * a.batch + b) * T + t) * N + n] = sum_dC;
+        g.dB_part[((group * a.batch + b) * T + t) * N + n] = sum_dB;
+        g.dC_part[((group * a.batch + b) * T + t) * N + n] = sum_dC;
       }
-      std::copy_n(dx, width, g.dx + base);
-      std::copy_n(ddt, width, g.ddt + base);
-      std::copy_n(dz, width, g.dz + base);
-    }
-    for (int64_t j = 0; j < width; ++j) {
-      g.dD_part[b * D + d0 + j] = dD[j];
-      for (int64_t n = 0; n < N; ++n) g.dA_part[(b * D + d0 + j) * N + n] = dA[n * kBlock + j];
-    }
   }
 }
 
@@ -325,8 +346,10 @@ std::vector<at::Tensor> selective_scan_fused_backward(const at::Tensor& grad_out
   const at::Tensor grad = grad_out.to(in.x.scalar_type()).contiguous();
   const auto opts = in.x.options();
   at::Tensor dx = at::empty_like(in.x), ddt = at::empty_like(in.x), dz = at::empty_like(in.x);
-  at::Tensor dB_part = at::empty({in.blocks, in.batch, in.T, in.N}, opts);
-  at::Tensor dC_part = at::empty({in.blocks, in.batch, in.T, in.N}, opts);
+  // As many groups of blocks per batch row as keep every thread busy.
+  const int64_t groups = std::min<int64_t>(in.blocks, (at::get_num_threads() + in.batch - 1) / in.batch);
+  at::Tensor dB_part = at::empty({groups, in.batch, in.T, in.N}, opts);
+  at::Tensor dC_part = at::empty({groups, in.batch, in.T, in.N}, opts);
   at::Tensor dA_part = at::empty({in.batch, in.Dn, in.N}, opts);
   at::Tensor dD_part = at::empty({in.batch, in.Dn}, opts);
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "selective_scan_fused_backward", [&] {
@@ -334,8 +357,8 @@ std::vector<at::Tensor> selective_scan_fused_backward(const at::Tensor& grad_out
     const BackwardOut<scalar_t> g{grad.data_ptr<scalar_t>(),    dx.data_ptr<scalar_t>(),
                                   ddt.data_ptr<scalar_t>(),     dz.data_ptr<scalar_t>(),
                                   dB_part.data_ptr<scalar_t>(), dC_part.data_ptr<scalar_t>(),
-                                  dA_part.data_ptr<scalar_t>(), dD_part.data_ptr<scalar_t>()};
-    at::parallel_for(0, in.batch * in.blocks, 1,
+                                  dA_part.data_ptr<scalar_t>(), dD_part.data_ptr<scalar_t>(), groups};
+    at::parallel_for(0, in.batch * groups, 1,
                      [&](int64_t begin, int64_t end) { run_backward(a, g, begin, end); });
   });
   return {dx, ddt, dA_part.sum(0), dB_part.sum(0), dC_part.sum(0), dD_part.sum(0), dz};
