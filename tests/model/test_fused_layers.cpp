@@ -7,6 +7,7 @@
 
 #include "model/causal_conv.h"
 #include "model/parallel_linear.h"
+#include "test_helpers.h"
 
 namespace fused_layers_test {
 
@@ -53,22 +54,8 @@ TEST(FusedConv, GradientsByFiniteDifferencesInDouble) {
   std::vector<torch::Tensor> leaves;
   for (const auto& t : in) leaves.push_back(t.clone().requires_grad_(true));
   (crsm::model::causal_conv_silu(leaves[0], leaves[1], leaves[2]) * weights).sum().backward();
-  const double eps = 1e-6;
-  for (int i = 0; i < 3; ++i) {
-    auto flat = in[i].view(-1);
-    const auto analytic = leaves[i].grad().reshape(-1);
-    for (int64_t k = 0; k < flat.numel(); ++k) {
-      const double saved = flat[k].item<double>();
-      flat[k] = saved + eps;
-      const double up = loss(in);
-      flat[k] = saved - eps;
-      const double down = loss(in);
-      flat[k] = saved;
-      const double numeric = (up - down) / (2 * eps);
-      EXPECT_NEAR(analytic[k].item<double>(), numeric, 1e-6 * std::max(1.0, std::abs(numeric)))
-          << "d/d" << names[i] << "[" << k << "]";
-    }
-  }
+  crsm::testing::expect_finite_difference_gradients(in, loss, {leaves[0].grad(), leaves[1].grad(), leaves[2].grad()},
+                                                    {names, names + 3});
 }
 
 TEST(ParallelLinear, MatchesLinearAndItsGradients) {

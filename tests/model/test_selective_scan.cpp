@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include "model/selective_scan.h"
+#include "test_helpers.h"
 
 namespace {
 
@@ -70,22 +71,7 @@ TEST(SelectiveScan, FusedBackwardPassesDoubleGradCheck) {
   };
   const auto grads =
       selective_scan_fused_backward(weights, in[0], in[1], in[2], in[3], in[4], in[5], in[6]);
-  const double eps = 1e-6;
-  for (int i = 0; i < 7; ++i) {
-    auto flat = in[i].view(-1);
-    const auto analytic = grads[i].reshape(-1);
-    for (int64_t k = 0; k < flat.numel(); ++k) {
-      const double saved = flat[k].item<double>();
-      flat[k] = saved + eps;
-      const double up = loss(in);
-      flat[k] = saved - eps;
-      const double down = loss(in);
-      flat[k] = saved;
-      const double numeric = (up - down) / (2 * eps);
-      EXPECT_NEAR(analytic[k].item<double>(), numeric, 1e-6 * std::max(1.0, std::abs(numeric)))
-          << "d/d" << names[i] << "[" << k << "]";
-    }
-  }
+  crsm::testing::expect_finite_difference_gradients(in, loss, grads, {names, names + 7});
 }
 
 TEST(SelectiveScan, RejectsMismatchedShapes) {
