@@ -6,19 +6,150 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <deque>
+#include <limits>
 
 namespace crsm::dist {
 
 struct DataParallel::BucketState {
   int pending = 0;     // gradients still to arrive this backward
   bool ready = false;  // every gradient arrived
-  at::Tensor staging;  // stage 2: the bucket's full gradient while it is reduced
-  at::Tensor received; // stage 2: this rank's reduced chunk
   WorkPtr work;
 };
 
+// How a step's gradients are reduced across ranks and where the averaged ones live.
+class DataParallel::Gradients {
+ public:
+  virtual ~Gradients() = default;
+  // Whether each micro-batch is reduced as its backward runs (nothing accumulates in
+  // full locally) rather than only the last one.
+  virtual bool reduces_every_micro_batch() const = 0;
+  // Reductions that may be in flight at once.
+  virtual size_t max_in_flight() const = 0;
+  virtual void zero() = 0;
+  // `param`'s gradient for this micro-batch is complete: take what falls in its buckets.
+  virtual void take(const FlatParam& param, at::Tensor& tensor) = 0;
+  virtual WorkPtr launch(size_t bucket) = 0;
+  // After the bucket's reduction has finished.
+  virtual void retire(size_t bucket) = 0;
+  // The averaged gradient of a segment this rank owns.
+  virtual at::Tensor owned(const Segment& segment) = 0;
+  virtual int64_t bytes() const = 0;  // peak held
+};
+
 namespace {
+
+// Reduction::kAllReduce: gradients accumulate into one flat buffer (the parameters'
+// .grad are views of it) and each bucket is all-reduced in place.
+class AllReducedGradients final : public DataParallel::Gradients {
+ public:
+  AllReducedGradients(const FlatLayout& layout, std::vector<at::Tensor>& params, Communicator& comm)
+      : layout_(layout), comm_(comm) {
+    flat_ = torch::zeros({layout.total()}, params[0].options().requires_grad(false));
+    for (size_t i = 0; i < params.size(); ++i) {
+      const auto& fp = layout.params()[i];
+      params[i].mutable_grad() = flat_.narrow(0, fp.offset, fp.info.numel()).view(params[i].sizes());
+    }
+  }
+  bool reduces_every_micro_batch() const override { return false; }
+  size_t max_in_flight() const override { return std::numeric_limits<size_t>::max(); }
+  void zero() override { flat_.zero_(); }
+  void take(const FlatParam&, at::Tensor&) override {}
+  WorkPtr launch(size_t b) override {
+    const auto& bucket = layout_.buckets()[b];
+    auto view = flat_.narrow(0, bucket.begin, bucket.end - bucket.begin);
+    view.mul_(1.0 / layout_.world_size());
+    return comm_.all_reduce(view, ReduceOp::kSum);
+  }
+  void retire(size_t) override {}
+  at::Tensor owned(const Segment& seg) override { return flat_.narrow(0, seg.flat_offset, seg.length); }
+  int64_t bytes() const override { return flat_.numel() * flat_.element_size(); }
+
+ private:
+  const FlatLayout& layout_;
+  Communicator& comm_;
+  at::Tensor flat_;
+};
+
+// Reduction::kReduceScatter: a rank keeps only its chunk of every bucket (the shard). A
+// bucket's full gradient is staged while it is reduced, then dropped; so are the
+// parameters' .grad once copied. At most kMaxInFlight reductions are outstanding, which
+// bounds the staging memory (MPI only progresses inside MPI calls, so waiting is what
+// retires them).
+class ReduceScatteredGradients final : public DataParallel::Gradients {
+ public:
+  ReduceScatteredGradients(const FlatLayout& layout, std::vector<at::Tensor>& params, Communicator& comm)
+      : layout_(layout), comm_(comm), params_(params), options_(params[0].options().requires_grad(false)),
+        staging_(layout.buckets().size()), received_(layout.buckets().size()) {
+    shard_ = torch::zeros({layout.shard_elements()}, options_);
+    int64_t at = 0;
+    for (const auto& b : layout.buckets()) {
+      offset_.push_back(at);
+      at += b.chunk(layout.world_size());
+    }
+  }
+  bool reduces_every_micro_batch() const override { return true; }
+  size_t max_in_flight() const override { return DataParallel::kMaxInFlight; }
+  void zero() override {
+    shard_.zero_();
+    for (auto& p : params_) p.mutable_grad() = at::Tensor();
+  }
+  void take(const FlatParam& fp, at::Tensor& tensor) override {
+    if (tensor.grad().defined()) {
+      for (int b = fp.first_bucket; b <= fp.last_bucket; ++b) {
+        const auto& bucket = layout_.buckets()[static_cast<size_t>(b)];
+        const int64_t lo = std::max(bucket.begin, fp.offset);
+        const int64_t hi = std::min(bucket.data_end, fp.offset + fp.info.numel());
+        staged(static_cast<size_t>(b)).narrow(0, lo - bucket.begin, hi - lo)
+            .copy_(tensor.grad().reshape(-1).narrow(0, lo - fp.offset, hi - lo));
+      }
+    }
+    tensor.mutable_grad() = at::Tensor();
+  }
+  WorkPtr launch(size_t b) override {
+    auto& staging = staged(b);
+    staging.mul_(1.0 / layout_.world_size());
+    received_[b] = allocate(layout_.buckets()[b].chunk(layout_.world_size()));
+    return comm_.reduce_scatter(staging, received_[b]);
+  }
+  // Accumulates over micro-batches: each one's reduced chunk adds to the shard.
+  void retire(size_t b) override {
+    shard_.narrow(0, offset_[b], received_[b].numel()).add_(received_[b]);
+    release(staging_[b]);
+    release(received_[b]);
+  }
+  at::Tensor owned(const Segment& seg) override {
+    const auto& bucket = layout_.buckets()[static_cast<size_t>(seg.bucket)];
+    const int64_t chunk_begin = bucket.begin + comm_.rank() * bucket.chunk(layout_.world_size());
+    return shard_.narrow(0, offset_[static_cast<size_t>(seg.bucket)] + (seg.flat_offset - chunk_begin), seg.length);
+  }
+  int64_t bytes() const override { return shard_.numel() * shard_.element_size() + peak_staging_; }
+
+ private:
+  at::Tensor& staged(size_t b) {
+    if (!staging_[b].defined()) staging_[b] = allocate(layout_.buckets()[b].end - layout_.buckets()[b].begin);
+    return staging_[b];
+  }
+  at::Tensor allocate(int64_t elements) {
+    auto t = torch::zeros({elements}, options_);
+    staging_bytes_ += elements * t.element_size();
+    peak_staging_ = std::max(peak_staging_, staging_bytes_);
+    return t;
+  }
+  void release(at::Tensor& t) {
+    if (!t.defined()) return;
+    staging_bytes_ -= t.numel() * t.element_size();
+    t = at::Tensor();
+  }
+
+  const FlatLayout& layout_;
+  Communicator& comm_;
+  std::vector<at::Tensor>& params_;
+  at::TensorOptions options_;
+  at::Tensor shard_;             // this rank's chunks of every bucket, in bucket order
+  std::vector<int64_t> offset_;  // where bucket b's chunk starts in shard_
+  std::vector<at::Tensor> staging_, received_;
+  int64_t staging_bytes_ = 0, peak_staging_ = 0;
+};
 
 // Runs after AccumulateGrad has added a backward's contribution to a parameter's .grad.
 class GradientReadyHook final : public torch::autograd::FunctionPostHook {
@@ -42,6 +173,7 @@ DataParallel::DataParallel(const std::vector<std::pair<std::string, at::Tensor>>
                            DataParallelOptions options)
     : comm_(comm),
       options_(options),
+      policy_(ZeroPolicy::for_stage(options.zero_stage)),
       layout_(
           [&] {
             std::vector<ParamInfo> infos;
@@ -52,12 +184,10 @@ DataParallel::DataParallel(const std::vector<std::pair<std::string, at::Tensor>>
           comm.world_size(),
           std::max<int64_t>(1, options.bucket_bytes /
                                    (params.empty() ? 4 : params[0].second.element_size()))) {
-  if (options_.zero_stage < 0 || options_.zero_stage > 2)
-    throw std::invalid_argument("--zero-stage " + std::to_string(options_.zero_stage) +
-                                ": expected 0, 1 or 2");
   if (params.empty()) throw std::invalid_argument("data parallel: no trainable parameters");
-  if (options_.reduce_after_backward && options_.zero_stage == 2)
-    throw std::invalid_argument("reduce_after_backward is a baseline for stages 0 and 1 only");
+  const bool scattered = policy_.sharded_gradients();
+  if (options_.reduce_after_backward && scattered)
+    throw std::invalid_argument("reduce_after_backward is a baseline for all-reduced gradients only");
   torch::NoGradGuard no_grad;
   const auto opts = params[0].second.options().requires_grad(false);
   flat_params_ = torch::zeros({layout_.total()}, opts);
@@ -73,33 +203,12 @@ DataParallel::DataParallel(const std::vector<std::pair<std::string, at::Tensor>>
   }
   comm_.broadcast(flat_params_, 0)->wait();
 
-  const bool sharded = options_.zero_stage >= 1;
-  segments_ = layout_.owned_segments(comm_.rank(), sharded);
-  if (options_.zero_stage == 2) {
-    grad_shard_ = torch::zeros({layout_.shard_elements()}, opts);
-    int64_t at = 0;
-    for (const auto& b : layout_.buckets()) {
-      shard_offset_.push_back(at);
-      at += b.chunk(layout_.world_size());
-    }
-  } else {
-    flat_grads_ = torch::zeros({layout_.total()}, opts);
-    for (size_t i = 0; i < model_params_.size(); ++i) {
-      const auto& fp = layout_.params()[i];
-      model_params_[i].mutable_grad() =
-          flat_grads_.narrow(0, fp.offset, fp.info.numel()).view(model_params_[i].sizes());
-    }
-  }
+  if (scattered) gradients_ = std::make_unique<ReduceScatteredGradients>(layout_, model_params_, comm_);
+  else gradients_ = std::make_unique<AllReducedGradients>(layout_, model_params_, comm_);
+  segments_ = layout_.owned_segments(comm_.rank(), policy_.sharded_optimizer());
   for (const auto& seg : segments_) {
     owned_params_.push_back(flat_params_.narrow(0, seg.flat_offset, seg.length));
-    if (options_.zero_stage == 2) {
-      const auto& bucket = layout_.buckets()[static_cast<size_t>(seg.bucket)];
-      const int64_t chunk_begin = bucket.begin + comm_.rank() * bucket.chunk(layout_.world_size());
-      const int64_t at = shard_offset_[static_cast<size_t>(seg.bucket)] + (seg.flat_offset - chunk_begin);
-      owned_grads_.push_back(grad_shard_.narrow(0, at, seg.length));
-    } else {
-      owned_grads_.push_back(flat_grads_.narrow(0, seg.flat_offset, seg.length));
-    }
+    owned_grads_.push_back(gradients_->owned(seg));
   }
   for (size_t b = 0; b < layout_.buckets().size(); ++b) buckets_.push_back(std::make_unique<BucketState>());
 
@@ -118,14 +227,11 @@ DataParallel::~DataParallel() {
 }
 
 void DataParallel::zero_grad() {
-  if (flat_grads_.defined()) flat_grads_.zero_();
-  if (grad_shard_.defined()) grad_shard_.zero_();
-  for (auto& p : model_params_)
-    if (options_.zero_stage == 2) p.mutable_grad() = at::Tensor();
+  gradients_->zero();
 }
 
 void DataParallel::begin_micro_batch(bool last) {
-  syncing_ = last || options_.zero_stage == 2;
+  syncing_ = last || gradients_->reduces_every_micro_batch();
   next_launch_ = 0;
   retired_ = 0;
   for (size_t b = 0; b < buckets_.size(); ++b) {
@@ -134,67 +240,24 @@ void DataParallel::begin_micro_batch(bool last) {
   }
 }
 
-at::Tensor DataParallel::allocate_staging(int64_t elements) {
-  auto t = torch::zeros({elements}, flat_params_.options());
-  staging_bytes_ += elements * t.element_size();
-  peak_staging_bytes_ = std::max(peak_staging_bytes_, staging_bytes_);
-  return t;
-}
-
-void DataParallel::release_staging(at::Tensor& t) {
-  if (!t.defined()) return;
-  staging_bytes_ -= t.numel() * t.element_size();
-  t = at::Tensor();
-}
-
 void DataParallel::on_gradient_ready(int param) {
   if (!syncing_) return;
+  torch::NoGradGuard no_grad;
   const auto& fp = layout_.params()[static_cast<size_t>(param)];
-  auto& p = model_params_[static_cast<size_t>(param)];
-  for (int b = fp.first_bucket; b <= fp.last_bucket; ++b) {
-    auto& state = *buckets_[static_cast<size_t>(b)];
-    if (options_.zero_stage == 2 && p.grad().defined()) {
-      // The part of this parameter's gradient that falls in bucket b.
-      const auto& bucket = layout_.buckets()[static_cast<size_t>(b)];
-      const int64_t lo = std::max(bucket.begin, fp.offset);
-      const int64_t hi = std::min(bucket.data_end, fp.offset + fp.info.numel());
-      if (!state.staging.defined()) state.staging = allocate_staging(bucket.end - bucket.begin);
-      state.staging.narrow(0, lo - bucket.begin, hi - lo)
-          .copy_(p.grad().reshape(-1).narrow(0, lo - fp.offset, hi - lo));
-    }
-    if (--state.pending == 0) state.ready = true;
-  }
-  // Stage 2 keeps no full gradient: the bucket copies are reduced and then dropped.
-  if (options_.zero_stage == 2) p.mutable_grad() = at::Tensor();
+  gradients_->take(fp, model_params_[static_cast<size_t>(param)]);
+  for (int b = fp.first_bucket; b <= fp.last_bucket; ++b)
+    if (--buckets_[static_cast<size_t>(b)]->pending == 0) buckets_[static_cast<size_t>(b)]->ready = true;
   launch_ready_in_order();
   poll_in_flight();
 }
 
 void DataParallel::launch_ready_in_order() {
+  torch::NoGradGuard no_grad;
   // Every rank must issue collectives in the same order, whatever order hooks fire in.
   while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready) {
-    launch(next_launch_++);
-    // Stage 2 holds a bucket's full gradient until its reduction is retired: keeping at
-    // most kMaxInFlight in flight bounds that memory (MPI only progresses inside MPI
-    // calls, so waiting is what retires them).
-    while (options_.zero_stage == 2 && next_launch_ - retired_ > kMaxInFlight) retire(retired_++);
-  }
-}
-
-void DataParallel::launch(size_t b) {
-  torch::NoGradGuard no_grad;
-  const auto& bucket = layout_.buckets()[b];
-  auto& state = *buckets_[b];
-  const double inv_world = 1.0 / layout_.world_size();
-  if (options_.zero_stage == 2) {
-    if (!state.staging.defined()) state.staging = allocate_staging(bucket.end - bucket.begin);
-    state.staging.mul_(inv_world);
-    state.received = allocate_staging(bucket.chunk(layout_.world_size()));
-    state.work = comm_.reduce_scatter(state.staging, state.received);
-  } else {
-    auto view = flat_grads_.narrow(0, bucket.begin, bucket.end - bucket.begin);
-    view.mul_(inv_world);
-    state.work = comm_.all_reduce(view, ReduceOp::kSum);
+    buckets_[next_launch_]->work = gradients_->launch(next_launch_);
+    ++next_launch_;
+    while (next_launch_ - retired_ > gradients_->max_in_flight()) retire(retired_++);
   }
 }
 
@@ -203,12 +266,7 @@ void DataParallel::retire(size_t b) {
   auto& state = *buckets_[b];
   if (state.work) state.work->wait();
   state.work.reset();
-  if (options_.zero_stage == 2) {
-    // Accumulates over micro-batches: each one's reduced chunk adds to the shard.
-    grad_shard_.narrow(0, shard_offset_[b], state.received.numel()).add_(state.received);
-    release_staging(state.staging);
-    release_staging(state.received);
-  }
+  gradients_->retire(b);
 }
 
 void DataParallel::poll_in_flight() {
@@ -234,7 +292,7 @@ double DataParallel::grad_norm() {
   const auto device = owned_grads_.empty() ? comm_.device() : owned_grads_.front().device();
   auto sum = torch::zeros({1}, torch::TensorOptions().dtype(torch::kDouble).device(device));
   for (const auto& g : owned_grads_) sum += g.to(torch::kDouble).pow(2).sum();
-  if (options_.zero_stage >= 1) all_reduce_now(comm_, sum);
+  if (policy_.sharded_optimizer()) all_reduce_now(comm_, sum);
   return std::sqrt(sum.item<double>());
 }
 
@@ -244,7 +302,7 @@ void DataParallel::scale_grads(double factor) {
 }
 
 void DataParallel::gather_params() {
-  if (options_.zero_stage == 0 || layout_.world_size() == 1) return;
+  if (!policy_.sharded_optimizer() || layout_.world_size() == 1) return;
   std::vector<WorkPtr> works;
   for (const auto& bucket : layout_.buckets())
     works.push_back(comm_.all_gather(flat_params_.narrow(0, bucket.begin, bucket.end - bucket.begin)));
@@ -252,27 +310,25 @@ void DataParallel::gather_params() {
 }
 
 MemoryUsage DataParallel::memory() const {
-  MemoryUsage m;
-  m.params = flat_params_.numel() * flat_params_.element_size();
-  if (flat_grads_.defined()) m.grads = flat_grads_.numel() * flat_grads_.element_size();
-  if (grad_shard_.defined())
-    m.grads = grad_shard_.numel() * grad_shard_.element_size() + peak_staging_bytes_;
-  return m;
+  return {flat_params_.numel() * flat_params_.element_size(), gradients_->bytes(), 0};
 }
 
 MemoryUsage planned_memory(const FlatLayout& layout, int zero_stage, int64_t element_bytes) {
+  const auto policy = ZeroPolicy::for_stage(zero_stage);
   MemoryUsage m;
   m.params = layout.total() * element_bytes;
   int64_t largest_bucket = 0;
   for (const auto& b : layout.buckets()) largest_bucket = std::max(largest_bucket, b.end - b.begin);
-  const int64_t owned = zero_stage >= 1 ? layout.shard_elements() : layout.data_elements();
-  // Stage 2 holds its shard, the buckets in flight with their received chunks, and
-  // the bucket being filled.
+  const bool sharded = policy.sharded_optimizer();
+  const int64_t owned = sharded ? layout.shard_elements() : layout.data_elements();
+  // Reduce-scatter holds the shard, the buckets in flight with their received chunks,
+  // and the bucket being filled.
   const auto in_flight = static_cast<int64_t>(DataParallel::kMaxInFlight);
-  m.grads = zero_stage == 2 ? (layout.shard_elements() + (in_flight + 1) * largest_bucket +
-                               in_flight * largest_bucket / layout.world_size()) *
-                                  element_bytes
-                            : layout.total() * element_bytes;
+  m.grads = policy.sharded_gradients()
+                ? (layout.shard_elements() + (in_flight + 1) * largest_bucket +
+                   in_flight * largest_bucket / layout.world_size()) *
+                      element_bytes
+                : layout.total() * element_bytes;
   m.optimizer = 2 * owned * 4;
   return m;
 }

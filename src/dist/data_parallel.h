@@ -5,13 +5,12 @@
 // The trainable parameters are moved into one flat buffer (FlatLayout) and the model's
 // tensors become views of it. Gradients are averaged in buckets launched from autograd
 // hooks as soon as a bucket's last gradient has been accumulated, so communication
-// overlaps the rest of backward:
-//   stage 0  gradients live in a flat buffer and are all-reduced; every rank updates
-//            every parameter (replicated optimizer state);
-//   stage 1  as 0, but each rank updates only its chunk of every bucket (optimizer
-//            state for 1/W of the parameters), then parameters are all-gathered;
-//   stage 2  as 1, and gradients are reduce-scattered: a rank keeps only its chunks,
-//            each bucket's full gradient exists only while it is being reduced.
+// overlaps the rest of backward. A stage is two policies, chosen once (zero_policy.h):
+//   how gradients are reduced  all-reduced into a full flat buffer, or reduce-scattered
+//                              so that a rank keeps only its chunk of every bucket (a
+//                              bucket's full gradient exists only while it is reduced);
+//   what the optimizer owns    every parameter, or the rank's chunk of every bucket
+//                              (then parameters are all-gathered after the update).
 // A training step is: zero_grad(); for each micro-batch begin_micro_batch(last),
 // backward, end_micro_batch(); then update owned_params() from owned_grads() (after
 // clipping with grad_norm()/scale_grads()); then gather_params().
@@ -25,6 +24,7 @@
 
 #include "dist/communicator.h"
 #include "dist/flat_layout.h"
+#include "dist/zero_policy.h"
 
 namespace torch::autograd {
 struct Node;
@@ -59,6 +59,7 @@ class DataParallel {
   DataParallel& operator=(const DataParallel&) = delete;
 
   const FlatLayout& layout() const { return layout_; }
+  const ZeroPolicy& policy() const { return policy_; }
 
   // The pieces of parameters this rank updates, their value views and averaged
   // gradients (valid after the last micro-batch's end_micro_batch()).
@@ -86,31 +87,29 @@ class DataParallel {
   // Called by the autograd hook once a parameter's gradient is accumulated.
   void on_gradient_ready(int param);
 
+  // How gradients are reduced and kept: one implementation per ZeroPolicy::Reduction
+  // (data_parallel.cpp).
+  class Gradients;
+
  private:
   struct BucketState;
-  void launch(size_t bucket);
   void launch_ready_in_order();
-  // Waits for bucket's reduction; stage 2 adds its chunk to the shard and frees it.
   void retire(size_t bucket);
   void poll_in_flight();
-  at::Tensor allocate_staging(int64_t elements);
-  void release_staging(at::Tensor& t);
 
   Communicator& comm_;
   DataParallelOptions options_;
+  ZeroPolicy policy_;
   FlatLayout layout_;
   at::Tensor flat_params_;
-  at::Tensor flat_grads_;  // stages 0/1
-  at::Tensor grad_shard_;  // stage 2: this rank's chunks of every bucket, in bucket order
   std::vector<at::Tensor> model_params_;  // in flat (layout) order
+  std::unique_ptr<Gradients> gradients_;
   std::vector<Segment> segments_;
   std::vector<at::Tensor> owned_params_, owned_grads_;
-  std::vector<int64_t> shard_offset_;  // stage 2: where bucket b's chunk starts in grad_shard_
   std::vector<std::unique_ptr<BucketState>> buckets_;
   size_t next_launch_ = 0;  // buckets [0, next_launch_) are launched this micro-batch
   size_t retired_ = 0;      // buckets [0, retired_) are reduced and retired
   bool syncing_ = false;
-  int64_t staging_bytes_ = 0, peak_staging_bytes_ = 0;
   // Gradient accumulators of the parameters (kept alive: autograd holds them weakly)
   // and the keys of our hooks on them.
   std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks_;

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dist/zero_policy.h"
+
 #include "model/parameter_count.h"
 
 namespace crsm::train {
@@ -54,8 +56,9 @@ double planned_bytes_per_rank(const RunConfig& config, MemoryUse use, int world_
   const double params = model::approximate_parameter_count(config.model);
   if (use == MemoryUse::kInference) return params * kFloat;
   const double w = std::max(1, world_size);
-  const double grads = config.zero_stage >= 2 ? params / w : params;
-  const double adam = 2 * (config.zero_stage >= 1 ? params / w : params);
+  const auto policy = dist::ZeroPolicy::for_stage(static_cast<int>(config.zero_stage));
+  const double grads = policy.sharded_gradients() ? params / w : params;
+  const double adam = 2 * (policy.sharded_optimizer() ? params / w : params);
   const double logits = static_cast<double>(micro_batch) * static_cast<double>(config.train.seq_len) *
                         static_cast<double>(config.model.vocab_size);
   return (params + grads + adam + logits) * kFloat;

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "dist/checkpoint_store.h"
+#include "dist/zero_policy.h"
 #include "model/tensor_file.h"
 #include "train/memory_fit.h"
 
@@ -69,11 +70,12 @@ std::map<std::string, dist::FileDigest> gather_digests(dist::Communicator& comm,
 ShardingInfo sharding_of(const dist::FlatLayout& layout, int zero_stage) {
   ShardingInfo info;
   info.zero_stage = zero_stage;
+  const bool sharded = dist::ZeroPolicy::for_stage(zero_stage).sharded_optimizer();
   for (int r = 0; r < layout.world_size(); ++r) {
     std::vector<PieceRange> pieces;
-    // Replicated state (stage 0) is saved once, by rank 0.
-    if (zero_stage >= 1 || r == 0)
-      for (const auto& seg : layout.owned_segments(r, zero_stage >= 1))
+    // Optimizer state every rank holds whole is saved once, by rank 0.
+    if (sharded || r == 0)
+      for (const auto& seg : layout.owned_segments(r, sharded))
         pieces.push_back({layout.params()[static_cast<size_t>(seg.param)].info.name,
                           seg.param_offset, seg.length});
     info.pieces_by_rank.push_back(std::move(pieces));

@@ -116,4 +116,16 @@ TEST(DataParallel, RejectsAnUnknownZeroStage) {
   EXPECT_THROW(DataParallel(net.named(), {true, false, true}, *comm, options), std::invalid_argument);
 }
 
+// A stage is a combination of two policies, decided in one place.
+TEST(ZeroPolicy, EachStageIsAReductionAndAnOwnership) {
+  using crsm::dist::ZeroPolicy;
+  EXPECT_FALSE(ZeroPolicy::for_stage(0).sharded_gradients());
+  EXPECT_FALSE(ZeroPolicy::for_stage(0).sharded_optimizer());
+  EXPECT_FALSE(ZeroPolicy::for_stage(1).sharded_gradients());
+  EXPECT_TRUE(ZeroPolicy::for_stage(1).sharded_optimizer());
+  EXPECT_TRUE(ZeroPolicy::for_stage(2).sharded_gradients());
+  EXPECT_TRUE(ZeroPolicy::for_stage(2).sharded_optimizer());
+  EXPECT_THROW(ZeroPolicy::for_stage(4), std::invalid_argument);
+}
+
 }  // namespace
