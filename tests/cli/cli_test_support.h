@@ -1,9 +1,12 @@
 #pragma once
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
+#include <thread>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -39,6 +42,52 @@ inline CommandResult run_command(const std::string& command) {
 
 inline std::string crsm_train(const std::string& args) {
   return std::string(CRSM_TRAIN_BIN) + " " + args;
+}
+
+// `mpirun` with the flags every multi-rank test needs, for `world` ranks.
+inline std::string mpirun(int world) {
+  return std::string(CRSM_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " + std::to_string(world) + " ";
+}
+
+// A job started in the background in its own process group, as a scheduler would see
+// it. A test that fails half-way must not leave it running.
+struct Job {
+  pid_t pid = -1;
+  std::string log;
+  Job() = default;
+  Job(Job&& other) noexcept : pid(other.pid), log(std::move(other.log)) { other.pid = -1; }
+  ~Job() { kill(); }
+  // SIGKILL to the whole group (mpirun and its ranks, or a shell's command), if running.
+  void kill() {
+    if (pid <= 0 || ::waitpid(pid, nullptr, WNOHANG) != 0) return;
+    ::kill(-pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+};
+
+inline Job spawn(const std::string& command, const std::string& log) {
+  Job job;
+  job.log = log;
+  job.pid = ::fork();
+  if (job.pid == 0) {
+    ::setpgid(0, 0);
+    const std::string line = "exec " + command + " > " + log + " 2>&1";
+    ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return job;
+}
+
+// Exit status (128 + signal when killed), or -1 if it is still running after timeout_s.
+inline int wait_for(const Job& job, double timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  int raw = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (::waitpid(job.pid, &raw, WNOHANG) == job.pid)
+      return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return -1;
 }
 
 inline std::string source_path(const std::string& relative) {

@@ -18,9 +18,6 @@ namespace {
 using namespace crsm::testing;
 using Clock = std::chrono::steady_clock;
 
-std::string mpirun(int world) {
-  return std::string(CRSM_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " + std::to_string(world) + " ";
-}
 
 // `text` appears in `output` exactly once (under mpirun: said by one rank, not by each).
 void expect_said_once(const std::string& output, const std::string& text) {
@@ -201,45 +198,6 @@ TEST_F(DistTrain, DamagedShardsAreSkippedByAutoAndRefusedByPath) {
     EXPECT_NE(fallback.output.find("skipping damaged checkpoint"), std::string::npos) << fallback.output;
     EXPECT_NE(fallback.output.find("step_00000004 at step 4"), std::string::npos) << fallback.output;
   }
-}
-
-// A job started in the background, as a scheduler would see it. A test that fails
-// half-way must not leave it running.
-struct Job {
-  pid_t pid = -1;
-  std::string log;
-  Job() = default;
-  Job(Job&& other) noexcept : pid(other.pid), log(std::move(other.log)) { other.pid = -1; }
-  ~Job() {
-    if (pid <= 0 || ::waitpid(pid, nullptr, WNOHANG) != 0) return;
-    ::kill(-pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-  }
-};
-
-Job spawn(const std::string& command, const std::string& log) {
-  Job job;
-  job.log = log;
-  job.pid = ::fork();
-  if (job.pid == 0) {
-    ::setpgid(0, 0);
-    const std::string line = "exec " + command + " > " + log + " 2>&1";
-    ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  return job;
-}
-
-// Exit status (128 + signal when killed), or -1 if it is still running after timeout_s.
-int wait_for(const Job& job, double timeout_s) {
-  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
-  int raw = 0;
-  while (Clock::now() < deadline) {
-    if (::waitpid(job.pid, &raw, WNOHANG) == job.pid)
-      return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return -1;
 }
 
 bool wait_for_text(const Job& job, const std::string& text, double timeout_s) {

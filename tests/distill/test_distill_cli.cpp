@@ -20,10 +20,6 @@ namespace {
 using namespace crsm::testing;
 using Clock = std::chrono::steady_clock;
 
-std::string mpirun(int world) {
-  return std::string(CRSM_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " + std::to_string(world) + " ";
-}
-
 CommandResult python(const std::string& args) {
   return run_command("/usr/bin/python3 " + source_path("tests/distill/check_transitions.py") + " " + args);
 }
@@ -88,19 +84,12 @@ TEST_F(DistillCli, OneAndTwoRanksCollectTheSameTransitions) {
 TEST_F(DistillCli, AKilledCollectionResumesToExactlyTheUninterruptedRows) {
   const std::string collect = "--data " + work->str("data") + " --num-samples 60000 --val-samples 200 --collect-only --chunk-rows 64";
   const std::string rank_file = work->str("killed/transitions/train/rank00000.h5");
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    const std::string line = "exec " + crsm_train(distill_args("killed", collect)) + " > " + work->str("killed.log") + " 2>&1";
-    ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  Job job = spawn(crsm_train(distill_args("killed", collect)), work->str("killed.log"));
   const auto deadline = Clock::now() + std::chrono::seconds(60);
   std::error_code ec;
   while (Clock::now() < deadline && !(fs::exists(rank_file, ec) && fs::file_size(rank_file, ec) > (1u << 20)))
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  ::kill(-pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
+  job.kill();
   const auto described = python("describe " + rank_file);  // h5py opens what the killed writer left
   ASSERT_EQ(described.status, 0) << described.output;
   const int64_t kept = nlohmann::json::parse(described.output)[0]["datasets"]["pos"]["shape"][0];
