@@ -33,10 +33,8 @@ at::Tensor BlockImpl::step(const at::Tensor& x, LayerCache& cache) {
 // ffn's layers one by one, its products shared over the threads (parallel_linear.h).
 at::Tensor BlockImpl::ffn(const at::Tensor& x) {
   namespace nn = torch::nn;
-  const auto& up = ffn_[0]->as<nn::Linear>();
-  const auto& down = ffn_[3]->as<nn::Linear>();
-  const auto hidden = ffn_[2]->as<nn::Dropout>()->forward(torch::gelu(parallel_linear(x, up->weight, up->bias)));
-  return parallel_linear(hidden, down->weight, down->bias);
+  const auto hidden = ffn_[2]->as<nn::Dropout>()->forward(torch::gelu(parallel_linear(*ffn_[0]->as<nn::Linear>(), x)));
+  return parallel_linear(*ffn_[3]->as<nn::Linear>(), hidden);
 }
 
 }  // namespace crsm::model

@@ -8,7 +8,6 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
-#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -166,12 +165,7 @@ struct FusedConvFunction : torch::autograd::Function<FusedConvFunction> {
   }
 };
 
-std::atomic<bool> g_fused{true};
-
 }  // namespace
-
-void set_fused_cpu_kernels(bool on) { g_fused = on; }
-bool fused_cpu_kernels() { return g_fused; }
 
 at::Tensor causal_conv_silu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   const auto t = x.scalar_type();

@@ -42,14 +42,6 @@ MambaMixerImpl::MambaMixerImpl(const ModelConfig& cfg)
   out_proj_->weight.div_(std::sqrt(2.0 * cfg.num_layers));
 }
 
-namespace {
-
-at::Tensor linear(const torch::nn::Linear& layer, const at::Tensor& x) {
-  return parallel_linear(x, layer->weight, layer->bias);
-}
-
-}  // namespace
-
 at::Tensor MambaMixerImpl::decay_matrix() const { return -torch::exp(A_log_); }
 
 at::Tensor MambaMixerImpl::forward(const at::Tensor& u, LayerCache* cache) {
@@ -59,8 +51,8 @@ at::Tensor MambaMixerImpl::forward(const at::Tensor& u, LayerCache* cache) {
   const auto z = parallel_linear(u, in_proj_->weight.narrow(0, d_inner_, d_inner_), {});
   const auto xc = causal_conv_silu(x, conv1d_->weight, conv1d_->bias);
 
-  const auto proj = linear(x_proj_, xc);
-  const auto dt = torch::softplus(linear(dt_proj_, proj.narrow(-1, 0, dt_rank_)));
+  const auto proj = parallel_linear(*x_proj_, xc);
+  const auto dt = torch::softplus(parallel_linear(*dt_proj_, proj.narrow(-1, 0, dt_rank_)));
   const auto B = proj.narrow(-1, dt_rank_, d_state_);
   const auto C = proj.narrow(-1, dt_rank_ + d_state_, d_state_);
 
@@ -72,11 +64,11 @@ at::Tensor MambaMixerImpl::forward(const at::Tensor& u, LayerCache* cache) {
     cache->conv_state = padded.narrow(1, T - 1, d_conv_).transpose(1, 2).contiguous();
     cache->ssm_state = last;
   }
-  return linear(out_proj_, y);
+  return parallel_linear(*out_proj_, y);
 }
 
 at::Tensor MambaMixerImpl::step(const at::Tensor& u, LayerCache& cache) {
-  const auto xz = linear(in_proj_, u);
+  const auto xz = parallel_linear(*in_proj_, u);
   const auto x = xz.narrow(-1, 0, d_inner_);
   const auto z = xz.narrow(-1, d_inner_, d_inner_);
 
@@ -85,15 +77,15 @@ at::Tensor MambaMixerImpl::step(const at::Tensor& u, LayerCache& cache) {
   const auto xc =
       torch::silu((cache.conv_state * conv1d_->weight.squeeze(1)).sum(-1) + conv1d_->bias);
 
-  const auto proj = linear(x_proj_, xc);
-  const auto dt = torch::softplus(linear(dt_proj_, proj.narrow(-1, 0, dt_rank_)));  // [batch, d_inner]
+  const auto proj = parallel_linear(*x_proj_, xc);
+  const auto dt = torch::softplus(parallel_linear(*dt_proj_, proj.narrow(-1, 0, dt_rank_)));  // [batch, d_inner]
   const auto B = proj.narrow(-1, dt_rank_, d_state_);
   const auto C = proj.narrow(-1, dt_rank_ + d_state_, d_state_);
 
   const auto decay = torch::exp(dt.unsqueeze(-1) * decay_matrix());
   cache.ssm_state = cache.ssm_state * decay + (dt * xc).unsqueeze(-1) * B.unsqueeze(1);
   const auto y = (cache.ssm_state * C.unsqueeze(1)).sum(-1) + D_ * xc;
-  return linear(out_proj_, y * torch::silu(z));
+  return parallel_linear(*out_proj_, y * torch::silu(z));
 }
 
 LayerCache MambaMixerImpl::empty_cache(int64_t batch, const at::TensorOptions& options) const {

@@ -86,3 +86,11 @@ at::Tensor parallel_linear(const at::Tensor& x, const at::Tensor& weight, const 
 }
 
 }  // namespace crsm::model
+
+namespace crsm::model {
+
+at::Tensor parallel_linear(const torch::nn::LinearImpl& layer, const at::Tensor& x) {
+  return parallel_linear(x, layer.weight, layer.bias);
+}
+
+}  // namespace crsm::model

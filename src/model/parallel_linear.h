@@ -11,9 +11,12 @@
 // at::linear itself.
 
 #include <ATen/core/Tensor.h>
+#include <torch/nn/modules/linear.h>
 
 namespace crsm::model {
 
 at::Tensor parallel_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+// The same with a Linear module's weight and bias.
+at::Tensor parallel_linear(const torch::nn::LinearImpl& layer, const at::Tensor& x);
 
 }  // namespace crsm::model
