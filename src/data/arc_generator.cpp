@@ -10,6 +10,7 @@
 #include "base/atomic_file.h"
 #include "base/new_directories.h"
 #include "data/portable_random.h"
+#include "data/temp_dir.h"
 
 namespace crsm::data {
 namespace {
@@ -49,7 +50,7 @@ std::vector<int> colours_of(const std::vector<GridPair>& pairs) {
   return {seen.begin(), seen.end()};
 }
 
-Grid map_cells(const Grid& g, int64_t rows, int64_t cols, const std::function<int(int64_t, int64_t)>& cell) {
+Grid map_cells(int64_t rows, int64_t cols, const std::function<int(int64_t, int64_t)>& cell) {
   Grid out(static_cast<size_t>(rows), std::vector<int>(static_cast<size_t>(cols)));
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) out[r][c] = cell(r, c);
@@ -73,7 +74,7 @@ Transform colour_permutation(Rng& rng) {
   std::vector<int64_t> colours{1, 2, 3, 4, 5, 6, 7, 8, 9};
   shuffle(colours, rng);
   return [colours](const Grid& g) {
-    return map_cells(g, rows_of(g), cols_of(g), [&](int64_t r, int64_t c) {
+    return map_cells(rows_of(g), cols_of(g), [&](int64_t r, int64_t c) {
       const int v = g[r][c];
       return v == 0 ? 0 : static_cast<int>(colours[static_cast<size_t>(v - 1)]);
     });
@@ -87,7 +88,7 @@ Transform translation(Rng& rng) {
     dc = uniform_in(rng, -1, 1);
   }
   return [dr, dc](const Grid& g) {
-    return map_cells(g, rows_of(g), cols_of(g), [&](int64_t r, int64_t c) {
+    return map_cells(rows_of(g), cols_of(g), [&](int64_t r, int64_t c) {
       const int64_t sr = r - dr, sc = c - dc;
       return sr >= 0 && sr < rows_of(g) && sc >= 0 && sc < cols_of(g) ? g[sr][sc] : 0;
     });
@@ -98,7 +99,7 @@ Transform reflection(Rng& rng) {
   const bool vertical_axis = uniform_below(rng, 2) == 0;
   return [vertical_axis](const Grid& g) {
     const int64_t R = rows_of(g), C = cols_of(g);
-    return map_cells(g, R, C, [&](int64_t r, int64_t c) { return vertical_axis ? g[r][C - 1 - c] : g[R - 1 - r][c]; });
+    return map_cells(R, C, [&](int64_t r, int64_t c) { return vertical_axis ? g[r][C - 1 - c] : g[R - 1 - r][c]; });
   };
 }
 
@@ -109,7 +110,7 @@ Transform rotation(Rng& rng) {
     for (int64_t k = 0; k < quarter_turns; ++k) {  // clockwise
       const Grid in = out;
       const int64_t R = rows_of(in), C = cols_of(in);
-      out = map_cells(in, C, R, [&](int64_t r, int64_t c) { return in[R - 1 - c][r]; });
+      out = map_cells(C, R, [&](int64_t r, int64_t c) { return in[R - 1 - c][r]; });
     }
     return out;
   };
@@ -117,7 +118,7 @@ Transform rotation(Rng& rng) {
 
 Transform scaling(Rng&) {
   return [](const Grid& g) {
-    return map_cells(g, 2 * rows_of(g), 2 * cols_of(g), [&](int64_t r, int64_t c) { return g[r / 2][c / 2]; });
+    return map_cells(2 * rows_of(g), 2 * cols_of(g), [&](int64_t r, int64_t c) { return g[r / 2][c / 2]; });
   };
 }
 
@@ -172,8 +173,6 @@ ArcTask generate_task(Rng& rng, const Family& f, const ArcGeneratorOptions& o, c
   return t;
 }
 
-void write_text(const std::string& path, const std::string& text) { base::write_file_atomically(path, text); }
-
 }  // namespace
 
 const std::vector<std::string>& arc_family_names() {
@@ -191,7 +190,8 @@ void check_arc_options(const ArcGeneratorOptions& o) {
   if (o.min_size < 2 || o.max_size > kMaxGridSide || o.min_size > o.max_size)
     throw DataError("--min-size " + std::to_string(o.min_size) + " --max-size " + std::to_string(o.max_size) +
                     ": expected 2 <= min-size <= max-size <= 30");
-  if (o.train_pairs < 1 || o.test_pairs < 1) throw DataError("--train-pairs: expected at least 1");
+  if (o.train_pairs < 1) throw DataError("--train-pairs " + std::to_string(o.train_pairs) + ": expected at least 1");
+  if (o.test_pairs < 1) throw DataError("prepare-arc: test pairs per task " + std::to_string(o.test_pairs) + ": expected at least 1");
 }
 
 std::vector<ArcTask> generate_arc_tasks(const ArcGeneratorOptions& o, int64_t count, uint64_t seed,
@@ -221,24 +221,26 @@ PrepareArcResult prepare_arc(const ArcGeneratorOptions& o, int64_t eval_tasks, i
     for (const auto& p : t.test) held_out.push_back(grid_text(p.input));
   const auto train = generate_arc_tasks(o, train_tasks, stream_seed(seed, 0), "train", held_out);
 
-  PrepareArcResult r;
-  r.eval_dir = (fs::path(output) / "eval").string();
-  r.train_jsonl = (fs::path(output) / "train.jsonl").string();
-  r.corpus = (fs::path(output) / "train.txt").string();
-  base::NewDirectories dirs;
-  dirs.create(r.eval_dir);
-  for (const auto& t : eval) write_text((fs::path(r.eval_dir) / (t.id + ".json")).string(), arc_task_json(t) + "\n");
+  // Written beside the output and renamed into place: a failure leaves nothing behind.
+  fs::path out = fs::absolute(output).lexically_normal();
+  if (!out.has_filename()) out = out.parent_path();
+  base::NewDirectories created;
+  created.create(out.parent_path().string());
+  TempDir staging(out.parent_path().string(), out.filename().string() + ".tmp");
+  const fs::path stage(staging.path());
+  fs::create_directory(stage / "eval");
+  for (const auto& t : eval) base::write_file_atomically((stage / "eval" / (t.id + ".json")).string(), arc_task_json(t) + "\n");
   std::string jsonl, corpus;
   for (const auto& t : train) {
     jsonl += arc_task_json(t) + "\n";
     corpus += arc_training_text(t) + "\n";
   }
-  write_text(r.train_jsonl, jsonl);
-  write_text(r.corpus, corpus);
-  dirs.keep();
-  r.eval_tasks = eval_tasks;
-  r.train_tasks = train_tasks;
-  return r;
+  base::write_file_atomically((stage / "train.jsonl").string(), jsonl);
+  base::write_file_atomically((stage / "train.txt").string(), corpus);
+  publish_staged(staging, out.string(), "--output " + output);
+  created.keep();
+  return {eval_tasks, train_tasks, (fs::path(output) / "eval").string(), (fs::path(output) / "train.jsonl").string(),
+          (fs::path(output) / "train.txt").string()};
 }
 
 }  // namespace crsm::data

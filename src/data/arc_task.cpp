@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -96,7 +97,20 @@ ArcTask arc_from(const json& j, const std::string& where, const std::string& id)
   return t;
 }
 
+// Task ids name results: each may stand once per source.
+class IdRegister {
+ public:
+  void add(const std::string& id, const std::string& where) {
+    const auto [it, fresh] = first_.emplace(id, where);
+    if (!fresh) refuse(where, "id", "task id '" + id + "' is already used by " + it->second);
+  }
+
+ private:
+  std::map<std::string, std::string> first_;
+};
+
 void read_jsonl(const std::string& path, TaskSource& out) {
+  IdRegister ids;
   std::istringstream lines(base::read_file(path));
   const std::string stem = fs::path(path).stem().string();
   std::string line;
@@ -110,9 +124,14 @@ void read_jsonl(const std::string& path, TaskSource& out) {
     if (text_tasks) {
       out.text.push_back({j.contains("id") ? string_field(j, "id", where) : id, string_field(j, "prompt", where),
                           string_field(j, "answer", where)});
-      if (out.text.back().answer.empty()) refuse(where, "answer", "expected a non-empty string");
+      const std::string& answer = out.text.back().answer;
+      // The model answers on one line: a line end inside the answer could never match.
+      if (answer.empty() || answer.find('\n') != std::string::npos)
+        refuse(where, "answer", "expected a non-empty string of one line");
+      ids.add(out.text.back().id, where);
     } else {
       out.arc.push_back(arc_from(j, where, id));
+      ids.add(out.arc.back().id, where);
     }
   }
   if (out.arc.empty() && out.text.empty()) refuse(path, "", "no tasks (expected one JSON object per line)");
@@ -134,8 +153,11 @@ TaskSource read_tasks(const std::string& path) {
       if (e.path().extension() == ".json") files.push_back(e.path());
     std::sort(files.begin(), files.end());
     if (files.empty()) refuse(path, "", "no <task id>.json files in this directory");
-    for (const auto& f : files)
+    IdRegister ids;
+    for (const auto& f : files) {
       out.arc.push_back(parse_arc_task(base::read_file(f.string()), f.string(), f.stem().string()));
+      ids.add(out.arc.back().id, f.string());
+    }
   } else if (fs::path(path).extension() == ".jsonl") {
     read_jsonl(path, out);
   } else if (fs::path(path).extension() == ".json") {

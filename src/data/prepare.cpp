@@ -189,19 +189,7 @@ PrepareSummary prepare_corpus(const PrepareOptions& opt) {
       {"splits", {{"train", split_json(train.finish())}, {"val", split_json(val.finish())}}}};
   base::write_file_atomically((fs::path(staging.path()) / kIndexFile).string(), index.dump(2) + "\n");
 
-  // mkdtemp made the staging directory private; the result is an ordinary directory.
-  fs::permissions(staging.path(), fs::perms::owner_all | fs::perms::group_read |
-                                      fs::perms::group_exec | fs::perms::others_read |
-                                      fs::perms::others_exec);
-  // rename(2) replaces an empty directory but fails on a non-empty one, so a directory
-  // filled meanwhile is still not overwritten.
-  std::error_code ec;
-  fs::rename(staging.path(), out_dir, ec);
-  if (ec)
-    throw DataError(opt.output_dir + ": cannot move the prepared data into place (" +
-                    ec.message() + ")");
-  staging.release();
-  base::sync_directory(out_dir.parent_path().string());
+  publish_staged(staging, out_dir.string(), opt.output_dir);
   created.keep();
   return summary;
 }

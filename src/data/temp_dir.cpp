@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "base/atomic_file.h"
 #include "data/data_error.h"
 
 namespace crsm::data {
@@ -25,6 +26,17 @@ TempDir::~TempDir() {
   if (path_.empty()) return;
   std::error_code ec;  // best effort: a destructor must not throw
   std::filesystem::remove_all(path_, ec);
+}
+
+void publish_staged(TempDir& staging, const std::string& target, const std::string& what) {
+  namespace fs = std::filesystem;
+  fs::permissions(staging.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                      fs::perms::others_read | fs::perms::others_exec);
+  std::error_code ec;
+  fs::rename(staging.path(), target, ec);
+  if (ec) throw DataError(what + ": cannot move the result into place (" + ec.message() + ")");
+  staging.release();
+  base::sync_directory(fs::path(target).parent_path().string());
 }
 
 }  // namespace crsm::data

@@ -21,4 +21,10 @@ class TempDir {
   std::string path_;
 };
 
+// Moves a finished staging directory to `target` (absolute, no trailing separator; it
+// must not exist or be empty: rename(2) never replaces a directory with contents), makes
+// it an ordinary directory (mkdtemp's is private) and syncs the parent. DataError
+// naming `what` when it cannot.
+void publish_staged(TempDir& staging, const std::string& target, const std::string& what);
+
 }  // namespace crsm::data

@@ -85,6 +85,12 @@ TEST_F(ArcTasks, RefusesMalformedFilesNamingLineAndField) {
                                                      R"(, "output": [[1]]}], "test": [{"input": [[2]], "output": [[2]]}]})");
   EXPECT_NE(data_error_of([&] { crsm::data::read_tasks(wide_file); }).find("train[0].input[0]: expected a row of 1 to 30 cells, got 31"),
             std::string::npos);
+  const auto two_lines = write_file("lines.jsonl", R"({"prompt": "2+2=", "answer": "4\n5"})" "\n");
+  EXPECT_NE(data_error_of([&] { crsm::data::read_tasks(two_lines); }).find(two_lines + " line 1: field answer: expected a non-empty string of one line"),
+            std::string::npos);
+  const auto twice = write_file("twice.jsonl", R"({"id": "a", "prompt": "x", "answer": "y"})" "\n" R"({"id": "a", "prompt": "z", "answer": "w"})" "\n");
+  EXPECT_NE(data_error_of([&] { crsm::data::read_tasks(twice); }).find(twice + " line 2: field id: task id 'a' is already used by " + twice + " line 1"),
+            std::string::npos);
   const auto qa = write_file("qa.jsonl", R"({"prompt": "2+2="})" "\n");
   EXPECT_NE(data_error_of([&] { crsm::data::read_tasks(qa); }).find(qa + " line 1: field answer: expected a string"),
             std::string::npos);
