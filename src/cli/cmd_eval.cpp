@@ -46,17 +46,23 @@ const std::vector<Option>& eval_options() {
   return table;
 }
 
-// RUN/checkpoints/step_N -> RUN; any other checkpoint directory -> itself.
+// Where the report goes by default: RUN/checkpoints/step_N -> RUN; beside any other
+// checkpoint directory (never inside one: the checkpoint's files are verified by hash).
 std::string run_directory_of(const std::string& checkpoint) {
-  const fs::path p = fs::path(checkpoint).lexically_normal();
-  const fs::path parent = p.parent_path();
-  return (parent.filename() == "checkpoints" ? parent.parent_path() : p).string();
+  const fs::path parent = fs::path(checkpoint).lexically_normal().parent_path();
+  return (parent.filename() == "checkpoints" ? parent.parent_path() : parent).string();
 }
 
 std::vector<eval::EvalItem> read_items(const ParsedOptions& o) {
   std::vector<data::TaskSource> sources;
   const int64_t cap = o.integer("max-tasks");
-  for (const auto& path : o.texts("tasks")) {
+  const auto paths = o.texts("tasks");
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const std::string& path = paths[i];
+    // A task is named by its file and id: a source twice would count its tasks once.
+    for (size_t j = 0; j < i; ++j)
+      if (fs::weakly_canonical(paths[j]) == fs::weakly_canonical(path))
+        throw UsageError("--tasks " + path + ": given twice (also as " + paths[j] + ")");
     auto source = data::read_tasks(path);
     if (cap > 0 && static_cast<int64_t>(source.arc.size()) > cap) source.arc.resize(cap);
     if (cap > 0 && static_cast<int64_t>(source.text.size()) > cap) source.text.resize(cap);
@@ -70,16 +76,17 @@ eval::EvalSetup make_setup(const ParsedOptions& o, const std::string& dir, const
   eval::EvalSetup s;
   s.backbone = model;
   s.tokenizer = &tokenizer;
-  const Planner planner = make_planner(dir, model, device, o.is_set("exact"));
+  s.modes = eval::eval_modes(o.text("modes"));
+  // The dynamics model is loaded only when a mode searches.
+  const bool searching = std::any_of(s.modes.begin(), s.modes.end(), [](const eval::EvalMode& m) { return m.search; });
+  const Planner planner = searching ? make_planner(dir, model, device, o.is_set("exact")) : Planner{nullptr, "none"};
   s.planner = planner.model;
-  s.planner_name = planner.name;
   s.search = search_options(o, config);
   s.injection_rate = config.search.injection_rate;
   s.delta_decay = config.search.delta_decay;
-  s.modes = eval::eval_modes(o.text("modes"));
   s.max_prompt_tokens = o.integer("max-prompt-tokens");
   s.max_new_tokens = o.value("max-new-tokens").is_string() ? 0 : o.integer("max-new-tokens");
-  s.describe = {{"model", dir},           {"tasks", o.texts("tasks")},       {"planner", s.planner_name},
+  s.describe = {{"model", dir},           {"tasks", o.texts("tasks")},       {"planner", planner.name},
                 {"modes", o.text("modes")}, {"n_simulations", s.search.n_simulations}, {"c_puct", s.search.c_puct},
                 {"top_k", s.search.top_k}, {"leaf_batch", s.search.leaf_batch}, {"injection_rate", s.injection_rate},
                 {"max_prompt_tokens", s.max_prompt_tokens}, {"max_new_tokens", o.value("max-new-tokens")}};
@@ -115,8 +122,9 @@ int eval_command(int argc, char** argv) {
   const auto setup = make_setup(o, dir, config, model, *tokenizer, device);
   const auto report = eval::run_planning_eval(setup, items, *comm);
   if (!rt.is_root()) return 0;
-  std::fputs(eval::format_eval_report(report).c_str(), stdout);
+  // Written first: the report outlives anything that goes wrong printing it.
   write_output_file(output, [&] { base::write_file_atomically(output, eval::dump_text(report, 1) + "\n"); });
+  std::fputs(eval::format_eval_report(report).c_str(), stdout);
   std::printf("eval: wrote %s\n", output.c_str());
   return 0;
 }

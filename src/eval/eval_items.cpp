@@ -47,9 +47,11 @@ std::pair<double, double> wilson_interval(int64_t k, int64_t n) {
 }
 
 double expected_calibration_error(const std::vector<Prediction>& predictions, int bins) {
-  if (predictions.empty()) return 0.0;
   std::vector<double> confidence(bins, 0.0), hits(bins, 0.0), count(bins, 0.0);
+  double counted = 0;
   for (const auto& p : predictions) {
+    if (!std::isfinite(p.probability)) continue;
+    counted += 1;
     const double q = std::clamp(p.probability, 0.0, 1.0);
     const int b = std::min(bins - 1, static_cast<int>(q * bins));
     confidence[b] += q;
@@ -58,7 +60,7 @@ double expected_calibration_error(const std::vector<Prediction>& predictions, in
   }
   double ece = 0;
   for (int b = 0; b < bins; ++b)
-    if (count[b] > 0) ece += std::abs(hits[b] - confidence[b]) / static_cast<double>(predictions.size());
+    if (count[b] > 0) ece += std::abs(hits[b] - confidence[b]) / counted;
   return ece;
 }
 

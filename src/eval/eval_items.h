@@ -46,7 +46,7 @@ std::pair<double, double> wilson_interval(int64_t k, int64_t n);
 
 // Expected calibration error of predicted probabilities against outcomes: equal-width
 // bins over [0, 1], sum over bins of (share of predictions) * |accuracy - mean prediction|.
-// Predictions outside [0, 1] are clamped into it first.
+// Predictions outside [0, 1] are clamped into it first; non-finite ones are left out.
 struct Prediction {
   double probability = 0;
   bool correct = false;

@@ -1,4 +1,5 @@
 // format_eval_report: the planning evaluation's report as the tables a user reads.
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <set>
@@ -13,12 +14,16 @@ using nlohmann::json;
 
 std::string printf_string(const char* format, ...) __attribute__((format(printf, 1, 2)));
 std::string printf_string(const char* format, ...) {
-  char buf[512];
-  va_list args;
+  va_list args, again;
   va_start(args, format);
-  std::vsnprintf(buf, sizeof buf, format, args);
+  va_copy(again, args);
+  const int n = std::vsnprintf(nullptr, 0, format, args);
   va_end(args);
-  return buf;
+  std::string out(static_cast<size_t>(std::max(n, 0)) + 1, '\0');
+  std::vsnprintf(out.data(), out.size(), format, again);
+  va_end(again);
+  out.pop_back();
+  return out;
 }
 
 std::string percent(const json& rate) {

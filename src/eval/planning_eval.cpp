@@ -42,7 +42,6 @@ json decode_item(search::Deliberator& decoder, const EvalSetup& setup, const Eva
                  const std::vector<int64_t>& prompt, const std::vector<int32_t>& answer, int64_t max_new) {
   const auto start = Clock::now();
   std::vector<int32_t> out;
-  std::string text;
   json calibration = json::array();
   bool on_track = true;
   const int32_t eos = setup.tokenizer->eos_id();
@@ -55,9 +54,15 @@ json decode_item(search::Deliberator& decoder, const EvalSetup& setup, const Eva
     }
     if (s.token == eos) return search::StepVerdict::kStop;
     out.push_back(static_cast<int32_t>(s.token));
-    text = setup.tokenizer->decode(out);
-    return answer_ended(item.kind, text) ? search::StepVerdict::kTakeAndStop : search::StepVerdict::kTake;
+    // The ending is in the last few tokens: decode those, not the whole answer each time.
+    constexpr size_t kTail = 4;
+    const std::vector<int32_t> tail(out.end() - static_cast<std::ptrdiff_t>(std::min(kTail, out.size())), out.end());
+    const std::string tail_text = setup.tokenizer->decode(tail);
+    const bool ended = out.size() > kTail ? tail_text.size() >= 2 && answer_ended(item.kind, tail_text.substr(tail_text.size() - 2))
+                                          : answer_ended(item.kind, tail_text);
+    return ended ? search::StepVerdict::kTakeAndStop : search::StepVerdict::kTake;
   });
+  const std::string text = setup.tokenizer->decode(out);
   const auto score = score_answer(item, text);
   const auto& st = decoder.stats();
   return {{"text", text},
@@ -118,23 +123,28 @@ std::vector<double> divided(std::vector<double> v, double by) {
 // One mode's figures over the items, in item order.
 json mode_report(const std::string& mode, const std::vector<EvalItem>& items, const std::vector<json>& results, int world) {
   // A task counts once: solved when every test output of it is exact; skipped when any is.
-  std::map<std::pair<std::string, std::string>, std::pair<bool, bool>> tasks;  // (file, id) -> (solved, skipped)
-  std::vector<std::pair<std::string, std::string>> order;
+  struct Task {
+    std::string file, family;
+    bool solved = true, skipped = false;
+  };
+  std::map<std::pair<std::string, std::string>, size_t> index;  // (file, id) -> position in tasks
+  std::vector<Task> tasks;
   int64_t cells_right = 0, cells = 0, items_exact = 0, searches = 0, simulations = 0, max_depth = 0, nodes = 0;
   int64_t injections = 0;
   double depth_sum = 0, search_seconds = 0;
   std::vector<double> target_delta, injected, rank_seconds(world, 0.0);
   std::vector<Prediction> predictions;
   for (size_t i = 0; i < items.size(); ++i) {
-    const auto key = std::make_pair(items[i].file, items[i].task);
-    if (!tasks.count(key)) order.push_back(key), tasks[key] = {true, false};
+    const auto [at, fresh] = index.emplace(std::make_pair(items[i].file, items[i].task), tasks.size());
+    if (fresh) tasks.push_back({items[i].file, items[i].family});
+    Task& task = tasks[at->second];
     const json& r = results[i];
     if (r["skipped"].get<bool>()) {
-      tasks[key].second = true;
+      task.skipped = true;
       continue;
     }
     const json& m = r["modes"][mode];
-    tasks[key].first = tasks[key].first && m["exact"].get<bool>();
+    task.solved = task.solved && m["exact"].get<bool>();
     items_exact += m["exact"].get<bool>() ? 1 : 0;
     cells_right += m["cells_right"].get<int64_t>();
     cells += m["cells"].get<int64_t>();
@@ -152,24 +162,23 @@ json mode_report(const std::string& mode, const std::vector<EvalItem>& items, co
   }
   int64_t solved = 0, evaluated = 0, skipped = 0;
   std::map<std::string, std::pair<int64_t, int64_t>> by_family, by_file;  // solved, evaluated
-  std::map<std::string, std::string> family_of;
-  for (const auto& item : items) family_of[item.file + "\n" + item.task] = item.family;
-  for (const auto& key : order) {
-    const auto [ok, skip] = tasks[key];
-    if (skip) {
+  for (const auto& task : tasks) {
+    if (task.skipped) {
       skipped += 1;
       continue;
     }
     evaluated += 1;
-    solved += ok;
-    auto& fam = by_family[family_of[key.first + "\n" + key.second]];
-    auto& file = by_file[key.first];
-    fam.first += ok, fam.second += 1, file.first += ok, file.second += 1;
+    solved += task.solved;
+    auto& fam = by_family[task.family];
+    auto& file = by_file[task.file];
+    fam.first += task.solved, fam.second += 1, file.first += task.solved, file.second += 1;
   }
   json report = rate(solved, evaluated);
   report["skipped"] = skipped;
   report["items_exact"] = items_exact;
   report["cell_accuracy"] = cells ? static_cast<double>(cells_right) / cells : 0.0;
+  report["by_family"] = json::object();
+  report["by_file"] = json::object();
   for (const auto& [name, c] : by_family) report["by_family"][name] = rate(c.first, c.second);
   for (const auto& [name, c] : by_file) report["by_file"][name] = rate(c.first, c.second);
   int64_t right_tokens = 0;
@@ -206,11 +215,6 @@ json item_entry(const EvalItem& item, const json& r) {
 std::string dump_text(const json& j, int indent) {
   // A byte-level model can generate bytes that are not UTF-8: they become U+FFFD.
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
-}
-
-const std::vector<std::string>& eval_mode_names() {
-  static const std::vector<std::string> names = {"greedy", "mcts", "mcts+inject"};
-  return names;
 }
 
 std::vector<EvalMode> eval_modes(const std::string& comma_list) {

@@ -29,8 +29,6 @@ struct EvalMode {
   bool search = false;
   bool inject = false;
 };
-// greedy, mcts, mcts+inject.
-const std::vector<std::string>& eval_mode_names();
 // "greedy,mcts": the modes, in that order; std::invalid_argument for anything else.
 std::vector<EvalMode> eval_modes(const std::string& comma_list);
 bool is_mode_list(const std::string& comma_list);
@@ -38,8 +36,7 @@ constexpr const char* kModeListDescription = "a comma-separated list of greedy, 
 
 struct EvalSetup {
   model::Backbone backbone{nullptr};
-  std::shared_ptr<search::LatentModel> planner;  // for the search modes
-  std::string planner_name;                      // "dynamics" or "exact", for the report
+  std::shared_ptr<search::LatentModel> planner;  // for the search modes (null without one)
   const data::Tokenizer* tokenizer = nullptr;
   search::SearchOptions search;
   double injection_rate = 0.1, delta_decay = 0.9;

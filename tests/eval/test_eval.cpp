@@ -74,6 +74,7 @@ TEST(EvalStatistics, ExpectedCalibrationErrorByHand) {
   const std::vector<Prediction> p = {{0.95, true}, {0.95, false}, {0.15, false}, {0.15, false}};
   EXPECT_NEAR(expected_calibration_error(p), 0.3, 1e-12);
   EXPECT_NEAR(expected_calibration_error({{1.7, true}, {-3.0, false}}), 0.0, 1e-12);  // clamped: perfect
+  EXPECT_NEAR(expected_calibration_error({{NAN, true}, {0.95, true}, {0.95, false}}), 0.45, 1e-12);  // NaN left out
   EXPECT_EQ(expected_calibration_error({}), 0.0);
 }
 
@@ -109,7 +110,6 @@ TEST(PlanningEval, CountsExactAnswersAndSkippedPrompts) {
   EvalSetup s;
   s.backbone = backbone;
   s.planner = std::make_shared<search::ExactModel>(backbone);
-  s.planner_name = "exact";
   s.tokenizer = tokenizer.get();
   s.search.n_simulations = 4;
   s.modes = eval_modes("greedy,mcts");
@@ -126,7 +126,15 @@ TEST(PlanningEval, CountsExactAnswersAndSkippedPrompts) {
   EXPECT_EQ(g["calibration"]["token_accuracy"], 1.0);
   EXPECT_TRUE(report["items"][1]["skipped"].get<bool>());
   EXPECT_GT(report["modes"]["mcts"]["search"]["searches"].get<int64_t>(), 0);
-  EXPECT_NE(format_eval_report(report).find("greedy"), std::string::npos);
+  const auto table = format_eval_report(report);
+  EXPECT_NE(table.find("greedy         0/1      0.0% [ 0.0, 79.3]"), std::string::npos) << table;
+
+  // Every prompt too long: counted as skipped, and the report still prints.
+  s.max_prompt_tokens = 1;
+  const auto none = run_planning_eval(s, eval_items({text}), *comm);
+  EXPECT_EQ(none["modes"]["greedy"]["tasks"], 0);
+  EXPECT_EQ(none["modes"]["greedy"]["skipped"], 2);
+  EXPECT_NE(format_eval_report(none).find("by family"), std::string::npos);
 }
 
 }  // namespace

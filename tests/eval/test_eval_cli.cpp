@@ -4,10 +4,6 @@
 // and a pipeline killed in stage 2 resumes there.
 #include <gtest/gtest.h>
 
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <thread>
 
@@ -17,10 +13,6 @@ namespace {
 
 using namespace crsm::testing;
 using Clock = std::chrono::steady_clock;
-
-std::string mpirun(int world) {
-  return std::string(CRSM_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " + std::to_string(world) + " ";
-}
 
 // Everything but the timings, which may differ between runs.
 nlohmann::json without_timing(const nlohmann::json& j) {
@@ -80,6 +72,14 @@ TEST_F(EvalCli, TheReportIsTheSameOnOneTwoAndThreeRanks) {
     if (world == 1) first = without_timing(report);
     else EXPECT_EQ(without_timing(report), first) << "world " << world;
   }
+  // More ranks than tasks: a rank with nothing to decode still takes part in the gather.
+  const auto few = run_command("timeout 120 " + mpirun(3) +
+                               crsm_train("eval --model " + work->str("run") + " --tasks " + work->str("arc/eval") +
+                                          " --max-tasks 2 --modes greedy --output " + work->str("few.json")));
+  ASSERT_EQ(few.status, 0) << few.output;
+  const auto report = nlohmann::json::parse(read_file(work->path() / "few.json"));
+  EXPECT_EQ(report["modes"]["greedy"]["tasks"], 2);
+  EXPECT_EQ(report["items"].size(), 2u);
 }
 
 TEST_F(EvalCli, APipelineRunsEveryStageUnderMpirunAndContinuesWhereItStopped) {
@@ -130,18 +130,11 @@ TEST_F(EvalCli, APipelineKilledInStage2ResumesThere) {
                            " --backbone-steps 4 --finetune-steps 2 --dynamics-samples 20000 --dynamics-steps 600 "
                            "--save-every 20 --check-samples 64 --max-tasks 2 --modes greedy --threads 1";
   const std::string saved = work->str("killed/dynamics/checkpoints/latest");
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    const std::string line = "exec " + crsm_train(args) + " > " + work->str("killed.log") + " 2>&1";
-    ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  Job job = spawn(crsm_train(args), work->str("killed.log"));
   const auto deadline = Clock::now() + std::chrono::seconds(120);
   std::error_code ec;
   while (Clock::now() < deadline && !fs::exists(saved, ec)) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  ::kill(-pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
+  job.kill();
   const auto state = nlohmann::json::parse(read_file(work->path() / "killed" / "pipeline.json"));
   ASSERT_TRUE(state["done"].contains("finetune")) << read_file(work->path() / "killed.log");
   ASSERT_FALSE(state["done"].contains("dynamics")) << "stage 2 finished before it was killed";
