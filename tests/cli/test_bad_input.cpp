@@ -470,6 +470,7 @@ TEST_F(BadInput, Eval) {
       {"eval --model {W}/run --tasks {W}/missing.json", 2, "{W}/missing.json"},
       {"eval --model {W}/run --tasks {W}/ragged.jsonl", 2, "{W}/ragged.jsonl line 2: field train[0].input[1]: ragged grid"},
       {"eval --model {W}/run --tasks {W}/corpus.txt", 2, "{W}/corpus.txt: expected a directory of <task id>.json files"},
+      {"eval --model {W}/run --tasks {W}/task.json {W}/task.json", 2, "--tasks {W}/task.json: given twice"},
       {"eval --model {W}/run --tasks {W}/task.json --output {W}/existing.svg", 2, "--output {W}/existing.svg: already exists; pass --force"},
       {"eval --model {W}/run --tasks {W}/task.json --output {W}/run/checkpoints/step_00000002/eval.json", 2, "inside the checkpoint"},
       {"eval --model {W}/empty_dir --tasks {W}/task.json", 2, "--model {W}/empty_dir: holds no complete checkpoint"},
