@@ -8,6 +8,7 @@
 #include "dist/data_parallel.h"
 #include "dist/flat_layout.h"
 #include "model/activation_memory.h"
+#include "model/backbone.h"
 #include "model/parameter_count.h"
 #include "train/adamw.h"
 #include "train/memory_fit.h"
@@ -64,10 +65,12 @@ int memory_command(int argc, char** argv) {
                      train::format_bytes(static_cast<double>(bucket_bytes)) +
                      " buckets: more than this table lays out (2^40 parameters, 2^24 buckets)");
 
-  std::vector<dist::ParamInfo> params;
+  std::vector<dist::ParamInfo> params, by_unit;
   for (const auto& [name, shape] : model::parameter_shapes(config.model)) {
     if (train::is_value_head(name) && !parsed->is_set("stage4")) continue;
     params.push_back({name, shape, train::decays(name, static_cast<int64_t>(shape.size()))});
+    by_unit.push_back(params.back());
+    by_unit.back().unit = model::parameter_unit(config.model, name);
   }
   const int64_t seq_len = config.train.seq_len;
   std::printf("Training memory per rank, %s (%lld trainable fp32 parameters, AdamW, %g MiB buckets; float32\n"
@@ -88,11 +91,14 @@ int memory_command(int argc, char** argv) {
   fits += "\n" + rule + "\n";
   for (const int64_t world : parsed->integers("world")) {
     const dist::FlatLayout layout(params, static_cast<int>(world), bucket_bytes / 4);
+    // Stage 3 cuts buckets at the units it gathers.
+    const dist::FlatLayout unit_layout(by_unit, static_cast<int>(world), bucket_bytes / 4);
     const int64_t rows = parsed->has("micro-batch") ? parsed->integer("micro-batch")
                                                     : std::max<int64_t>(1, config.train.batch_size / world);
     const auto act = model::activation_bytes(config.model, rows, seq_len);
-    for (int stage = 0; stage <= 2; ++stage) {
-      const auto m = dist::planned_memory(layout, stage, 4);
+    for (int stage = 0; stage <= 3; ++stage) {
+      const auto m = dist::planned_memory(dist::ZeroPolicy::for_stage(stage).sharded_parameters() ? unit_layout : layout,
+                                          stage, 4);
       const double state = static_cast<double>(m.params + m.grads + m.optimizer);
       std::printf("| %lld | %d | %s | %s | %s | %lld | %s | %s | %s | %s |\n", static_cast<long long>(world), stage,
                   gib(m.params).c_str(), gib(m.grads).c_str(), gib(m.optimizer).c_str(), static_cast<long long>(rows),

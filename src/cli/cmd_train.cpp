@@ -8,6 +8,7 @@
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
+#include "dist/zero_policy.h"
 #include "train/mixed_precision.h"
 #include "train/trainer.h"
 
@@ -41,13 +42,14 @@ const std::vector<Option>& train_options() {
       Option::for_key("seed", "seed", "seed of initialisation and data order"),
       Option::for_key("device", "device", "cpu | cuda | cuda:N"),
       Option("threads", Constraint::integer(0, 4096), "CPU threads per rank (0: this rank's CPUs / the ranks on its node sharing them)").with_default("0"),
-      Option::for_key("zero-stage", "zero_stage", "0 replicated | 1 optimizer state sharded | 2 gradients sharded too"),
+      Option::for_key("zero-stage", "zero_stage", "0 replicated | 1 optimizer state sharded | 2 gradients sharded too | 3 parameters sharded too (gathered a block at a time)"),
       Option("bucket-mb", Constraint::number(1e-3, 4096), "gradient bucket size in MiB for the overlapped all-reduce").with_default("4"),
       Option("collective-timeout", Constraint::integer(0, dist::kMaxCollectiveTimeout.count()),
              "seconds a rank waits for one MPI collective before the job is ended, naming it (0: forever; must exceed the longest checkpoint save or corpus preparation)")
           .with_default(std::to_string(dist::kDefaultCollectiveTimeout.count())),
       Option("precision", Constraint::word({"fp32", "bf16"}), "fp32 | bf16 (autocast forward passes to bfloat16; weights, optimizer and losses stay fp32)").with_default("fp32"),
       Option("activation-checkpointing", Constraint::boolean(), "keep only each block's input for backward and recompute the block there (memory for a forward pass)"),
+      Option("no-prefetch", Constraint::boolean(), "zero stage 3: gather each unit only when it runs, not while the previous one computes (for comparison)"),
   };
   return table;
 }
@@ -80,6 +82,10 @@ train::TrainOptions training_options(const ParsedOptions& o, const RunConfig& co
   t.bucket_bytes = static_cast<int64_t>(o.number("bucket-mb") * (1 << 20));
   t.precision = train::parse_precision(o.text("precision"));
   t.activation_checkpointing = o.is_set("activation-checkpointing");
+  t.prefetch = !o.is_set("no-prefetch");
+  if (!t.prefetch && !dist::ZeroPolicy::for_stage(static_cast<int>(config.zero_stage)).sharded_parameters())
+    throw UsageError("--no-prefetch applies to --zero-stage 3 only (this run has zero stage " +
+                     std::to_string(config.zero_stage) + ")");
   return t;
 }
 

@@ -91,7 +91,7 @@ const std::vector<Key>& keys() {
       plain<int64_t>("seed", Constraint::integer(0), CRSM_FIELD(seed)),
       plain<std::string>("device", Constraint::satisfying(is_device_name, "\"cpu\", \"cuda\" or \"cuda:N\""),
                          CRSM_FIELD(device)),
-      plain<int64_t>("zero_stage", Constraint::integer(0, 2), CRSM_FIELD(zero_stage)),
+      plain<int64_t>("zero_stage", Constraint::integer(0, 3), CRSM_FIELD(zero_stage)),
   };
   return table;
 }

@@ -65,7 +65,7 @@ struct RunConfig {
   InputsConfig inputs;
   int64_t seed = 42;
   std::string device = "cpu";
-  int64_t zero_stage = 0;  // SPEC §6: 0 replicated, 1 optimizer state sharded, 2 gradients too
+  int64_t zero_stage = 0;  // SPEC §6: 0 replicated, 1 optimizer state sharded, 2 gradients too, 3 parameters too
 };
 
 // The constraint of a config key, for the command-line flags that set the same value

@@ -170,15 +170,20 @@ class GradientReadyHook final : public torch::autograd::FunctionPostHook {
 
 DataParallel::DataParallel(const std::vector<std::pair<std::string, at::Tensor>>& params,
                            const std::vector<bool>& decay, Communicator& comm,
-                           DataParallelOptions options)
+                           DataParallelOptions options, const std::vector<int>& units)
     : comm_(comm),
       options_(options),
       policy_(ZeroPolicy::for_stage(options.zero_stage)),
       layout_(
           [&] {
             std::vector<ParamInfo> infos;
+            // Units cut buckets only where parameters are gathered by unit.
+            const bool by_unit = ZeroPolicy::for_stage(options.zero_stage).sharded_parameters();
+            if (by_unit && units.size() != params.size())
+              throw std::invalid_argument("data parallel: zero stage 3 needs the gathering unit of every parameter");
             for (size_t i = 0; i < params.size(); ++i)
-              infos.push_back({params[i].first, params[i].second.sizes().vec(), decay.at(i)});
+              infos.push_back({params[i].first, params[i].second.sizes().vec(), decay.at(i),
+                               by_unit ? units.at(i) : 0});
             return infos;
           }(),
           comm.world_size(),
@@ -189,25 +194,30 @@ DataParallel::DataParallel(const std::vector<std::pair<std::string, at::Tensor>>
   if (options_.reduce_after_backward && scattered)
     throw std::invalid_argument("reduce_after_backward is a baseline for all-reduced gradients only");
   torch::NoGradGuard no_grad;
-  const auto opts = params[0].second.options().requires_grad(false);
-  flat_params_ = torch::zeros({layout_.total()}, opts);
   // Layout order is reverse registration order.
   for (const auto& fp : layout_.params()) {
     auto it = std::find_if(params.begin(), params.end(),
                            [&](const auto& p) { return p.first == fp.info.name; });
-    at::Tensor p = it->second;
-    auto view = flat_params_.narrow(0, fp.offset, fp.info.numel());
-    view.copy_(p.reshape(-1));
-    p.set_data(view.view(p.sizes()));
-    model_params_.push_back(p);
+    model_params_.push_back(it->second);
   }
-  comm_.broadcast(flat_params_, 0)->wait();
+  if (policy_.sharded_parameters()) {
+    sharded_ = std::make_unique<ShardedParameters>(layout_, model_params_, comm_, options_.prefetch);
+  } else {
+    flat_params_ = torch::zeros({layout_.total()}, params[0].second.options().requires_grad(false));
+    for (size_t i = 0; i < model_params_.size(); ++i) {
+      const auto& fp = layout_.params()[i];
+      auto view = flat_params_.narrow(0, fp.offset, fp.info.numel());
+      view.copy_(model_params_[i].reshape(-1));
+      model_params_[i].set_data(view.view(model_params_[i].sizes()));
+    }
+    comm_.broadcast(flat_params_, 0)->wait();
+  }
 
   if (scattered) gradients_ = std::make_unique<ReduceScatteredGradients>(layout_, model_params_, comm_);
   else gradients_ = std::make_unique<AllReducedGradients>(layout_, model_params_, comm_);
   segments_ = layout_.owned_segments(comm_.rank(), policy_.sharded_optimizer());
   for (const auto& seg : segments_) {
-    owned_params_.push_back(flat_params_.narrow(0, seg.flat_offset, seg.length));
+    owned_params_.push_back(sharded_ ? sharded_->owned(seg) : flat_params_.narrow(0, seg.flat_offset, seg.length));
     owned_grads_.push_back(gradients_->owned(seg));
   }
   for (size_t b = 0; b < layout_.buckets().size(); ++b) buckets_.push_back(std::make_unique<BucketState>());
@@ -228,6 +238,9 @@ DataParallel::~DataParallel() {
 
 void DataParallel::zero_grad() {
   gradients_->zero();
+  // A unit prefetched by the last forward (a validation pass) holds values from before
+  // the update.
+  if (sharded_) sharded_->release_all();
 }
 
 void DataParallel::begin_micro_batch(bool last) {
@@ -256,6 +269,7 @@ void DataParallel::launch_ready_in_order() {
   // Every rank must issue collectives in the same order, whatever order hooks fire in.
   while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready) {
     buckets_[next_launch_]->work = gradients_->launch(next_launch_);
+    if (sharded_) sharded_->gradients_taken(static_cast<int>(next_launch_));
     ++next_launch_;
     while (next_launch_ - retired_ > gradients_->max_in_flight()) retire(retired_++);
   }
@@ -283,6 +297,7 @@ void DataParallel::end_micro_batch() {
   for (auto& state : buckets_) state->ready = true;
   launch_ready_in_order();
   while (retired_ < next_launch_) retire(retired_++);
+  if (sharded_) sharded_->release_all();
   syncing_ = false;
 }
 
@@ -302,7 +317,7 @@ void DataParallel::scale_grads(double factor) {
 }
 
 void DataParallel::gather_params() {
-  if (!policy_.sharded_optimizer() || layout_.world_size() == 1) return;
+  if (!policy_.gathers_after_update() || layout_.world_size() == 1) return;
   std::vector<WorkPtr> works;
   for (const auto& bucket : layout_.buckets())
     works.push_back(comm_.all_gather(flat_params_.narrow(0, bucket.begin, bucket.end - bucket.begin)));
@@ -310,15 +325,28 @@ void DataParallel::gather_params() {
 }
 
 MemoryUsage DataParallel::memory() const {
-  return {flat_params_.numel() * flat_params_.element_size(), gradients_->bytes(), 0};
+  const int64_t params = sharded_ ? sharded_->shard_bytes() + sharded_->peak_gathered_bytes()
+                                  : flat_params_.numel() * flat_params_.element_size();
+  return {params, gradients_->bytes(), 0};
 }
 
 MemoryUsage planned_memory(const FlatLayout& layout, int zero_stage, int64_t element_bytes) {
   const auto policy = ZeroPolicy::for_stage(zero_stage);
   MemoryUsage m;
-  m.params = layout.total() * element_bytes;
   int64_t largest_bucket = 0;
   for (const auto& b : layout.buckets()) largest_bucket = std::max(largest_bucket, b.end - b.begin);
+  // Sharded parameters: the shard, the unit that runs and the one prefetched.
+  int64_t unit_a = 0, unit_b = 0;
+  for (size_t u = 0; u < layout.units().size(); ++u) {
+    const int64_t n = layout.unit_elements(static_cast<int>(u));
+    if (n > unit_a) {
+      unit_b = unit_a;
+      unit_a = n;
+    } else {
+      unit_b = std::max(unit_b, n);
+    }
+  }
+  m.params = (policy.sharded_parameters() ? layout.shard_elements() + unit_a + unit_b : layout.total()) * element_bytes;
   const bool sharded = policy.sharded_optimizer();
   const int64_t owned = sharded ? layout.shard_elements() : layout.data_elements();
   // Reduce-scatter holds the shard, the buckets in flight with their received chunks,

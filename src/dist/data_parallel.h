@@ -1,6 +1,6 @@
 #pragma once
 
-// Data parallelism over a Communicator, with ZeRO stages 0-2 (SPEC §6).
+// Data parallelism over a Communicator, with ZeRO stages 0-3 (SPEC §6).
 //
 // The trainable parameters are moved into one flat buffer (FlatLayout) and the model's
 // tensors become views of it. Gradients are averaged in buckets launched from autograd
@@ -9,8 +9,12 @@
 //   how gradients are reduced  all-reduced into a full flat buffer, or reduce-scattered
 //                              so that a rank keeps only its chunk of every bucket (a
 //                              bucket's full gradient exists only while it is reduced);
-//   what the optimizer owns    every parameter, or the rank's chunk of every bucket
-//                              (then parameters are all-gathered after the update).
+//   what the optimizer owns    every parameter, or the rank's chunk of every bucket;
+//   where parameters live      replicated (all-gathered after the update when the
+//                              optimizer owns chunks), or sharded: the rank keeps its
+//                              chunks and gathers a unit at a time while forward and
+//                              backward use it (sharded_parameters.h; the caller
+//                              connects the model's unit hooks to parameters()).
 // A training step is: zero_grad(); for each micro-batch begin_micro_batch(last),
 // backward, end_micro_batch(); then update owned_params() from owned_grads() (after
 // clipping with grad_norm()/scale_grads()); then gather_params().
@@ -24,6 +28,7 @@
 
 #include "dist/communicator.h"
 #include "dist/flat_layout.h"
+#include "dist/sharded_parameters.h"
 #include "dist/zero_policy.h"
 
 namespace torch::autograd {
@@ -38,6 +43,8 @@ struct DataParallelOptions {
   // Gradients wait for backward to finish and are then reduced bucket by bucket:
   // the baseline the overlap is measured against (bench only).
   bool reduce_after_backward = false;
+  // Stage 3: launch the next unit's gather while the current one computes.
+  bool prefetch = true;
 };
 
 // Bytes this rank holds for training state.
@@ -51,15 +58,19 @@ class DataParallel {
   static constexpr size_t kMaxInFlight = 2;
 
   // `params`: the trainable parameters in registration order, with whether weight decay
-  // applies. They must be on the communicator's device. Rank 0's values are broadcast.
+  // applies and (stage 3 only) their gathering unit. They must be on the communicator's
+  // device. Rank 0's values are broadcast.
   DataParallel(const std::vector<std::pair<std::string, at::Tensor>>& params,
-               const std::vector<bool>& decay, Communicator& comm, DataParallelOptions options);
+               const std::vector<bool>& decay, Communicator& comm, DataParallelOptions options,
+               const std::vector<int>& units = {});
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
 
   const FlatLayout& layout() const { return layout_; }
   const ZeroPolicy& policy() const { return policy_; }
+  // Stage 3: where the parameters live between uses; null at stages 0-2.
+  ShardedParameters* sharded_parameters() { return sharded_.get(); }
 
   // The pieces of parameters this rank updates, their value views and averaged
   // gradients (valid after the last micro-batch's end_micro_batch()).
@@ -101,7 +112,8 @@ class DataParallel {
   DataParallelOptions options_;
   ZeroPolicy policy_;
   FlatLayout layout_;
-  at::Tensor flat_params_;
+  at::Tensor flat_params_;                    // replicated placement
+  std::unique_ptr<ShardedParameters> sharded_;  // sharded placement
   std::vector<at::Tensor> model_params_;  // in flat (layout) order
   std::unique_ptr<Gradients> gradients_;
   std::vector<Segment> segments_;
@@ -117,6 +129,8 @@ class DataParallel {
 
 // What a rank of a run with this layout would hold, without building anything: the
 // plan the README's memory table reports (AdamW: two fp32 moments per owned element).
+// At stage 3 the layout must carry the units, and the plan counts the two largest
+// gathered at once (tied embeddings keep the embedding gathered through backward too).
 MemoryUsage planned_memory(const FlatLayout& layout, int zero_stage, int64_t element_bytes);
 
 }  // namespace crsm::dist

@@ -9,6 +9,8 @@
 // a multiple of the world size); a parameter may straddle two or more, so no bucket is
 // larger than that, however large the embedding. Only the last bucket is padded, with
 // zeros, to a multiple of the world size. Rank r owns chunk r of every bucket.
+// Parameters may carry a unit (the group a ZeRO-3 run gathers at once): then buckets
+// never straddle two units, and each unit's parameters must be contiguous.
 // Ownership is described as segments: pieces of one parameter, which is also how
 // optimizer state is saved, so a checkpoint written under one world size or zero stage
 // can be re-partitioned for another.
@@ -23,6 +25,7 @@ struct ParamInfo {
   std::string name;
   std::vector<int64_t> shape;
   bool decay = true;  // weight decay applies
+  int unit = 0;       // the gathering unit (all 0: no unit boundaries)
   int64_t numel() const;
 };
 
@@ -37,6 +40,13 @@ struct Bucket {
   int64_t data_end = 0;        // end of real elements; [data_end, end) is padding
   std::vector<int> params;     // indexes into FlatLayout::params() of those overlapping it
   int64_t chunk(int world) const { return (end - begin) / world; }
+};
+
+// The buckets one unit's parameters fill: [first_bucket, last_bucket]; empty (first >
+// last) for a unit none of whose parameters are in the layout.
+struct UnitBuckets {
+  int first_bucket = 0, last_bucket = -1;
+  bool empty() const { return first_bucket > last_bucket; }
 };
 
 // A contiguous piece of one parameter owned by a rank, within one bucket.
@@ -58,6 +68,10 @@ class FlatLayout {
   int64_t data_elements() const;            // real parameter elements
   const std::vector<FlatParam>& params() const { return params_; }
   const std::vector<Bucket>& buckets() const { return buckets_; }
+  // Indexed by unit number, up to the largest unit of any parameter.
+  const std::vector<UnitBuckets>& units() const { return units_; }
+  // Flat elements of the unit, padding included.
+  int64_t unit_elements(int unit) const;
 
   // The pieces of parameters rank `rank` owns: with sharded = false every parameter
   // whole (replicated optimizer state), else the rank's chunk of every bucket.
@@ -70,6 +84,7 @@ class FlatLayout {
   int64_t total_ = 0;
   std::vector<FlatParam> params_;
   std::vector<Bucket> buckets_;
+  std::vector<UnitBuckets> units_;
 };
 
 }  // namespace crsm::dist

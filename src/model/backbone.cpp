@@ -44,26 +44,48 @@ at::Tensor BackboneImpl::embed(const at::Tensor& tokens) {
   return embedding_(tokens);
 }
 
+int parameter_unit(const ModelConfig& cfg, const std::string& name) {
+  const int layers = static_cast<int>(cfg.num_layers);
+  if (name.rfind("embedding.", 0) == 0) return 0;
+  if (name.rfind("layers.", 0) == 0) return 1 + std::stoi(name.substr(7));
+  if (name.rfind("norm_f.", 0) == 0 || name.rfind("lm_head.", 0) == 0) return layers + 1;
+  if (name.rfind("value_heads.", 0) == 0) return layers + 2;
+  throw std::invalid_argument("backbone: no unit holds a parameter named " + name);
+}
+
+at::Tensor BackboneImpl::embed_unit(const at::Tensor& tokens) {
+  const UnitUse use(hooks_, {0});
+  return use.mark(embed(tokens));
+}
+
+at::Tensor BackboneImpl::block_unit(size_t l, const at::Tensor& h, LayerCache* cache) {
+  const UnitUse use(hooks_, {static_cast<int>(l) + 1});
+  const bool recompute = !cache && checkpointing_ && is_training() && torch::GradMode::is_enabled();
+  return use.mark(recompute ? checkpointed_forward(blocks_[l], h, cfg_.dropout > 0) : blocks_[l]->forward(h, cache));
+}
+
 at::Tensor BackboneImpl::head(const at::Tensor& h) {
+  const int unit = static_cast<int>(cfg_.num_layers) + 1;
+  const UnitUse use(hooks_, cfg_.tie_embeddings ? std::vector<int>{unit, 0} : std::vector<int>{unit});
   const auto normed = norm_f_(h);
-  return parallel_linear(normed, cfg_.tie_embeddings ? embedding_->weight : lm_head_->weight, {});
+  return use.mark(parallel_linear(normed, cfg_.tie_embeddings ? embedding_->weight : lm_head_->weight, {}));
 }
 
 at::Tensor BackboneImpl::values_of(const std::vector<at::Tensor>& latents) {
+  const UnitUse use(hooks_, {static_cast<int>(cfg_.num_layers) + 2});
   std::vector<at::Tensor> values;
   values.reserve(latents.size());
   for (size_t l = 0; l < latents.size(); ++l)
     values.push_back(heads_[l](latents[l]).squeeze(-1));
-  return torch::stack(values, -1);
+  return use.mark(torch::stack(values, -1));
 }
 
 std::vector<at::Tensor> BackboneImpl::run_blocks(const at::Tensor& tokens) {
-  auto h = embed(tokens);
+  auto h = embed_unit(tokens);
   std::vector<at::Tensor> latents;
   latents.reserve(blocks_.size());
-  const bool recompute = checkpointing_ && is_training() && torch::GradMode::is_enabled();
-  for (auto& block : blocks_) {
-    h = recompute ? checkpointed_forward(block, h, cfg_.dropout > 0) : block->forward(h);
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    h = block_unit(l, h, nullptr);
     latents.push_back(h);
   }
   return latents;
@@ -79,10 +101,10 @@ at::Tensor BackboneImpl::latents(const at::Tensor& tokens) { return torch::stack
 StepOutput BackboneImpl::prefill(const at::Tensor& tokens, ModelState& state) {
   TORCH_CHECK(tokens.dim() == 2 && tokens.size(1) > 0, "prefill: tokens must be [batch, T>0]");
   state.caches.assign(blocks_.size(), LayerCache{});
-  auto h = embed(tokens);
+  auto h = embed_unit(tokens);
   std::vector<at::Tensor> last;
   for (size_t l = 0; l < blocks_.size(); ++l) {
-    h = blocks_[l]->forward(h, &state.caches[l]);
+    h = block_unit(l, h, &state.caches[l]);
     last.push_back(h.select(1, -1));
   }
   state.latents = torch::stack(last, 1);
@@ -99,10 +121,13 @@ StepOutput BackboneImpl::step(const at::Tensor& tokens, ModelState& state, Injec
                     injection->alpha.dim() == 2 && injection->alpha.size(1) == cfg_.num_layers,
                 "step: injection target must be [batch, ", cfg_.num_layers, ", ", cfg_.d_model,
                 "] and alpha [batch, ", cfg_.num_layers, "]");
-  auto h = embed(tokens);
+  auto h = embed_unit(tokens);
   std::vector<at::Tensor> latents, moved;
   for (size_t l = 0; l < blocks_.size(); ++l) {
-    h = blocks_[l]->step(h, state.caches[l]);
+    h = [&] {
+      const UnitUse use(hooks_, {static_cast<int>(l) + 1});
+      return blocks_[l]->step(h, state.caches[l]);
+    }();
     if (injection) {
       const auto delta = injection->alpha.select(1, l).unsqueeze(-1) *
                          (injection->target.select(1, l) - h);

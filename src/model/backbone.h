@@ -10,6 +10,7 @@
 #include "model/layer_cache.h"
 #include "model/model_config.h"
 #include "model/rms_norm.h"
+#include "model/unit_hooks.h"
 
 namespace crsm::model {
 
@@ -64,11 +65,17 @@ class BackboneImpl : public torch::nn::Module {
   // record gradients: each block keeps only its input until backward recomputes it.
   void set_activation_checkpointing(bool on) { checkpointing_ = on; }
 
+  // Announces each use of a unit (parameter_unit()) to `hooks`, which the caller keeps
+  // alive while set.
+  void set_unit_hooks(UnitHooks* hooks) { hooks_ = hooks; }
+
   const ModelConfig& config() const { return cfg_; }
   at::Tensor embed(const at::Tensor& tokens);
 
  private:
   at::Tensor head(const at::Tensor& h);  // final norm + LM head
+  at::Tensor embed_unit(const at::Tensor& tokens);
+  at::Tensor block_unit(size_t l, const at::Tensor& h, LayerCache* cache);
   // Parallel mode through every block: the latent after each, [batch, T, d_model].
   std::vector<at::Tensor> run_blocks(const at::Tensor& tokens);
   at::Tensor values_of(const std::vector<at::Tensor>& latents);
@@ -78,12 +85,19 @@ class BackboneImpl : public torch::nn::Module {
   torch::nn::ModuleList layers_{nullptr};
   std::vector<Block> blocks_;
   bool checkpointing_ = false;
+  UnitHooks* hooks_ = nullptr;
   RMSNorm norm_f_{nullptr};
   torch::nn::Linear lm_head_{nullptr};
   torch::nn::ModuleList value_heads_{nullptr};
   std::vector<torch::nn::Linear> heads_;
 };
 TORCH_MODULE(Backbone);
+
+// The unit a parameter belongs to, for hooks (unit_hooks.h), numbered in the order
+// forward runs them: 0 the embedding, 1..num_layers the blocks, num_layers + 1 the final
+// norm with the LM head (which borrows unit 0 when embeddings are tied), num_layers + 2
+// the value heads. std::invalid_argument for a name the backbone does not have.
+int parameter_unit(const ModelConfig& cfg, const std::string& parameter_name);
 
 // Consensus value of a state from its num_layers per-layer values: mean over layers
 // - 0.1 * (population) std over layers, so layers that disagree lower the value. On the

@@ -10,6 +10,7 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 #include "dist/checkpoint_store.h"
+#include "dist/sha256.h"
 
 namespace crsm::train {
 namespace {
@@ -36,9 +37,21 @@ void copy_file_synced(const fs::path& from, const fs::path& to) {
 std::string backbone_sha256(const std::string& checkpoint_dir) {
   const auto manifest = dist::read_manifest(checkpoint_dir);
   const auto files = manifest.value("files", nlohmann::json::object());
-  if (!files.contains("model.safetensors") || !files["model.safetensors"].value("sha256", nlohmann::json()).is_string())
-    throw dist::CheckpointError(checkpoint_dir + "/manifest.json: no SHA-256 for model.safetensors");
-  return files["model.safetensors"]["sha256"].get<std::string>();
+  const auto sha_of = [&](const std::string& file) {
+    if (!files.contains(file) || !files[file].is_object() || !files[file].value("sha256", nlohmann::json()).is_string())
+      throw dist::CheckpointError(checkpoint_dir + "/manifest.json: no SHA-256 for " + file);
+    return files[file]["sha256"].get<std::string>();
+  };
+  const auto shards = manifest.value("parameter_shards", nlohmann::json());
+  if (!shards.is_object()) return sha_of("model.safetensors");
+  // Zero stage 3: the weights are the rank files' pieces; their digests, in file order,
+  // identify them.
+  dist::Sha256 digest;
+  for (const auto& [file, pieces] : shards.items()) {
+    const std::string line = file + " " + sha_of(file) + "\n";
+    digest.update(line.data(), line.size());
+  }
+  return digest.hex_digest();
 }
 
 std::string assemble_checkpoint(const std::string& backbone_dir, const std::string& dynamics_file,

@@ -12,7 +12,8 @@
 
 namespace crsm::train {
 
-// The SHA-256 of a checkpoint's model.safetensors, as its manifest records it.
+// The SHA-256 of a checkpoint's model.safetensors, as its manifest records it; for a zero
+// stage 3 checkpoint, the SHA-256 of its parameter rank files' names and digests.
 std::string backbone_sha256(const std::string& checkpoint_dir);
 
 // Writes <output>/checkpoints/step_N (N: the backbone's step) and returns it. UsageError

@@ -58,10 +58,14 @@ double planned_bytes_per_rank(const RunConfig& config, MemoryUse use, int world_
   const double w = std::max(1, world_size);
   const auto policy = dist::ZeroPolicy::for_stage(static_cast<int>(config.zero_stage));
   const double grads = policy.sharded_gradients() ? params / w : params;
+  // Sharded parameters: the shard and two gathered units, of which the embedding (or
+  // the LM head) is the largest.
+  const double unit = static_cast<double>(config.model.vocab_size) * static_cast<double>(config.model.d_model);
+  const double held = policy.sharded_parameters() ? params / w + 2 * std::max(unit, params / std::max<double>(1, config.model.num_layers)) : params;
   const double adam = 2 * (policy.sharded_optimizer() ? params / w : params);
   const double logits = static_cast<double>(micro_batch) * static_cast<double>(config.train.seq_len) *
                         static_cast<double>(config.model.vocab_size);
-  return (params + grads + adam + logits) * kFloat;
+  return (held + grads + adam + logits) * kFloat;
 }
 
 double machine_memory_bytes() {

@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 
 #include "dist/checkpoint_store.h"
 #include "dist/zero_policy.h"
@@ -23,6 +24,11 @@ namespace fs = std::filesystem;
 
 constexpr const char* kModelFile = "model.safetensors";
 constexpr const char* kRngKey = "rng.cpu";
+constexpr const char* kParamPrefix = "param/";
+
+std::string piece_key(const std::string& param, int64_t offset) {
+  return kParamPrefix + param + "@" + std::to_string(offset);
+}
 
 std::string rank_file(int rank) {
   char buf[32];
@@ -65,12 +71,87 @@ std::map<std::string, dist::FileDigest> gather_digests(dist::Communicator& comm,
   return out;
 }
 
+
+// The module's tensors no rank holds pieces of (parameters that do not train, buffers),
+// saved whole by rank 0 when parameters are sharded. Reads names and sizes only: the
+// sharded parameters' storage is released between uses.
+std::vector<PieceRange> frozen_parameters(const torch::nn::Module& module, const ShardingInfo& sharding) {
+  std::set<std::string> sharded;
+  for (const auto& pieces : sharding.pieces_by_rank)
+    for (const auto& p : pieces) sharded.insert(p.param);
+  std::vector<PieceRange> out;
+  for (const auto& [name, t] : model::module_tensors(module))
+    if (!sharded.count(name)) out.push_back({name, 0, t.numel()});
+  return out;
+}
+
+// This rank's pieces of the parameters (the values its optimizer updates) and the frozen
+// tensors, under their piece keys.
+void add_parameter_pieces(model::NamedTensors& out, const AdamW& optimizer, const torch::nn::Module& module,
+                          const std::vector<PieceRange>& frozen) {
+  for (const auto& slot : optimizer.slots()) out.emplace_back(piece_key(slot.param, slot.offset), slot.value);
+  if (frozen.empty()) return;
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& [name, t] : model::module_tensors(module)) tensors[name] = t;
+  for (const auto& p : frozen) out.emplace_back(piece_key(p.param, 0), tensors.at(p.param).reshape(-1));
+}
+
+// Copies the parameter pieces of every rank file into the module's tensors, one file in
+// memory at a time, checking each piece against the manifest and the model, and that
+// every element of every tensor is covered.
+void assemble_parameters(const std::string& dir, const TrainManifest& manifest, torch::nn::Module& module) {
+  std::map<std::string, at::Tensor> targets;
+  std::map<std::string, std::vector<std::pair<int64_t, int64_t>>> covered;  // [begin, end) per tensor
+  for (const auto& [name, t] : model::module_tensors(module)) targets[name] = t;
+  torch::NoGradGuard no_grad;
+  for (const auto& [file, ranges] : manifest.parameter_shards) {
+    if (ranges.empty()) continue;
+    const auto path = (fs::path(dir) / file).string();
+    std::map<std::string, at::Tensor> held;
+    for (auto& [name, t] : model::load_tensor_file(path))
+      if (name.rfind(kParamPrefix, 0) == 0) held[name] = t;
+    for (const auto& r : ranges) {
+      const auto target = targets.find(r.param);
+      if (target == targets.end())
+        throw dist::CheckpointError(manifest.path + ": \"parameter_shards." + file + "\" names " + r.param +
+                                    ", which the model does not have");
+      const auto piece = held.find(piece_key(r.param, r.offset));
+      if (piece == held.end() || piece->second.numel() != r.length ||
+          piece->second.scalar_type() != target->second.scalar_type())
+        throw dist::CheckpointError(path + ": no " + c10::toString(target->second.scalar_type()) + " piece " +
+                                    piece_key(r.param, r.offset) + " of " + std::to_string(r.length) +
+                                    " elements, which the manifest lists");
+      if (r.offset + r.length > target->second.numel())
+        throw dist::CheckpointError(manifest.path + ": piece " + piece_key(r.param, r.offset) + " of " +
+                                    std::to_string(r.length) + " elements runs past the " +
+                                    std::to_string(target->second.numel()) + " of " + r.param);
+      target->second.view(-1).narrow(0, r.offset, r.length).copy_(piece->second.reshape(-1));
+      covered[r.param].emplace_back(r.offset, r.offset + r.length);
+    }
+  }
+  for (const auto& [name, t] : targets) {
+    auto& ranges = covered[name];
+    std::sort(ranges.begin(), ranges.end());
+    int64_t end = 0;
+    for (const auto& [lo, hi] : ranges) {
+      if (lo != end) break;
+      end = hi;
+    }
+    if (end != t.numel() || (!ranges.empty() && ranges.back().second != end))
+      throw dist::CheckpointError(manifest.path + ": \"parameter_shards\" do not cover the " +
+                                  std::to_string(t.numel()) + " elements of " + name +
+                                  " once each (covered from 0 up to " + std::to_string(end) + ")");
+  }
+}
+
 }  // namespace
 
 ShardingInfo sharding_of(const dist::FlatLayout& layout, int zero_stage) {
   ShardingInfo info;
   info.zero_stage = zero_stage;
-  const bool sharded = dist::ZeroPolicy::for_stage(zero_stage).sharded_optimizer();
+  const auto policy = dist::ZeroPolicy::for_stage(zero_stage);
+  const bool sharded = policy.sharded_optimizer();
+  info.parameters_sharded = policy.sharded_parameters();
   for (int r = 0; r < layout.world_size(); ++r) {
     std::vector<PieceRange> pieces;
     // Optimizer state every rank holds whole is saved once, by rank 0.
@@ -94,6 +175,10 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
   model::NamedTensors mine;
   if (!sharding.pieces_by_rank.at(static_cast<size_t>(rank)).empty()) mine = optimizer.state();
   mine.emplace_back(kRngKey, cpu_rng_state());
+  const std::vector<PieceRange> frozen = sharding.parameters_sharded && rank == 0
+                                             ? frozen_parameters(*contents.module, sharding)
+                                             : std::vector<PieceRange>{};
+  if (sharding.parameters_sharded) add_parameter_pieces(mine, optimizer, *contents.module, frozen);
   const auto own = (fs::path(tmp) / rank_file(rank)).string();
   model::save_tensor_file(own, mine);
   // Each rank hashes its own file, in parallel; the gather also tells rank 0 that every
@@ -106,13 +191,17 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
       if (!fs::exists(fs::path(tmp) / rank_file(r)))
         throw dist::CheckpointError(tmp + ": rank " + std::to_string(r) + "'s file " + rank_file(r) +
                                     " is missing after every rank reported it written");
-    model::save_tensor_file((fs::path(tmp) / kModelFile).string(), model::module_tensors(*contents.module));
+    if (!sharding.parameters_sharded)
+      model::save_tensor_file((fs::path(tmp) / kModelFile).string(), model::module_tensors(*contents.module));
     if (contents.write_files) contents.write_files(tmp);
-    nlohmann::json shards = nlohmann::json::object();
+    nlohmann::json shards = nlohmann::json::object(), parameter_shards = nlohmann::json::object();
     for (size_t r = 0; r < sharding.pieces_by_rank.size(); ++r) {
       nlohmann::json pieces = nlohmann::json::array();
       for (const auto& p : sharding.pieces_by_rank[r]) pieces.push_back({p.param, p.offset, p.length});
       shards[rank_file(static_cast<int>(r))] = pieces;
+      if (r == 0)
+        for (const auto& p : frozen) pieces.push_back({p.param, p.offset, p.length});
+      parameter_shards[rank_file(static_cast<int>(r))] = pieces;
     }
     nlohmann::json manifest = {
         {"step", state.step},
@@ -127,6 +216,7 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
         {"optimizer_shards", shards},
         {"config", contents.config},
     };
+    if (sharding.parameters_sharded) manifest["parameter_shards"] = parameter_shards;
     for (const auto& [key, value] : contents.manifest_extra.items()) manifest[key] = value;
     final_dir = dist::commit_checkpoint(root, tmp, manifest, keep_last, digests);
   }
@@ -191,36 +281,45 @@ TrainManifest read_train_manifest(const std::string& dir) {
                std::all_of(name.begin() + 4, name.begin() + 9, [](char c) { return c >= '0' && c <= '9'; });
       },
       "a rank file name");
-  if (!j.contains("optimizer_shards") || !j["optimizer_shards"].is_object())
-    throw dist::CheckpointError(m.path + ": \"optimizer_shards\": expected a JSON object");
-  for (const auto& [file, ranges] : j["optimizer_shards"].items()) {
-    const std::string where = "optimizer_shards." + file;
-    if (!file_name.allows(file) || !ranges.is_array())
-      throw dist::CheckpointError(m.path + ": \"" + where + "\": expected a rank file name and a list of pieces");
-    auto& pieces = m.optimizer_shards[file];
-    // No parameter has 2^48 elements: offset + length cannot overflow.
-    const Constraint elements = Constraint::integer(0, int64_t{1} << 48);
-    for (const auto& r : ranges) {
-      if (!r.is_array() || r.size() != 3 || !r[0].is_string() || !elements.allows(r[1]) || !elements.allows(r[2]))
-        throw dist::CheckpointError(m.path + ": \"" + where + "\": expected pieces [name, offset, length], got " +
-                                    r.dump());
-      pieces.push_back({r[0].get<std::string>(), r[1].get<int64_t>(), r[2].get<int64_t>()});
+  const auto shards = [&](const char* key, bool required) {
+    std::map<std::string, std::vector<PieceRange>> out;
+    if (!required && !j.contains(key)) return out;
+    if (!j.contains(key) || !j[key].is_object())
+      throw dist::CheckpointError(m.path + ": \"" + key + "\": expected a JSON object");
+    for (const auto& [file, ranges] : j[key].items()) {
+      const std::string where = std::string(key) + "." + file;
+      if (!file_name.allows(file) || !ranges.is_array())
+        throw dist::CheckpointError(m.path + ": \"" + where + "\": expected a rank file name and a list of pieces");
+      auto& pieces = out[file];
+      // No parameter has 2^48 elements: offset + length cannot overflow.
+      const Constraint elements = Constraint::integer(0, int64_t{1} << 48);
+      for (const auto& r : ranges) {
+        if (!r.is_array() || r.size() != 3 || !r[0].is_string() || !elements.allows(r[1]) || !elements.allows(r[2]))
+          throw dist::CheckpointError(m.path + ": \"" + where + "\": expected pieces [name, offset, length], got " +
+                                      r.dump());
+        pieces.push_back({r[0].get<std::string>(), r[1].get<int64_t>(), r[2].get<int64_t>()});
+      }
     }
-  }
+    return out;
+  };
+  m.optimizer_shards = shards("optimizer_shards", true);
+  m.parameter_shards = shards("parameter_shards", false);
+  if (m.parameter_shards.empty() && dist::ZeroPolicy::for_stage(m.zero_stage).sharded_parameters())
+    throw dist::CheckpointError(m.path + ": \"parameter_shards\": a zero stage " + std::to_string(m.zero_stage) +
+                                " checkpoint must list the rank files that hold the parameters");
   return m;
 }
 
 model::Backbone load_checkpoint_model(const std::string& dir, RunConfig* config) {
   const TrainManifest manifest = read_train_manifest(dir);
   const RunConfig parsed = parse_run_config(manifest.config, manifest.path + " config");
-  const auto weights = fs::path(dir) / kModelFile;
-  std::error_code ec;
-  const double have = static_cast<double>(fs::file_size(weights, ec));
+  const double have = checkpoint_weight_bytes(dir, manifest);
   const double need = planned_bytes_per_rank(parsed, MemoryUse::kInference, 1, 0);
-  if (ec || need > have)
+  const std::string files = manifest.parameter_shards.empty() ? (fs::path(dir) / kModelFile).string()
+                                                              : "the rank files of " + dir;
+  if (need > have)
     throw dist::CheckpointError(manifest.path + ": its config describes a model of " + format_bytes(need) +
-                                " of weights, but " + weights.string() + " holds " +
-                                (ec ? "nothing (" + ec.message() + ")" : format_bytes(have)));
+                                " of weights, but " + files + " hold " + format_bytes(have));
   check_fits_in_memory(parsed, MemoryUse::kInference, 1, 1, 0, manifest.path + " config");
   model::Backbone model(parsed.model);
   load_checkpoint_weights(dir, model);
@@ -229,8 +328,24 @@ model::Backbone load_checkpoint_model(const std::string& dir, RunConfig* config)
 }
 
 void load_checkpoint_weights(const std::string& dir, model::Backbone& model) {
+  const TrainManifest manifest = read_train_manifest(dir);
+  if (!manifest.parameter_shards.empty()) return assemble_parameters(dir, manifest, *model);
   const auto path = (fs::path(dir) / kModelFile).string();
   model::load_module_tensors(*model, model::load_tensor_file(path), path);
+}
+
+double checkpoint_weight_bytes(const std::string& dir, const TrainManifest& manifest) {
+  std::vector<std::string> files;
+  if (manifest.parameter_shards.empty()) files.push_back(kModelFile);
+  for (const auto& [file, ranges] : manifest.parameter_shards) files.push_back(file);
+  double bytes = 0;
+  for (const auto& file : files) {
+    std::error_code ec;
+    const auto size = fs::file_size(fs::path(dir) / file, ec);
+    if (ec) throw dist::CheckpointError((fs::path(dir) / file).string() + ": cannot be read (" + ec.message() + ")");
+    bytes += static_cast<double>(size);
+  }
+  return bytes;
 }
 
 uint64_t rank_seed(int64_t seed, int rank) {
@@ -259,6 +374,9 @@ TrainState load_train_state(const std::string& dir, const TrainManifest& manifes
       if (file == own) rng = rng_at->second;
       tensors.erase(rng_at);
     }
+    tensors.erase(std::remove_if(tensors.begin(), tensors.end(),
+                                 [](const auto& t) { return t.first.rfind(kParamPrefix, 0) == 0; }),
+                  tensors.end());
     if (!needed) continue;
     auto found = AdamW::parse_state(tensors, path, &step);
     for (auto& p : found) pieces.push_back(std::move(p));

@@ -1,12 +1,16 @@
 #pragma once
 
 // Training checkpoints (SPEC §8), written by every rank together:
-//   model.safetensors          the full model, written by rank 0
-//   rank00000.safetensors ...  one per rank: its optimizer state pieces and CPU RNG
+//   model.safetensors          the full model, written by rank 0 (zero stages 0-2)
+//   rank00000.safetensors ...  one per rank: its optimizer state pieces and CPU RNG, and
+//                              at zero stage 3 its pieces of the parameters
+//                              ("param/<name>@<offset>"; rank 0's file also holds the
+//                              frozen parameters whole): nobody gathers the model
 //   tokenizer files, manifest.json (by rank 0, after every rank has written and synced)
-// The manifest lists which pieces of which parameters each rank file holds, so a run
+// The manifest lists which pieces of which parameters each rank file holds (optimizer
+// state under "optimizer_shards", parameter values under "parameter_shards"), so a run
 // resumed at another world size or zero stage takes its own pieces from whichever
-// files hold them.
+// files hold them, and a model is assembled from them one file at a time.
 
 #include <cstdint>
 #include <functional>
@@ -60,6 +64,7 @@ struct PieceRange {
 
 struct ShardingInfo {
   int zero_stage = 0;
+  bool parameters_sharded = false;  // each rank saves its pieces of the parameters too
   std::vector<std::vector<PieceRange>> pieces_by_rank;  // world_size entries
 };
 
@@ -77,6 +82,8 @@ struct TrainManifest {
   int zero_stage = 0;
   TrainState state;  // step, sampler position, stage
   std::map<std::string, std::vector<PieceRange>> optimizer_shards;  // rank file -> its pieces
+  // Rank file -> its parameter pieces; empty when model.safetensors holds the model.
+  std::map<std::string, std::vector<PieceRange>> parameter_shards;
   nlohmann::json config;  // parsed by parse_run_config where it is used
 };
 TrainManifest read_train_manifest(const std::string& dir);
@@ -97,8 +104,14 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
 // refused before anything is allocated.
 model::Backbone load_checkpoint_model(const std::string& dir, RunConfig* config = nullptr);
 
-// Copies a checkpoint's weights into the model (strict: names and shapes must match).
+// Copies a checkpoint's weights into the model (strict: names and shapes must match),
+// from model.safetensors or, at zero stage 3, piece by piece from the rank files, one
+// file in memory at a time; every element must be covered.
 void load_checkpoint_weights(const std::string& dir, model::Backbone& model);
+
+// Bytes of a checkpoint's weight files (model.safetensors, or the rank files holding
+// parameter pieces), for checking a manifest's config against them.
+double checkpoint_weight_bytes(const std::string& dir, const TrainManifest& manifest);
 
 // Seed of a rank's CPU random stream (dropout) in a fresh run: distinct per rank.
 uint64_t rank_seed(int64_t seed, int rank);

@@ -13,6 +13,7 @@ TrainableParameters trainable_parameters(model::Backbone& model, bool value_head
     }
     out.params.emplace_back(p.key(), p.value());
     out.decay.push_back(decays(p.key(), p.value().dim()));
+    out.units.push_back(model::parameter_unit(model->config(), p.key()));
   }
   return out;
 }

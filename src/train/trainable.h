@@ -21,6 +21,7 @@ bool is_value_head(const std::string& name);
 struct TrainableParameters {
   std::vector<std::pair<std::string, at::Tensor>> params;
   std::vector<bool> decay;  // per parameter: decays(name, dim)
+  std::vector<int> units;   // per parameter: the model's gathering unit (ZeRO-3)
 };
 
 // The model's parameters that train, in registration order; the value heads only when

@@ -86,6 +86,7 @@ class LanguageModelObjective : public Objective {
 
   torch::nn::Module& module() override { return *model_; }
   TrainableParameters trainable() override { return trainable_parameters(model_, value_loss_); }
+  void set_unit_hooks(model::UnitHooks* hooks) override { model_->set_unit_hooks(hooks); }
 
   std::vector<at::Tensor> losses(const Batch& batch) override {
     const LossParts parts = lm_loss(model_, batch[0], value_weight_);
@@ -236,6 +237,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   loop.log_every = opt.log_every;
   loop.keep_last = opt.keep_last;
   loop.zero_stage = zero_stage;
+  loop.prefetch = opt.prefetch;
   loop.bucket_bytes = opt.bucket_bytes;
   loop.seed = config.seed;
   loop.precision = opt.precision;

@@ -36,6 +36,7 @@ struct TrainOptions {
   int64_t bucket_bytes = 4 << 20;  // gradient bucket size for the overlapped reduction
   Precision precision = Precision::kFloat32;  // bf16: autocast around forward passes
   bool activation_checkpointing = false;      // recompute each block in backward
+  bool prefetch = true;                       // zero stage 3: gather the next unit early
 };
 
 // Runs stage 1 (value_loss off) or stage 4 (on) on every rank of `comm` (each rank

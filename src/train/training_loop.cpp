@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "base/atomic_file.h"
+#include "dist/counting_communicator.h"
 #include "dist/data_parallel.h"
 #include "dist/device_memory.h"
 #include "dist/runtime.h"
@@ -16,6 +17,7 @@
 #include "train/lr_schedule.h"
 #include "train/metrics_writer.h"
 #include "train/train_checkpoint.h"
+#include "train/unit_gathering.h"
 
 namespace crsm::train {
 namespace {
@@ -93,6 +95,13 @@ class Reporter {
     std::printf("step %6lld | val %s\n", static_cast<long long>(step), report.line.c_str());
     std::fflush(stdout);
   }
+  void traffic(double sent, double analytic) {
+    if (!root_ || analytic == 0) return;  // one rank sends nothing
+    std::printf("communication: rank 0 sent %s for parameters and gradients in this step (analytic %s, %+.2f%%)\n",
+                mib(static_cast<int64_t>(sent)).c_str(), mib(static_cast<int64_t>(analytic)).c_str(),
+                analytic > 0 ? 100.0 * (sent - analytic) / analytic : 0.0);
+    std::fflush(stdout);
+  }
   void memory(const at::Tensor& per_rank) {
     if (!root_) return;
     for (int64_t r = 0; r < per_rank.size(0); ++r) {
@@ -167,7 +176,18 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
   dist::DataParallelOptions dp_options;
   dp_options.zero_stage = opt.zero_stage;
   dp_options.bucket_bytes = opt.bucket_bytes;
-  dist::DataParallel dp(trainable.params, trainable.decay, comm, dp_options);
+  dp_options.prefetch = opt.prefetch;
+  // The parameters' and gradients' traffic is counted, to be set against the analytic volume.
+  dist::CountingCommunicator counted(comm);
+  dist::DataParallel dp(trainable.params, trainable.decay, counted, dp_options, trainable.units);
+  std::optional<UnitGathering> gathering;
+  if (dp.sharded_parameters()) gathering.emplace(*dp.sharded_parameters());
+  objective.set_unit_hooks(gathering ? &*gathering : nullptr);
+  // Unhooked before the gathering and the shards go, however the loop ends.
+  struct Unhook {
+    Objective& objective;
+    ~Unhook() { objective.set_unit_hooks(nullptr); }
+  } unhook{objective};
   AdamW optimizer(optimizer_slots(dp), {0.9, 0.95, 1e-8, opt.weight_decay});
   const ShardingInfo sharding = sharding_of(dp.layout(), opt.zero_stage);
 
@@ -221,6 +241,7 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
   auto& window = state.window;
   while (state.step < opt.total_steps) {
     const auto step_start = Clock::now();
+    counted.reset();
     const Batch batch = source.next();
     const int64_t micro = batch.at(0).size(0) / opt.grad_accum;
     dp.zero_grad();
@@ -269,8 +290,13 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
     window.sums.resize(step_losses.means.size(), 0.0);
     for (size_t i = 0; i < step_losses.means.size(); ++i) window.sums[i] += step_losses.means[i];
     ++window.steps;
-    if (state.step == first_step + 1)
+    if (state.step == first_step + 1) {
+      const double flat_bytes = static_cast<double>(dp.layout().total()) *
+                                static_cast<double>(dp.owned_params().at(0).element_size());
+      report.traffic(counted.bytes_sent(), dist::analytic_bytes_per_step(dp.policy(), flat_bytes, world,
+                                                                         static_cast<int>(opt.grad_accum)));
       report.memory(gather_memory(dp, optimizer, comm, objective.module().parameters().front().device()));
+    }
 
     const bool last = state.step == opt.total_steps;
     if (state.step % opt.log_every == 0 || last) {

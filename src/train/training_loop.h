@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "base/new_directories.h"
 #include "data/batch_sampler.h"
 #include "dist/communicator.h"
+#include "model/unit_hooks.h"
 #include "train/exit_status.h"
 #include "train/mixed_precision.h"
 #include "train/train_checkpoint.h"
@@ -63,6 +65,11 @@ class Objective {
   // Saved as model.safetensors in every checkpoint.
   virtual torch::nn::Module& module() = 0;
   virtual TrainableParameters trainable() = 0;
+  // ZeRO-3: the hooks the model must call around each unit of parameters (null: none).
+  // Only objectives whose trainable() names units support it.
+  virtual void set_unit_hooks(model::UnitHooks* hooks) {
+    if (hooks) throw std::logic_error("this objective's model has no gathering units");
+  }
   // Scalars of one micro-batch: [0] is what backward runs on, the others are reported
   // (averaged over micro-batches, ranks and the logging window) by train_report().
   virtual std::vector<at::Tensor> losses(const Batch& micro_batch) = 0;
@@ -89,6 +96,7 @@ struct LoopOptions {
   int64_t eval_every = 250, save_every = 0, log_every = 10;
   int keep_last = 3;
   int zero_stage = 0;
+  bool prefetch = true;  // zero stage 3: gather the next unit while one computes
   int64_t bucket_bytes = 4 << 20;
   int64_t seed = 0;
   Precision precision = Precision::kFloat32;

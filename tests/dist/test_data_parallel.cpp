@@ -3,8 +3,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <optional>
+
 #include "dist/communicator.h"
 #include "dist/data_parallel.h"
+#include "model/unit_hooks.h"
+#include "train/unit_gathering.h"
 
 namespace {
 
@@ -14,8 +18,18 @@ struct TinyNet {
   torch::Tensor w1 = torch::randn({6, 5}).requires_grad_(true);
   torch::Tensor b1 = torch::randn({6}).requires_grad_(true);
   torch::Tensor w2 = torch::randn({3, 6}).requires_grad_(true);
-  torch::Tensor loss(const torch::Tensor& x) const {
-    return torch::tanh(x.matmul(w1.t()) + b1).matmul(w2.t()).pow(2).mean();
+  // Two units as a model announces them: (w1, b1) and w2.
+  torch::Tensor loss(const torch::Tensor& x, crsm::model::UnitHooks* hooks = nullptr) const {
+    torch::Tensor h, out;
+    {
+      const crsm::model::UnitUse use(hooks, {0});
+      h = use.mark(torch::tanh(x.matmul(w1.t()) + b1));
+    }
+    {
+      const crsm::model::UnitUse use(hooks, {1});
+      out = use.mark(h.matmul(w2.t()));
+    }
+    return out.pow(2).mean();
   }
   std::vector<std::pair<std::string, at::Tensor>> named() const {
     return {{"w1", w1}, {"b1", b1}, {"w2", w2}};
@@ -23,7 +37,7 @@ struct TinyNet {
 };
 
 TEST(DataParallel, GradientsInTheFlatBuffersEqualPlainAutograd) {
-  for (int stage : {0, 1, 2}) {
+  for (int stage : {0, 1, 2, 3}) {
     torch::manual_seed(11);
     TinyNet plain;
     TinyNet wrapped{plain.w1.detach().clone().requires_grad_(true),
@@ -33,8 +47,11 @@ TEST(DataParallel, GradientsInTheFlatBuffersEqualPlainAutograd) {
     DataParallelOptions options;
     options.zero_stage = stage;
     options.bucket_bytes = 64;  // several buckets for three small tensors
-    DataParallel dp(wrapped.named(), {true, false, true}, *comm, options);
+    DataParallel dp(wrapped.named(), {true, false, true}, *comm, options, {0, 0, 1});
     EXPECT_GT(dp.layout().buckets().size(), 1u);
+    std::optional<crsm::train::UnitGathering> gathering;
+    if (dp.sharded_parameters()) gathering.emplace(*dp.sharded_parameters());
+    crsm::model::UnitHooks* hooks = gathering ? &*gathering : nullptr;
 
     const auto x1 = torch::randn({4, 5}), x2 = torch::randn({4, 5});
     (plain.loss(x1) / 2).backward();
@@ -42,7 +59,7 @@ TEST(DataParallel, GradientsInTheFlatBuffersEqualPlainAutograd) {
     dp.zero_grad();
     for (int k = 0; k < 2; ++k) {
       dp.begin_micro_batch(k == 1);
-      (wrapped.loss(k == 0 ? x1 : x2) / 2).backward();
+      (wrapped.loss(k == 0 ? x1 : x2, hooks) / 2).backward();
       dp.end_micro_batch();
     }
     // Owned segments cover every parameter; compare each piece with the plain gradient.
@@ -61,8 +78,43 @@ TEST(DataParallel, GradientsInTheFlatBuffersEqualPlainAutograd) {
                                   plain.b1.grad().pow(2).sum().item<double>() +
                                   plain.w2.grad().pow(2).sum().item<double>());
     EXPECT_NEAR(dp.grad_norm(), norm, 1e-5 * norm);
-    // Stage 2 keeps no full gradient on the parameters; stages 0/1 keep views of the buffer.
+    // Stages 2/3 keep no full gradient on the parameters; stages 0/1 keep views of the buffer.
     EXPECT_EQ(wrapped.w1.grad().defined(), stage < 2) << stage;
+  }
+}
+
+// Stage 3: a unit's parameters hold storage only between its gather and its release,
+// and an update of the shard is what the next gather brings.
+TEST(DataParallel, StageThreeHoldsAUnitsParametersOnlyWhileInUse) {
+  for (const bool prefetch : {false, true}) {
+    torch::manual_seed(12);
+    TinyNet net;
+    const auto w1 = net.w1.detach().clone(), w2 = net.w2.detach().clone();
+    auto comm = make_local_communicator();
+    DataParallelOptions options;
+    options.zero_stage = 3;
+    options.prefetch = prefetch;
+    DataParallel dp(net.named(), {true, false, true}, *comm, options, {0, 0, 1});
+    auto& sharded = *dp.sharded_parameters();
+    const auto held = [](const torch::Tensor& t) { return t.storage().nbytes() > 0; };
+    EXPECT_FALSE(held(net.w1));
+    EXPECT_FALSE(held(net.w2));
+    sharded.enter_forward(0);
+    EXPECT_TRUE(torch::equal(net.w1, w1));
+    EXPECT_EQ(held(net.w2), prefetch);  // the next unit is on its way
+    sharded.leave_forward(0);
+    EXPECT_FALSE(held(net.w1));
+    // The optimizer updates the shard between steps, when nothing is gathered.
+    dp.zero_grad();
+    EXPECT_FALSE(held(net.w2));
+    for (const auto& p : dp.owned_params()) p.add_(1.0);
+    sharded.enter_forward(1);
+    EXPECT_TRUE(torch::equal(net.w2, w2 + 1.0));
+    sharded.release_all();
+    EXPECT_FALSE(held(net.w2));
+    // The shard (54 elements) and, at the peak, one unit (w1 with b1: 36) or two.
+    EXPECT_EQ(dp.memory().params, (54 + (prefetch ? 36 + 18 : 36)) * 4);
+    EXPECT_LE(dp.memory().params, planned_memory(dp.layout(), 3, 4).params);
   }
 }
 
@@ -108,10 +160,12 @@ TEST(DataParallel, ModelParametersBecomeViewsOfTheFlatBuffer) {
   EXPECT_TRUE(torch::equal(net.w2, before + 1.0));
 }
 
-TEST(DataParallel, RejectsAnUnknownZeroStage) {
+TEST(DataParallel, RejectsAnUnknownZeroStageAndStageThreeWithoutUnits) {
   TinyNet net;
   auto comm = make_local_communicator();
   DataParallelOptions options;
+  options.zero_stage = 4;
+  EXPECT_THROW(DataParallel(net.named(), {true, false, true}, *comm, options), std::invalid_argument);
   options.zero_stage = 3;
   EXPECT_THROW(DataParallel(net.named(), {true, false, true}, *comm, options), std::invalid_argument);
 }
@@ -125,7 +179,25 @@ TEST(ZeroPolicy, EachStageIsAReductionAndAnOwnership) {
   EXPECT_TRUE(ZeroPolicy::for_stage(1).sharded_optimizer());
   EXPECT_TRUE(ZeroPolicy::for_stage(2).sharded_gradients());
   EXPECT_TRUE(ZeroPolicy::for_stage(2).sharded_optimizer());
+  EXPECT_FALSE(ZeroPolicy::for_stage(2).sharded_parameters());
+  EXPECT_TRUE(ZeroPolicy::for_stage(3).sharded_gradients());
+  EXPECT_TRUE(ZeroPolicy::for_stage(3).sharded_parameters());
+  EXPECT_FALSE(ZeroPolicy::for_stage(3).gathers_after_update());
+  EXPECT_TRUE(ZeroPolicy::for_stage(1).gathers_after_update());
   EXPECT_THROW(ZeroPolicy::for_stage(4), std::invalid_argument);
+}
+
+// Ring volumes per rank for P bytes on W = 4 ranks, 2 micro-batches: all-reduce 2 * 3/4 P
+// once; stage 1 adds an all-gather (3/4 P); stage 2 reduce-scatters every micro-batch
+// and gathers once; stage 3 reduce-scatters and gathers twice every micro-batch.
+TEST(ZeroPolicy, AnalyticVolumePerStep) {
+  using crsm::dist::ZeroPolicy;
+  const double p = 1000;
+  EXPECT_DOUBLE_EQ(analytic_bytes_per_step(ZeroPolicy::for_stage(0), p, 4, 2), 1500);
+  EXPECT_DOUBLE_EQ(analytic_bytes_per_step(ZeroPolicy::for_stage(1), p, 4, 2), 2250);
+  EXPECT_DOUBLE_EQ(analytic_bytes_per_step(ZeroPolicy::for_stage(2), p, 4, 2), 2250);
+  EXPECT_DOUBLE_EQ(analytic_bytes_per_step(ZeroPolicy::for_stage(3), p, 4, 2), 4500);
+  EXPECT_DOUBLE_EQ(analytic_bytes_per_step(ZeroPolicy::for_stage(3), p, 1, 2), 0);
 }
 
 }  // namespace

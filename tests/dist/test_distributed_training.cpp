@@ -9,6 +9,7 @@
 #include <fstream>
 #include <regex>
 #include <thread>
+#include <tuple>
 
 #include "../cli/cli_test_support.h"
 #include "model/tensor_file.h"
@@ -50,8 +51,15 @@ class DistTrain : public ::testing::Test {
     for (const auto& r : metrics_of(work->path() / run, "train")) out.push_back(r["loss"].get<double>());
     return out;
   }
+  // A checkpoint's model; a zero stage 3 checkpoint has none in one file, so it is
+  // exported (assembled from the rank files) as a user would.
   static crsm::model::NamedTensors weights(const std::string& checkpoint) {
-    return crsm::model::load_tensor_file(work->str(checkpoint) + "/model.safetensors");
+    const auto whole = work->path() / checkpoint / "model.safetensors";
+    if (fs::exists(whole)) return crsm::model::load_tensor_file(whole.string());
+    const auto exported = work->str(std::regex_replace(checkpoint, std::regex("/"), "_") + ".safetensors");
+    const auto r = run_command(crsm_train("export --force --checkpoint " + work->str(checkpoint) + " --output " + exported));
+    EXPECT_EQ(r.status, 0) << r.output;
+    return crsm::model::load_tensor_file(exported);
   }
   // Resumes `run` on 2 ranks for `more` steps past its latest checkpoint, which must be at
   // least at `min_step`, and checks it carried on from there.
@@ -89,7 +97,7 @@ TEST_F(DistTrain, DataParallelMatchesOneProcessForEveryZeroStage) {
   const std::string steps = "--max-steps 5 --log-every 1 --eval-every 0 --eval-batches 2 ";
   const auto base = train(1, "single", steps);
   ASSERT_EQ(base.status, 0) << base.output;
-  for (int zero : {0, 1, 2})
+  for (int zero : {0, 1, 2, 3})
     for (int world : {2, 3}) {
       const std::string run = "w" + std::to_string(world) + "z" + std::to_string(zero);
       const auto r = train(world, run, steps + "--zero-stage " + std::to_string(zero));
@@ -105,7 +113,7 @@ TEST_F(DistTrain, DataParallelMatchesOneProcessForEveryZeroStage) {
 TEST_F(DistTrain, GradientAccumulationAcrossRanksMatchesOneProcess) {
   const std::string steps = "--max-steps 4 --log-every 1 --eval-every 0 --eval-batches 2 ";
   ASSERT_EQ(train(1, "acc_single", steps).status, 0);
-  for (int zero : {0, 2}) {
+  for (int zero : {0, 2, 3}) {
     const std::string run = "acc_z" + std::to_string(zero);
     const auto r = train(2, run, steps + "--grad-accum 2 --zero-stage " + std::to_string(zero));
     ASSERT_EQ(r.status, 0) << r.output;
@@ -134,6 +142,100 @@ TEST_F(DistTrain, StageFourFromAStageOneCheckpointMatchesOneProcess) {
   for (const auto& r : metrics_of(work->path() / "s4_w2", "train")) b.push_back(r["value_loss"].get<double>());
   expect_close(b, a, 1e-5, "value loss");
   expect_close(losses("s4_w2"), losses("s4_single"), 1e-5, "lm loss");
+}
+
+// Stage 3 with tied embeddings (the LM head borrows the embedding's unit) and the value
+// heads training (their own unit) on 3 ranks.
+TEST_F(DistTrain, StageThreeWithTiedEmbeddingsAndValueHeadsMatchesOneProcess) {
+  auto config = nlohmann::json::parse(read_file(source_path("configs/tiny.json")));
+  config["tie_embeddings"] = true;
+  write_file(work->path() / "tied.json", config.dump());
+  const auto run = [&](int world, const std::string& dir, const std::string& extra) {
+    const std::string launcher = world == 1 ? "" : mpirun(world);
+    return run_command("timeout 120 " + launcher +
+                       crsm_train("train --config " + work->str("tied.json") + " --data " + work->str("data") +
+                                  " --checkpoint-dir " + work->str(dir) +
+                                  " --threads 1 --max-steps 4 --log-every 1 --eval-every 0 --eval-batches 2" + extra));
+  };
+  const auto single = run(1, "tied_single", "");
+  ASSERT_EQ(single.status, 0) << single.output;
+  const auto sharded = run(3, "tied_w3z3", " --zero-stage 3");
+  ASSERT_EQ(sharded.status, 0) << sharded.output;
+  std::vector<double> a, b;
+  for (const auto& r : metrics_of(work->path() / "tied_single", "train")) a.push_back(r["value_loss"].get<double>());
+  for (const auto& r : metrics_of(work->path() / "tied_w3z3", "train")) b.push_back(r["value_loss"].get<double>());
+  expect_close(b, a, 1e-5, "value loss");
+  expect_close(losses("tied_w3z3"), losses("tied_single"), 1e-5, "lm loss");
+  EXPECT_LE(max_weight_difference("tied_w3z3/checkpoints/step_00000004", "tied_single/checkpoints/step_00000004"), 1e-5);
+}
+
+// Prefetching changes when a unit arrives, never what arrives.
+TEST_F(DistTrain, StageThreePrefetchOnAndOffGiveIdenticalResults) {
+  const std::string steps = "--max-steps 4 --log-every 1 --eval-every 0 --eval-batches 2 --zero-stage 3 ";
+  ASSERT_EQ(train(2, "pf_on", steps).status, 0);
+  const auto off = train(2, "pf_off", steps + "--no-prefetch");
+  ASSERT_EQ(off.status, 0) << off.output;
+  EXPECT_EQ(losses("pf_on"), losses("pf_off"));
+  EXPECT_EQ(max_weight_difference("pf_on/checkpoints/step_00000004", "pf_off/checkpoints/step_00000004"), 0.0);
+}
+
+// A stage-3 checkpoint holds no model.safetensors, only each rank's pieces; it resumes at
+// the same world exactly, and re-partitioned at other worlds and stages; a stage-1
+// checkpoint resumes at stage 3.
+TEST_F(DistTrain, StageThreeCheckpointsResumeAtAnyWorldAndStage) {
+  const std::string steps = "--max-steps 8 --log-every 1 --save-every 4 --keep-last 0 --eval-every 0 --eval-batches 2 ";
+  ASSERT_EQ(train(2, "z3_straight", steps + "--zero-stage 3").status, 0);
+  ASSERT_EQ(train(2, "z1_straight", steps + "--zero-stage 1").status, 0);
+  EXPECT_FALSE(fs::exists(work->path() / "z3_straight/checkpoints/step_00000004/model.safetensors"));
+  const auto reference = losses("z3_straight");
+  for (const auto& [from, world, zero] : std::vector<std::tuple<std::string, int, int>>{
+           {"z3_straight", 2, 3}, {"z3_straight", 3, 3}, {"z3_straight", 1, 0}, {"z3_straight", 2, 1},
+           {"z1_straight", 3, 3}}) {
+    const std::string run = "from_" + from + "_w" + std::to_string(world) + "z" + std::to_string(zero);
+    fs::create_directories(work->path() / run / "checkpoints");
+    fs::copy(work->path() / from / "checkpoints" / "step_00000004", work->path() / run / "checkpoints" / "step_00000004",
+             fs::copy_options::recursive);
+    const auto r = train(world, run, steps + "--resume auto --zero-stage " + std::to_string(zero));
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("at step 4"), std::string::npos) << r.output;
+    const auto got = losses(run);
+    ASSERT_EQ(got.size(), 4u) << run;
+    for (size_t i = 0; i < 4; ++i) {
+      if (from == "z3_straight" && world == 2 && zero == 3)
+        EXPECT_EQ(got[i], reference[4 + i]) << run << " step " << 5 + i;  // the same run, resumed
+      else
+        EXPECT_NEAR(got[i], reference[4 + i], 1e-5) << run << " step " << 5 + i;
+    }
+  }
+}
+
+// Each rank's parameters and gradients after step 1, as the run reports them (MiB).
+std::vector<double> held_params_and_grads(const std::string& output) {
+  std::vector<double> out;
+  const std::regex line("memory: rank \\d+ holds params ([0-9.]+) MiB \\| grads ([0-9.]+) MiB");
+  for (std::sregex_iterator it(output.begin(), output.end(), line), end; it != end; ++it)
+    out.push_back(std::stod((*it)[1]) + std::stod((*it)[2]));
+  return out;
+}
+
+// Stage 3 holds a shard of the parameters and the units in flight: less than stage 2's
+// whole copy. The step's traffic is the analytic volume (two gathers and a
+// reduce-scatter of the parameters).
+TEST_F(DistTrain, StageThreeHoldsLessThanStageTwoAndSendsTheAnalyticVolume) {
+  for (int world : {2, 3}) {
+    const std::string w = std::to_string(world);
+    const auto z2 = train(world, "m_w" + w + "z2", "--max-steps 1 --eval-every 0 --eval-batches 2 --zero-stage 2");
+    const auto z3 = train(world, "m_w" + w + "z3", "--max-steps 1 --eval-every 0 --eval-batches 2 --zero-stage 3");
+    ASSERT_EQ(z2.status, 0) << z2.output;
+    ASSERT_EQ(z3.status, 0) << z3.output;
+    const auto a = held_params_and_grads(z2.output), b = held_params_and_grads(z3.output);
+    ASSERT_EQ(a.size(), static_cast<size_t>(world)) << z2.output;
+    ASSERT_EQ(b.size(), static_cast<size_t>(world)) << z3.output;
+    for (int r = 0; r < world; ++r) EXPECT_LT(b[r], a[r]) << "rank " << r << " of " << world << "\n" << z3.output;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(z3.output, m, std::regex("sent ([0-9.]+) MiB .*analytic ([0-9.]+) MiB"))) << z3.output;
+    EXPECT_NEAR(std::stod(m[1]), std::stod(m[2]), 0.03 * std::stod(m[2])) << z3.output;
+  }
 }
 
 TEST_F(DistTrain, ResumeAtTheSameWorldReproducesTheLossesExactly) {

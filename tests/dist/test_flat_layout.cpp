@@ -36,6 +36,43 @@ TEST(FlatLayout, BucketsAreFixedRangesOfTheReversedParametersPaddedOnlyAtTheEnd)
   EXPECT_EQ(layout.buckets()[1].params, (std::vector<int>{2, 3}));
 }
 
+// Units (what ZeRO-3 gathers at once) never share a bucket: each starts a bucket and
+// only its last bucket is padded, so a rank's chunks of a unit are its shard of it.
+TEST(FlatLayout, UnitsStartTheirOwnBuckets) {
+  std::vector<ParamInfo> with_units = params();
+  const int units[] = {0, 0, 1, 2};  // a, b | c | d
+  for (size_t i = 0; i < with_units.size(); ++i) with_units[i].unit = units[i];
+  const FlatLayout layout(with_units, 3, /*bucket_elements=*/16);  // rounded up to 18
+  // Reversed: d [0,11) pad to 12 | c [12,16) pad to 18 | b [18,25) a [25,40) in buckets of 18.
+  ASSERT_EQ(layout.buckets().size(), 4u);
+  EXPECT_EQ(layout.buckets()[0].end, 12);
+  EXPECT_EQ(layout.buckets()[1].begin, 12);
+  EXPECT_EQ(layout.buckets()[1].end, 18);
+  EXPECT_EQ(layout.params()[2].offset, 18);
+  EXPECT_EQ(layout.buckets()[2].end, 36);
+  EXPECT_EQ(layout.buckets()[3].data_end, 40);
+  EXPECT_EQ(layout.total(), 42);
+  ASSERT_EQ(layout.units().size(), 3u);
+  EXPECT_EQ(layout.units()[0].first_bucket, 2);
+  EXPECT_EQ(layout.units()[0].last_bucket, 3);
+  EXPECT_EQ(layout.units()[2].first_bucket, 0);
+  EXPECT_EQ(layout.units()[2].last_bucket, 0);
+  EXPECT_EQ(layout.unit_elements(0), 24);
+  EXPECT_EQ(layout.unit_elements(1), 6);
+  // Every parameter is still covered once by the ranks' chunks.
+  int64_t covered = 0;
+  for (int r = 0; r < 3; ++r)
+    for (const auto& seg : layout.owned_segments(r, true)) covered += seg.length;
+  EXPECT_EQ(covered, layout.data_elements());
+}
+
+TEST(FlatLayout, AUnitSplitByAnotherIsRefused) {
+  std::vector<ParamInfo> split = params();
+  const int units[] = {0, 1, 0, 2};
+  for (size_t i = 0; i < split.size(); ++i) split[i].unit = units[i];
+  EXPECT_THROW(FlatLayout(split, 2, 16), std::invalid_argument);
+}
+
 TEST(FlatLayout, NoBucketIsLargerThanAsked) {
   const FlatLayout layout({{"huge", {1000, 100}, true}, {"small", {10}, false}}, 8, 4096);
   for (const auto& b : layout.buckets()) EXPECT_LE(b.end - b.begin, 4096);

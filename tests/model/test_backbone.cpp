@@ -3,6 +3,8 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <string>
+#include <vector>
 
 #include "model/backbone.h"
 #include "test_helpers.h"
@@ -163,6 +165,48 @@ TEST(BackboneTied, TiedEmbeddingsShareTheEmbeddingMatrix) {
   const auto tokens = torch::randint(0, cfg.vocab_size, {1, 5}, torch::kLong);
   const auto out = model->forward(tokens);
   EXPECT_EQ(out.logits.sizes(), (std::vector<int64_t>{1, 5, cfg.vocab_size}));
+}
+
+// The units a model announces, in order, as "f+u" (enter forward), "f-u" (leave) and
+// "b+u" (enter backward).
+class RecordingHooks final : public crsm::model::UnitHooks {
+ public:
+  std::vector<std::string> events;
+  void enter_forward(const std::vector<int>& units) override { note("f+", units); }
+  void leave_forward(const std::vector<int>& units) override { note("f-", units); }
+  void enter_backward(const std::vector<int>& units) override { note("b+", units); }
+
+ private:
+  void note(const std::string& what, const std::vector<int>& units) {
+    std::string s = what;
+    for (size_t i = 0; i < units.size(); ++i) s += (i ? "," : "") + std::to_string(units[i]);
+    events.push_back(s);
+  }
+};
+
+// ZeRO-3 gathers by these announcements: every unit is entered before its parameters
+// are read, forward in order and backward in reverse, before any of its gradients.
+TEST(BackboneUnits, ForwardAndBackwardAnnounceEachUnitInOrder) {
+  for (const bool tied : {false, true}) {
+    auto cfg = tiny_model_config();
+    cfg.tie_embeddings = tied;
+    Backbone model(cfg);
+    RecordingHooks hooks;
+    model->set_unit_hooks(&hooks);
+    const auto tokens = torch::randint(0, cfg.vocab_size, {2, 6}, torch::kLong);
+    const auto out = model->forward(tokens);
+    const std::string head = tied ? "3,0" : "3";
+    const std::vector<std::string> forward = {"f+0", "f-0", "f+1", "f-1", "f+2", "f-2", "f+" + head, "f-" + head, "f+4", "f-4"};
+    EXPECT_EQ(hooks.events, forward);
+    hooks.events.clear();
+    (out.logits.pow(2).mean() + out.values.pow(2).mean()).backward();
+    const std::vector<std::string> backward = {"b+4", "b+" + head, "b+2", "b+1", "b+0"};
+    EXPECT_EQ(hooks.events, backward) << "tied " << tied;
+    model->set_unit_hooks(nullptr);
+    EXPECT_EQ(crsm::model::parameter_unit(cfg, "layers.1.mixer.D"), 2);
+    EXPECT_EQ(crsm::model::parameter_unit(cfg, "norm_f.weight"), 3);
+    EXPECT_THROW(crsm::model::parameter_unit(cfg, "nothing.weight"), std::invalid_argument);
+  }
 }
 
 }  // namespace

@@ -148,15 +148,18 @@ class Mutation : public crsm::testing::ScratchDirTest {
     return dir / "data";
   }
 
-  // A stage-1 checkpoint of the unit tests' tiny model, as the trainer writes it.
-  fs::path checkpoint() {
+  // A stage-1 checkpoint of the unit tests' tiny model, as the trainer writes it (at
+  // zero stage 3 without model.safetensors: the parameters are pieces in rank files).
+  fs::path checkpoint(int zero_stage = 0) {
     crsm::RunConfig config;
     config.model = crsm::testing::tiny_model_config();
     config.model.vocab_size = 258;
     crsm::model::Backbone model(config.model);
     auto comm = crsm::dist::make_local_communicator();
     const auto trainable = crsm::train::trainable_parameters(model, false);
-    crsm::dist::DataParallel dp(trainable.params, trainable.decay, *comm, {});
+    crsm::dist::DataParallelOptions options;
+    options.zero_stage = zero_stage;
+    crsm::dist::DataParallel dp(trainable.params, trainable.decay, *comm, options, trainable.units);
     crsm::train::AdamW optimizer(crsm::train::optimizer_slots(dp), {});
     std::vector<at::Tensor> grads;
     for (const auto& slot : optimizer.slots()) grads.push_back(torch::ones_like(slot.value));
@@ -165,7 +168,7 @@ class Mutation : public crsm::testing::ScratchDirTest {
     state.step = 1;
     const auto tokenizer = crsm::data::make_byte_tokenizer();
     return crsm::train::save_train_checkpoint((dir / "checkpoints").string(), state, model, optimizer,
-                                              crsm::train::sharding_of(dp.layout(), 0), *tokenizer,
+                                              crsm::train::sharding_of(dp.layout(), zero_stage), *tokenizer,
                                               crsm::to_json(config), 0, *comm);
   }
 
@@ -237,6 +240,27 @@ TEST_F(Mutation, CheckpointManifest) {
     crsm::train::load_train_state(ckpt.string(), manifest, optimizer, 0, 1);
   };
   expect_survives(ckpt / "manifest.json", read, {ckpt.string()}, file_budget(ckpt), 2);
+}
+
+// Zero stage 3: the manifest's parameter_shards say where every piece of the model is;
+// the rank file's pieces are read against them.
+TEST_F(Mutation, StageThreeCheckpointManifest) {
+  const fs::path ckpt = checkpoint(3);
+  ASSERT_FALSE(fs::exists(ckpt / "model.safetensors"));
+  const auto read = [&] {
+    crsm::RunConfig config;
+    crsm::train::load_checkpoint_model(ckpt.string(), &config);
+  };
+  expect_survives(ckpt / "manifest.json", read, {ckpt.string()}, file_budget(ckpt), 21);
+}
+
+TEST_F(Mutation, StageThreeParameterPieces) {
+  const fs::path ckpt = checkpoint(3);
+  const auto read = [&] {
+    crsm::RunConfig config;
+    crsm::train::load_checkpoint_model(ckpt.string(), &config);
+  };
+  expect_survives(ckpt / "rank00000.safetensors", read, {ckpt.string()}, file_budget(ckpt), 22);
 }
 
 // `latest` names the newest checkpoint; damaged, it is passed over for the newest one
