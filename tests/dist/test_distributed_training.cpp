@@ -187,6 +187,9 @@ TEST_F(DistTrain, StageThreeCheckpointsResumeAtAnyWorldAndStage) {
   ASSERT_EQ(train(2, "z3_straight", steps + "--zero-stage 3").status, 0);
   ASSERT_EQ(train(2, "z1_straight", steps + "--zero-stage 1").status, 0);
   EXPECT_FALSE(fs::exists(work->path() / "z3_straight/checkpoints/step_00000004/model.safetensors"));
+  // Recurrent mode reads the assembled model.
+  const auto generated = run_command(crsm_train("generate --model " + work->str("z3_straight") + " --prompt ROMEO"));
+  EXPECT_EQ(generated.status, 0) << generated.output;
   const auto reference = losses("z3_straight");
   for (const auto& [from, world, zero] : std::vector<std::tuple<std::string, int, int>>{
            {"z3_straight", 2, 3}, {"z3_straight", 3, 3}, {"z3_straight", 1, 0}, {"z3_straight", 2, 1},
@@ -323,11 +326,13 @@ std::vector<pid_t> ranks_of(const Job& job) {
 
 // SIGUSR1 to mpirun (it forwards it), and SIGTERM to the ranks, as Slurm delivers it to a
 // job step's tasks. (SIGTERM to mpirun itself is not forwarded: mpirun kills the ranks a
-// second later, which launch/crsm_launch.sh avoids by turning it into SIGUSR1.)
+// second later, which launch/crsm_launch.sh avoids by turning it into SIGUSR1.) The
+// SIGTERM run shards its parameters (zero stage 3), and resumes at stage 0.
 TEST_F(DistTrain, PreemptionSignalCheckpointsAndTheRunResumesFromIt) {
   for (int sig : {SIGUSR1, SIGTERM}) {
     const std::string run = sig == SIGUSR1 ? "pre_usr1" : "pre_term";
-    const auto job = spawn(mpirun(2) + crsm_train(train_args(run, "--max-steps 100000 --log-every 20 --eval-every 0 --eval-batches 2")),
+    const std::string zero = sig == SIGUSR1 ? "" : " --zero-stage 3";
+    const auto job = spawn(mpirun(2) + crsm_train(train_args(run, "--max-steps 100000 --log-every 20 --eval-every 0 --eval-batches 2" + zero)),
                            work->str(run + ".log"));
     ASSERT_TRUE(wait_for_text(job, "step     20/", 60)) << read_file(job.log);
     if (sig == SIGUSR1) {
@@ -417,9 +422,11 @@ TEST_F(DistTrain, KilledRankEndsTheJobAndTheLastCheckpointResumes) {
 // hold the others forever: they give up after --collective-timeout, naming the
 // collective, and the job ends. Small buckets leave many reductions pending at the
 // stop; once one has timed out the others must not each wait out their own.
+// At zero stage 3, so that the waits include the parameters' gathers.
 TEST_F(DistTrain, AStoppedRankEndsTheJobAfterTheCollectiveTimeout) {
   const auto job = spawn(mpirun(2) + crsm_train(train_args("stopped", "--max-steps 100000 --log-every 20 --eval-every 0 "
-                                                                       "--eval-batches 2 --collective-timeout 5 --bucket-mb 0.01")),
+                                                                       "--eval-batches 2 --collective-timeout 5 --bucket-mb 0.01 "
+                                                                       "--zero-stage 3")),
                          work->str("stopped.log"));
   ASSERT_TRUE(wait_for_text(job, "step     20/", 60)) << read_file(job.log);
   const auto found = ranks_of(job);
