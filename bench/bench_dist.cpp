@@ -32,6 +32,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -42,6 +43,7 @@
 #include "data/temp_dir.h"
 #include "dist/checkpoint_store.h"
 #include "dist/cpu_setup.h"
+#include "dist/counting_communicator.h"
 #include "dist/data_parallel.h"
 #include "dist/resume_across_ranks.h"
 #include "dist/runtime.h"
@@ -51,6 +53,7 @@
 #include "train/adamw.h"
 #include "train/lm_loss.h"
 #include "train/trainable.h"
+#include "train/unit_gathering.h"
 
 namespace {
 
@@ -207,6 +210,7 @@ struct TrainableModel {
   crsm::model::Backbone model{nullptr};
   std::vector<std::pair<std::string, at::Tensor>> params;
   std::vector<bool> decay;
+  std::vector<int> units;
 };
 
 TrainableModel make_model(const crsm::RunConfig& cfg) {
@@ -217,6 +221,7 @@ TrainableModel make_model(const crsm::RunConfig& cfg) {
   auto trainable = crsm::train::trainable_parameters(m.model, /*value_heads=*/false);
   m.params = std::move(trainable.params);
   m.decay = std::move(trainable.decay);
+  m.units = std::move(trainable.units);
   return m;
 }
 
@@ -324,7 +329,80 @@ void bench_throughput(Report& report, Communicator& comm, const crsm::RunConfig&
                     at::get_num_threads() == 1 ? "" : "s", opt.zero_stage, kGlobalBatch * kSeqLen / plain, plain / s));
 }
 
-// ---- 4. checkpoint hashing and verification --------------------------------------------
+// ---- 4. ZeRO stages: step time and traffic ----------------------------------------------
+
+// One training step (forward, backward, update) at each of stage 0, 2 and 3 (with and
+// without prefetch), interleaved: step time, the bytes this rank asked to send against
+// the analytic volume, and at stage 3 how long it waited for gathers.
+void bench_zero(Report& report, Communicator& comm, const crsm::RunConfig& cfg, const Options& opt) {
+  const auto windows = local_windows(cfg, comm);
+  struct Variant {
+    std::string name;
+    int stage;
+    bool prefetch;
+    TrainableModel m;
+    std::unique_ptr<crsm::dist::CountingCommunicator> counted;
+    std::unique_ptr<crsm::dist::DataParallel> dp;
+    std::unique_ptr<crsm::train::UnitGathering> gathering;
+    std::unique_ptr<crsm::train::AdamW> adamw;
+    int64_t steps = 0;
+  };
+  std::vector<std::unique_ptr<Variant>> variants;
+  for (const auto& [name, stage, prefetch] : std::vector<std::tuple<std::string, int, bool>>{
+           {"stage 0", 0, true}, {"stage 2", 2, true}, {"stage 3", 3, true}, {"stage 3, no prefetch", 3, false}}) {
+    auto v = std::make_unique<Variant>();
+    v->name = name;
+    v->stage = stage;
+    v->prefetch = prefetch;
+    v->m = make_model(cfg);
+    v->counted = std::make_unique<crsm::dist::CountingCommunicator>(comm);
+    crsm::dist::DataParallelOptions o;
+    o.zero_stage = stage;
+    o.prefetch = prefetch;
+    v->dp = std::make_unique<crsm::dist::DataParallel>(v->m.params, v->m.decay, *v->counted, o, v->m.units);
+    if (auto* sharded = v->dp->sharded_parameters()) {
+      v->gathering = std::make_unique<crsm::train::UnitGathering>(*sharded);
+      v->m.model->set_unit_hooks(v->gathering.get());
+    }
+    v->adamw = std::make_unique<crsm::train::AdamW>(crsm::train::optimizer_slots(*v->dp), crsm::train::AdamWOptions{});
+    v->counted->reset();
+    variants.push_back(std::move(v));
+  }
+  std::vector<std::function<void()>> steps;
+  for (auto& v : variants)
+    steps.push_back([&v = *v, &windows, &cfg] {
+      gradient_step(*v.dp, v.m.model, windows);
+      v.dp->grad_norm();  // collective at sharded stages, as the trainer takes it
+      v.adamw->step(cfg.train.lr, v.dp->owned_grads());
+      v.dp->gather_params();
+      ++v.steps;
+    });
+  const auto times = compare(comm, steps, opt.quick ? 4.0 : 16.0, opt.quick ? 5 : 9);
+  const double stage2 = times[1];
+  for (size_t i = 0; i < variants.size(); ++i) {
+    auto& v = *variants[i];
+    const double flat_bytes = static_cast<double>(v.dp->layout().total()) * 4.0;
+    const double analytic = crsm::dist::analytic_bytes_per_step(v.dp->policy(), flat_bytes, comm.world_size(), 1);
+    const double sent = v.counted->bytes_sent() / static_cast<double>(v.steps);
+    const auto* sharded = v.dp->sharded_parameters();
+    const double waited_ms = sharded ? sharded->gather_wait_seconds() / static_cast<double>(v.steps) * 1e3 : 0.0;
+    const auto held = v.dp->memory();
+    report.row("zero " + v.name + " W=" + std::to_string(comm.world_size()),
+               {{"world_size", comm.world_size()}, {"zero_stage", v.stage}, {"prefetch", v.prefetch},
+                {"ms_per_step", times[i] * 1e3}, {"ratio_to_stage_2", times[i] / stage2},
+                {"sent_mib_per_step", sent / (1 << 20)}, {"analytic_mib_per_step", analytic / (1 << 20)},
+                {"gather_wait_ms_per_step", waited_ms},
+                {"params_mib", held.params / double(1 << 20)}, {"grads_mib", held.grads / double(1 << 20)}},
+               format("%7.1f ms/step (%.2fx stage 2) | sent %6.2f MiB/step, analytic %6.2f (%+.1f%%) | gather waits "
+                      "%5.1f ms/step | params %.2f + grads %.2f MiB",
+                      times[i] * 1e3, times[i] / stage2, sent / (1 << 20), analytic / (1 << 20),
+                      analytic > 0 ? 100 * (sent - analytic) / analytic : 0.0, waited_ms, held.params / double(1 << 20),
+                      held.grads / double(1 << 20)));
+  }
+  for (auto& v : variants) v->m.model->set_unit_hooks(nullptr);
+}
+
+// ---- 5. checkpoint hashing and verification --------------------------------------------
 
 void bench_sha256(Report& report, Communicator& comm, const Options& opt) {
   namespace detail = crsm::dist::detail;
@@ -393,7 +471,7 @@ void bench_verification(Report& report, Communicator& comm, const Options& opt) 
 
 int usage(const char* bad) {
   std::cerr << "usage: crsm_bench_dist [--json] [--quick] [--threads N] [--config FILE]\n"
-               "                       [--only allreduce|overlap|throughput|checkpoint] [--zero-stage S]\n";
+               "                       [--only allreduce|overlap|throughput|zero|checkpoint] [--zero-stage S]\n";
   if (bad) std::cerr << "bad argument: " << bad << "\n";
   return 2;
 }
@@ -409,7 +487,7 @@ bool parse(int argc, char** argv, Options& opt) {
     else if (a == "--zero-stage" && has_value) opt.zero_stage = std::stoi(argv[++i]);
     else if (a == "--only" && has_value) {
       opt.only = argv[++i];
-      if (opt.only != "allreduce" && opt.only != "overlap" && opt.only != "throughput" &&
+      if (opt.only != "allreduce" && opt.only != "overlap" && opt.only != "throughput" && opt.only != "zero" &&
           opt.only != "checkpoint")
         return false;
     } else return false;
@@ -448,6 +526,7 @@ int main(int argc, char** argv) {
     if (wanted("allreduce")) bench_allreduce(report, *comm, opt);
     if (wanted("overlap")) bench_overlap(report, *comm, cfg, opt);
     if (wanted("throughput")) bench_throughput(report, *comm, cfg, opt);
+    if (wanted("zero")) bench_zero(report, *comm, cfg, opt);
     if (wanted("checkpoint")) {
       bench_sha256(report, *comm, opt);
       bench_verification(report, *comm, opt);

@@ -3,7 +3,8 @@
 # the LibTorch of a PyTorch install with CUDA and checks, GPU first, then the CPU suite:
 #   the NCCL library loaded; the NCCL communicator tests (ctest -L gpu); the CUDA selective
 #   scan against the reference on the device, and its time; training on cuda under mpirun
-#   (NCCL) in bf16 and fp32, with --zero-stage 2 --grad-accum 2 (reduce-scatter), the fp32
+#   (NCCL) in bf16 and fp32, with --zero-stage 2 --grad-accum 2 (reduce-scatter) and
+#   --zero-stage 3 (sharded parameters, gathered on the device), the fp32
 #   loss at step 10 against a CPU run of the same seed; one step of configs/large.json at
 #   the per-GPU batch the memory plan says fits (device peak against the plan); tokens/s
 #   and model FLOPs utilisation of configs/medium.json in bf16.
@@ -116,6 +117,13 @@ echo "== --zero-stage 2 --grad-accum 2 on NCCL (reduce-scatter)"
 train_cuda run_cuda_zero2 300 --zero-stage 2 --grad-accum 2 --max-steps 20 --log-every 10 --eval-every 0 \
   --eval-batches 2 > "$out/train_cuda_zero2.log" 2>&1 && grep -E "step +20/" "$out/train_cuda_zero2.log" \
   || { tail -20 "$out/train_cuda_zero2.log"; fail "zero stage 2 on NCCL (train_cuda_zero2.log)"; }
+
+echo "== --zero-stage 3 --grad-accum 2 on NCCL (parameters gathered a unit at a time)"
+train_cuda run_cuda_zero3 300 --zero-stage 3 --grad-accum 2 --precision bf16 --max-steps 20 --log-every 10 \
+  --eval-every 0 --eval-batches 2 > "$out/train_cuda_zero3.log" 2>&1 &&
+  grep -E "communication:|memory:|step +20/" "$out/train_cuda_zero3.log" &&
+  bounded 120 "$bin" generate --model "$build/run_cuda_zero3" --device cuda:0 --prompt "ROMEO:" --max-length 40 \
+  || { tail -20 "$out/train_cuda_zero3.log"; fail "zero stage 3 on NCCL (train_cuda_zero3.log)"; }
 
 echo "== fp32 loss at step 10: cuda against cpu, same seed"
 common=(--config "$root/configs/small.json" --data "$root/data/tinyshakespeare.txt" --no-value-loss --max-steps 10

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
+
 namespace crsm::dist {
 
 struct ShardedParameters::Unit {
@@ -108,7 +110,9 @@ void ShardedParameters::gather(int u) {
   if (!has(u)) return;
   launch(u);
   auto& unit = units_[static_cast<size_t>(u)];
+  const auto start = std::chrono::steady_clock::now();
   for (auto& w : unit.works) w->wait();
+  waited_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   unit.works.clear();
   unit.state = Unit::State::kGathered;
 }

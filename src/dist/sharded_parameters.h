@@ -55,6 +55,9 @@ class ShardedParameters {
   // The shard, and the most gathered units' bytes held at once since construction.
   int64_t shard_bytes() const;
   int64_t peak_gathered_bytes() const { return peak_gathered_; }
+  // Seconds spent blocked waiting for gathers to finish since construction: what
+  // prefetching did not hide.
+  double gather_wait_seconds() const { return waited_; }
 
  private:
   struct Unit;
@@ -70,6 +73,7 @@ class ShardedParameters {
   std::vector<Unit> units_;
   std::vector<int> unit_of_bucket_;
   int64_t gathered_ = 0, peak_gathered_ = 0;
+  double waited_ = 0;
 };
 
 }  // namespace crsm::dist
