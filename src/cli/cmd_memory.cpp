@@ -65,12 +65,11 @@ int memory_command(int argc, char** argv) {
                      train::format_bytes(static_cast<double>(bucket_bytes)) +
                      " buckets: more than this table lays out (2^40 parameters, 2^24 buckets)");
 
-  std::vector<dist::ParamInfo> params, by_unit;
+  std::vector<dist::ParamInfo> params;
   for (const auto& [name, shape] : model::parameter_shapes(config.model)) {
     if (train::is_value_head(name) && !parsed->is_set("stage4")) continue;
-    params.push_back({name, shape, train::decays(name, static_cast<int64_t>(shape.size()))});
-    by_unit.push_back(params.back());
-    by_unit.back().unit = model::parameter_unit(config.model, name);
+    params.push_back({name, shape, train::decays(name, static_cast<int64_t>(shape.size())),
+                      model::parameter_unit(config.model, name)});
   }
   const int64_t seq_len = config.train.seq_len;
   std::printf("Training memory per rank, %s (%lld trainable fp32 parameters, AdamW, %g MiB buckets; float32\n"
@@ -90,15 +89,13 @@ int memory_command(int argc, char** argv) {
   }
   fits += "\n" + rule + "\n";
   for (const int64_t world : parsed->integers("world")) {
-    const dist::FlatLayout layout(params, static_cast<int>(world), bucket_bytes / 4);
-    // Stage 3 cuts buckets at the units it gathers.
-    const dist::FlatLayout unit_layout(by_unit, static_cast<int>(world), bucket_bytes / 4);
+
     const int64_t rows = parsed->has("micro-batch") ? parsed->integer("micro-batch")
                                                     : std::max<int64_t>(1, config.train.batch_size / world);
     const auto act = model::activation_bytes(config.model, rows, seq_len);
     for (int stage = 0; stage <= 3; ++stage) {
-      const auto m = dist::planned_memory(dist::ZeroPolicy::for_stage(stage).sharded_parameters() ? unit_layout : layout,
-                                          stage, 4);
+      const auto m =
+          dist::planned_memory(dist::zero_layout(params, static_cast<int>(world), bucket_bytes / 4, stage), stage, 4);
       const double state = static_cast<double>(m.params + m.grads + m.optimizer);
       std::printf("| %lld | %d | %s | %s | %s | %lld | %s | %s | %s | %s |\n", static_cast<long long>(world), stage,
                   gib(m.params).c_str(), gib(m.grads).c_str(), gib(m.optimizer).c_str(), static_cast<long long>(rows),

@@ -5,8 +5,10 @@
 #include <torch/csrc/autograd/variable.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 
 namespace crsm::dist {
 
@@ -81,11 +83,6 @@ class ReduceScatteredGradients final : public DataParallel::Gradients {
       : layout_(layout), comm_(comm), params_(params), options_(params[0].options().requires_grad(false)),
         staging_(layout.buckets().size()), received_(layout.buckets().size()) {
     shard_ = torch::zeros({layout.shard_elements()}, options_);
-    int64_t at = 0;
-    for (const auto& b : layout.buckets()) {
-      offset_.push_back(at);
-      at += b.chunk(layout.world_size());
-    }
   }
   bool reduces_every_micro_batch() const override { return true; }
   size_t max_in_flight() const override { return DataParallel::kMaxInFlight; }
@@ -113,14 +110,12 @@ class ReduceScatteredGradients final : public DataParallel::Gradients {
   }
   // Accumulates over micro-batches: each one's reduced chunk adds to the shard.
   void retire(size_t b) override {
-    shard_.narrow(0, offset_[b], received_[b].numel()).add_(received_[b]);
+    shard_.narrow(0, layout_.shard_offset(static_cast<int>(b)), received_[b].numel()).add_(received_[b]);
     release(staging_[b]);
     release(received_[b]);
   }
   at::Tensor owned(const Segment& seg) override {
-    const auto& bucket = layout_.buckets()[static_cast<size_t>(seg.bucket)];
-    const int64_t chunk_begin = bucket.begin + comm_.rank() * bucket.chunk(layout_.world_size());
-    return shard_.narrow(0, offset_[static_cast<size_t>(seg.bucket)] + (seg.flat_offset - chunk_begin), seg.length);
+    return shard_.narrow(0, layout_.shard_position(seg, comm_.rank()), seg.length);
   }
   int64_t bytes() const override { return shard_.numel() * shard_.element_size() + peak_staging_; }
 
@@ -145,8 +140,7 @@ class ReduceScatteredGradients final : public DataParallel::Gradients {
   Communicator& comm_;
   std::vector<at::Tensor>& params_;
   at::TensorOptions options_;
-  at::Tensor shard_;             // this rank's chunks of every bucket, in bucket order
-  std::vector<int64_t> offset_;  // where bucket b's chunk starts in shard_
+  at::Tensor shard_;  // this rank's chunks of every bucket, in bucket order
   std::vector<at::Tensor> staging_, received_;
   int64_t staging_bytes_ = 0, peak_staging_ = 0;
 };
@@ -174,21 +168,19 @@ DataParallel::DataParallel(const std::vector<std::pair<std::string, at::Tensor>>
     : comm_(comm),
       options_(options),
       policy_(ZeroPolicy::for_stage(options.zero_stage)),
-      layout_(
+      layout_(zero_layout(
           [&] {
-            std::vector<ParamInfo> infos;
-            // Units cut buckets only where parameters are gathered by unit.
-            const bool by_unit = ZeroPolicy::for_stage(options.zero_stage).sharded_parameters();
-            if (by_unit && units.size() != params.size())
+            if (policy_.sharded_parameters() && units.size() != params.size())
               throw std::invalid_argument("data parallel: zero stage 3 needs the gathering unit of every parameter");
+            std::vector<ParamInfo> infos;
             for (size_t i = 0; i < params.size(); ++i)
               infos.push_back({params[i].first, params[i].second.sizes().vec(), decay.at(i),
-                               by_unit ? units.at(i) : 0});
+                               units.empty() ? 0 : units.at(i)});
             return infos;
           }(),
           comm.world_size(),
-          std::max<int64_t>(1, options.bucket_bytes /
-                                   (params.empty() ? 4 : params[0].second.element_size()))) {
+          std::max<int64_t>(1, options.bucket_bytes / (params.empty() ? 4 : params[0].second.element_size())),
+          options.zero_stage)) {
   if (params.empty()) throw std::invalid_argument("data parallel: no trainable parameters");
   const bool scattered = policy_.sharded_gradients();
   if (options_.reduce_after_backward && scattered)
@@ -238,8 +230,8 @@ DataParallel::~DataParallel() {
 
 void DataParallel::zero_grad() {
   gradients_->zero();
-  // A unit prefetched by the last forward (a validation pass) holds values from before
-  // the update.
+  // The update has changed the shard: a unit a forward prefetched and never used
+  // (latents() stops before the head) would bring back the old values.
   if (sharded_) sharded_->release_all();
 }
 
@@ -258,8 +250,11 @@ void DataParallel::on_gradient_ready(int param) {
   torch::NoGradGuard no_grad;
   const auto& fp = layout_.params()[static_cast<size_t>(param)];
   gradients_->take(fp, model_params_[static_cast<size_t>(param)]);
-  for (int b = fp.first_bucket; b <= fp.last_bucket; ++b)
-    if (--buckets_[static_cast<size_t>(b)]->pending == 0) buckets_[static_cast<size_t>(b)]->ready = true;
+  for (int b = fp.first_bucket; b <= fp.last_bucket; ++b) {
+    if (--buckets_[static_cast<size_t>(b)]->pending > 0) continue;
+    buckets_[static_cast<size_t>(b)]->ready = true;
+    if (sharded_) sharded_->gradients_taken(b);
+  }
   launch_ready_in_order();
   poll_in_flight();
 }
@@ -269,7 +264,6 @@ void DataParallel::launch_ready_in_order() {
   // Every rank must issue collectives in the same order, whatever order hooks fire in.
   while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready) {
     buckets_[next_launch_]->work = gradients_->launch(next_launch_);
-    if (sharded_) sharded_->gradients_taken(static_cast<int>(next_launch_));
     ++next_launch_;
     while (next_launch_ - retired_ > gradients_->max_in_flight()) retire(retired_++);
   }
@@ -330,23 +324,22 @@ MemoryUsage DataParallel::memory() const {
   return {params, gradients_->bytes(), 0};
 }
 
+FlatLayout zero_layout(std::vector<ParamInfo> params, int world_size, int64_t bucket_elements, int zero_stage) {
+  if (!ZeroPolicy::for_stage(zero_stage).sharded_parameters())
+    for (auto& p : params) p.unit = 0;
+  return FlatLayout(params, world_size, bucket_elements);
+}
+
 MemoryUsage planned_memory(const FlatLayout& layout, int zero_stage, int64_t element_bytes) {
   const auto policy = ZeroPolicy::for_stage(zero_stage);
   MemoryUsage m;
   int64_t largest_bucket = 0;
   for (const auto& b : layout.buckets()) largest_bucket = std::max(largest_bucket, b.end - b.begin);
-  // Sharded parameters: the shard, the unit that runs and the one prefetched.
-  int64_t unit_a = 0, unit_b = 0;
-  for (size_t u = 0; u < layout.units().size(); ++u) {
-    const int64_t n = layout.unit_elements(static_cast<int>(u));
-    if (n > unit_a) {
-      unit_b = unit_a;
-      unit_a = n;
-    } else {
-      unit_b = std::max(unit_b, n);
-    }
-  }
-  m.params = (policy.sharded_parameters() ? layout.shard_elements() + unit_a + unit_b : layout.total()) * element_bytes;
+  std::vector<int64_t> units;
+  for (size_t u = 0; u < layout.units().size(); ++u) units.push_back(layout.unit_elements(static_cast<int>(u)));
+  std::sort(units.rbegin(), units.rend());
+  const int64_t gathered = std::accumulate(units.begin(), units.begin() + std::min<size_t>(3, units.size()), int64_t{0});
+  m.params = (policy.sharded_parameters() ? layout.shard_elements() + gathered : layout.total()) * element_bytes;
   const bool sharded = policy.sharded_optimizer();
   const int64_t owned = sharded ? layout.shard_elements() : layout.data_elements();
   // Reduce-scatter holds the shard, the buckets in flight with their received chunks,

@@ -127,10 +127,16 @@ class DataParallel {
   std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks_;
 };
 
+// The layout DataParallel uses at `zero_stage` for `params` (their units set): units cut
+// buckets only where parameters are gathered by unit (stage 3).
+FlatLayout zero_layout(std::vector<ParamInfo> params, int world_size, int64_t bucket_elements, int zero_stage);
+
 // What a rank of a run with this layout would hold, without building anything: the
 // plan the README's memory table reports (AdamW: two fp32 moments per owned element).
-// At stage 3 the layout must carry the units, and the plan counts the two largest
-// gathered at once (tied embeddings keep the embedding gathered through backward too).
+// At stage 3 the layout must carry the units (zero_layout), and the plan counts the
+// three largest gathered at once: the one running, the one prefetched, and one more at
+// the start of backward (the value heads before the LM head) or borrowed (tied
+// embeddings keep the embedding gathered through backward).
 MemoryUsage planned_memory(const FlatLayout& layout, int zero_stage, int64_t element_bytes);
 
 }  // namespace crsm::dist

@@ -55,6 +55,17 @@ FlatLayout::FlatLayout(const std::vector<ParamInfo>& params, int world_size, int
     for (int b = p.first_bucket; b <= p.last_bucket && p.info.numel() > 0; ++b)
       buckets_[static_cast<size_t>(b)].params.push_back(static_cast<int>(i));
   }
+  int64_t at = 0;
+  for (const auto& b : buckets_) {
+    shard_offsets_.push_back(at);
+    at += b.chunk(world_);
+  }
+}
+
+int64_t FlatLayout::shard_position(const Segment& seg, int rank) const {
+  const auto& bucket = buckets_.at(static_cast<size_t>(seg.bucket));
+  const int64_t chunk_begin = bucket.begin + rank * bucket.chunk(world_);
+  return shard_offset(seg.bucket) + (seg.flat_offset - chunk_begin);
 }
 
 int64_t FlatLayout::unit_elements(int unit) const {

@@ -78,6 +78,10 @@ class FlatLayout {
   std::vector<Segment> owned_segments(int rank, bool sharded) const;
   // Elements rank `rank` owns when sharded (its chunks, padding included).
   int64_t shard_elements() const;
+  // Where bucket b's chunk starts in a rank's shard (its chunks of every bucket, in
+  // bucket order), and where a segment the rank owns sits in it.
+  int64_t shard_offset(int bucket) const { return shard_offsets_.at(static_cast<size_t>(bucket)); }
+  int64_t shard_position(const Segment& segment, int rank) const;
 
  private:
   int world_;
@@ -85,6 +89,7 @@ class FlatLayout {
   std::vector<FlatParam> params_;
   std::vector<Bucket> buckets_;
   std::vector<UnitBuckets> units_;
+  std::vector<int64_t> shard_offsets_;
 };
 
 }  // namespace crsm::dist

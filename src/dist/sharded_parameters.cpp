@@ -1,5 +1,6 @@
 #include "dist/sharded_parameters.h"
 
+#include <c10/core/DeviceGuard.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -18,6 +19,7 @@ namespace {
 
 // Gives a tensor's storage `bytes` from its allocator, or none; views keep their sizes.
 void resize_storage(const at::Tensor& t, int64_t bytes) {
+  const c10::DeviceGuard on_device(t.device());
   auto* storage = t.storage().unsafeGetStorageImpl();
   if (bytes == 0) storage->set_data_ptr_noswap(at::DataPtr(nullptr, t.device()));
   else storage->set_data_ptr_noswap(storage->allocator()->allocate(static_cast<size_t>(bytes)));
@@ -29,15 +31,10 @@ void resize_storage(const at::Tensor& t, int64_t bytes) {
 ShardedParameters::ShardedParameters(const FlatLayout& layout, std::vector<at::Tensor>& params, Communicator& comm,
                                      bool prefetch)
     : layout_(layout), comm_(comm), prefetch_(prefetch), units_(layout.units().size()),
-      unit_of_bucket_(layout.buckets().size(), -1) {
+      unit_of_bucket_(layout.buckets().size(), -1), taken_(layout.units().size(), 0) {
   torch::NoGradGuard no_grad;
   const auto options = params.at(0).options().requires_grad(false);
   shard_ = torch::zeros({layout.shard_elements()}, options);
-  int64_t at = 0;
-  for (const auto& b : layout.buckets()) {
-    offset_.push_back(at);
-    at += b.chunk(layout.world_size());
-  }
   const int world = layout.world_size(), rank = comm.rank();
   for (size_t u = 0; u < units_.size(); ++u) {
     const auto& range = layout.units()[u];
@@ -46,40 +43,32 @@ ShardedParameters::ShardedParameters(const FlatLayout& layout, std::vector<at::T
     unit.begin = layout.buckets()[static_cast<size_t>(range.first_bucket)].begin;
     unit.full = torch::zeros({layout.unit_elements(static_cast<int>(u))}, options);
     unit.bytes = unit.full.numel() * unit.full.element_size();
-    for (int b = range.first_bucket; b <= range.last_bucket; ++b) unit_of_bucket_[static_cast<size_t>(b)] = static_cast<int>(u);
-  }
-  for (size_t i = 0; i < params.size(); ++i) {
-    const auto& fp = layout.params()[i];
-    auto& unit = units_[static_cast<size_t>(fp.info.unit)];
-    auto view = unit.full.narrow(0, fp.offset - unit.begin, fp.info.numel());
-    view.copy_(params[i].reshape(-1));
-    params[i].set_data(view.view(params[i].sizes()));
-  }
-  for (size_t u = 0; u < units_.size(); ++u) {
-    auto& unit = units_[u];
-    if (!unit.full.defined()) continue;
+    for (size_t i = 0; i < params.size(); ++i) {
+      const auto& fp = layout.params()[i];
+      if (fp.info.unit != static_cast<int>(u)) continue;
+      auto view = unit.full.narrow(0, fp.offset - unit.begin, fp.info.numel());
+      view.copy_(params[i].reshape(-1));
+      params[i].set_data(view.view(params[i].sizes()));
+    }
     comm_.broadcast(unit.full, 0)->wait();
-    const auto& range = layout.units()[u];
     for (int b = range.first_bucket; b <= range.last_bucket; ++b) {
       const auto& bucket = layout.buckets()[static_cast<size_t>(b)];
       const int64_t chunk = bucket.chunk(world);
-      shard_.narrow(0, offset_[static_cast<size_t>(b)], chunk)
+      shard_.narrow(0, layout.shard_offset(b), chunk)
           .copy_(unit.full.narrow(0, bucket.begin - unit.begin + rank * chunk, chunk));
+      unit_of_bucket_[static_cast<size_t>(b)] = static_cast<int>(u);
     }
     resize_storage(unit.full, 0);
   }
 }
 
-ShardedParameters::~ShardedParameters() {
-  // Gathers still in flight write into the buffers: finish them before they go.
-  for (auto& unit : units_)
-    for (auto& w : unit.works) w->wait();
-}
+// Gathers in flight are not waited for: a wait can throw (a peer stopped), and this may
+// run while an exception unwinds. The Works finish or abandon their collectives
+// themselves, keeping the buffers alive as long as a peer may still write into them.
+ShardedParameters::~ShardedParameters() = default;
 
 at::Tensor ShardedParameters::owned(const Segment& seg) {
-  const auto& bucket = layout_.buckets()[static_cast<size_t>(seg.bucket)];
-  const int64_t chunk_begin = bucket.begin + comm_.rank() * bucket.chunk(layout_.world_size());
-  return shard_.narrow(0, offset_[static_cast<size_t>(seg.bucket)] + (seg.flat_offset - chunk_begin), seg.length);
+  return shard_.narrow(0, layout_.shard_position(seg, comm_.rank()), seg.length);
 }
 
 bool ShardedParameters::has(int unit) const {
@@ -100,7 +89,7 @@ void ShardedParameters::launch(int u) {
     const auto& bucket = layout_.buckets()[static_cast<size_t>(b)];
     const int64_t chunk = bucket.chunk(world);
     auto region = unit.full.narrow(0, bucket.begin - unit.begin, bucket.end - bucket.begin);
-    region.narrow(0, rank * chunk, chunk).copy_(shard_.narrow(0, offset_[static_cast<size_t>(b)], chunk));
+    region.narrow(0, rank * chunk, chunk).copy_(shard_.narrow(0, layout_.shard_offset(b), chunk));
     unit.works.push_back(comm_.all_gather(region));
   }
   unit.state = Unit::State::kInFlight;
@@ -142,11 +131,18 @@ void ShardedParameters::enter_backward(int unit) {
 
 void ShardedParameters::gradients_taken(int bucket) {
   const int u = unit_of_bucket_.at(static_cast<size_t>(bucket));
-  if (u >= 0 && layout_.units()[static_cast<size_t>(u)].last_bucket == bucket) release(u);
+  if (u < 0) return;
+  const auto& range = layout_.units()[static_cast<size_t>(u)];
+  if (++taken_[static_cast<size_t>(u)] < range.last_bucket - range.first_bucket + 1) return;
+  taken_[static_cast<size_t>(u)] = 0;
+  release(u);
 }
 
 void ShardedParameters::release_all() {
-  for (size_t u = 0; u < units_.size(); ++u) release(static_cast<int>(u));
+  for (size_t u = 0; u < units_.size(); ++u) {
+    taken_[u] = 0;
+    release(static_cast<int>(u));
+  }
 }
 
 int64_t ShardedParameters::shard_bytes() const { return shard_.numel() * shard_.element_size(); }

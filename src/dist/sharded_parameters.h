@@ -29,9 +29,9 @@ namespace crsm::dist {
 
 class ShardedParameters {
  public:
-  // `params`: the model's parameters in layout order, holding rank 0's values on every
-  // rank (their values are broadcast from rank 0 first). They become views of their
-  // unit's buffer, released.
+  // `params`: the model's parameters in layout order (their values are broadcast from
+  // rank 0). They become views of their unit's buffer, released; one unit is copied at a
+  // time, so the start holds the model and one unit more.
   ShardedParameters(const FlatLayout& layout, std::vector<at::Tensor>& params, Communicator& comm, bool prefetch);
   ~ShardedParameters();
   ShardedParameters(const ShardedParameters&) = delete;
@@ -47,9 +47,12 @@ class ShardedParameters {
   // Gathers a unit without prefetching its neighbour: for a unit whose parameters another
   // borrows (tied embeddings), released with it or once its gradients are taken.
   void gather(int unit);
-  // Bucket b's gradients have been taken for reduction: the last bucket of a unit
-  // releases it.
+  // Every gradient in bucket b has been taken for reduction this micro-batch; once all
+  // of a unit's buckets have, its parameters are no longer needed. (Whether the bucket's
+  // reduction has been launched does not matter: a bucket waiting for an earlier one,
+  // say of parameters that got no gradient, must not keep later units gathered.)
   void gradients_taken(int bucket);
+  // Releases every unit: at the end of backward, and before the shard changes.
   void release_all();
 
   // The shard, and the most gathered units' bytes held at once since construction.
@@ -68,10 +71,10 @@ class ShardedParameters {
   const FlatLayout& layout_;
   Communicator& comm_;
   bool prefetch_;
-  at::Tensor shard_;             // chunk `rank` of every bucket, in bucket order
-  std::vector<int64_t> offset_;  // where bucket b's chunk starts in shard_
+  at::Tensor shard_;  // chunk `rank` of every bucket, in bucket order
   std::vector<Unit> units_;
   std::vector<int> unit_of_bucket_;
+  std::vector<int> taken_;  // per unit: buckets whose gradients were taken this micro-batch
   int64_t gathered_ = 0, peak_gathered_ = 0;
   double waited_ = 0;
 };

@@ -53,9 +53,15 @@ AutocastState AutocastState::current() {
           autocast_dtype(c10::DeviceType::CPU), autocast_dtype(c10::DeviceType::CUDA)};
 }
 
-AutocastAs::AutocastAs(const AutocastState& state) : previous_(AutocastState::current()) { apply(state); }
+AutocastAs::AutocastAs(const AutocastState& state) : previous_(AutocastState::current()) {
+  apply(state);
+  at::autocast::increment_nesting();
+}
 
-AutocastAs::~AutocastAs() { apply(previous_); }
+AutocastAs::~AutocastAs() {
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  apply(previous_);
+}
 
 void AutocastAs::apply(const AutocastState& s) {
   set_autocast_dtype(c10::DeviceType::CPU, s.cpu_dtype);

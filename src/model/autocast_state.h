@@ -22,7 +22,11 @@ struct AutocastState {
   static AutocastState current();
 };
 
-// Puts `state` in force for its lifetime and the previous one back after.
+// Puts `state` in force for its lifetime and the previous one back after. It is an
+// autocast region: leaving the outermost one drops LibTorch's cache of weights cast to
+// the lower precision. Without that, casts made by a block recomputed in backward
+// (outside the forward's region) outlived the optimizer's update and the next forward
+// computed with the previous step's weights.
 class AutocastAs {
  public:
   explicit AutocastAs(const AutocastState& state);

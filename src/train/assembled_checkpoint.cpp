@@ -90,7 +90,7 @@ std::optional<SavedDynamics> load_checkpoint_dynamics(const std::string& checkpo
   SavedDynamics saved = load_dynamics(path);
   if (saved.backbone_sha256 != backbone_sha256(checkpoint_dir))
     throw dist::CheckpointError(path + " belongs to the backbone with SHA-256 " + saved.backbone_sha256 +
-                                ", not to this checkpoint's model.safetensors");
+                                ", not to this checkpoint's backbone");
   return saved;
 }
 

@@ -21,19 +21,22 @@ LossParts lm_loss(model::Backbone& model, const at::Tensor& windows, double valu
   return {lm + value_weight * value, lm, value};
 }
 
-double evaluate_lm_loss(model::Backbone& model, const at::Tensor& windows, int64_t batch) {
+double evaluate_lm_loss(model::Backbone& model, const at::Tensor& windows, int64_t batch, int64_t passes) {
   const bool was_training = model->is_training();
   model->eval();
   torch::NoGradGuard no_grad;
   double weighted = 0;
-  int64_t rows = 0;
-  for (int64_t start = 0; start < windows.size(0); start += batch) {
+  int64_t rows = 0, taken = 0;
+  for (int64_t start = 0; start < windows.size(0); start += batch, ++taken) {
     const auto part = windows.narrow(0, start, std::min(batch, windows.size(0) - start));
     weighted += lm_loss(model, part, 0.0).lm.item<double>() * part.size(0);
     rows += part.size(0);
   }
+  for (; taken < passes; ++taken) lm_loss(model, torch::zeros({1, windows.size(1)}, windows.options()), 0.0);
   model->train(was_training);
-  return weighted / static_cast<double>(rows);
+  return rows > 0 ? weighted / static_cast<double>(rows) : 0.0;
 }
+
+int64_t evaluation_passes(int64_t rows, int64_t batch) { return (rows + batch - 1) / batch; }
 
 }  // namespace crsm::train

@@ -18,8 +18,14 @@ struct LossParts {
 // through that target).
 LossParts lm_loss(model::Backbone& model, const at::Tensor& windows, double value_weight);
 
-// Mean next-token cross-entropy over windows, in batches of `batch` rows, without
-// gradients and in eval mode (the model's mode is restored afterwards).
-double evaluate_lm_loss(model::Backbone& model, const at::Tensor& windows, int64_t batch);
+// Mean next-token cross-entropy over windows (0 for none), in batches of `batch` rows,
+// without gradients and in eval mode (the model's mode is restored afterwards). When
+// the model's forward is collective (ZeRO-3 gathers its units), every rank must run as
+// many forward passes as the others: `passes` more than its own batches are run on a
+// window of zeros and not counted.
+double evaluate_lm_loss(model::Backbone& model, const at::Tensor& windows, int64_t batch, int64_t passes = 0);
+
+// Forward passes evaluate_lm_loss() takes for `rows` windows in batches of `batch`.
+int64_t evaluation_passes(int64_t rows, int64_t batch);
 
 }  // namespace crsm::train

@@ -49,6 +49,19 @@ std::string keys_that_make_it_large(const RunConfig& config, MemoryUse use, int 
   return text;
 }
 
+// ZeRO-3: the three largest units gathered at once (as dist::planned_memory counts
+// them), from the config: the embedding, the LM head (unless tied) and the blocks.
+double gathered_units(const model::ModelConfig& m, double params) {
+  const double embedding = static_cast<double>(m.vocab_size) * static_cast<double>(m.d_model);
+  const double head = m.tie_embeddings ? 0.0 : embedding;
+  const double block = std::max(0.0, params - embedding - head) / std::max<double>(1, static_cast<double>(m.num_layers));
+  std::vector<double> units = {embedding, head};
+  units.insert(units.end(), static_cast<size_t>(std::min<int64_t>(3, m.num_layers)), block);
+  units.resize(std::max<size_t>(3, units.size()), 0.0);
+  std::sort(units.rbegin(), units.rend());
+  return units[0] + units[1] + units[2];
+}
+
 }  // namespace
 
 double planned_bytes_per_rank(const RunConfig& config, MemoryUse use, int world_size, int64_t micro_batch) {
@@ -58,10 +71,7 @@ double planned_bytes_per_rank(const RunConfig& config, MemoryUse use, int world_
   const double w = std::max(1, world_size);
   const auto policy = dist::ZeroPolicy::for_stage(static_cast<int>(config.zero_stage));
   const double grads = policy.sharded_gradients() ? params / w : params;
-  // Sharded parameters: the shard and two gathered units, of which the embedding (or
-  // the LM head) is the largest.
-  const double unit = static_cast<double>(config.model.vocab_size) * static_cast<double>(config.model.d_model);
-  const double held = policy.sharded_parameters() ? params / w + 2 * std::max(unit, params / std::max<double>(1, config.model.num_layers)) : params;
+  const double held = policy.sharded_parameters() ? params / w + gathered_units(config.model, params) : params;
   const double adam = 2 * (policy.sharded_optimizer() ? params / w : params);
   const double logits = static_cast<double>(micro_batch) * static_cast<double>(config.train.seq_len) *
                         static_cast<double>(config.model.vocab_size);

@@ -6,7 +6,10 @@
 
 #include <c10/core/Device.h>
 
+#include <optional>
 #include <string>
+
+#include "model/autocast_state.h"
 
 namespace crsm::train {
 
@@ -21,15 +24,11 @@ Precision parse_precision(const std::string& name);
 class AutocastScope {
  public:
   AutocastScope(Precision precision, c10::DeviceType device);
-  ~AutocastScope();
   AutocastScope(const AutocastScope&) = delete;
   AutocastScope& operator=(const AutocastScope&) = delete;
 
  private:
-  bool active_ = false;
-  c10::DeviceType device_;
-  bool was_enabled_ = false;
-  c10::ScalarType was_dtype_ = c10::ScalarType::Float;
+  std::optional<model::AutocastAs> autocast_;
 };
 
 }  // namespace crsm::train

@@ -71,7 +71,6 @@ std::map<std::string, dist::FileDigest> gather_digests(dist::Communicator& comm,
   return out;
 }
 
-
 // The module's tensors no rank holds pieces of (parameters that do not train, buffers),
 // saved whole by rank 0 when parameters are sharded. Reads names and sizes only: the
 // sharded parameters' storage is released between uses.
@@ -134,13 +133,16 @@ void assemble_parameters(const std::string& dir, const TrainManifest& manifest, 
     std::sort(ranges.begin(), ranges.end());
     int64_t end = 0;
     for (const auto& [lo, hi] : ranges) {
-      if (lo != end) break;
+      if (lo != end)
+        throw dist::CheckpointError(manifest.path + ": \"parameter_shards\" " +
+                                    (lo < end ? "cover elements of " + name + " twice, from " + std::to_string(lo)
+                                              : "leave elements " + std::to_string(end) + " to " + std::to_string(lo) +
+                                                    " of " + name + " uncovered"));
       end = hi;
     }
-    if (end != t.numel() || (!ranges.empty() && ranges.back().second != end))
-      throw dist::CheckpointError(manifest.path + ": \"parameter_shards\" do not cover the " +
-                                  std::to_string(t.numel()) + " elements of " + name +
-                                  " once each (covered from 0 up to " + std::to_string(end) + ")");
+    if (end != t.numel())
+      throw dist::CheckpointError(manifest.path + ": \"parameter_shards\" cover " + std::to_string(end) + " of the " +
+                                  std::to_string(t.numel()) + " elements of " + name);
   }
 }
 

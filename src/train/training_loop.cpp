@@ -292,7 +292,7 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
     ++window.steps;
     if (state.step == first_step + 1) {
       const double flat_bytes = static_cast<double>(dp.layout().total()) *
-                                static_cast<double>(dp.owned_params().at(0).element_size());
+                                static_cast<double>(trainable.params.front().second.element_size());
       report.traffic(counted.bytes_sent(), dist::analytic_bytes_per_step(dp.policy(), flat_bytes, world,
                                                                          static_cast<int>(opt.grad_accum)));
       report.memory(gather_memory(dp, optimizer, comm, objective.module().parameters().front().device()));

@@ -160,6 +160,74 @@ TEST(DataParallel, ModelParametersBecomeViewsOfTheFlatBuffer) {
   EXPECT_TRUE(torch::equal(net.w2, before + 1.0));
 }
 
+// A parameter that gets no gradient holds back the launch of the buckets after it; the
+// units whose gradients are all taken must still be released as backward goes.
+TEST(DataParallel, StageThreeReleasesAUnitOnceItsGradientsAreTaken) {
+  torch::manual_seed(14);
+  TinyNet net;
+  auto unused = torch::randn({4}).requires_grad_(true);  // last registered: first in the layout
+  auto named = net.named();
+  named.emplace_back("unused", unused);
+  auto comm = make_local_communicator();
+  DataParallelOptions options;
+  options.zero_stage = 3;
+  DataParallel dp(named, {true, false, true, false}, *comm, options, {0, 0, 1, 2});
+  crsm::train::UnitGathering gathering(*dp.sharded_parameters());
+  dp.zero_grad();
+  dp.begin_micro_batch(true);
+  net.loss(torch::randn({4, 5}), &gathering).backward();
+  EXPECT_EQ(net.w2.storage().nbytes(), 0u) << "w2's unit stayed gathered after its backward";
+  EXPECT_EQ(net.w1.storage().nbytes(), 0u) << "w1's unit stayed gathered after its backward";
+  dp.end_micro_batch();
+}
+
+// A communicator whose all-gathers never complete: wait() throws, as after a peer stopped.
+class StalledGathers final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  std::string backend() const override { return "stalled"; }
+  at::Device device() const override { return at::kCPU; }
+  WorkPtr all_reduce(at::Tensor, ReduceOp) override { return done(); }
+  WorkPtr reduce_scatter(at::Tensor in, at::Tensor out) override {
+    out.copy_(in);
+    return done();
+  }
+  WorkPtr all_gather(at::Tensor) override { return std::make_shared<Stalled>(); }
+  WorkPtr broadcast(at::Tensor, int) override { return done(); }
+  void barrier() override {}
+
+ private:
+  struct Done final : Work {
+    void wait() override {}
+    bool poll() override { return true; }
+  };
+  struct Stalled final : Work {
+    void wait() override { throw CommTimeout("all_gather: not complete (a peer stopped)"); }
+    bool poll() override { return false; }
+  };
+  static WorkPtr done() { return std::make_shared<Done>(); }
+};
+
+// The gather's first bucket times out; the others are still in flight when the shards
+// are destroyed while the exception unwinds: that must end in the error, not in
+// std::terminate.
+TEST(DataParallel, StageThreeUnwindsFromAGatherThatTimedOut) {
+  torch::manual_seed(15);
+  TinyNet net;
+  StalledGathers comm;
+  DataParallelOptions options;
+  options.zero_stage = 3;
+  options.bucket_bytes = 32;  // several buckets per unit
+  EXPECT_THROW(
+      {
+        DataParallel dp(net.named(), {true, false, true}, comm, options, {0, 0, 1});
+        EXPECT_GT(dp.layout().units()[0].last_bucket, dp.layout().units()[0].first_bucket);
+        dp.sharded_parameters()->enter_forward(0);
+      },
+      CommTimeout);
+}
+
 TEST(DataParallel, RejectsAnUnknownZeroStageAndStageThreeWithoutUnits) {
   TinyNet net;
   auto comm = make_local_communicator();

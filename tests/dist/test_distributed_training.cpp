@@ -169,6 +169,22 @@ TEST_F(DistTrain, StageThreeWithTiedEmbeddingsAndValueHeadsMatchesOneProcess) {
   EXPECT_LE(max_weight_difference("tied_w3z3/checkpoints/step_00000004", "tied_single/checkpoints/step_00000004"), 1e-5);
 }
 
+// 375 validation windows of 40 tokens split 187 / 188 over two ranks, one row per pass:
+// at stage 3 every forward gathers, so the rank with fewer rows must still join the
+// other's last pass.
+TEST_F(DistTrain, StageThreeValidatesOverUnevenShares) {
+  const std::string steps = "--max-steps 2 --log-every 1 --eval-every 1 --eval-batches 0 --seq-len 40 --batch-size 2 ";
+  const auto single = train(1, "uneven_single", steps);
+  ASSERT_EQ(single.status, 0) << single.output;
+  const auto sharded = train(2, "uneven_w2z3", steps + "--zero-stage 3 --collective-timeout 20");
+  ASSERT_EQ(sharded.status, 0) << sharded.output;
+  std::vector<double> a, b;
+  for (const auto& r : metrics_of(work->path() / "uneven_single", "val")) a.push_back(r["loss"].get<double>());
+  for (const auto& r : metrics_of(work->path() / "uneven_w2z3", "val")) b.push_back(r["loss"].get<double>());
+  ASSERT_EQ(a.size(), 2u);
+  expect_close(b, a, 1e-5, "validation loss");
+}
+
 // Prefetching changes when a unit arrives, never what arrives.
 TEST_F(DistTrain, StageThreePrefetchOnAndOffGiveIdenticalResults) {
   const std::string steps = "--max-steps 4 --log-every 1 --eval-every 0 --eval-batches 2 --zero-stage 3 ";

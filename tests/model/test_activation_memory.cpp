@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <c10/core/CPUAllocator.h>
 #include <torch/torch.h>
+#include <ATen/autocast_mode.h>
 
 #include <atomic>
 #include <mutex>
@@ -10,6 +11,7 @@
 
 #include "config/run_config.h"
 #include "model/activation_memory.h"
+#include "model/autocast_state.h"
 #include "model/backbone.h"
 #include "test_helpers.h"
 
@@ -101,6 +103,56 @@ TEST(ActivationCheckpointing, GradientsEqualThoseWithout) {
     for (size_t i = 0; i < plain.size(); ++i)
       EXPECT_LE((plain[i] - recomputed[i]).abs().max().item<double>(), 1e-6) << "tensor " << i << ", dropout " << dropout;
   }
+}
+
+// A forward pass under bf16 autocast as the trainer runs it: an autocast region whose
+// end drops the cast-weight cache.
+class Bf16Forward {
+ public:
+  Bf16Forward() : autocast_(bf16()) { at::autocast::increment_nesting(); }
+  ~Bf16Forward() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  }
+
+ private:
+  static crsm::model::AutocastState bf16() {
+    auto s = crsm::model::AutocastState::current();
+    s.cpu = true;
+    s.cpu_dtype = c10::ScalarType::BFloat16;
+    return s;
+  }
+  crsm::model::AutocastAs autocast_;
+};
+
+// A block recomputed in backward casts its weights to bf16 again, outside the forward's
+// region; those casts must not outlive the step, or the next forward computes with the
+// weights from before the update.
+TEST(ActivationCheckpointing, UnderAutocastTheNextStepSeesTheUpdatedWeights) {
+  // One thread: the linear layers run as LibTorch's own (split over threads they cast
+  // nothing through autocast's cache).
+  at::set_num_threads(1);
+  const ModelConfig cfg = crsm::testing::tiny_model_config();
+  const auto second_loss = [&](bool checkpointing) {
+    torch::manual_seed(3);
+    Backbone model(cfg);
+    model->train();
+    model->set_activation_checkpointing(checkpointing);
+    const auto windows = torch::randint(0, cfg.vocab_size, {3, 25}, torch::kLong);
+    at::Tensor loss;
+    {
+      const Bf16Forward region;
+      loss = lm_loss(model, windows);
+    }
+    loss.backward();
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : model->parameters())
+        if (p.grad().defined()) p.sub_(0.05 * p.grad().sign());
+    }
+    const Bf16Forward region;  // recording, as training's next forward does
+    return lm_loss(model, windows).item<double>();
+  };
+  EXPECT_NEAR(second_loss(true), second_loss(false), 1e-3);
 }
 
 // The most bytes above what was held before, over the forward pass, the loss and the

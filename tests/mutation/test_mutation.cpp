@@ -13,6 +13,8 @@
 #include <functional>
 #include <new>
 
+#include <nlohmann/json.hpp>
+
 #include "../model/test_helpers.h"
 #include "../support/mutator.h"
 #include "../support/scratch_dir.h"
@@ -252,6 +254,30 @@ TEST_F(Mutation, StageThreeCheckpointManifest) {
     crsm::train::load_checkpoint_model(ckpt.string(), &config);
   };
   expect_survives(ckpt / "manifest.json", read, {ckpt.string()}, file_budget(ckpt), 21);
+}
+
+// A piece listed twice passes the size checks of each piece; together they must be
+// refused, as must a gap.
+TEST_F(Mutation, StageThreePiecesMustCoverEachElementOnce) {
+  const fs::path ckpt = checkpoint(3);
+  const auto manifest_path = (ckpt / "manifest.json").string();
+  const auto valid = nlohmann::json::parse(crsm::base::read_file(manifest_path));
+  const auto refused = [&](const nlohmann::json& manifest, const std::string& expected) {
+    crsm::base::write_file_atomically(manifest_path, manifest.dump());
+    try {
+      crsm::train::load_checkpoint_model(ckpt.string());
+      ADD_FAILURE() << "loaded with " << expected;
+    } catch (const crsm::dist::CheckpointError& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+  };
+  auto twice = valid;
+  auto& pieces = twice["parameter_shards"]["rank00000.safetensors"];
+  pieces.push_back(pieces[0]);
+  refused(twice, "twice");
+  auto gap = valid;
+  gap["parameter_shards"]["rank00000.safetensors"].erase(0);
+  refused(gap, "cover");
 }
 
 TEST_F(Mutation, StageThreeParameterPieces) {
