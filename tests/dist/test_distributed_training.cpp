@@ -185,14 +185,22 @@ TEST_F(DistTrain, StageThreeValidatesOverUnevenShares) {
   expect_close(b, a, 1e-5, "validation loss");
 }
 
-// Prefetching changes when a unit arrives, never what arrives.
+// Prefetching changes when a unit arrives, never what arrives (in fp32 and under bf16
+// autocast).
 TEST_F(DistTrain, StageThreePrefetchOnAndOffGiveIdenticalResults) {
-  const std::string steps = "--max-steps 4 --log-every 1 --eval-every 0 --eval-batches 2 --zero-stage 3 ";
-  ASSERT_EQ(train(2, "pf_on", steps).status, 0);
-  const auto off = train(2, "pf_off", steps + "--no-prefetch");
-  ASSERT_EQ(off.status, 0) << off.output;
-  EXPECT_EQ(losses("pf_on"), losses("pf_off"));
-  EXPECT_EQ(max_weight_difference("pf_on/checkpoints/step_00000004", "pf_off/checkpoints/step_00000004"), 0.0);
+  for (const std::string precision : {"fp32", "bf16"}) {
+    const std::string steps = "--max-steps 4 --log-every 1 --eval-every 0 --eval-batches 2 --zero-stage 3 --precision " +
+                              precision + " ";
+    const auto on = train(2, "pf_on_" + precision, steps);
+    ASSERT_EQ(on.status, 0) << on.output;
+    const auto off = train(2, "pf_off_" + precision, steps + "--no-prefetch");
+    ASSERT_EQ(off.status, 0) << off.output;
+    EXPECT_EQ(losses("pf_on_" + precision), losses("pf_off_" + precision)) << precision;
+    EXPECT_EQ(max_weight_difference("pf_on_" + precision + "/checkpoints/step_00000004",
+                                    "pf_off_" + precision + "/checkpoints/step_00000004"),
+              0.0)
+        << precision;
+  }
 }
 
 // A stage-3 checkpoint holds no model.safetensors, only each rank's pieces; it resumes at
