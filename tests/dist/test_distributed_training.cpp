@@ -145,7 +145,7 @@ TEST_F(DistTrain, StageFourFromAStageOneCheckpointMatchesOneProcess) {
 }
 
 // Stage 3 with tied embeddings (the LM head borrows the embedding's unit) and the value
-// heads training (their own unit) on 3 ranks.
+// heads training (their own unit) on 3 ranks, and with activation checkpointing on 2.
 TEST_F(DistTrain, StageThreeWithTiedEmbeddingsAndValueHeadsMatchesOneProcess) {
   auto config = nlohmann::json::parse(read_file(source_path("configs/tiny.json")));
   config["tie_embeddings"] = true;
@@ -167,6 +167,10 @@ TEST_F(DistTrain, StageThreeWithTiedEmbeddingsAndValueHeadsMatchesOneProcess) {
   expect_close(b, a, 1e-5, "value loss");
   expect_close(losses("tied_w3z3"), losses("tied_single"), 1e-5, "lm loss");
   EXPECT_LE(max_weight_difference("tied_w3z3/checkpoints/step_00000004", "tied_single/checkpoints/step_00000004"), 1e-5);
+  // A block recomputed in backward runs inside its unit's backward gather.
+  const auto recomputed = run(2, "tied_w2z3_ckpt", " --zero-stage 3 --activation-checkpointing");
+  ASSERT_EQ(recomputed.status, 0) << recomputed.output;
+  expect_close(losses("tied_w2z3_ckpt"), losses("tied_single"), 1e-5, "lm loss, activation checkpointing");
 }
 
 // 375 validation windows of 40 tokens split 187 / 188 over two ranks, one row per pass:
