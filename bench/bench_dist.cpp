@@ -381,8 +381,7 @@ void bench_zero(Report& report, Communicator& comm, const crsm::RunConfig& cfg, 
   const double stage2 = times[1];
   for (size_t i = 0; i < variants.size(); ++i) {
     auto& v = *variants[i];
-    const double flat_bytes = static_cast<double>(v.dp->layout().total()) * 4.0;
-    const double analytic = crsm::dist::analytic_bytes_per_step(v.dp->policy(), flat_bytes, comm.world_size(), 1);
+    const double analytic = v.dp->analytic_bytes_per_step(1);
     const double sent = v.counted->bytes_sent() / static_cast<double>(v.steps);
     const auto* sharded = v.dp->sharded_parameters();
     const double waited_ms = sharded ? sharded->gather_wait_seconds() / static_cast<double>(v.steps) * 1e3 : 0.0;

@@ -180,7 +180,8 @@ DataParallel::DataParallel(const std::vector<std::pair<std::string, at::Tensor>>
           }(),
           comm.world_size(),
           std::max<int64_t>(1, options.bucket_bytes / (params.empty() ? 4 : params[0].second.element_size())),
-          options.zero_stage)) {
+          options.zero_stage)),
+      element_bytes_(params.empty() ? 4 : params[0].second.element_size()) {
   if (params.empty()) throw std::invalid_argument("data parallel: no trainable parameters");
   const bool scattered = policy_.sharded_gradients();
   if (options_.reduce_after_backward && scattered)
@@ -322,6 +323,11 @@ MemoryUsage DataParallel::memory() const {
   const int64_t params = sharded_ ? sharded_->shard_bytes() + sharded_->peak_gathered_bytes()
                                   : flat_params_.numel() * flat_params_.element_size();
   return {params, gradients_->bytes(), 0};
+}
+
+double DataParallel::analytic_bytes_per_step(int micro_batches) const {
+  return dist::analytic_bytes_per_step(policy_, static_cast<double>(layout_.total() * element_bytes_),
+                                       layout_.world_size(), micro_batches);
 }
 
 FlatLayout zero_layout(std::vector<ParamInfo> params, int world_size, int64_t bucket_elements, int zero_stage) {

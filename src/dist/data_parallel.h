@@ -94,6 +94,9 @@ class DataParallel {
 
   // Parameters, gradients (peak, including buckets in flight) held by this rank.
   MemoryUsage memory() const;
+  // What one step of `micro_batches` should send for parameters and gradients, by the
+  // policy's collectives over this layout (zero_policy.h).
+  double analytic_bytes_per_step(int micro_batches) const;
 
   // Called by the autograd hook once a parameter's gradient is accumulated.
   void on_gradient_ready(int param);
@@ -112,6 +115,7 @@ class DataParallel {
   DataParallelOptions options_;
   ZeroPolicy policy_;
   FlatLayout layout_;
+  int64_t element_bytes_;  // of the parameters
   at::Tensor flat_params_;                    // replicated placement
   std::unique_ptr<ShardedParameters> sharded_;  // sharded placement
   std::vector<at::Tensor> model_params_;  // in flat (layout) order

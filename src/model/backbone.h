@@ -68,6 +68,7 @@ class BackboneImpl : public torch::nn::Module {
   // Announces each use of a unit (parameter_unit()) to `hooks`, which the caller keeps
   // alive while set.
   void set_unit_hooks(UnitHooks* hooks) { hooks_ = hooks; }
+  UnitHooks* unit_hooks() const { return hooks_; }
 
   const ModelConfig& config() const { return cfg_; }
   at::Tensor embed(const at::Tensor& tokens);

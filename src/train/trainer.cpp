@@ -86,10 +86,7 @@ class LanguageModelObjective : public Objective {
 
   torch::nn::Module& module() override { return *model_; }
   TrainableParameters trainable() override { return trainable_parameters(model_, value_loss_); }
-  void set_unit_hooks(model::UnitHooks* hooks) override {
-    model_->set_unit_hooks(hooks);
-    collective_forward_ = hooks != nullptr;
-  }
+  void set_unit_hooks(model::UnitHooks* hooks) override { model_->set_unit_hooks(hooks); }
 
   std::vector<at::Tensor> losses(const Batch& batch) override {
     const LossParts parts = lm_loss(model_, batch[0], value_weight_);
@@ -108,7 +105,7 @@ class LanguageModelObjective : public Objective {
     // Ranks' shares of the windows may differ by one; with gathered parameters every
     // rank must still take the same number of forward passes.
     const int64_t own = evaluation_passes(val_windows_.size(0), eval_batch_);
-    const auto passes = collective_forward_
+    const auto passes = model_->unit_hooks()  // every forward gathers: it is collective
                             ? static_cast<int64_t>(dist::all_reduce_scalar(comm, static_cast<double>(own), dist::ReduceOp::kMax))
                             : own;
     if (passes > 0) {
@@ -135,7 +132,6 @@ class LanguageModelObjective : public Objective {
   at::Tensor val_windows_;
   int64_t eval_batch_;
   Precision precision_;
-  bool collective_forward_ = false;  // zero stage 3: the model gathers its units
 };
 
 // This rank's share of the validation windows of the split, on the device.

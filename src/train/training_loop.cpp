@@ -99,7 +99,7 @@ class Reporter {
     if (!root_ || analytic == 0) return;  // one rank sends nothing
     std::printf("communication: rank 0 sent %s for parameters and gradients in this step (analytic %s, %+.2f%%)\n",
                 mib(static_cast<int64_t>(sent)).c_str(), mib(static_cast<int64_t>(analytic)).c_str(),
-                analytic > 0 ? 100.0 * (sent - analytic) / analytic : 0.0);
+                100.0 * (sent - analytic) / analytic);
     std::fflush(stdout);
   }
   void memory(const at::Tensor& per_rank) {
@@ -291,10 +291,7 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
     for (size_t i = 0; i < step_losses.means.size(); ++i) window.sums[i] += step_losses.means[i];
     ++window.steps;
     if (state.step == first_step + 1) {
-      const double flat_bytes = static_cast<double>(dp.layout().total()) *
-                                static_cast<double>(trainable.params.front().second.element_size());
-      report.traffic(counted.bytes_sent(), dist::analytic_bytes_per_step(dp.policy(), flat_bytes, world,
-                                                                         static_cast<int>(opt.grad_accum)));
+      report.traffic(counted.bytes_sent(), dp.analytic_bytes_per_step(static_cast<int>(opt.grad_accum)));
       report.memory(gather_memory(dp, optimizer, comm, objective.module().parameters().front().device()));
     }
 
