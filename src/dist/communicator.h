@@ -91,12 +91,12 @@ class Communicator {
 // only its own). UsageError naming the flag when CUDA is asked for and absent.
 c10::Device rank_device(const std::string& name, const Runtime& rt);
 
-// How long the MPI backend lets a rank wait for one collective before it throws
-// CommTimeout: a peer that is stopped or stuck (not dead: mpirun ends the job for a dead
-// one) would otherwise hold every other rank forever. Whatever one rank does while the
-// others wait must fit in it: the longest checkpoint save, rank 0 preparing a text
-// corpus or verifying a resume. Zero waits forever. NCCL collectives complete on the
-// GPU, where this option does not reach them.
+// How long one collective may take before the rank throws CommTimeout: a peer that is
+// stopped or stuck (not dead: mpirun ends the job for a dead one) would otherwise hold
+// every other rank forever. Whatever one rank does while the others wait must fit in it:
+// the longest checkpoint save, rank 0 preparing a text corpus or verifying a resume.
+// Zero waits forever. The MPI backend checks while it waits; the NCCL backend's watchdog
+// thread aborts the communicator and its next call throws.
 constexpr std::chrono::seconds kDefaultCollectiveTimeout{1800};
 constexpr std::chrono::seconds kMaxCollectiveTimeout{30 * 24 * 3600};
 

@@ -5,8 +5,11 @@
 // Failures: any NCCL or CUDA error, or a collective that outlives the timeout, marks the
 // communicator failed; a failed one (or one destroyed while an exception unwinds) is
 // aborted, never synchronised, so a rank whose peers will not join does not hang in its
-// destructor. A timed-out collective aborts the communicator at once and throws
-// CommTimeout, as the MPI backend does.
+// destructor. Deadlines are kept by a watchdog thread, as PyTorch's wrapper does, so that
+// waiting never blocks the host (wait() only orders the compute stream): a collective
+// past its deadline aborts the communicator, which lets NCCL's kernels and whatever the
+// host is blocked on return, and the next call on the communicator throws CommTimeout, as
+// the MPI backend does.
 #include <ATen/ATen.h>
 #include <cuda_runtime.h>
 #include <mpi.h>
@@ -14,7 +17,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <exception>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #ifdef CRSM_TORCH_CUDA
@@ -62,12 +68,15 @@ class DeviceGuard {
 };
 
 // What the communicator and its pending works share: the NCCL communicator, whether a
-// failure was seen, and whether it has been aborted (then nothing may touch it again).
+// failure was seen, whether it has been aborted (then nothing may touch it again), and
+// the collectives in flight that the watchdog holds to their deadlines.
 struct NcclState {
   ncclComm_t comm = nullptr;
   int rank = 0;
   std::atomic<bool> failed{false};
   std::atomic<bool> aborted{false};
+
+  ~NcclState() { stop_watchdog(); }
 
   void abort() {
     failed = true;
@@ -87,16 +96,89 @@ struct NcclState {
     failed = true;
     throw CommFailure("rank " + std::to_string(rank) + ": " + what);
   }
+
+  // Throws CommTimeout once the watchdog has seen a collective outlive its deadline.
+  void check_timeout() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!timed_out_.empty()) throw CommTimeout("rank " + std::to_string(rank) + ": " + timed_out_);
+  }
+
+  void start_watchdog(int device, std::chrono::seconds timeout) {
+    timeout_ = timeout;
+    watchdog_ = std::thread([this, device] { watch(device); });
+  }
+  void stop_watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (watchdog_.joinable()) watchdog_.join();
+  }
+
+  // Holds `done` to the timeout from now until forget(); returns its key (0: no timeout).
+  int64_t watch(cudaEvent_t done, const std::string& what) {
+    if (timeout_.count() <= 0) return 0;
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_[++next_key_] = {done, Clock::now() + timeout_, what};
+    return next_key_;
+  }
+  // Before `done` is destroyed.
+  void forget(int64_t key) {
+    if (key == 0) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_.erase(key);
+  }
+
+ private:
+  struct InFlight {
+    cudaEvent_t done;
+    Clock::time_point deadline;
+    std::string what;
+  };
+
+  void watch(int device) {
+    cudaSetDevice(device);
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      wake_.wait_for(lock, std::chrono::milliseconds(100));
+      const auto now = Clock::now();
+      for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+        if (event_state(cudaEventQuery(it->second.done)) != EventState::kPending) {
+          it = in_flight_.erase(it);  // finished, or failed: wait() and poll() report that
+        } else if (now >= it->second.deadline && timed_out_.empty()) {
+          timed_out_ = it->second.what + ": not complete after " + std::to_string(timeout_.count()) +
+                       " s (--collective-timeout): another rank is stopped, stuck or far behind; the NCCL "
+                       "communicator was aborted";
+          abort();
+          in_flight_.clear();
+          break;
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+
+  std::chrono::seconds timeout_{0};
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::map<int64_t, InFlight> in_flight_;
+  int64_t next_key_ = 0;
+  std::string timed_out_;
+  std::thread watchdog_;
 };
 
 class NcclWork final : public Work {
  public:
   NcclWork(std::shared_ptr<NcclState> state, cudaEvent_t done, cudaStream_t launched_from, int device,
-           std::vector<at::Tensor> keep_alive, std::string what, std::chrono::seconds timeout)
+           std::vector<at::Tensor> keep_alive, std::string what)
       : state_(std::move(state)), done_(done), launched_from_(launched_from), device_(device),
-        keep_alive_(std::move(keep_alive)), what_(std::move(what)), timeout_(timeout), deadline_(Clock::now() + timeout) {}
+        keep_alive_(std::move(keep_alive)), what_(std::move(what)), watch_key_(state_->watch(done_, what_)) {}
 
   ~NcclWork() override {
+    state_->forget(watch_key_);
     DeviceGuard guard(device_);
     // Buffers go back to the caching allocator only once the launching stream is ordered
     // after the collective that still reads or writes them. After an abort the event
@@ -109,7 +191,6 @@ class NcclWork final : public Work {
   void wait() override {
     if (waited_) return;
     DeviceGuard guard(device_);
-    if (timeout_.count() > 0) wait_on_host();
     check_async();
     const cudaError_t e = cudaStreamWaitEvent(launched_from_, done_, 0);
     if (e != cudaSuccess) state_->fail(what_ + ": cudaStreamWaitEvent: " + cuda_text(e));
@@ -124,29 +205,15 @@ class NcclWork final : public Work {
     const cudaError_t query = cudaEventQuery(done_);
     switch (event_state(query)) {
       case EventState::kDone: return true;
-      case EventState::kPending: check_deadline(); return false;
+      case EventState::kPending: return false;
       case EventState::kFailed: break;
     }
     state_->fail(what_ + ": " + cuda_text(query));
   }
 
  private:
-  // Polls the event and NCCL's asynchronous error until the collective finishes or the
-  // deadline passes.
-  void wait_on_host() {
-    while (!poll()) std::this_thread::sleep_for(std::chrono::microseconds(50));
-  }
-
-  void check_deadline() {
-    if (timeout_.count() <= 0 || Clock::now() < deadline_) return;
-    state_->abort();
-    throw CommTimeout("rank " + std::to_string(state_->rank) + ": " + what_ + ": not complete after " +
-                      std::to_string(timeout_.count()) +
-                      " s (--collective-timeout): another rank is stopped, stuck or far behind; the NCCL "
-                      "communicator was aborted");
-  }
-
   void check_async() const {
+    state_->check_timeout();
     if (state_->aborted) state_->fail(what_ + ": the NCCL communicator was aborted after an earlier failure");
     ncclResult_t async = ncclSuccess;
     ncclCommGetAsyncError(state_->comm, &async);
@@ -159,8 +226,7 @@ class NcclWork final : public Work {
   int device_;
   std::vector<at::Tensor> keep_alive_;
   std::string what_;
-  std::chrono::seconds timeout_;
-  Clock::time_point deadline_;
+  int64_t watch_key_;
   bool waited_ = false;
 };
 
@@ -182,7 +248,7 @@ ncclDataType_t nccl_type(const at::Tensor& t, const std::string& what) {
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(int device_index, std::chrono::seconds timeout)
-      : device_index_(device_index), timeout_(timeout), state_(std::make_shared<NcclState>()) {
+      : device_index_(device_index), state_(std::make_shared<NcclState>()) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &world_);
     state_->rank = rank_;
@@ -192,9 +258,11 @@ class NcclCommunicator final : public Communicator {
     MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
     check_nccl(ncclCommInitRank(&state_->comm, world_, id, rank_), "ncclCommInitRank");
     check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    if (timeout.count() > 0) state_->start_watchdog(device_index, timeout);
   }
 
   ~NcclCommunicator() override {
+    state_->stop_watchdog();
     DeviceGuard guard(device_index_);
     if (state_->aborted) {
       // A timed-out collective aborted it already.
@@ -264,6 +332,7 @@ class NcclCommunicator final : public Communicator {
   // compute stream has queued for its inputs; the Work orders that same stream after it.
   template <typename Call>
   WorkPtr launch(const std::string& what, std::vector<at::Tensor> tensors, Call call) {
+    state_->check_timeout();
     if (state_->aborted) state_->fail(what + ": the NCCL communicator was aborted after an earlier failure");
     DeviceGuard guard(device_index_);
     const cudaStream_t from = compute_stream(device_index_);
@@ -275,7 +344,7 @@ class NcclCommunicator final : public Communicator {
     cudaEventDestroy(ready);
     check_nccl(call(stream_), what);
     check_cuda(cudaEventRecord(done, stream_), what + ": cudaEventRecord");
-    return std::make_shared<NcclWork>(state_, done, from, device_index_, std::move(tensors), what, timeout_);
+    return std::make_shared<NcclWork>(state_, done, from, device_index_, std::move(tensors), what);
   }
 
   std::string describe(const char* op, const at::Tensor& t) const {
@@ -297,7 +366,6 @@ class NcclCommunicator final : public Communicator {
   }
 
   int device_index_;
-  std::chrono::seconds timeout_;
   std::shared_ptr<NcclState> state_;
   int rank_ = 0, world_ = 1;
   cudaStream_t stream_ = nullptr;
