@@ -114,6 +114,14 @@ at::Tensor selective_scan(const at::Tensor& x_in, const at::Tensor& dt_in, const
   return out[0];
 }
 
+bool cuda_scan_built() {
+#ifdef CRSM_CUDA_SCAN
+  return true;
+#else
+  return false;
+#endif
+}
+
 at::Tensor selective_scan_reference(const at::Tensor& x, const at::Tensor& dt,
                                     const at::Tensor& A, const at::Tensor& B,
                                     const at::Tensor& C, const at::Tensor& D,

@@ -20,6 +20,10 @@ at::Tensor selective_scan(const at::Tensor& x, const at::Tensor& dt, const at::T
                           const at::Tensor& B, const at::Tensor& C, const at::Tensor& D,
                           const at::Tensor& z, at::Tensor* final_state = nullptr);
 
+// Whether selective_scan() runs the CUDA kernels on CUDA tensors in this build (they and
+// a CUDA LibTorch were found), rather than falling back to the reference.
+bool cuda_scan_built();
+
 // Plain reference: one tensor expression per time step, differentiated by autograd.
 // Works on every device and dtype; slow. Kept to check the fused kernel against.
 at::Tensor selective_scan_reference(const at::Tensor& x, const at::Tensor& dt,

@@ -80,10 +80,12 @@ TEST(ParallelLinear, MatchesLinearAndItsGradients) {
 }
 
 // A view of a weight (the mixer's in_proj halves): the gradient reaches the whole weight.
+// 640 rows x 32 x 16 is past the size at which the product is split over the threads
+// (2^18 multiply-adds), so the split path is what runs.
 TEST(ParallelLinear, AWeightViewGetsItsGradient) {
   at::set_num_threads(2);
   torch::manual_seed(5);
-  const auto x = torch::randn({4, 40, 16});
+  const auto x = torch::randn({4, 160, 16});
   auto w = torch::randn({64, 16}).requires_grad_(true);
   crsm::model::parallel_linear(x, w.narrow(0, 32, 32), {}).sum().backward();
   const auto expected = torch::cat({torch::zeros({32, 16}), x.reshape({-1, 16}).sum(0).expand({32, 16})});

@@ -110,6 +110,9 @@ TEST(ScanChunked, KeepsOnlyTheStateEnteringEachChunk) {
 // The kernels themselves, on a GPU (scripts/gpu_check.sh runs this where one is).
 TEST(CudaScan, MatchesTheReferenceOnTheDevice) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU";
+  // Otherwise the reference would run on the device and this test would prove nothing.
+  ASSERT_TRUE(crsm::model::cuda_scan_built()) << "a GPU is here but the CUDA scan was not built (no nvcc, or a "
+                                                 "LibTorch without CUDA)";
   const char* names[] = {"x", "dt", "A", "B", "C", "D", "z"};
   for (const int64_t N : {16, 20}) {
     auto in = scan_inputs(3, 150, 37, N, 7);
