@@ -8,7 +8,6 @@
 #include <set>
 
 #include "base/atomic_file.h"
-#include "base/new_directories.h"
 #include "data/portable_random.h"
 #include "data/temp_dir.h"
 
@@ -212,9 +211,8 @@ std::vector<ArcTask> generate_arc_tasks(const ArcGeneratorOptions& o, int64_t co
 PrepareArcResult prepare_arc(const ArcGeneratorOptions& o, int64_t eval_tasks, int64_t train_tasks, uint64_t seed,
                              const std::string& output) {
   check_arc_options(o);
-  std::error_code ec;
-  if (fs::exists(output, ec) && !(fs::is_directory(output, ec) && fs::is_empty(output, ec)))
-    throw DataError("--output " + output + ": exists and is not an empty directory (choose a new one)");
+  const fs::path out =
+      fresh_output(output, "--output " + output + ": exists and is not an empty directory (choose a new one)");
   const auto eval = generate_arc_tasks(o, eval_tasks, stream_seed(seed, 1), "eval");
   std::vector<std::string> held_out;
   for (const auto& t : eval)
@@ -222,11 +220,7 @@ PrepareArcResult prepare_arc(const ArcGeneratorOptions& o, int64_t eval_tasks, i
   const auto train = generate_arc_tasks(o, train_tasks, stream_seed(seed, 0), "train", held_out);
 
   // Written beside the output and renamed into place: a failure leaves nothing behind.
-  fs::path out = fs::absolute(output).lexically_normal();
-  if (!out.has_filename()) out = out.parent_path();
-  base::NewDirectories created;
-  created.create(out.parent_path().string());
-  TempDir staging(out.parent_path().string(), out.filename().string() + ".tmp");
+  StagedOutput staging(out);
   const fs::path stage(staging.path());
   fs::create_directory(stage / "eval");
   for (const auto& t : eval) base::write_file_atomically((stage / "eval" / (t.id + ".json")).string(), arc_task_json(t) + "\n");
@@ -237,8 +231,7 @@ PrepareArcResult prepare_arc(const ArcGeneratorOptions& o, int64_t eval_tasks, i
   }
   base::write_file_atomically((stage / "train.jsonl").string(), jsonl);
   base::write_file_atomically((stage / "train.txt").string(), corpus);
-  publish_staged(staging, out.string(), "--output " + output);
-  created.keep();
+  staging.publish("--output " + output);
   return {eval_tasks, train_tasks, (fs::path(output) / "eval").string(), (fs::path(output) / "train.jsonl").string(),
           (fs::path(output) / "train.txt").string()};
 }

@@ -10,7 +10,6 @@
 
 #include "data/data_error.h"
 #include "base/atomic_file.h"
-#include "base/new_directories.h"
 #include "data/mapped_file.h"
 #include "data/shard_format.h"
 #include "data/shard_writer.h"
@@ -56,13 +55,6 @@ void check_options(const PrepareOptions& opt) {
                     std::to_string(opt.vocab_size));
   if (opt.vocab_size < 0)
     throw DataError("prepare: vocab_size must be >= 0, got " + std::to_string(opt.vocab_size));
-}
-
-// The output directory as an absolute path without a trailing separator, so that its
-// parent (where the staging directory goes) and its name are well defined.
-fs::path output_path(const std::string& dir) {
-  fs::path p = fs::absolute(dir).lexically_normal();
-  return p.has_filename() ? p : p.parent_path();
 }
 
 // Maps the input and places the train/val cut: the last val_fraction of its bytes,
@@ -150,18 +142,14 @@ nlohmann::json split_json(const std::vector<ShardInfo>& shards) {
 
 PrepareSummary prepare_corpus(const PrepareOptions& opt) {
   check_options(opt);
-  const fs::path out_dir = output_path(opt.output_dir);
-  if (fs::exists(out_dir) && (!fs::is_directory(out_dir) || !fs::is_empty(out_dir)))
-    throw DataError(opt.output_dir + ": already exists and is not empty; prepare never "
-                    "overwrites (choose a new output directory)");
+  const fs::path out_dir = fresh_output(opt.output_dir, opt.output_dir + ": already exists and is not empty; prepare "
+                                                                          "never overwrites (choose a new output directory)");
 
   // Every input is checked before any slow work (tokenizer training) starts.
   std::vector<Input> inputs;
   for (const auto& path : opt.inputs) inputs.push_back(open_input(path, opt.val_fraction));
 
-  base::NewDirectories created;
-  created.create(out_dir.parent_path().string());
-  TempDir staging(out_dir.parent_path().string(), out_dir.filename().string() + ".tmp");
+  StagedOutput staging(out_dir);
   const auto tok = make_tokenizer(opt, inputs, staging.path());
   const TokenDtype dtype = dtype_for_vocab(tok->vocab_size());
 
@@ -189,8 +177,7 @@ PrepareSummary prepare_corpus(const PrepareOptions& opt) {
       {"splits", {{"train", split_json(train.finish())}, {"val", split_json(val.finish())}}}};
   base::write_file_atomically((fs::path(staging.path()) / kIndexFile).string(), index.dump(2) + "\n");
 
-  publish_staged(staging, out_dir.string(), opt.output_dir);
-  created.keep();
+  staging.publish(opt.output_dir);
   return summary;
 }
 

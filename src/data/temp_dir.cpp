@@ -28,15 +28,30 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-void publish_staged(TempDir& staging, const std::string& target, const std::string& what) {
+std::filesystem::path fresh_output(const std::string& dir, const std::string& refusal) {
   namespace fs = std::filesystem;
-  fs::permissions(staging.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                                      fs::perms::others_read | fs::perms::others_exec);
+  fs::path p = fs::absolute(dir).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();
   std::error_code ec;
-  fs::rename(staging.path(), target, ec);
+  if (fs::exists(p, ec) && !(fs::is_directory(p, ec) && fs::is_empty(p, ec))) throw DataError(refusal);
+  return p;
+}
+
+StagedOutput::StagedOutput(const std::filesystem::path& target) : target_(target) {
+  created_.create(target_.parent_path().string());
+  staging_.emplace(target_.parent_path().string(), target_.filename().string() + ".tmp");
+}
+
+void StagedOutput::publish(const std::string& what) {
+  namespace fs = std::filesystem;
+  fs::permissions(staging_->path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                        fs::perms::others_read | fs::perms::others_exec);
+  std::error_code ec;
+  fs::rename(staging_->path(), target_, ec);
   if (ec) throw DataError(what + ": cannot move the result into place (" + ec.message() + ")");
-  staging.release();
-  base::sync_directory(fs::path(target).parent_path().string());
+  staging_->release();
+  base::sync_directory(target_.parent_path().string());
+  created_.keep();
 }
 
 }  // namespace crsm::data
