@@ -152,7 +152,8 @@ bytes_config() {  # NAME -> OUT/NAME_bytes.json
 
 echo "== one step of configs/large.json (vocab 258) at the batch the plan says fits in $gpu_gib GiB"
 bytes_config large
-"$bin" memory --config "$out/large_bytes.json" --world 1 --gpu-gib "$gpu_gib" > "$out/large_plan.log"
+bounded 60 "$bin" memory --config "$out/large_bytes.json" --world 1 --gpu-gib "$gpu_gib" > "$out/large_plan.log" \
+  || fail "crsm_train memory for the large config (large_plan.log)"
 cat "$out/large_plan.log"
 # The second table's row for W = 1, stage 0: its checkpointed column.
 batch=$(awk -F'|' '/^\| 1 \| 0 \|/ { n++ } /^\| 1 \| 0 \|/ && n == 2 { gsub(/ /, "", $5); print $5 }' "$out/large_plan.log")
@@ -163,6 +164,19 @@ if [[ -n "$batch" && "$batch" -gt 0 ]]; then
     --no-value-loss --max-steps 1 --eval-every 0 --eval-batches 1 > "$out/train_large.log" 2>&1 \
     && grep -E "^train:|memory:" "$out/train_large.log" \
     || { tail -20 "$out/train_large.log"; fail "one step of the large config at batch $batch (train_large.log)"; }
+  # The device's measured peak against the plan's total (checkpointed) for that batch.
+  bounded 60 "$bin" memory --config "$out/large_bytes.json" --world 1 --micro-batch "$batch" > "$out/large_plan_batch.log"
+  python3 - "$out/train_large.log" "$out/large_plan_batch.log" <<'PY' || fail "device peak against the plan"
+import re, sys
+peak = re.search(r"device peak ([0-9.]+) MiB", open(sys.argv[1]).read())
+row = next(l for l in open(sys.argv[2]) if re.match(r"\| 1 \| 0 \|", l))
+plan = float(row.split("|")[10].split()[0]) * 1024  # total, checkpointed, GiB -> MiB
+if peak:
+    print(f"large, one step: device peak {float(peak.group(1)):.0f} MiB against the plan's {plan:.0f} MiB "
+          f"({float(peak.group(1)) / plan:.2f}x)")
+else:
+    sys.exit("no device peak in train_large.log")
+PY
 else
   fail "the memory plan gave no batch for the large config on $gpu_gib GiB"
 fi
