@@ -115,14 +115,8 @@ Conv<S> view_of(const at::Tensor& x, const at::Tensor& taps, const at::Tensor& b
           taps.data_ptr<S>(), bias.data_ptr<S>()};
 }
 
-// Channels split into as many ranges as threads, whole cache lines apart.
-template <typename Body>
-void split_channels(int64_t C, const Body& body) {
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), C / 16));
-  at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
-    for (int64_t p = first; p < last; ++p) body(C * p / parts, C * (p + 1) / parts);
-  });
-}
+// Channels split over the threads whole cache lines apart.
+constexpr int64_t kChannelsPerLine = 16;
 
 struct FusedConvFunction : torch::autograd::Function<FusedConvFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& weight,
@@ -157,7 +151,7 @@ struct FusedConvFunction : torch::autograd::Function<FusedConvFunction> {
       at::parallel_for(0, rows, 16, [&](int64_t b, int64_t e) {
         input_grad_rows(v, da.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(), b, e);
       });
-      split_channels(v.C, [&](int64_t c0, int64_t c1) {
+      split_over_threads(v.C, kChannelsPerLine, [&](int64_t c0, int64_t c1) {
         parameter_grads(v, da.data_ptr<scalar_t>(), dtaps.data_ptr<scalar_t>(), dbias.data_ptr<scalar_t>(), c0, c1);
       });
     });

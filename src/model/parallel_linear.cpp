@@ -14,19 +14,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Splits [0, n) into one range per thread and runs body(begin, end) on each. The worker
-// threads do not share the caller's grad mode: bodies work on detached tensors.
-template <typename Body>
-void split_rows(int64_t n, const Body& body) {
-  const int64_t parts = std::min<int64_t>(at::get_num_threads(), n);
-  at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
-    for (int64_t p = first; p < last; ++p) {
-      const int64_t begin = n * p / parts, end = n * (p + 1) / parts;
-      if (end > begin) body(begin, end);
-    }
-  });
-}
-
 struct ParallelLinear : torch::autograd::Function<ParallelLinear> {
   // x2 [rows, in], weight [out, in], bias [out] or undefined.
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x2, const at::Tensor& weight,
@@ -36,7 +23,7 @@ struct ParallelLinear : torch::autograd::Function<ParallelLinear> {
     const auto x = x2.detach(), wt = weight.detach().t();
     const auto bias = bias_in ? bias_in->detach() : at::Tensor();
     auto y = at::empty({x.size(0), wt.size(1)}, x.options());
-    split_rows(x.size(0), [&](int64_t b, int64_t e) {
+    split_over_threads(x.size(0), 1, [&](int64_t b, int64_t e) {
       auto part = y.narrow(0, b, e - b);
       if (bias.defined()) at::addmm_out(part, bias, x.narrow(0, b, e - b), wt);
       else at::mm_out(part, x.narrow(0, b, e - b), wt);
@@ -49,12 +36,12 @@ struct ParallelLinear : torch::autograd::Function<ParallelLinear> {
     const auto x2 = saved[0].detach(), weight = saved[1].detach();
     const auto gy = grads[0].detach().contiguous();
     auto dx = at::empty_like(x2), dw = at::empty_like(weight);
-    split_rows(x2.size(0), [&](int64_t b, int64_t e) {
+    split_over_threads(x2.size(0), 1, [&](int64_t b, int64_t e) {
       auto part = dx.narrow(0, b, e - b);
       at::mm_out(part, gy.narrow(0, b, e - b), weight);
     });
     const auto gyt = gy.t();
-    split_rows(weight.size(0), [&](int64_t b, int64_t e) {
+    split_over_threads(weight.size(0), 1, [&](int64_t b, int64_t e) {
       auto part = dw.narrow(0, b, e - b);
       at::mm_out(part, gyt.narrow(0, b, e - b), x2);
     });
