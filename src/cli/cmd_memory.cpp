@@ -29,6 +29,9 @@ const std::vector<Option>& memory_options() {
   return table;
 }
 
+// The table sizes GPU runs, which take the plain convolution.
+constexpr model::ConvKernel kGpuConvolution = model::ConvKernel::kPlain;
+
 std::string gib(double bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f GiB", bytes / (1LL << 30));
@@ -38,7 +41,7 @@ std::string gib(double bytes) {
 // The most sequences per rank whose activations fit beside `state` bytes in `memory`.
 int64_t largest_batch(const model::ModelConfig& cfg, int64_t seq_len, double state, double memory, bool checkpointed) {
   const auto fits = [&](int64_t rows) {
-    const auto a = model::activation_bytes(cfg, rows, seq_len);
+    const auto a = model::activation_bytes(cfg, rows, seq_len, kGpuConvolution);
     return state + (checkpointed ? a.checkpointed : a.full) <= memory;
   };
   if (!fits(1)) return 0;
@@ -92,7 +95,7 @@ int memory_command(int argc, char** argv) {
 
     const int64_t rows = parsed->has("micro-batch") ? parsed->integer("micro-batch")
                                                     : std::max<int64_t>(1, config.train.batch_size / world);
-    const auto act = model::activation_bytes(config.model, rows, seq_len);
+    const auto act = model::activation_bytes(config.model, rows, seq_len, kGpuConvolution);
     for (int stage = 0; stage <= 3; ++stage) {
       const auto m =
           dist::planned_memory(dist::zero_layout(params, static_cast<int>(world), bucket_bytes / 4, stage), stage, 4);

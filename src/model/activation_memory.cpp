@@ -13,16 +13,19 @@ namespace {
 //   each RMSNorm: its input, two d-wide intermediates and the rsqrt, and its output,
 //     which the next linear keeps (4 d + 1; the block's two: 8 d + 2)
 //   in_proj's output xz (2 e): x and z are views of it, and the scan keeps z
-//   the causal convolution's zero-padded input (e); SiLU: the convolution's output (e)
+//   the fused causal convolution with its SiLU keeps only x and recomputes its
+//   pre-activation in backward; the plain one (a product per tap, then SiLU) holds one
+//   e-wide tensor more at the peak, as the allocator measures it
 //   x_proj: xc (e); its output (dt_rank + 2 d_state): B, C and dt_proj's input are views
 //   softplus: dt_proj's output (e); the scan: dt (e); out_proj: the scan's output (e)
 //   GELU: ffn.0's output (f); ffn.3: GELU's output (f); dropout: a byte mask (f / 4)
-double block_floats_per_token(const ModelConfig& cfg) {
+double block_floats_per_token(const ModelConfig& cfg, ConvKernel conv) {
   const double d = static_cast<double>(cfg.d_model), e = static_cast<double>(cfg.d_inner());
   const double f = static_cast<double>(cfg.d_ffn);
   const double proj = static_cast<double>(cfg.resolved_dt_rank() + 2 * cfg.d_state);
   const double dropout_mask = cfg.dropout > 0 ? f / 4 : 0;
-  return 8 * d + 2 + 6 * e + proj + 2 * f + dropout_mask;
+  const double convolution = conv == ConvKernel::kPlain ? e : 0;
+  return 8 * d + 2 + 6 * e + convolution + proj + 2 * f + dropout_mask;
 }
 
 // And per block whatever the tokens: A = -exp(A_log) and the exp (2 e d_state).
@@ -52,10 +55,10 @@ double block_parameters(const ModelConfig& cfg) {
 
 }  // namespace
 
-ActivationBytes activation_bytes(const ModelConfig& cfg, int64_t rows, int64_t seq_len) {
+ActivationBytes activation_bytes(const ModelConfig& cfg, int64_t rows, int64_t seq_len, ConvKernel conv) {
   const double tokens = static_cast<double>(rows) * static_cast<double>(seq_len);
   const double layers = static_cast<double>(cfg.num_layers), d = static_cast<double>(cfg.d_model);
-  const double block = tokens * block_floats_per_token(cfg) + block_floats(cfg);
+  const double block = tokens * block_floats_per_token(cfg, conv) + block_floats(cfg);
   const double head = tokens * head_floats_per_token(cfg);
   // Checkpointed, backward holds the blocks' inputs and, at its peak, either the head at
   // its start or one recomputed block with its parameters' gradients and the gradients

@@ -18,7 +18,12 @@ struct ActivationBytes {
   double checkpointed = 0;  // block inputs, plus one block recomputed at a time
 };
 
+// Which causal convolution runs: the CPU's fused one recomputes its pre-activation in
+// backward; the plain one (on GPUs, or on the CPU with the fused paths off) holds
+// d_inner floats more per token and block.
+enum class ConvKernel { kFused, kPlain };
+
 // For `rows` sequences of `seq_len` tokens. Floating point: it cannot overflow.
-ActivationBytes activation_bytes(const ModelConfig& cfg, int64_t rows, int64_t seq_len);
+ActivationBytes activation_bytes(const ModelConfig& cfg, int64_t rows, int64_t seq_len, ConvKernel conv);
 
 }  // namespace crsm::model

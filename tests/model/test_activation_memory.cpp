@@ -13,6 +13,7 @@
 #include "model/activation_memory.h"
 #include "model/autocast_state.h"
 #include "model/backbone.h"
+#include "model/cpu_kernels.h"
 #include "test_helpers.h"
 
 namespace activation_memory_test {
@@ -172,18 +173,25 @@ double measured_activation_bytes(const ModelConfig& cfg, bool checkpointing, int
   return static_cast<double>(TrackingAllocator::peak() - before);
 }
 
+// With the fused CPU convolution and with the plain one GPUs run.
 TEST(ActivationMemory, ThePlanHoldsToTheMeasuredPeak) {
+  using crsm::model::ConvKernel;
   at::set_num_threads(1);  // one thread's scratch, as the plan counts none
-  for (const char* name : {"tiny", "small"}) {
-    const auto cfg = crsm::load_run_config(std::string(CRSM_SOURCE_DIR) + "/configs/" + name + ".json").model;
-    for (const bool checkpointing : {false, true}) {
-      const auto plan = crsm::model::activation_bytes(cfg, 4, 64);
-      const double planned = checkpointing ? plan.checkpointed : plan.full;
-      const double measured = measured_activation_bytes(cfg, checkpointing, 4, 64);
-      EXPECT_NEAR(planned / measured, 1.0, 0.15)
-          << name << (checkpointing ? " checkpointed" : "") << ": planned " << planned << ", measured " << measured;
+  for (const ConvKernel conv : {ConvKernel::kFused, ConvKernel::kPlain}) {
+    crsm::model::set_fused_cpu_kernels(conv == ConvKernel::kFused);
+    for (const char* name : {"tiny", "small"}) {
+      const auto cfg = crsm::load_run_config(std::string(CRSM_SOURCE_DIR) + "/configs/" + name + ".json").model;
+      for (const bool checkpointing : {false, true}) {
+        const auto plan = crsm::model::activation_bytes(cfg, 4, 64, conv);
+        const double planned = checkpointing ? plan.checkpointed : plan.full;
+        const double measured = measured_activation_bytes(cfg, checkpointing, 4, 64);
+        EXPECT_NEAR(planned / measured, 1.0, 0.15)
+            << name << (checkpointing ? " checkpointed" : "") << (conv == ConvKernel::kPlain ? " plain" : " fused")
+            << ": planned " << planned << ", measured " << measured;
+      }
     }
   }
+  crsm::model::set_fused_cpu_kernels(true);
 }
 
 }  // namespace activation_memory_test
