@@ -1,32 +1,18 @@
 #include "model/block_checkpoint.h"
 
-#include <ATen/Context.h>
 #include <torch/torch.h>
 
 #include <cstdint>
-#include <mutex>
 #include <optional>
 
 #include "model/autocast_state.h"
+#include "model/random_state.h"
 
 namespace crsm::model {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// The state of the generator a block's dropout draws from on `device`.
-at::Tensor random_state(const at::Device& device) {
-  auto gen = at::globalContext().defaultGenerator(device);
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  return gen.get_state();
-}
-
-void set_random_state(const at::Device& device, const at::Tensor& state) {
-  auto gen = at::globalContext().defaultGenerator(device);
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(state);
-}
 
 // Rewinds the generator to `then` for its lifetime, then puts back where it had got to:
 // the recomputation draws the forward's numbers and training's stream goes on unchanged.

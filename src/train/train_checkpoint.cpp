@@ -1,6 +1,5 @@
 #include "train/train_checkpoint.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -8,12 +7,12 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 
 #include "dist/checkpoint_store.h"
 #include "dist/zero_policy.h"
+#include "model/random_state.h"
 #include "model/tensor_file.h"
 #include "train/memory_fit.h"
 
@@ -34,18 +33,6 @@ std::string rank_file(int rank) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "rank%05d.safetensors", rank);
   return buf;
-}
-
-at::Tensor cpu_rng_state() {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  return gen.get_state();
-}
-
-void set_cpu_rng_state(const at::Tensor& state) {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(state);
 }
 
 // Every rank's digest of its own rank file, keyed by file name (on rank 0; the others
@@ -176,7 +163,7 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
 
   model::NamedTensors mine;
   if (!sharding.pieces_by_rank.at(static_cast<size_t>(rank)).empty()) mine = optimizer.state();
-  mine.emplace_back(kRngKey, cpu_rng_state());
+  mine.emplace_back(kRngKey, model::random_state(at::kCPU));
   const std::vector<PieceRange> frozen = sharding.parameters_sharded && rank == 0
                                              ? frozen_parameters(*contents.module, sharding)
                                              : std::vector<PieceRange>{};
@@ -388,7 +375,7 @@ TrainState load_train_state(const std::string& dir, const TrainManifest& manifes
   optimizer.load_state(pieces, step, dir);
 
   if (rng) {
-    set_cpu_rng_state(*rng);
+    model::set_random_state(at::kCPU, *rng);
   } else if (!manifest.optimizer_shards.count(own)) {
     // A rank the saved run did not have: a fresh stream, distinct per rank and step.
     torch::manual_seed(rank_seed(seed, rank) + static_cast<uint64_t>(manifest.state.step) * 7919ULL);
