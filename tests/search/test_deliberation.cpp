@@ -2,6 +2,8 @@
 // plans applied exactly where they were planned, or dropped.
 
 #include <gtest/gtest.h>
+
+#include <atomic>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -216,11 +218,19 @@ TEST(Deliberation, AsyncNeverAppliesAPlanFromAnotherGeneration) {
   auto b = tiny_backbone();
   auto o = options(PlanTiming::kAsync);
   o.max_lag = 1000;  // only the generation id can refuse the plan
-  std::promise<void> release_first, release_rest;
+  std::promise<void> release_first, release_rest, first_taken;
   auto first = release_first.get_future().share(), rest = release_rest.get_future().share();
-  o.before_search = [first, rest](int64_t generation, int64_t) { (generation == 1 ? first : rest).wait(); };
+  std::atomic<bool> taken{false};
+  o.before_search = [&, first, rest](int64_t generation, int64_t) {
+    if (generation != 1) return rest.wait();
+    if (!taken.exchange(true)) first_taken.set_value();
+    first.wait();
+  };
   Deliberator d(b, exact_planner(b), o);
   d.generate(kPrompt, 3, 1);  // its request is held: generation 1 ends without a plan
+  // Under load the planner may not have taken generation 1's request yet; generation 2's
+  // would then replace it and the planner would wait on it instead, forever.
+  first_taken.get_future().wait();
   int64_t seen = 0;
   const auto tokens = d.generate(kPrompt, 40, 9, -1, [&](int64_t) {
     if (seen++ == 0) {
