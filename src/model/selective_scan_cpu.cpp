@@ -3,8 +3,9 @@
 // states in a small buffer, so the [batch, T, d_inner, d_state] state tensor is never
 // materialised. Inner loops run across the block's channels with a trip count known at
 // compile time, so they vectorise without reductions across lanes. Backward takes (batch
-// row, group of blocks) items: for each block it recomputes the states, then runs time in
-// reverse; dB and dC, sums over channels, are summed lane by lane across the group's
+// row, group of blocks) items: for each block it recomputes the states and each step's
+// readout sum_n C h (whose chain of adds hides behind the exponentials there), then runs
+// time in reverse; dB and dC, sums over channels, are summed lane by lane across the group's
 // blocks and across lanes once per group, not once per block.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -91,6 +92,10 @@ struct BackwardOut {
 // which keeps their states at zero (dt = x = 0) and their gradients at zero (grad = 0).
 template <typename S>
 CRSM_INLINE void load_lanes(const S* src, int64_t width, S* dst) {
+  if (width == kBlock) {
+    std::memcpy(dst, src, sizeof(S) * kBlock);  // the common case, as one vector load
+    return;
+  }
   for (int64_t j = 0; j < kBlock; ++j) dst[j] = j < width ? src[j] : S(0);
 }
 
@@ -149,6 +154,7 @@ CRSM_INLINE void backward_items(const ScanArgs<S>& a, const BackwardOut<S>& g, i
   const int64_t T = a.T, D = a.D, N = a.N, NB = N * kBlock;
   std::vector<S> states(T * NB);  // h_t of the block for every t: [T][N][kBlock]
   std::vector<S> decays(T * NB);  // exp(dt_t * A), kept from the recompute pass
+  std::vector<S> readout(T * kBlock);  // sum_n C_t h_t per channel: y_t before D x_t and the gate
   std::vector<S> dstate(NB);      // dL/dh carried backwards in time
   std::vector<S> A(NB), dA(NB);
   std::vector<S> dB_lanes(T * NB), dC_lanes(T * NB);  // the group's dB, dC per lane: [T][N][kBlock]
@@ -174,14 +180,17 @@ CRSM_INLINE void backward_items(const ScanArgs<S>& a, const BackwardOut<S>& g, i
         const S* hp = t > 0 ? &states[(t - 1) * NB] : zeros.data();
         S* ht = &states[t * NB];
         S* et = &decays[t * NB];
+        std::fill(acc, acc + kBlock, S(0));
         for (int64_t n = 0; n < N; ++n) {
-          const S bn = a.B[row * N + n];
+          const S bn = a.B[row * N + n], cn = a.C[row * N + n];
           for (int64_t j = 0; j < kBlock; ++j) {
             const int64_t k = n * kBlock + j;
             et[k] = scan_exp(dt[j] * A[k]);
             ht[k] = et[k] * hp[k] + xdt[j] * bn;
+            acc[j] += cn * ht[k];
           }
         }
+        std::copy_n(acc, kBlock, &readout[t * kBlock]);
       }
 
       std::fill(dstate.begin(), dstate.end(), S(0));
@@ -197,14 +206,9 @@ CRSM_INLINE void backward_items(const ScanArgs<S>& a, const BackwardOut<S>& g, i
         const S* ht = &states[t * NB];
         const S* et = &decays[t * NB];
         const S* hp = t > 0 ? &states[(t - 1) * NB] : zeros.data();
-
-        std::fill(acc, acc + kBlock, S(0));
-        for (int64_t n = 0; n < N; ++n) {
-          const S cn = a.C[row * N + n];
-          for (int64_t j = 0; j < kBlock; ++j) acc[j] += cn * ht[n * kBlock + j];
-        }
+        const S* yt = &readout[t * kBlock];
         for (int64_t j = 0; j < kBlock; ++j) {
-          const S y = acc[j] + Dskip[j] * x[j];
+          const S y = yt[j] + Dskip[j] * x[j];
           const S sig = sigmoid(z[j]);
           dz[j] = go[j] * y * sig * (S(1) + z[j] * (S(1) - sig));
           gy[j] = go[j] * z[j] * sig;
