@@ -52,6 +52,7 @@
 #include "model/cpu_kernels.h"
 #include "train/adamw.h"
 #include "train/lm_loss.h"
+#include "train/thread_shares.h"
 #include "train/trainable.h"
 #include "train/unit_gathering.h"
 
@@ -243,10 +244,18 @@ at::Tensor local_windows(const crsm::RunConfig& cfg, Communicator& comm) {
 // the MPI_Test calls DataParallel's hooks make, i.e. within backward. Step times are the
 // verdict; waits show where the time went.
 void gradient_step(crsm::dist::DataParallel& dp, crsm::model::Backbone& model,
-                   const at::Tensor& windows, std::vector<double>* waits = nullptr) {
+                   const at::Tensor& windows, std::vector<double>* waits = nullptr,
+                   crsm::train::ThreadUse use = crsm::train::ThreadUse::kPerOp) {
   dp.zero_grad();
   dp.begin_micro_batch(/*last=*/true);
-  crsm::train::lm_loss(model, windows, 0.0).total.backward();
+  std::vector<at::Tensor> params;
+  for (const auto& p : model->parameters())
+    if (p.requires_grad()) params.push_back(p);
+  const auto losses = [&](const std::vector<at::Tensor>& rows) -> std::vector<at::Tensor> {
+    const auto parts = crsm::train::lm_loss(model, rows[0], 0.0);
+    return {parts.total, parts.lm};
+  };
+  crsm::train::forward_backward(use, losses, {windows}, params, 1.0, crsm::train::Precision::kFloat32);
   const auto backward_done = Clock::now();
   dp.end_micro_batch();
   if (waits) waits->push_back(std::chrono::duration<double>(Clock::now() - backward_done).count());
@@ -306,27 +315,34 @@ void bench_throughput(Report& report, Communicator& comm, const crsm::RunConfig&
   o.zero_stage = opt.zero_stage;
   crsm::dist::DataParallel dp(m.params, m.decay, comm, o);
   crsm::train::AdamW adamw(crsm::train::optimizer_slots(dp), {});
-  // The same step with the CPU's fused paths and with their plain references.
-  auto step_with = [&](bool fused) {
-    return [&, fused] {
+  // The step as crsm_train takes it (each thread its share of the rows, fused paths),
+  // with each op spread over the threads instead, and that with the plain references.
+  using crsm::train::ThreadUse;
+  auto step_with = [&](ThreadUse use, bool fused) {
+    return [&, use, fused] {
       crsm::model::set_fused_cpu_kernels(fused);
-      gradient_step(dp, m.model, windows);
+      gradient_step(dp, m.model, windows, nullptr, use);
       adamw.step(cfg.train.lr, dp.owned_grads());
       dp.gather_params();
     };
   };
-  const auto times = compare(comm, {step_with(true), step_with(false)}, opt.quick ? 1.5 : 6.0, opt.quick ? 5 : 9);
+  const auto times = compare(comm,
+                             {step_with(ThreadUse::kPerShare, true), step_with(ThreadUse::kPerOp, true),
+                              step_with(ThreadUse::kPerOp, false)},
+                             opt.quick ? 1.5 : 6.0, opt.quick ? 5 : 9);
   crsm::model::set_fused_cpu_kernels(true);
-  const double s = times[0], plain = times[1];
-  const double tps = kGlobalBatch * kSeqLen / s;
+  const double s = times[0], per_op = times[1], plain = times[2];
+  const double tokens = kGlobalBatch * kSeqLen;
+  const int threads = at::get_num_threads();
   report.row("train step W=" + std::to_string(comm.world_size()),
-             {{"world_size", comm.world_size()}, {"threads_per_rank", at::get_num_threads()},
+             {{"world_size", comm.world_size()}, {"threads_per_rank", threads},
               {"zero_stage", opt.zero_stage}, {"global_batch", kGlobalBatch}, {"seq_len", kSeqLen},
-              {"ms_per_step", s * 1e3}, {"tokens_per_s", tps},
-              {"plain_kernels_tokens_per_s", kGlobalBatch * kSeqLen / plain}},
-             format("%9.0f tokens/s  (%.2f ms/step, %d rank%s x %d thread%s, zero stage %d); plain kernels %.0f tokens/s (%.2fx)",
-                    tps, s * 1e3, comm.world_size(), comm.world_size() == 1 ? "" : "s", at::get_num_threads(),
-                    at::get_num_threads() == 1 ? "" : "s", opt.zero_stage, kGlobalBatch * kSeqLen / plain, plain / s));
+              {"ms_per_step", s * 1e3}, {"tokens_per_s", tokens / s}, {"per_op_tokens_per_s", tokens / per_op},
+              {"plain_kernels_tokens_per_s", tokens / plain}},
+             format("%9.0f tokens/s  (%.2f ms/step, %d rank%s x %d thread%s, zero stage %d); each op over the threads %.0f "
+                    "tokens/s (%.2fx), and with plain kernels %.0f tokens/s (%.2fx)",
+                    tokens / s, s * 1e3, comm.world_size(), comm.world_size() == 1 ? "" : "s", threads,
+                    threads == 1 ? "" : "s", opt.zero_stage, tokens / per_op, per_op / s, tokens / plain, plain / s));
 }
 
 // ---- 4. ZeRO stages: step time and traffic ----------------------------------------------

@@ -50,6 +50,7 @@ const std::vector<Option>& train_options() {
       Option("precision", Constraint::word({"fp32", "bf16"}), "fp32 | bf16 (autocast forward passes to bfloat16; weights, optimizer and losses stay fp32)").with_default("fp32"),
       Option("activation-checkpointing", Constraint::boolean(), "keep only each block's input for backward and recompute the block there (memory for a forward pass)"),
       Option("no-prefetch", Constraint::boolean(), "zero stage 3: gather each unit only when it runs, not while the previous one computes (for comparison)"),
+      Option("no-batch-split", Constraint::boolean(), "CPU: spread each operation over the rank's threads instead of giving each thread its own share of every micro-batch (for comparison)"),
   };
   return table;
 }
@@ -83,6 +84,7 @@ train::TrainOptions training_options(const ParsedOptions& o, const RunConfig& co
   t.precision = train::parse_precision(o.text("precision"));
   t.activation_checkpointing = o.is_set("activation-checkpointing");
   t.prefetch = !o.is_set("no-prefetch");
+  t.batch_split = !o.is_set("no-batch-split");
   if (!t.prefetch && !dist::ZeroPolicy::for_stage(static_cast<int>(config.zero_stage)).sharded_parameters())
     throw UsageError("--no-prefetch applies to --zero-stage 3 only (this run has zero stage " +
                      std::to_string(config.zero_stage) + ")");

@@ -93,6 +93,8 @@ class LanguageModelObjective : public Objective {
     return {parts.total, parts.lm, parts.value};
   }
 
+  bool draws_random_numbers() const override { return model_->config().dropout > 0; }
+
   Report train_report(const std::vector<double>& means) const override {
     Report r{{{"loss", means[0]}}, figures(means[0])};
     if (value_loss_) r.record["value_loss"] = means[1];
@@ -244,6 +246,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   loop.keep_last = opt.keep_last;
   loop.zero_stage = zero_stage;
   loop.prefetch = opt.prefetch;
+  loop.batch_split = opt.batch_split;
   loop.bucket_bytes = opt.bucket_bytes;
   loop.seed = config.seed;
   loop.precision = opt.precision;

@@ -37,6 +37,7 @@ struct TrainOptions {
   Precision precision = Precision::kFloat32;  // bf16: autocast around forward passes
   bool activation_checkpointing = false;      // recompute each block in backward
   bool prefetch = true;                       // zero stage 3: gather the next unit early
+  bool batch_split = true;                    // CPU: one share of each micro-batch per thread
 };
 
 // Runs stage 1 (value_loss off) or stage 4 (on) on every rank of `comm` (each rank

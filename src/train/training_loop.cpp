@@ -16,6 +16,7 @@
 #include "train/adamw.h"
 #include "train/lr_schedule.h"
 #include "train/metrics_writer.h"
+#include "train/thread_shares.h"
 #include "train/train_checkpoint.h"
 #include "train/unit_gathering.h"
 
@@ -188,6 +189,11 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
     Objective& objective;
     ~Unhook() { objective.set_unit_hooks(nullptr); }
   } unhook{objective};
+  const ThreadUseInputs thread_inputs{opt.batch_split, objective.module().parameters().front().device().is_cpu(),
+                                      at::get_num_threads(), gathering.has_value(), objective.draws_random_numbers()};
+  const ThreadUse thread_use = choose_thread_use(thread_inputs);
+  std::vector<at::Tensor> params;
+  for (const auto& named : trainable.params) params.push_back(named.second);
   AdamW optimizer(optimizer_slots(dp), {0.9, 0.95, 1e-8, opt.weight_decay});
   const ShardingInfo sharding = sharding_of(dp.layout(), opt.zero_stage);
 
@@ -214,6 +220,8 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
   report.open_metrics(opt.continue_from ? state.step : -1);
   if (opt.created) opt.created->keep();
   report.line("%s\n", opt.banner.c_str());
+  if (const auto threads = describe_thread_use(thread_use, thread_inputs); !threads.empty())
+    report.line("%s\n", threads.c_str());
 
   if (state.step >= opt.total_steps) {
     report.line("train: %s already reached step %lld of %lld; nothing to do\n", opt.continue_from->c_str(),
@@ -250,16 +258,11 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
       dp.begin_micro_batch(k + 1 == opt.grad_accum);
       Batch part;
       for (const auto& t : batch) part.push_back(t.narrow(0, k * micro, micro));
-      std::vector<at::Tensor> losses;
-      {
-        // Forward only: backward runs outside autocast, as autograd expects.
-        AutocastScope autocast(opt.precision, batch[0].device().type());
-        losses = objective.losses(part);
-      }
-      (losses[0] / static_cast<double>(opt.grad_accum)).backward();
+      std::vector<at::Tensor> reported = forward_backward(
+          thread_use, [&](const Batch& rows) { return objective.losses(rows); }, part, params,
+          1.0 / static_cast<double>(opt.grad_accum), opt.precision);
       dp.end_micro_batch();
-      std::vector<at::Tensor> reported;
-      for (size_t i = 1; i < losses.size(); ++i) reported.push_back(losses[i].detach().to(torch::kDouble));
+      for (auto& r : reported) r = r.to(torch::kDouble);
       reported.push_back(torch::zeros({}, reported[0].options()));
       const auto stacked = torch::stack(reported) / static_cast<double>(opt.grad_accum);
       shared = shared.defined() ? shared + stacked : stacked;

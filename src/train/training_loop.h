@@ -73,6 +73,9 @@ class Objective {
   // Scalars of one micro-batch: [0] is what backward runs on, the others are reported
   // (averaged over micro-batches, ranks and the logging window) by train_report().
   virtual std::vector<at::Tensor> losses(const Batch& micro_batch) = 0;
+  // Whether losses() draws random numbers (dropout): then its rows are not shared out
+  // over the threads (thread_shares.h).
+  virtual bool draws_random_numbers() const { return false; }
   virtual Report train_report(const std::vector<double>& window_means) const = 0;
   // Collective: the validation figures, the same on every rank. record["loss"] is the
   // headline the run's result carries.
@@ -97,6 +100,7 @@ struct LoopOptions {
   int keep_last = 3;
   int zero_stage = 0;
   bool prefetch = true;  // zero stage 3: gather the next unit while one computes
+  bool batch_split = true;  // CPU: each thread runs its share of a micro-batch (thread_shares.h)
   int64_t bucket_bytes = 4 << 20;
   int64_t seed = 0;
   Precision precision = Precision::kFloat32;

@@ -217,6 +217,7 @@ TEST_F(BadInput, TrainOptions) {
       {kTrain + "--zero-stage 4", 2, "--zero-stage 4: expected an integer from 0 to 3"},
       {kTrain + "--no-prefetch", 2, "--no-prefetch applies to --zero-stage 3 only"},
       {kTrain + "--no-prefetch --zero-stage 2", 2, "--no-prefetch applies to --zero-stage 3 only (this run has zero stage 2)"},
+      {kTrain + "--no-batch-split=1", 2, "option '--no-batch-split' does not take any arguments"},
       {kTrain + "--bucket-mb 0", 2, "--bucket-mb 0: expected"},
       {kTrain + "--collective-timeout -1", 2, "--collective-timeout -1: expected an integer from 0"},
       {kTrain + "--precision fp16", 2, "--precision fp16: expected one of fp32, bf16"},

@@ -18,9 +18,9 @@ class CliTrain : public ::testing::Test {
   }
   static void TearDownTestSuite() { delete work; }
 
-  static std::string train_args(const std::string& run, const std::string& extra) {
+  static std::string train_args(const std::string& run, const std::string& extra, int threads = 1) {
     return "train --config " + source_path("configs/tiny.json") + " --data " + work->str("data") +
-           " --checkpoint-dir " + work->str(run) + " --threads 1 " + extra;
+           " --checkpoint-dir " + work->str(run) + " --threads " + std::to_string(threads) + " " + extra;
   }
 
   static TempDir* work;
@@ -84,6 +84,37 @@ TEST_F(CliTrain, ActivationCheckpointingTrainsTheSameLosses) {
         EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << precision << " " << split;
     }
   }
+}
+
+// Two threads each running their share of the rows train the losses of the whole
+// micro-batch spread op by op (to rounding), with value heads and gradient accumulation,
+// and a run resumed from a checkpoint repeats the uninterrupted one exactly.
+TEST_F(CliTrain, ThreadsSharingEachMicroBatchTrainTheSameLossesAndResumeExactly) {
+  const std::string steps = "--max-steps 8 --log-every 1 --save-every 4 --keep-last 0 --eval-every 8 --eval-batches 2 --grad-accum 2 ";
+  const auto shared = run_command(crsm_train(train_args("shares", steps, 2)));
+  const auto per_op = run_command(crsm_train(train_args("per_op", steps + "--no-batch-split", 2)));
+  ASSERT_EQ(shared.status, 0) << shared.output;
+  ASSERT_EQ(per_op.status, 0) << per_op.output;
+  EXPECT_NE(shared.output.find("threads: 2 per rank, each running forward and backward of its own share"), std::string::npos)
+      << shared.output;
+  EXPECT_NE(per_op.output.find("each operation spread over them (--no-batch-split)"), std::string::npos) << per_op.output;
+  for (const char* split : {"train", "val"}) {
+    const auto a = metrics_of(work->path() / "shares", split), b = metrics_of(work->path() / "per_op", split);
+    ASSERT_EQ(a.size(), b.size());
+    ASSERT_FALSE(a.empty());
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-4) << split << " " << i;
+  }
+
+  fs::create_directories(work->path() / "shares_resumed" / "checkpoints");
+  fs::copy(work->path() / "shares" / "checkpoints" / "step_00000004",
+           work->path() / "shares_resumed" / "checkpoints" / "step_00000004", fs::copy_options::recursive);
+  const auto resumed = run_command(crsm_train(train_args("shares_resumed", steps + "--resume auto", 2)));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  const auto a = metrics_of(work->path() / "shares", "train"), b = metrics_of(work->path() / "shares_resumed", "train");
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(b[i]["loss"].get<double>(), a[i + 4]["loss"].get<double>()) << "step " << b[i]["step"];
 }
 
 TEST_F(CliTrain, ResumedRunReproducesTheUninterruptedLosses) {

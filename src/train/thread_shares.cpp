@@ -1,0 +1,108 @@
+#include "train/thread_shares.h"
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+
+namespace crsm::train {
+namespace {
+
+std::vector<at::Tensor> detached_reports(const std::vector<at::Tensor>& losses, double weight) {
+  std::vector<at::Tensor> out;
+  for (size_t i = 1; i < losses.size(); ++i) out.push_back(losses[i].detach() * weight);
+  return out;
+}
+
+std::vector<at::Tensor> whole(const LossFunction& losses, const std::vector<at::Tensor>& micro_batch,
+                              double scale, Precision precision) {
+  std::vector<at::Tensor> l;
+  {
+    // Forward only: backward runs outside autocast, as autograd expects.
+    AutocastScope autocast(precision, micro_batch.at(0).device().type());
+    l = losses(micro_batch);
+  }
+  (l.at(0) * scale).backward();
+  return detached_reports(l, 1.0);
+}
+
+struct Share {
+  std::vector<at::Tensor> grads;    // per parameter; undefined where it got none
+  std::vector<at::Tensor> reports;  // weighted by the share's rows
+};
+
+// Runs on a thread of the pool, inside its parallel region: every operation in here
+// runs on this thread alone. Grad mode and autocast are thread-local, so both are set
+// here rather than inherited from the caller.
+Share run_share(const LossFunction& losses, const std::vector<at::Tensor>& rows,
+                const std::vector<at::Tensor>& params, double scale, double weight, Precision precision) {
+  torch::AutoGradMode grad_mode(true);
+  std::vector<at::Tensor> l;
+  {
+    AutocastScope autocast(precision, rows.at(0).device().type());
+    l = losses(rows);
+  }
+  Share share;
+  share.grads = torch::autograd::grad({l.at(0) * (scale * weight)}, params, {}, /*retain_graph=*/false,
+                                      /*create_graph=*/false, /*allow_unused=*/true);
+  share.reports = detached_reports(l, weight);
+  return share;
+}
+
+// Sums the shares in share order and accumulates the sums into the parameters.
+void accumulate(const std::vector<Share>& shares, const std::vector<at::Tensor>& params) {
+  std::vector<at::Tensor> roots, sums;
+  for (size_t k = 0; k < params.size(); ++k) {
+    at::Tensor sum;
+    for (const auto& s : shares)
+      if (s.grads[k].defined()) sum = sum.defined() ? sum + s.grads[k] : s.grads[k];
+    if (!sum.defined()) continue;
+    roots.push_back(params[k]);
+    sums.push_back(sum);
+  }
+  if (!roots.empty()) torch::autograd::backward(roots, sums);
+}
+
+}  // namespace
+
+ThreadUse choose_thread_use(const ThreadUseInputs& in) {
+  const bool per_share = in.allowed && in.cpu && in.threads >= 2 && !in.gathers_units && !in.draws_random_numbers;
+  return per_share ? ThreadUse::kPerShare : ThreadUse::kPerOp;
+}
+
+std::string describe_thread_use(ThreadUse use, const ThreadUseInputs& in) {
+  if (!in.cpu || in.threads < 2) return "";
+  const std::string threads = "threads: " + std::to_string(in.threads) + " per rank, ";
+  if (use == ThreadUse::kPerShare)
+    return threads + "each running forward and backward of its own share of every micro-batch";
+  const char* why = !in.allowed          ? "--no-batch-split"
+                    : in.gathers_units   ? "zero stage 3 gathers parameters unit by unit"
+                                         : "dropout draws random numbers";
+  return threads + "each operation spread over them (" + why + ")";
+}
+
+std::vector<at::Tensor> forward_backward(ThreadUse use, const LossFunction& losses,
+                                         const std::vector<at::Tensor>& micro_batch,
+                                         const std::vector<at::Tensor>& params, double scale,
+                                         Precision precision) {
+  const int64_t rows = micro_batch.at(0).size(0);
+  const int64_t count = use == ThreadUse::kPerShare ? std::min<int64_t>(at::get_num_threads(), rows) : 1;
+  if (count < 2) return whole(losses, micro_batch, scale, precision);
+  std::vector<Share> shares(static_cast<size_t>(count));
+  at::parallel_for(0, count, 1, [&](int64_t first, int64_t last) {
+    for (int64_t s = first; s < last; ++s) {
+      const int64_t begin = rows * s / count, end = rows * (s + 1) / count;
+      std::vector<at::Tensor> share_rows;
+      for (const auto& t : micro_batch) share_rows.push_back(t.narrow(0, begin, end - begin));
+      const double weight = static_cast<double>(end - begin) / static_cast<double>(rows);
+      shares[static_cast<size_t>(s)] = run_share(losses, share_rows, params, scale, weight, precision);
+    }
+  });
+  accumulate(shares, params);
+  std::vector<at::Tensor> reports = shares[0].reports;
+  for (size_t s = 1; s < shares.size(); ++s)
+    for (size_t i = 0; i < reports.size(); ++i) reports[i] = reports[i] + shares[s].reports[i];
+  return reports;
+}
+
+}  // namespace crsm::train
