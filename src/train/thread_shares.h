@@ -11,7 +11,8 @@
 // thread alone, as ranks do with their rows. The shares' gradients are summed in share
 // order, so the result does not depend on which thread finishes first, and are then
 // accumulated into the parameters by one backward from the parameters themselves: the
-// gradient hooks DataParallel placed fire as they do for any backward.
+// gradient hooks DataParallel placed fire as they do for any backward. Until they are
+// summed, each share's gradients take as much memory as the parameters.
 //
 // Sharing out the rows gives the gradients of the whole micro-batch only if each share
 // can run on its own thread unobserved, so per share is chosen only where:
