@@ -48,6 +48,7 @@
 #include "dist/resume_across_ranks.h"
 #include "dist/runtime.h"
 #include "dist/sha256_blocks.h"
+#include "dist/zero_policy.h"
 #include "model/backbone.h"
 #include "model/cpu_kernels.h"
 #include "train/adamw.h"
@@ -315,9 +316,13 @@ void bench_throughput(Report& report, Communicator& comm, const crsm::RunConfig&
   o.zero_stage = opt.zero_stage;
   crsm::dist::DataParallel dp(m.params, m.decay, comm, o);
   crsm::train::AdamW adamw(crsm::train::optimizer_slots(dp), {});
-  // The step as crsm_train takes it (each thread its share of the rows, fused paths),
-  // with each op spread over the threads instead, and that with the plain references.
+  // The step as crsm_train takes it (each thread its share of the rows where it can, fused
+  // paths), with each op spread over the threads instead, and that with the plain references.
   using crsm::train::ThreadUse;
+  const crsm::train::ThreadUseInputs inputs{true, true, at::get_num_threads(), windows.size(0),
+                                            crsm::dist::ZeroPolicy::for_stage(opt.zero_stage).sharded_parameters(),
+                                            cfg.model.dropout > 0};
+  const ThreadUse chosen = crsm::train::choose_thread_use(inputs);
   auto step_with = [&](ThreadUse use, bool fused) {
     return [&, use, fused] {
       crsm::model::set_fused_cpu_kernels(fused);
@@ -327,7 +332,7 @@ void bench_throughput(Report& report, Communicator& comm, const crsm::RunConfig&
     };
   };
   const auto times = compare(comm,
-                             {step_with(ThreadUse::kPerShare, true), step_with(ThreadUse::kPerOp, true),
+                             {step_with(chosen, true), step_with(ThreadUse::kPerOp, true),
                               step_with(ThreadUse::kPerOp, false)},
                              opt.quick ? 1.5 : 6.0, opt.quick ? 5 : 9);
   crsm::model::set_fused_cpu_kernels(true);
@@ -337,12 +342,15 @@ void bench_throughput(Report& report, Communicator& comm, const crsm::RunConfig&
   report.row("train step W=" + std::to_string(comm.world_size()),
              {{"world_size", comm.world_size()}, {"threads_per_rank", threads},
               {"zero_stage", opt.zero_stage}, {"global_batch", kGlobalBatch}, {"seq_len", kSeqLen},
+              {"per_share", chosen == ThreadUse::kPerShare},
               {"ms_per_step", s * 1e3}, {"tokens_per_s", tokens / s}, {"per_op_tokens_per_s", tokens / per_op},
               {"plain_kernels_tokens_per_s", tokens / plain}},
-             format("%9.0f tokens/s  (%.2f ms/step, %d rank%s x %d thread%s, zero stage %d); each op over the threads %.0f "
-                    "tokens/s (%.2fx), and with plain kernels %.0f tokens/s (%.2fx)",
+             format("%9.0f tokens/s  (%.2f ms/step, %d rank%s x %d thread%s, zero stage %d, %s); each op over the threads "
+                    "%.0f tokens/s (%.2fx), and with plain kernels %.0f tokens/s (%.2fx)",
                     tokens / s, s * 1e3, comm.world_size(), comm.world_size() == 1 ? "" : "s", threads,
-                    threads == 1 ? "" : "s", opt.zero_stage, tokens / per_op, per_op / s, tokens / plain, plain / s));
+                    threads == 1 ? "" : "s", opt.zero_stage,
+                    chosen == ThreadUse::kPerShare ? "each thread its share" : threads == 1 ? "one thread" : "each op over the threads",
+                    tokens / per_op, per_op / s, tokens / plain, plain / s));
 }
 
 // ---- 4. ZeRO stages: step time and traffic ----------------------------------------------

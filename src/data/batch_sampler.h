@@ -34,6 +34,7 @@ class BatchSampler {
                int rank = 0, int world = 1);
 
   int64_t batches_per_epoch() const { return batches_per_epoch_; }
+  int64_t rows() const { return global_batch_ / world_; }  // this rank's windows per batch
 
   // This rank's window starts of the current global batch; then advances, rolling over
   // into the next epoch.

@@ -350,8 +350,10 @@ std::vector<at::Tensor> selective_scan_fused_backward(const at::Tensor& grad_out
   const at::Tensor grad = grad_out.to(in.x.scalar_type()).contiguous();
   const auto opts = in.x.options();
   at::Tensor dx = at::empty_like(in.x), ddt = at::empty_like(in.x), dz = at::empty_like(in.x);
-  // As many groups of blocks per batch row as keep every thread busy.
-  const int64_t groups = std::min<int64_t>(in.blocks, (at::get_num_threads() + in.batch - 1) / in.batch);
+  // As many groups of blocks per batch row as keep every thread busy; inside a parallel
+  // region the work runs on this thread alone.
+  const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+  const int64_t groups = std::min<int64_t>(in.blocks, (threads + in.batch - 1) / in.batch);
   at::Tensor dB_part = at::empty({groups, in.batch, in.T, in.N}, opts);
   at::Tensor dC_part = at::empty({groups, in.batch, in.T, in.N}, opts);
   at::Tensor dA_part = at::empty({in.batch, in.Dn, in.N}, opts);

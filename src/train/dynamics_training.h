@@ -30,6 +30,7 @@ class TransitionBatches : public BatchSource {
                     int64_t block_rows = 1024, int64_t buffer_blocks = 8);
 
   int64_t batches_per_epoch() const override { return batches_per_epoch_; }
+  int64_t rows() const override { return local_batch_; }
   Batch next() override;
   data::SamplerPosition position() const override { return position_; }
   void set_position(const data::SamplerPosition& p) override { position_ = p; }

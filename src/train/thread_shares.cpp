@@ -49,13 +49,20 @@ Share run_share(const LossFunction& losses, const std::vector<at::Tensor>& rows,
   return share;
 }
 
-// Sums the shares in share order and accumulates the sums into the parameters.
-void accumulate(const std::vector<Share>& shares, const std::vector<at::Tensor>& params) {
+// Sums the shares in share order and accumulates the sums into the parameters. A
+// gradient autograd hands out may be one tensor for two parameters (an addition's
+// backward passes one on to both), so only a sum made here is added to in place.
+void accumulate(std::vector<Share>& shares, const std::vector<at::Tensor>& params) {
   std::vector<at::Tensor> roots, sums;
   for (size_t k = 0; k < params.size(); ++k) {
     at::Tensor sum;
-    for (const auto& s : shares)
-      if (s.grads[k].defined()) sum = sum.defined() ? sum + s.grads[k] : s.grads[k];
+    int terms = 0;
+    for (auto& s : shares) {
+      if (!s.grads[k].defined()) continue;
+      sum = terms == 0 ? s.grads[k] : terms == 1 ? sum + s.grads[k] : sum.add_(s.grads[k]);
+      ++terms;
+      s.grads[k] = at::Tensor();
+    }
     if (!sum.defined()) continue;
     roots.push_back(params[k]);
     sums.push_back(sum);
@@ -63,21 +70,27 @@ void accumulate(const std::vector<Share>& shares, const std::vector<at::Tensor>&
   if (!roots.empty()) torch::autograd::backward(roots, sums);
 }
 
+// Why the rows are not shared out (null: they are), checked in this order.
+const char* per_op_reason(const ThreadUseInputs& in) {
+  if (!in.cpu || in.threads < 2) return "one thread or not the CPU";
+  if (!in.allowed) return "--no-batch-split";
+  if (in.rows < in.threads) return "fewer rows per micro-batch than threads";
+  if (in.gathers_units) return "zero stage 3 gathers parameters unit by unit";
+  if (in.draws_random_numbers) return "dropout draws random numbers";
+  return nullptr;
+}
+
 }  // namespace
 
 ThreadUse choose_thread_use(const ThreadUseInputs& in) {
-  const bool per_share = in.allowed && in.cpu && in.threads >= 2 && !in.gathers_units && !in.draws_random_numbers;
-  return per_share ? ThreadUse::kPerShare : ThreadUse::kPerOp;
+  return per_op_reason(in) ? ThreadUse::kPerOp : ThreadUse::kPerShare;
 }
 
-std::string describe_thread_use(ThreadUse use, const ThreadUseInputs& in) {
+std::string describe_thread_use(const ThreadUseInputs& in) {
   if (!in.cpu || in.threads < 2) return "";
   const std::string threads = "threads: " + std::to_string(in.threads) + " per rank, ";
-  if (use == ThreadUse::kPerShare)
-    return threads + "each running forward and backward of its own share of every micro-batch";
-  const char* why = !in.allowed          ? "--no-batch-split"
-                    : in.gathers_units   ? "zero stage 3 gathers parameters unit by unit"
-                                         : "dropout draws random numbers";
+  const char* why = per_op_reason(in);
+  if (!why) return threads + "each running forward and backward of its own share of every micro-batch";
   return threads + "each operation spread over them (" + why + ")";
 }
 
@@ -85,9 +98,9 @@ std::vector<at::Tensor> forward_backward(ThreadUse use, const LossFunction& loss
                                          const std::vector<at::Tensor>& micro_batch,
                                          const std::vector<at::Tensor>& params, double scale,
                                          Precision precision) {
+  if (use == ThreadUse::kPerOp) return whole(losses, micro_batch, scale, precision);
   const int64_t rows = micro_batch.at(0).size(0);
-  const int64_t count = use == ThreadUse::kPerShare ? std::min<int64_t>(at::get_num_threads(), rows) : 1;
-  if (count < 2) return whole(losses, micro_batch, scale, precision);
+  const int64_t count = std::min<int64_t>(at::get_num_threads(), rows);
   std::vector<Share> shares(static_cast<size_t>(count));
   at::parallel_for(0, count, 1, [&](int64_t first, int64_t last) {
     for (int64_t s = first; s < last; ++s) {

@@ -11,12 +11,18 @@
 // thread alone, as ranks do with their rows. The shares' gradients are summed in share
 // order, so the result does not depend on which thread finishes first, and are then
 // accumulated into the parameters by one backward from the parameters themselves: the
-// gradient hooks DataParallel placed fire as they do for any backward. Until they are
-// summed, each share's gradients take as much memory as the parameters.
+// gradient hooks DataParallel placed fire as they do for any backward.
+//
+// What it costs: until they are summed, each share's gradients take as much memory as
+// the parameters (one copy per thread, beside DataParallel's own gradients). With ranks,
+// the reduction starts once the shares are done instead of overlapping their backward;
+// on CPUs, where a rank's own cores move MPI's bytes, the overlap gained nothing
+// measurable (bench/README.md).
 //
 // Sharing out the rows gives the gradients of the whole micro-batch only if each share
 // can run on its own thread unobserved, so per share is chosen only where:
-//  - the device is the CPU and the rank has two threads or more;
+//  - the device is the CPU and the rank has two threads or more, and at least as many
+//    rows per micro-batch (else threads would idle);
 //  - the parameters are not gathered unit by unit (ZeRO-3): a gather is a collective
 //    that every rank must issue in the same order, once per use;
 //  - the losses draw no random numbers (dropout): the shares would take them from one
@@ -38,21 +44,24 @@ struct ThreadUseInputs {
   bool allowed = true;  // false: --no-batch-split
   bool cpu = true;
   int threads = 1;
+  int64_t rows = 1;  // per micro-batch, on this rank
   bool gathers_units = false;
   bool draws_random_numbers = false;
 };
 
 ThreadUse choose_thread_use(const ThreadUseInputs& in);
 
-// One line for the run's log: how `threads` threads share the work, and why per op.
-std::string describe_thread_use(ThreadUse use, const ThreadUseInputs& in);
+// One line for the run's log: how the threads share the work, and why per op; empty
+// with one thread or off the CPU.
+std::string describe_thread_use(const ThreadUseInputs& in);
 
 // The losses of some rows: [0] is what backward runs on, the others are reported. Each is
 // a mean over the rows it is given, so shares combine weighted by their rows.
 using LossFunction = std::function<std::vector<at::Tensor>(const std::vector<at::Tensor>& rows)>;
 
 // Forward under `precision`, then backward of losses[0] * scale into the .grad of
-// `params` (those that get a gradient). Returns losses[1..], detached: over the whole
+// `params` (those that get a gradient). Per share, the rows are cut into as many shares
+// as there are threads (or rows, if fewer). Returns losses[1..], detached: over the whole
 // micro-batch, whichever way it ran.
 std::vector<at::Tensor> forward_backward(ThreadUse use, const LossFunction& losses,
                                          const std::vector<at::Tensor>& micro_batch,

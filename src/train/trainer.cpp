@@ -61,6 +61,7 @@ class TokenWindows : public BatchSource {
       : split_(split), seq_len_(seq_len), device_(device), sampler_(split.size(), seq_len, batch_size, seed, rank, world) {}
 
   int64_t batches_per_epoch() const override { return sampler_.batches_per_epoch(); }
+  int64_t rows() const override { return sampler_.rows(); }
   Batch next() override { return {data::gather_windows(split_, sampler_.next(), seq_len_).to(device_)}; }
   data::SamplerPosition position() const override { return sampler_.position(); }
   void set_position(const data::SamplerPosition& p) override { sampler_.set_position(p); }

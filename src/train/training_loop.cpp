@@ -189,8 +189,9 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
     Objective& objective;
     ~Unhook() { objective.set_unit_hooks(nullptr); }
   } unhook{objective};
-  const ThreadUseInputs thread_inputs{opt.batch_split, objective.module().parameters().front().device().is_cpu(),
-                                      at::get_num_threads(), gathering.has_value(), objective.draws_random_numbers()};
+  const ThreadUseInputs thread_inputs{opt.batch_split,  objective.module().parameters().front().device().is_cpu(),
+                                      at::get_num_threads(), source.rows() / opt.grad_accum,
+                                      gathering.has_value(), objective.draws_random_numbers()};
   const ThreadUse thread_use = choose_thread_use(thread_inputs);
   std::vector<at::Tensor> params;
   for (const auto& named : trainable.params) params.push_back(named.second);
@@ -220,7 +221,7 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
   report.open_metrics(opt.continue_from ? state.step : -1);
   if (opt.created) opt.created->keep();
   report.line("%s\n", opt.banner.c_str());
-  if (const auto threads = describe_thread_use(thread_use, thread_inputs); !threads.empty())
+  if (const auto threads = describe_thread_use(thread_inputs); !threads.empty())
     report.line("%s\n", threads.c_str());
 
   if (state.step >= opt.total_steps) {

@@ -47,6 +47,7 @@ class BatchSource {
  public:
   virtual ~BatchSource() = default;
   virtual int64_t batches_per_epoch() const = 0;
+  virtual int64_t rows() const = 0;  // of each batch, on this rank
   virtual Batch next() = 0;  // then advances, rolling over into the next epoch
   virtual data::SamplerPosition position() const = 0;
   virtual void set_position(const data::SamplerPosition& position) = 0;

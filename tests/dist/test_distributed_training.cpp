@@ -37,14 +37,14 @@ class DistTrain : public ::testing::Test {
   }
   static void TearDownTestSuite() { delete work; }
 
-  static std::string train_args(const std::string& run, const std::string& extra) {
+  static std::string train_args(const std::string& run, const std::string& extra, int threads = 1) {
     return "train --config " + source_path("configs/tiny.json") + " --data " + work->str("data") +
-           " --checkpoint-dir " + work->str(run) + " --threads 1 --no-value-loss " + extra;
+           " --checkpoint-dir " + work->str(run) + " --threads " + std::to_string(threads) + " --no-value-loss " + extra;
   }
   // World 1 runs without a launcher (the local backend), as a user runs it by hand.
-  static CommandResult train(int world, const std::string& run, const std::string& extra) {
+  static CommandResult train(int world, const std::string& run, const std::string& extra, int threads = 1) {
     const std::string launcher = world == 1 ? "" : mpirun(world);
-    return run_command("timeout 120 " + launcher + crsm_train(train_args(run, extra)));
+    return run_command("timeout 120 " + launcher + crsm_train(train_args(run, extra, threads)));
   }
   static std::vector<double> losses(const std::string& run) {
     std::vector<double> out;
@@ -118,6 +118,22 @@ TEST_F(DistTrain, GradientAccumulationAcrossRanksMatchesOneProcess) {
     const auto r = train(2, run, steps + "--grad-accum 2 --zero-stage " + std::to_string(zero));
     ASSERT_EQ(r.status, 0) << r.output;
     expect_close(losses(run), losses("acc_single"), 1e-5, run);
+  }
+}
+
+// Ranks whose two threads each take a share of every micro-batch (3 rows: shares of 1
+// and 2) hand their gradients to DataParallel's hooks once the shares are summed; at
+// stages 1 and 2 the hooks copy them into the reduced buffers, so a missed hook would
+// lose the gradients.
+TEST_F(DistTrain, RanksSharingTheirRowsOverThreadsMatchOneProcess) {
+  const std::string steps = "--max-steps 4 --log-every 1 --eval-every 0 --eval-batches 2 ";
+  ASSERT_EQ(train(1, "shares_single", steps).status, 0);
+  for (int zero : {1, 2}) {
+    const std::string run = "shares_z" + std::to_string(zero);
+    const auto r = train(2, run, steps + "--grad-accum 2 --zero-stage " + std::to_string(zero), 2);
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("each running forward and backward of its own share"), std::string::npos) << r.output;
+    expect_close(losses(run), losses("shares_single"), 1e-5, run);
   }
 }
 

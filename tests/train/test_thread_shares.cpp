@@ -90,7 +90,9 @@ TEST_F(ThreadShares, WithActivationCheckpointingTheyGiveTheSameGradients) {
     if (whole[k].defined()) EXPECT_LE(relative_difference(shared[k], whole[k]), 1e-5) << "parameter " << k;
 }
 
+// Three shares: a sum taken in the order the threads finish would differ between runs.
 TEST_F(ThreadShares, RunTwiceTheyGiveIdenticalGradients) {
+  at::set_num_threads(3);
   const std::vector<at::Tensor> batch = {torch::randint(0, 50, {6, 17}, torch::kLong)};
   const auto first = run(ThreadUse::kPerShare, batch).first;
   const auto second = run(ThreadUse::kPerShare, batch).first;
@@ -130,16 +132,22 @@ TEST_F(ThreadShares, EachShareRunsOnAThreadOfItsOwnWithAutocastAndGradModeSet) {
   }
 }
 
-TEST_F(ThreadShares, ARowPerThreadOrFewerRunsWhole) {
-  const std::vector<at::Tensor> batch = {torch::randint(0, 50, {1, 17}, torch::kLong)};
-  const auto whole = run(ThreadUse::kPerOp, batch).first;
-  const auto shared = run(ThreadUse::kPerShare, batch).first;
-  for (size_t k = 0; k < whole.size(); ++k)
-    if (whole[k].defined()) EXPECT_TRUE(torch::equal(whole[k], shared[k])) << "parameter " << k;
+// An addition's backward hands one gradient tensor to both of its inputs: summing the
+// shares into it in place would add one parameter's shares to the other's too.
+TEST_F(ThreadShares, ParametersGivenOneGradientTensorKeepTheirOwnSums) {
+  at::set_num_threads(3);
+  auto a = torch::randn({4}).requires_grad_(true), b = torch::randn({4}).requires_grad_(true);
+  const crsm::train::LossFunction loss = [&](const std::vector<at::Tensor>& rows) -> std::vector<at::Tensor> {
+    return {((a + b) * rows[0]).sum(1).mean()};
+  };
+  const auto x = torch::randn({6, 4});
+  crsm::train::forward_backward(ThreadUse::kPerShare, loss, {x}, {a, b}, 1.0, Precision::kFloat32);
+  EXPECT_LE(relative_difference(a.grad(), x.mean(0)), 1e-6);
+  EXPECT_LE(relative_difference(b.grad(), x.mean(0)), 1e-6);
 }
 
-TEST(ThreadUse, PerShareOnlyWhereTheSharesCannotDifferFromTheWhole) {
-  const ThreadUseInputs base{true, true, 2, false, false};
+TEST(ThreadUse, PerShareOnlyWhereTheSharesCannotDifferFromTheWholeAndNoThreadIdles) {
+  const ThreadUseInputs base{true, true, 2, 2, false, false};
   EXPECT_EQ(crsm::train::choose_thread_use(base), ThreadUse::kPerShare);
   auto off = base;
   off.allowed = false;
@@ -147,16 +155,22 @@ TEST(ThreadUse, PerShareOnlyWhereTheSharesCannotDifferFromTheWhole) {
   gpu.cpu = false;
   auto one = base;
   one.threads = 1;
+  auto few_rows = base;
+  few_rows.rows = 1;
   auto zero3 = base;
   zero3.gathers_units = true;
   auto dropout = base;
   dropout.draws_random_numbers = true;
-  for (const auto& in : {off, gpu, one, zero3, dropout})
+  for (const auto& in : {off, gpu, one, few_rows, zero3, dropout})
     EXPECT_EQ(crsm::train::choose_thread_use(in), ThreadUse::kPerOp);
-  EXPECT_NE(crsm::train::describe_thread_use(ThreadUse::kPerOp, zero3).find("zero stage 3"), std::string::npos);
-  EXPECT_NE(crsm::train::describe_thread_use(ThreadUse::kPerOp, dropout).find("dropout"), std::string::npos);
-  EXPECT_NE(crsm::train::describe_thread_use(ThreadUse::kPerOp, off).find("--no-batch-split"), std::string::npos);
-  EXPECT_EQ(crsm::train::describe_thread_use(ThreadUse::kPerOp, one), "");
+  using crsm::train::describe_thread_use;
+  EXPECT_NE(describe_thread_use(base).find("each running forward and backward of its own share"), std::string::npos);
+  EXPECT_NE(describe_thread_use(few_rows).find("fewer rows per micro-batch than threads"), std::string::npos);
+  EXPECT_NE(describe_thread_use(zero3).find("zero stage 3"), std::string::npos);
+  EXPECT_NE(describe_thread_use(dropout).find("dropout"), std::string::npos);
+  EXPECT_NE(describe_thread_use(off).find("--no-batch-split"), std::string::npos);
+  EXPECT_EQ(describe_thread_use(one), "");
+  EXPECT_EQ(describe_thread_use(gpu), "");
 }
 
 }  // namespace
