@@ -351,6 +351,21 @@ void bench_throughput(Report& report, Communicator& comm, const crsm::RunConfig&
                     threads == 1 ? "" : "s", opt.zero_stage,
                     chosen == ThreadUse::kPerShare ? "each thread its share" : threads == 1 ? "one thread" : "each op over the threads",
                     tokens / per_op, per_op / s, tokens / plain, plain / s));
+
+  // The optimizer alone: AdamW's one-pass update against its plain tensor operations.
+  auto update_with = [&](bool fused) {
+    return [&, fused] {
+      crsm::model::set_fused_cpu_kernels(fused);
+      adamw.step(1e-6, dp.owned_grads());
+    };
+  };
+  const auto updates = compare(comm, {update_with(true), update_with(false)}, opt.quick ? 0.5 : 2.0, opt.quick ? 5 : 9);
+  crsm::model::set_fused_cpu_kernels(true);
+  report.row("adamw step W=" + std::to_string(comm.world_size()),
+             {{"world_size", comm.world_size()}, {"threads_per_rank", threads}, {"fused_ms", updates[0] * 1e3},
+              {"plain_ms", updates[1] * 1e3}},
+             format("%9.2f ms one pass over the rank's slots; plain tensor operations %.2f ms (%.2fx)",
+                    updates[0] * 1e3, updates[1] * 1e3, updates[1] / updates[0]));
 }
 
 // ---- 4. ZeRO stages: step time and traffic ----------------------------------------------

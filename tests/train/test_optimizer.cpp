@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "model/cpu_kernels.h"
 #include "train/adamw.h"
 #include "train/lr_schedule.h"
 
@@ -45,21 +46,44 @@ TEST(TrainAdamW, MatchesLibTorchAdamW) {
 }
 
 // Pieces of one parameter updated by separate optimizers (as ranks do under ZeRO) give
-// exactly the update of one optimizer over the whole parameter.
+// exactly the update of one optimizer over the whole parameter. The cut at 3 puts
+// elements the whole updates in its vector loop into the short piece's scalar tail.
 TEST(TrainAdamW, PiecesUpdateExactlyLikeTheWhole) {
   torch::manual_seed(5);
-  auto whole_p = torch::randn({10});
+  auto whole_p = torch::randn({37});
   auto split_p = whole_p.clone();
   AdamW one({{"p", 0, whole_p, true}}, {});
-  AdamW lo({{"p", 0, split_p.narrow(0, 0, 4), true}}, {});
-  AdamW hi({{"p", 4, split_p.narrow(0, 4, 6), true}}, {});
+  AdamW lo({{"p", 0, split_p.narrow(0, 0, 3), true}}, {});
+  AdamW hi({{"p", 3, split_p.narrow(0, 3, 34), true}}, {});
   for (int step = 0; step < 4; ++step) {
-    const auto g = torch::randn({10});
+    const auto g = torch::randn({37});
     one.step(0.01, {g});
-    lo.step(0.01, {g.narrow(0, 0, 4)});
-    hi.step(0.01, {g.narrow(0, 4, 6)});
+    lo.step(0.01, {g.narrow(0, 0, 3)});
+    hi.step(0.01, {g.narrow(0, 3, 34)});
   }
   EXPECT_TRUE(torch::equal(whole_p, split_p));
+}
+
+// The one-pass update on float CPU tensors against the plain form of tensor operations,
+// with and without decay, over more elements than one thread's share.
+TEST(TrainAdamW, FusedUpdateMatchesThePlainForm) {
+  torch::manual_seed(6);
+  for (const bool decay : {true, false}) {
+    auto fused_p = torch::randn({100003}), plain_p = fused_p.clone();
+    AdamW fused({{"p", 0, fused_p, decay}}, {}), plain({{"p", 0, plain_p, decay}}, {});
+    for (int step = 0; step < 5; ++step) {
+      const auto g = torch::randn({100003});
+      crsm::model::set_fused_cpu_kernels(true);
+      fused.step(0.01, {g});
+      crsm::model::set_fused_cpu_kernels(false);
+      plain.step(0.01, {g});
+    }
+    crsm::model::set_fused_cpu_kernels(true);
+    EXPECT_LE((fused_p - plain_p).abs().max().item<double>(), 1e-6 * plain_p.abs().max().item<double>()) << decay;
+    // The two round differently (addcmul scales g before squaring it): equal results
+    // would mean the same path ran twice.
+    EXPECT_FALSE(torch::equal(fused_p, plain_p)) << "the fused update did not run";
+  }
 }
 
 // State saved as two pieces loads into a differently cut slot (re-partitioning).
