@@ -3,7 +3,9 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
-#include <algorithm>
+#include <optional>
+
+#include "model/cpu_kernels.h"
 
 namespace crsm::train {
 namespace {
@@ -70,9 +72,12 @@ void accumulate(std::vector<Share>& shares, const std::vector<at::Tensor>& param
   if (!roots.empty()) torch::autograd::backward(roots, sums);
 }
 
+// Nothing to say in the log: one thread, or a GPU.
+constexpr const char* kNoThreadsToShare = "one thread or not the CPU";
+
 // Why the rows are not shared out (null: they are), checked in this order.
 const char* per_op_reason(const ThreadUseInputs& in) {
-  if (!in.cpu || in.threads < 2) return "one thread or not the CPU";
+  if (!in.cpu || in.threads < 2) return kNoThreadsToShare;
   if (!in.allowed) return "--no-batch-split";
   if (in.rows < in.threads) return "fewer rows per micro-batch than threads";
   if (in.gathers_units) return "zero stage 3 gathers parameters unit by unit";
@@ -87,9 +92,9 @@ ThreadUse choose_thread_use(const ThreadUseInputs& in) {
 }
 
 std::string describe_thread_use(const ThreadUseInputs& in) {
-  if (!in.cpu || in.threads < 2) return "";
-  const std::string threads = "threads: " + std::to_string(in.threads) + " per rank, ";
   const char* why = per_op_reason(in);
+  if (why == kNoThreadsToShare) return "";
+  const std::string threads = "threads: " + std::to_string(in.threads) + " per rank, ";
   if (!why) return threads + "each running forward and backward of its own share of every micro-batch";
   return threads + "each operation spread over them (" + why + ")";
 }
@@ -100,17 +105,17 @@ std::vector<at::Tensor> forward_backward(ThreadUse use, const LossFunction& loss
                                          Precision precision) {
   if (use == ThreadUse::kPerOp) return whole(losses, micro_batch, scale, precision);
   const int64_t rows = micro_batch.at(0).size(0);
-  const int64_t count = std::min<int64_t>(at::get_num_threads(), rows);
-  std::vector<Share> shares(static_cast<size_t>(count));
-  at::parallel_for(0, count, 1, [&](int64_t first, int64_t last) {
-    for (int64_t s = first; s < last; ++s) {
-      const int64_t begin = rows * s / count, end = rows * (s + 1) / count;
-      std::vector<at::Tensor> share_rows;
-      for (const auto& t : micro_batch) share_rows.push_back(t.narrow(0, begin, end - begin));
-      const double weight = static_cast<double>(end - begin) / static_cast<double>(rows);
-      shares[static_cast<size_t>(s)] = run_share(losses, share_rows, params, scale, weight, precision);
-    }
+  // Keyed by first row, so the shares are summed in row order whichever thread ran them.
+  std::vector<std::optional<Share>> by_first_row(static_cast<size_t>(rows));
+  model::split_over_threads(rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<at::Tensor> share_rows;
+    for (const auto& t : micro_batch) share_rows.push_back(t.narrow(0, begin, end - begin));
+    const double weight = static_cast<double>(end - begin) / static_cast<double>(rows);
+    by_first_row[static_cast<size_t>(begin)] = run_share(losses, share_rows, params, scale, weight, precision);
   });
+  std::vector<Share> shares;
+  for (auto& share : by_first_row)
+    if (share) shares.push_back(std::move(*share));
   accumulate(shares, params);
   std::vector<at::Tensor> reports = shares[0].reports;
   for (size_t s = 1; s < shares.size(); ++s)
