@@ -20,24 +20,21 @@ struct Command {
   const char* name;
   int (*run)(int, char**);
   const char* summary;
-  // Checkpoints on SIGTERM/SIGUSR1: the handlers go in before any of its work, so a
-  // signal during start-up is kept for the first safe point instead of killing it.
-  bool preemptible;
 };
 
 const Command kCommands[] = {
-    {"prepare", crsm::cli::prepare_command, "tokenize text files into token shards", false},
-    {"prepare-arc", crsm::cli::prepare_arc_command, "generate ARC-format tasks of known families and a training corpus", false},
-    {"train", crsm::cli::train_command, "train the backbone (stage 1) or fine-tune with value heads (stage 4)", true},
-    {"distill", crsm::cli::distill_command, "stage 2: collect latent transitions to HDF5 and train the dynamics model", true},
-    {"assemble", crsm::cli::assemble_command, "stage 3: one checkpoint holding a backbone and its dynamics model", false},
-    {"check-dynamics", crsm::cli::check_dynamics_command, "stage 3: score a dynamics model against exact backbone steps", false},
-    {"generate", crsm::cli::generate_command, "sample text from a checkpoint in recurrent mode", false},
-    {"pipeline", crsm::cli::pipeline_command, "every stage in one command: 1, 4, 2, 3 and the planning evaluation", true},
-    {"eval", crsm::cli::eval_command, "planning evaluation across ranks: greedy vs MCTS vs MCTS with injection on tasks", false},
-    {"export", crsm::cli::export_command, "write a checkpoint's model as safetensors", false},
-    {"plot", crsm::cli::plot_command, "draw train/val loss curves of runs to an SVG file", false},
-    {"memory", crsm::cli::memory_command, "tabulate per-rank training memory by world size and zero stage", false},
+    {"prepare", crsm::cli::prepare_command, "tokenize text files into token shards"},
+    {"prepare-arc", crsm::cli::prepare_arc_command, "generate ARC-format tasks of known families and a training corpus"},
+    {"train", crsm::cli::train_command, "train the backbone (stage 1) or fine-tune with value heads (stage 4)"},
+    {"distill", crsm::cli::distill_command, "stage 2: collect latent transitions to HDF5 and train the dynamics model"},
+    {"assemble", crsm::cli::assemble_command, "stage 3: one checkpoint holding a backbone and its dynamics model"},
+    {"check-dynamics", crsm::cli::check_dynamics_command, "stage 3: score a dynamics model against exact backbone steps"},
+    {"generate", crsm::cli::generate_command, "sample text from a checkpoint in recurrent mode"},
+    {"pipeline", crsm::cli::pipeline_command, "every stage in one command: 1, 4, 2, 3 and the planning evaluation"},
+    {"eval", crsm::cli::eval_command, "planning evaluation across ranks: greedy vs MCTS vs MCTS with injection on tasks"},
+    {"export", crsm::cli::export_command, "write a checkpoint's model as safetensors"},
+    {"plot", crsm::cli::plot_command, "draw train/val loss curves of runs to an SVG file"},
+    {"memory", crsm::cli::memory_command, "tabulate per-rank training memory by world size and zero stage"},
 };
 
 std::string usage() {
@@ -77,8 +74,10 @@ const Command* find_command(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   crsm::dist::prepare_blas_environment(argv);
+  // Every command ends at its next safe point on SIGTERM or SIGUSR1 (status 4): the
+  // handlers go in before any work, and the launcher kept the signals blocked until now.
+  crsm::dist::install_preemption_handlers();
   const Command* command = find_command(argc, argv);
-  if (command && command->preemptible) crsm::dist::install_preemption_handlers();
   crsm::dist::init_runtime(&argc, &argv);
   const bool bare = is_bare_pipeline(argc, argv);
   const std::string name = bare ? "pipeline" : argc >= 2 ? argv[1] : "";
@@ -98,8 +97,15 @@ int main(int argc, char** argv) {
   }
   if (!command) fail_job(status::kExitBadInput, "crsm_train: unknown command '" + name + "'\n" + usage());
   try {
+    // A signal that came while the program loaded: one process stops before any work (a
+    // command of several ranks decides with the others at its first safe point).
+    if (crsm::dist::runtime().world_size == 1)
+      crsm::dist::stop_if_preempted(name, "before it began; nothing was done: rerun the command");
     // The command's own argv starts at its name; a bare pipeline's at the program's.
-    return bare ? command->run(argc, argv) : command->run(argc - 1, argv + 1);
+    const int status = bare ? command->run(argc, argv) : command->run(argc - 1, argv + 1);
+    // A signal after the command's last safe point: its work is done, and it says so.
+    if (status == status::kExitOk) crsm::dist::stop_if_preempted(name, "as it finished: its work is complete");
+    return status;
   } catch (...) {
     report(name, std::current_exception());
   }

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_cli.h"
 #include "bench_timing.h"
 #include "config/run_config.h"
 #include "dist/cpu_setup.h"
@@ -24,21 +25,8 @@
 namespace {
 
 
+using crsm::bench::Report;
 using crsm::bench::seconds_per_call;
-
-struct Report {
-  bool json = false;
-  void row(const std::string& name, const nlohmann::json& fields, const std::string& text) {
-    if (json) {
-      nlohmann::json j = fields;
-      j["benchmark"] = name;
-      std::cout << j.dump() << std::endl;
-    } else {
-      std::printf("%-44s %s\n", name.c_str(), text.c_str());
-      std::fflush(stdout);
-    }
-  }
-};
 
 void bench_training(Report& report, const std::string& config_path) {
   const auto cfg = crsm::load_run_config(config_path);
@@ -152,26 +140,15 @@ void bench_recurrent(Report& report, const std::string& config_path) {
 
 int main(int argc, char** argv) {
   crsm::dist::prepare_blas_environment(argv);
-  Report report;
-  int threads = 0;
-  std::string config_dir = "configs";
-  bool cuda_scan = false;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--json")) {
-      report.json = true;
-    } else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) {
-      threads = std::stoi(argv[++i]);
-    } else if (!std::strcmp(argv[i], "--configs") && i + 1 < argc) {
-      config_dir = argv[++i];
-    } else if (!std::strcmp(argv[i], "--cuda-scan")) {
-      cuda_scan = true;
-    } else {
-      std::cerr << "usage: crsm_bench [--json] [--threads N] [--configs DIR] [--cuda-scan]\n"
-                << "unknown argument: " << argv[i] << "\n";
-      return 2;
-    }
-  }
-  crsm::dist::configure_threads(threads, 1);
+  const auto o = crsm::bench::parse_command_line(
+      argc, argv, "usage: crsm_bench [--json] [--threads N] [--configs DIR] [--cuda-scan]",
+      {crsm::cli::Option("threads", crsm::Constraint::integer(0, 4096), "CPU threads (0: all cores)").with_default("0"),
+       crsm::cli::Option("configs", crsm::Constraint::path(), "directory holding tiny.json and small.json (default: the bundled configs)"),
+       crsm::cli::Option("cuda-scan", crsm::Constraint::boolean(), "also time the CUDA scan (needs a GPU)")});
+  Report report{o.is_set("json")};
+  const std::string config_dir = o.has("configs") ? o.text("configs") : crsm::bench::bundled_config("");
+  const bool cuda_scan = o.is_set("cuda-scan");
+  crsm::dist::configure_threads(static_cast<int>(o.integer("threads")), 1);
   try {
     if (cuda_scan && !torch::cuda::is_available()) throw std::runtime_error("--cuda-scan: no GPU is available");
     if (!report.json)

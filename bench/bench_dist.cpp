@@ -38,6 +38,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_cli.h"
 #include "config/run_config.h"
 #include "dist/communicator.h"
 #include "data/temp_dir.h"
@@ -67,41 +68,13 @@ struct Options {
   bool json = false;
   bool quick = false;
   int threads = 0;
-  std::string config = "configs/small.json";
+  std::string config;
   std::string only;  // empty: every benchmark
   int zero_stage = 0;
 };
 
-struct Report {
-  bool json = false;
-  bool root = true;
-  void line(const std::string& text) const {
-    if (!root || json) return;
-    std::printf("%s\n", text.c_str());
-    std::fflush(stdout);
-  }
-  void row(const std::string& name, const nlohmann::json& fields, const std::string& text) const {
-    if (!root) return;
-    if (json) {
-      nlohmann::json j = fields;
-      j["benchmark"] = name;
-      std::cout << j.dump() << std::endl;
-    } else {
-      std::printf("%-34s %s\n", name.c_str(), text.c_str());
-      std::fflush(stdout);
-    }
-  }
-};
-
-std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-std::string format(const char* fmt, ...) {
-  char text[256];
-  va_list args;
-  va_start(args, fmt);
-  std::vsnprintf(text, sizeof text, fmt, args);
-  va_end(args);
-  return text;
-}
+using crsm::bench::format;
+using crsm::bench::Report;
 
 // ---- timing that every rank agrees on -------------------------------------------------
 
@@ -507,43 +480,27 @@ void bench_verification(Report& report, Communicator& comm, const Options& opt) 
 
 // ---- command line ---------------------------------------------------------------------
 
-int usage(const char* bad) {
-  std::cerr << "usage: crsm_bench_dist [--json] [--quick] [--threads N] [--config FILE]\n"
-               "                       [--only allreduce|overlap|throughput|zero|checkpoint] [--zero-stage S]\n";
-  if (bad) std::cerr << "bad argument: " << bad << "\n";
-  return 2;
-}
-
-bool parse(int argc, char** argv, Options& opt) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const bool has_value = i + 1 < argc;
-    if (a == "--json") opt.json = true;
-    else if (a == "--quick") opt.quick = true;
-    else if (a == "--threads" && has_value) opt.threads = std::stoi(argv[++i]);
-    else if (a == "--config" && has_value) opt.config = argv[++i];
-    else if (a == "--zero-stage" && has_value) opt.zero_stage = std::stoi(argv[++i]);
-    else if (a == "--only" && has_value) {
-      opt.only = argv[++i];
-      if (opt.only != "allreduce" && opt.only != "overlap" && opt.only != "throughput" && opt.only != "zero" &&
-          opt.only != "checkpoint")
-        return false;
-    } else return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   crsm::dist::prepare_blas_environment(argv);
   const auto& rt = crsm::dist::init_runtime(&argc, &argv);
+  using crsm::Constraint;
+  using crsm::cli::Option;
+  const auto o = crsm::bench::parse_command_line(
+      argc, argv, "usage: mpirun -np 2 crsm_bench_dist [--json] [--quick] [--only NAME] [options]",
+      {Option("quick", Constraint::boolean(), "shorter rounds and smaller buffers"),
+       Option("threads", Constraint::integer(0, 4096), "CPU threads per rank (0: as crsm_train chooses)").with_default("0"),
+       Option("config", Constraint::path(), "the model's config (default: the bundled configs/small.json)"),
+       Option("only", Constraint::word({"allreduce", "overlap", "throughput", "zero", "checkpoint"}), "run this benchmark alone"),
+       Option("zero-stage", Constraint::integer(0, 3), "zero stage of the throughput benchmark").with_default("0")});
   Options opt;
-  try {
-    if (!parse(argc, argv, opt)) return rt.is_root() ? usage(nullptr) : 2;
-  } catch (const std::exception&) {  // std::stoi on a non-number
-    return rt.is_root() ? usage(nullptr) : 2;
-  }
+  opt.json = o.is_set("json");
+  opt.quick = o.is_set("quick");
+  opt.threads = static_cast<int>(o.integer("threads"));
+  opt.config = o.has("config") ? o.text("config") : crsm::bench::bundled_config("small.json");
+  if (o.has("only")) opt.only = o.text("only");
+  opt.zero_stage = static_cast<int>(o.integer("zero-stage"));
   // Default as in crsm_train: this rank's CPUs divided among the local ranks sharing them.
   crsm::dist::configure_threads(opt.threads, rt.ranks_sharing_cpus);
   Report report{opt.json, rt.is_root()};

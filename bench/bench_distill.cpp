@@ -3,7 +3,7 @@
 // is full, so the writer must keep up with the disk). Both write ROWS rows of the small
 // config's shape in chunks of C rows (default 1024: distill's "auto", about 4 MiB) and flush after each chunk.
 //
-//   crsm_bench_distill [--rows N] [--dir DIR] [--layers L] [--d-model D] [--chunk-rows C]
+//   crsm_bench_distill [--json] [--rows N] [--dir DIR] [--layers L] [--d-model D] [--chunk-rows C]
 #include <torch/torch.h>
 
 #include <chrono>
@@ -13,6 +13,7 @@
 #include <fstream>
 #include <string>
 
+#include "bench_cli.h"
 #include "data/transition_store.h"
 
 namespace {
@@ -25,20 +26,19 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 }  // namespace
 
 int main(int argc, char** argv) {
-  int64_t rows = 65536, layers = 4, d_model = 128, chunk = 1024;
-  std::string dir = fs::temp_directory_path().string();
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--rows") rows = std::stoll(argv[i + 1]);
-    else if (flag == "--dir") dir = argv[i + 1];
-    else if (flag == "--layers") layers = std::stoll(argv[i + 1]);
-    else if (flag == "--d-model") d_model = std::stoll(argv[i + 1]);
-    else if (flag == "--chunk-rows") chunk = std::stoll(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "crsm_bench_distill: unknown flag %s\n", flag.c_str());
-      return 2;
-    }
-  }
+  using crsm::Constraint;
+  using crsm::cli::Option;
+  const auto o = crsm::bench::parse_command_line(
+      argc, argv, "usage: crsm_bench_distill [--json] [--rows N] [--dir DIR] [--layers L] [--d-model D] [--chunk-rows C]",
+      {Option("rows", Constraint::integer(1, int64_t{1} << 32), "rows written by each writer").with_default("65536"),
+       Option("dir", Constraint::path(), "where the two files are written, then removed (default: the temporary directory)"),
+       Option("layers", Constraint::integer(1, 1 << 12), "layers of a row").with_default("4"),
+       Option("d-model", Constraint::integer(1, 1 << 16), "width of a row").with_default("128"),
+       Option("chunk-rows", Constraint::integer(1, 1 << 24), "rows per chunk, flushed after each").with_default("1024")});
+  const crsm::bench::Report report{o.is_set("json")};
+  const int64_t rows = o.integer("rows"), layers = o.integer("layers"), d_model = o.integer("d-model");
+  const int64_t chunk = o.integer("chunk-rows");
+  const std::string dir = o.has("dir") ? o.text("dir") : fs::temp_directory_path().string();
   torch::manual_seed(0);
   const int64_t block = 1024;  // rows per append, as a collection batch of 16 windows of 64
   crsm::data::TransitionRows sample{torch::randn({block, layers, d_model}), torch::randn({block, layers, d_model}),
@@ -74,12 +74,23 @@ int main(int argc, char** argv) {
   const double writer_s = since(start);
   fs::remove(h5_path);
 
-  std::printf("rows %lld of [%lld, %lld] float32 (%.1f MiB), chunks of %lld rows, flushed per chunk\n",
-              static_cast<long long>(rows), static_cast<long long>(layers), static_cast<long long>(d_model), mib,
-              static_cast<long long>(chunk));
-  std::printf("plain sequential write: %8.1f MiB/s\n", mib / plain_s);
-  std::printf("transition writer:      %8.1f MiB/s (append waited %.3f s, writer thread in HDF5 %.3f s)\n",
-              mib / writer_s, stats.append_wait_s, stats.write_s);
-  std::printf("writer / plain: %.0f %% (target >= 50 %%)\n", 100.0 * plain_s / writer_s);
+  using crsm::bench::format;
+  report.line(format("rows %lld of [%lld, %lld] float32 (%.1f MiB), chunks of %lld rows, flushed per chunk",
+                     static_cast<long long>(rows), static_cast<long long>(layers), static_cast<long long>(d_model), mib,
+                     static_cast<long long>(chunk)));
+  const nlohmann::json shape = {{"rows", rows}, {"layers", layers}, {"d_model", d_model}, {"chunk_rows", chunk}};
+  auto fields = shape;
+  fields["mib_per_s"] = mib / plain_s;
+  report.row("plain sequential write", fields, format("%8.1f MiB/s", mib / plain_s));
+  fields = shape;
+  fields["mib_per_s"] = mib / writer_s;
+  fields["append_wait_s"] = stats.append_wait_s;
+  fields["hdf5_s"] = stats.write_s;
+  report.row("transition writer", fields,
+             format("%8.1f MiB/s (append waited %.3f s, writer thread in HDF5 %.3f s)", mib / writer_s,
+                    stats.append_wait_s, stats.write_s));
+  fields = shape;
+  fields["ratio"] = plain_s / writer_s;
+  report.row("writer / plain", fields, format("%.0f %% (target >= 50 %%)", 100.0 * plain_s / writer_s));
   return 0;
 }

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_cli.h"
 #include "bench_timing.h"
 #include "config/run_config.h"
 #include "dist/cpu_setup.h"
@@ -24,6 +25,8 @@ namespace {
 
 using crsm::model::DynamicsArch;
 
+using crsm::bench::format;
+using crsm::bench::Report;
 using crsm::bench::seconds_per_call;
 
 double million_parameters(const torch::nn::Module& module) {
@@ -34,7 +37,7 @@ double million_parameters(const torch::nn::Module& module) {
 
 const DynamicsArch kArchs[] = {DynamicsArch::kShared, DynamicsArch::kPerLayer, DynamicsArch::kMlp};
 
-void bench_config(const std::string& path, const std::vector<int>& thread_counts) {
+void bench_config(const Report& report, const std::string& path, const std::vector<int>& thread_counts) {
   const auto cfg = crsm::load_run_config(path);
   torch::manual_seed(0);
   crsm::model::Backbone backbone(cfg.model);
@@ -49,21 +52,19 @@ void bench_config(const std::string& path, const std::vector<int>& thread_counts
     dynamics.back()->eval();
   }
   torch::NoGradGuard no_grad;
-  std::printf("\n%s: %lld layers x %lld wide, float32; parameters: backbone %.1fM", path.c_str(),
-              static_cast<long long>(cfg.model.num_layers),
-              static_cast<long long>(cfg.model.d_model), million_parameters(*backbone));
+  std::string sizes = format("\n%s: %lld layers x %lld wide, float32; parameters: backbone %.1fM", path.c_str(),
+                             static_cast<long long>(cfg.model.num_layers), static_cast<long long>(cfg.model.d_model),
+                             million_parameters(*backbone));
   for (size_t i = 0; i < dynamics.size(); ++i)
-    std::printf(", %s %.2fM", to_string(kArchs[i]).c_str(), million_parameters(*dynamics[i]));
-  std::printf("\n");
+    sizes += format(", %s %.2fM", to_string(kArchs[i]).c_str(), million_parameters(*dynamics[i]));
+  report.line(sizes);
   // Another process on the cores shows up here long before it is obvious in the figures.
   double load[1] = {0};
   getloadavg(load, 1);
-  std::printf("load average %.2f (above %d, the figures are not worth quoting)\n", load[0],
-              thread_counts.back());
-  std::printf("%7s %5s %12s", "threads", "batch", "backbone ms");
-  for (const auto arch : kArchs)
-    std::printf(" %12s %7s", (to_string(arch) + " ms").c_str(), "ratio");
-  std::printf("\n");
+  report.line(format("load average %.2f (above %d, the figures are not worth quoting)", load[0], thread_counts.back()));
+  std::string header = format("%-44s %12s", "", "backbone ms");
+  for (const auto arch : kArchs) header += format(" %12s %7s", (to_string(arch) + " ms").c_str(), "ratio");
+  report.line(header);
   for (const int threads : thread_counts) {
     at::set_num_threads(threads);
     for (const int64_t batch : {1, 16}) {
@@ -76,15 +77,19 @@ void bench_config(const std::string& path, const std::vector<int>& thread_counts
         crsm::model::ModelState s = after_prompt;
         backbone->step(token, s);
       });
-      std::printf("%7d %5lld %12.3f", threads, static_cast<long long>(batch), backbone_s * 1e3);
-      for (auto& dyn : dynamics) {
+      nlohmann::json fields = {{"config", path}, {"threads", threads}, {"batch", batch}, {"backbone_ms", backbone_s * 1e3}};
+      std::string text = format("%12.3f", backbone_s * 1e3);
+      for (size_t i = 0; i < dynamics.size(); ++i) {
         // A planner transition looks the action's embedding up and steps the latents.
         const double dynamics_s =
-            seconds_per_call([&] { dyn->step(after_prompt.latents, backbone->embed(token)); });
-        std::printf(" %12.3f %7.3f", dynamics_s * 1e3, dynamics_s / backbone_s);
+            seconds_per_call([&] { dynamics[i]->step(after_prompt.latents, backbone->embed(token)); });
+        const std::string arch = to_string(kArchs[i]);
+        fields[arch + "_ms"] = dynamics_s * 1e3;
+        fields[arch + "_ratio"] = dynamics_s / backbone_s;
+        text += format(" %12.3f %7.3f", dynamics_s * 1e3, dynamics_s / backbone_s);
       }
-      std::printf("\n");
-      std::fflush(stdout);
+      report.row(format("step, %d thread%s, batch %lld", threads, threads == 1 ? "" : "s", static_cast<long long>(batch)),
+                 fields, text);
     }
   }
 }
@@ -93,24 +98,20 @@ void bench_config(const std::string& path, const std::vector<int>& thread_counts
 
 int main(int argc, char** argv) {
   crsm::dist::prepare_blas_environment(argv);
-  std::string config_dir = "configs";
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--configs") && i + 1 < argc) {
-      config_dir = argv[++i];
-    } else {
-      std::cerr << "usage: crsm_bench_dynamics [--configs DIR]\n"
-                << "unknown argument: " << argv[i] << "\n";
-      return 2;
-    }
-  }
+  const auto o = crsm::bench::parse_command_line(
+      argc, argv, "usage: crsm_bench_dynamics [--json] [--configs DIR]",
+      {crsm::cli::Option("configs", crsm::Constraint::path(),
+                         "directory holding small.json and large.json (default: the bundled configs)")});
+  const Report report{o.is_set("json")};
+  const std::string config_dir = o.has("configs") ? o.text("configs") : crsm::bench::bundled_config("");
   const int default_threads = crsm::dist::configure_threads(0, 1);
   std::vector<int> thread_counts = {1};
   if (default_threads > 1) thread_counts.push_back(default_threads);
-  std::printf("crsm_bench_dynamics: one step at position 16, median of 5 rounds after a "
-              "warm-up;\nratio = dynamics step / backbone step (target <= 0.1 for shared)\n");
+  report.line("crsm_bench_dynamics: one step at position 16, median of 5 rounds after a warm-up;\nratio = dynamics "
+              "step / backbone step (target <= 0.1 for shared)");
   try {
-    bench_config(config_dir + "/small.json", thread_counts);
-    bench_config(config_dir + "/large.json", thread_counts);
+    bench_config(report, config_dir + "/small.json", thread_counts);
+    bench_config(report, config_dir + "/large.json", thread_counts);
   } catch (const std::exception& e) {
     std::cerr << "crsm_bench_dynamics: " << e.what() << "\n";
     return 1;

@@ -27,4 +27,12 @@ class FileError : public Error {
   using Error::Error;
 };
 
+// A command that stopped at a safe point because SIGTERM or SIGUSR1 (preemption) arrived.
+// Not an Error: nothing is wrong with the input. crsm_train prints the message, which
+// names the signal and what was kept, and exits with status 4.
+class Preempted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace crsm

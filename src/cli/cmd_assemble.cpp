@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/outputs.h"
 #include "data/prepared_corpus.h"
 #include "data/temp_dir.h"
 #include "dist/checkpoint_store.h"
@@ -27,6 +28,18 @@ namespace fs = std::filesystem;
 std::string dynamics_file(const std::string& spec) {
   const fs::path p(spec);
   return fs::is_directory(p) ? (p / "dynamics.safetensors").string() : spec;
+}
+
+// The backbone (and its run), and the distillation run the dynamics model comes from.
+std::vector<Input> assemble_inputs(const std::string& backbone, const ParsedOptions& o) {
+  std::vector<Input> inputs = checkpoint_inputs(backbone, o.text("backbone"));
+  const fs::path dynamics = o.text("dynamics");
+  std::error_code ec;
+  if (fs::is_directory(dynamics, ec))
+    inputs.push_back({Input::Kind::kRun, dynamics.string()});
+  else if (fs::exists(dynamics.parent_path() / "dynamics.json", ec))
+    inputs.push_back({Input::Kind::kRun, dynamics.parent_path().string()});
+  return inputs;
 }
 
 const std::vector<Option>& assemble_options() {
@@ -76,7 +89,10 @@ int assemble_command(int argc, char** argv) {
   std::vector<std::string> skipped;
   const std::string backbone = dist::resolve_checkpoint(o.text("backbone"), "--backbone", &skipped);
   for (const auto& note : skipped) std::fprintf(stderr, "assemble: %s\n", note.c_str());
-  const std::string dir = train::assemble_checkpoint(backbone, dynamics_file(o.text("dynamics")), o.text("output"));
+  check_output_directory("--output", o.text("output"), assemble_inputs(backbone, o));
+  const std::string dir = train::assemble_checkpoint(backbone, dynamics_file(o.text("dynamics")), o.text("output"), [] {
+    dist::stop_if_preempted("assemble", "before the checkpoint was complete; nothing was written: rerun the command");
+  });
   std::printf("assemble: wrote %s (backbone %s with dynamics %s)\n", dir.c_str(), backbone.c_str(),
               dynamics_file(o.text("dynamics")).c_str());
   return 0;
@@ -87,6 +103,7 @@ int check_dynamics_command(int argc, char** argv) {
                                     check_options());
   if (!parsed) return 0;
   const ParsedOptions& o = *parsed;
+  dist::stop_if_preempted("check-dynamics", "before scoring anything: rerun the command");
   dist::configure_threads(static_cast<int>(o.integer("threads")), 1);
   std::vector<std::string> skipped;
   const std::string dir = dist::resolve_checkpoint(o.text("model"), "--model", &skipped);

@@ -10,6 +10,7 @@
 #include "base/file_read.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/outputs.h"
 #include "data/data_error.h"
 #include "data/prepared_corpus.h"
 #include "dist/checkpoint_store.h"
@@ -20,6 +21,7 @@
 #include "train/distill_collect.h"
 #include "train/dynamics_training.h"
 #include "train/exit_status.h"
+#include "train/memory_fit.h"
 #include "train/train_checkpoint.h"
 #include "train/training_data.h"
 #include "train/training_loop.h"
@@ -115,16 +117,28 @@ Collected collect(const ParsedOptions& o, const RunConfig& config, model::Backbo
                                 (schema.dtype == data::TransitionDtype::kFloat16 ? 2 : 4) + 16;
   options.writer.chunk_rows = o.value("chunk-rows").is_string() ? std::max<int64_t>(1, (int64_t{4} << 20) / row_bytes)
                                                                  : o.integer("chunk-rows");
+  if (options.writer.chunk_rows > data::max_chunk_rows(schema))
+    throw UsageError("--chunk-rows " + std::to_string(options.writer.chunk_rows) + ": a chunk of that many rows of [" +
+                     std::to_string(config.model.num_layers) + ", " + std::to_string(config.model.d_model) + "] " +
+                     data::to_string(schema.dtype) + " states is over HDF5's limit of 4 GiB per chunk: at most " +
+                     std::to_string(data::max_chunk_rows(schema)) + " rows");
   options.writer.compression = data::parse_compression(o.text("compression"));
-  // Both plans first: a corpus too small for them is refused before anything is written.
+  // Both plans first, and whatever an earlier run left checked against them: a corpus too
+  // small for them, or files this collection cannot continue, are refused before anything
+  // is collected.
   std::vector<train::CollectionPlan> plans;
   for (const auto& [split, tokens, n] : {std::tuple{"train", &corpus.train, samples}, {"val", &corpus.val, val_samples}})
     plans.push_back(train::plan_collection(split, tokens->size(), n, seq_len, static_cast<uint64_t>(config.seed),
                                            "--data " + data_dir));
+  for (const auto& plan : plans) {
+    schema.plan = train::collection_plan_text(plan, comm.world_size());
+    for (const auto& note : train::check_collection_resumable(plan, schema, options, comm))
+      if (root) std::printf("distill: %s\n", note.c_str());
+  }
   Collected result;
   for (const auto& plan : plans) {
     const auto& tokens = plan.split == "train" ? corpus.train : corpus.val;
-    schema.plan = plan.describe() + " world=" + std::to_string(comm.world_size());
+    schema.plan = train::collection_plan_text(plan, comm.world_size());
     const auto r = train::collect_transitions(model, tokens, plan, schema, options, comm);
     if (r.preempted) {
       if (root)
@@ -171,6 +185,9 @@ int distill_command(int argc, char** argv) {
     throw UsageError("--collect-only and --transitions exclude each other: there is nothing to collect");
   std::vector<std::string> skipped;
   const std::string ckpt = dist::resolve_checkpoint(o.text("model-path"), "--model-path", &skipped);
+  std::vector<Input> inputs = checkpoint_inputs(ckpt, o.text("model-path"));
+  if (o.has("transitions")) inputs.push_back({Input::Kind::kCollection, o.text("transitions")});
+  check_output_directory("--output-path", o.text("output-path"), inputs);
   RunConfig saved;
   auto model = train::load_checkpoint_model(ckpt, &saved);
   const RunConfig config = distill_config(o, saved, ckpt);
@@ -179,6 +196,13 @@ int distill_command(int argc, char** argv) {
                      "use --collect-only to collect alone");
 
   const auto& rt = dist::runtime();
+  const model::DynamicsConfig arch{model::parse_dynamics_arch(config.dynamics.arch), config.model.num_layers,
+                                   config.model.d_model, config.dynamics.hidden};
+  if (!o.is_set("collect-only")) {
+    train::check_dynamics_fits_in_memory(arch, rt.local_world_size, "--arch " + config.dynamics.arch + " --hidden " +
+                                                                        std::to_string(arch.resolved_hidden()));
+    train::check_dynamics_resumable(o.text("output-path"), arch);
+  }
   const auto device = dist::rank_device(config.device, rt);
   auto comm = dist::make_communicator(rt, device, std::chrono::seconds(o.integer("collective-timeout")));
   dist::configure_threads(static_cast<int>(o.integer("threads")), rt.ranks_sharing_cpus);
@@ -200,8 +224,7 @@ int distill_command(int argc, char** argv) {
   run.run_dir = out;
   run.backbone_dir = ckpt;
   run.embeddings = model->embed(torch::arange(config.model.vocab_size, torch::kLong).to(device)).detach().clone();
-  run.arch = {model::parse_dynamics_arch(config.dynamics.arch), config.model.num_layers, config.model.d_model,
-              config.dynamics.hidden};
+  run.arch = arch;
   run.epochs = config.dynamics.epochs;
   run.max_steps = o.has("max-steps") ? o.integer("max-steps") : 0;
   run.batch_size = config.dynamics.batch_size;

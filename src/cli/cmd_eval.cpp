@@ -11,7 +11,7 @@
 #include "base/atomic_file.h"
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "cli/output_file.h"
+#include "cli/outputs.h"
 #include "cli/search_setup.h"
 #include "data/tokenizer.h"
 #include "dist/checkpoint_store.h"
@@ -30,7 +30,7 @@ const std::vector<Option>& eval_options() {
   static const std::vector<Option> table = with_search_flags({
       Option("model", Constraint::path(), "checkpoint (assembled: plans with its dynamics), or a run directory").mandatory(),
       Option("tasks", Constraint::path(), "ARC task directories, .json tasks, or .jsonl files of ARC or prompt/answer tasks").mandatory().many(),
-      Option("modes", Constraint::satisfying(eval::is_mode_list, eval::kModeListDescription), "decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
+      Option("modes", Constraint::explained(eval::mode_list_problem, eval::kModeListDescription), "decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
       Option("output", Constraint::path(), "the report as JSON (default: eval.json in the model's run directory)"),
       Option("force", Constraint::boolean(), "replace --output if it exists"),
       Option("max-tasks", Constraint::integer(0, int64_t{1} << 30), "evaluate only the first N tasks of every source (0: all)").with_default("0"),
@@ -63,10 +63,7 @@ std::vector<eval::EvalItem> read_items(const ParsedOptions& o) {
     for (size_t j = 0; j < i; ++j)
       if (fs::weakly_canonical(paths[j]) == fs::weakly_canonical(path))
         throw UsageError("--tasks " + path + ": given twice (also as " + paths[j] + ")");
-    auto source = data::read_tasks(path);
-    if (cap > 0 && static_cast<int64_t>(source.arc.size()) > cap) source.arc.resize(cap);
-    if (cap > 0 && static_cast<int64_t>(source.text.size()) > cap) source.text.resize(cap);
-    sources.push_back(std::move(source));
+    sources.push_back(data::read_tasks(path, cap));
   }
   return eval::eval_items(sources);
 }
@@ -86,6 +83,7 @@ eval::EvalSetup make_setup(const ParsedOptions& o, const std::string& dir, const
   s.delta_decay = config.search.delta_decay;
   s.max_prompt_tokens = o.integer("max-prompt-tokens");
   s.max_new_tokens = o.value("max-new-tokens").is_string() ? 0 : o.integer("max-new-tokens");
+  s.stop_requested = dist::preemption_signalled;
   s.describe = {{"model", dir},           {"tasks", o.texts("tasks")},       {"planner", planner.name},
                 {"modes", o.text("modes")}, {"n_simulations", s.search.n_simulations}, {"c_puct", s.search.c_puct},
                 {"top_k", s.search.top_k}, {"leaf_batch", s.search.leaf_batch}, {"injection_rate", s.injection_rate},
@@ -105,7 +103,7 @@ int eval_command(int argc, char** argv) {
   std::vector<std::string> skipped;
   const std::string dir = dist::resolve_checkpoint(o.text("model"), "--model", &skipped);
   const std::string output = o.has("output") ? o.text("output") : (fs::path(run_directory_of(dir)) / "eval.json").string();
-  check_output_file("--output", output, o.is_set("force"), {{dir, "checkpoint"}});
+  check_output_file("--output", output, o.is_set("force"), checkpoint_inputs(dir, o.text("model")));
   const auto items = read_items(o);
   auto tokenizer = data::load_tokenizer(dir);
   RunConfig config;

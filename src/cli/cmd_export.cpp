@@ -4,7 +4,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "cli/output_file.h"
+#include "cli/outputs.h"
 #include "dist/checkpoint_store.h"
 #include "model/tensor_file.h"
 #include "train/train_checkpoint.h"
@@ -15,7 +15,7 @@ namespace {
 const std::vector<Option>& export_options() {
   static const std::vector<Option> table = {
       Option("checkpoint", Constraint::path(), "checkpoint directory, or a run directory (its newest complete checkpoint)").mandatory(),
-      Option("output", Constraint::path(), "safetensors file to write (outside the checkpoint and run it reads)").mandatory(),
+      Option("output", Constraint::path(), "safetensors file to write (not inside the checkpoint it reads; in its run directory only beside the run's files)").mandatory(),
       Option("force", Constraint::boolean(), "replace --output if it exists (atomically: only by a complete file)"),
   };
   return table;
@@ -31,7 +31,7 @@ int export_command(int argc, char** argv) {
   const auto output = parsed->text("output");
   std::vector<std::string> skipped;
   const std::string dir = dist::resolve_checkpoint(spec, "--checkpoint", &skipped);
-  check_output_file("--output", output, parsed->is_set("force"), {{dir, "checkpoint"}, {spec, "run directory"}});
+  check_output_file("--output", output, parsed->is_set("force"), checkpoint_inputs(dir, spec));
   RunConfig config;
   auto model = train::load_checkpoint_model(dir, &config);
   // safetensors metadata is string to string: the config travels as JSON text.

@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <memory>
 #include <vector>
 
 #include <torch/torch.h>
@@ -10,6 +11,7 @@
 #include "dist/checkpoint_store.h"
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
+#include "dist/runtime.h"
 #include "model/generation.h"
 #include "search/deliberation.h"
 #include "train/train_checkpoint.h"
@@ -41,7 +43,7 @@ const std::vector<Option>& generate_options() {
 
 // The planner: the checkpoint's dynamics model, or exact backbone steps when asked to
 // or when the checkpoint has none (said on stderr).
-search::Deliberator make_deliberator(const ParsedOptions& o, const std::string& dir, model::Backbone& model,
+std::unique_ptr<search::Deliberator> make_deliberator(const ParsedOptions& o, const std::string& dir, model::Backbone& model,
                                      const RunConfig& config, const model::SamplingOptions& sampling,
                                      const torch::Device& device) {
   const bool exact = o.is_set("no-dynamics") || o.is_set("exact");
@@ -56,7 +58,7 @@ search::Deliberator make_deliberator(const ParsedOptions& o, const std::string& 
   d.delta_decay = config.search.delta_decay;
   d.max_lag = config.search.max_lag;
   d.sampling = sampling;
-  return search::Deliberator(model, planner.model, d);
+  return std::make_unique<search::Deliberator>(model, planner.model, d);
 }
 
 void print_stats(const search::DeliberationStats& s) {
@@ -83,6 +85,7 @@ int generate_command(int argc, char** argv) {
                                     generate_options());
   if (!parsed) return 0;
   const ParsedOptions& o = *parsed;
+  dist::stop_if_preempted("generate", "before generating anything: rerun the command");
   for (const char* flag : {"sync", "no-dynamics", "exact", "stats"})
     if (o.is_set(flag) && !o.is_set("deliberate"))
       throw UsageError(std::string("--") + flag + " applies to deliberative generation: add --deliberate");
@@ -100,6 +103,10 @@ int generate_command(int argc, char** argv) {
   model->to(device);
 
   o.apply_to(config);
+  const model::SamplingOptions sampling{config.search.temperature, o.integer("top-k"), config.search.top_p};
+  // Made (and its search's size checked) before anything is printed.
+  std::unique_ptr<search::Deliberator> deliberator;
+  if (o.is_set("deliberate")) deliberator = make_deliberator(o, dir, model, config, sampling, device);
   const std::string prompt_text = o.text("prompt");
   std::vector<int64_t> prompt{tokenizer->bos_id()};
   for (int32_t id : tokenizer->encode(prompt_text)) prompt.push_back(id);
@@ -108,7 +115,13 @@ int generate_command(int argc, char** argv) {
   // tokenizers that merge pieces across token boundaries (SentencePiece spaces) right.
   std::vector<int32_t> generated;
   size_t printed = 0;
+  // A safe point before every token: what was printed stays printed.
   const auto print_token = [&](int64_t token) {
+    if (dist::preemption_signalled()) {
+      std::fputs("\n", stdout);
+      dist::stop_if_preempted("generate", "after " + std::to_string(generated.size()) + " of at most " +
+                                              std::to_string(o.integer("max-length")) + " new tokens (printed above)");
+    }
     generated.push_back(static_cast<int32_t>(token));
     const std::string text = tokenizer->decode(generated);
     if (text.size() > printed) {
@@ -117,14 +130,12 @@ int generate_command(int argc, char** argv) {
       printed = text.size();
     }
   };
-  const model::SamplingOptions sampling{config.search.temperature, o.integer("top-k"), config.search.top_p};
   const auto seed = static_cast<uint64_t>(o.integer("seed"));
-  if (!o.is_set("deliberate")) {
+  if (!deliberator) {
     model::generate(model, prompt, o.integer("max-length"), sampling, seed, tokenizer->eos_id(), print_token);
   } else {
-    auto deliberator = make_deliberator(o, dir, model, config, sampling, device);
-    deliberator.generate(prompt, o.integer("max-length"), seed, tokenizer->eos_id(), print_token);
-    if (o.is_set("stats")) print_stats(deliberator.stats());
+    deliberator->generate(prompt, o.integer("max-length"), seed, tokenizer->eos_id(), print_token);
+    if (o.is_set("stats")) print_stats(deliberator->stats());
   }
   std::fputs("\n", stdout);
   return 0;

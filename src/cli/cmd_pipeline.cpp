@@ -8,7 +8,10 @@
 //   DIR/dynamics       stage 2: transitions and the dynamics  (distill)
 //   DIR/model          stage 3: backbone + dynamics, checked  (assemble, check-dynamics)
 //   DIR/eval           the planning evaluation                (eval)
-//   DIR/pipeline.json  what the pipeline was asked to do, and the stages done
+//   DIR/pipeline.json  what the pipeline was asked to do, and the stages done, each with
+//                      what it read (checkpoints by the digest of their files) and the
+//                      options that shape its result: on --resume auto a stage whose
+//                      inputs or options changed, or whose output is gone, runs again
 //
 // Stage 4 runs before stages 2 and 3: the dynamics model must describe the backbone the
 // planner searches with, and fine-tuning changes that backbone's latents (assemble
@@ -23,10 +26,12 @@
 #include "cli/bundled_data.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/outputs.h"
 #include "data/arc_task.h"
 #include "dist/checkpoint_store.h"
 #include "dist/communicator.h"
 #include "dist/runtime.h"
+#include "dist/sha256.h"
 #include "eval/planning_eval.h"
 #include "train/exit_status.h"
 #include "train/training_data.h"
@@ -54,7 +59,7 @@ const std::vector<Option>& pipeline_options() {
       Option::for_key("dynamics-samples", "dynamics_samples", "stage 2: training transitions to collect"),
       Option("check-samples", Constraint::integer(1, 1 << 24), "stage 3: held-out transitions check-dynamics scores").with_default("1000"),
       Option("max-tasks", Constraint::integer(0, int64_t{1} << 30), "evaluation: only the first N tasks of every source (0: all)").with_default("0"),
-      Option("modes", Constraint::satisfying(eval::is_mode_list, eval::kModeListDescription), "evaluation: decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
+      Option("modes", Constraint::explained(eval::mode_list_problem, eval::kModeListDescription), "evaluation: decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
       Option("save-every", Constraint::integer(0), "training stages: steps between checkpoints (a resumed stage restarts from the last)").with_default("200"),
       Option("eval-every", Constraint::integer(0), "training stages: steps between validation passes (0: at the end)").with_default("0"),
       Option("threads", Constraint::integer(0, 4096), "CPU threads per rank (0: this rank's CPUs / the ranks on its node sharing them)").with_default("0"),
@@ -91,6 +96,33 @@ int run_command(const std::string& name, CommandFn command, std::vector<std::str
 
 bool holds_checkpoint(const fs::path& run_dir) { return dist::holds_checkpoints((run_dir / "checkpoints").string()); }
 
+// What a stage read, by content: a checkpoint (a run directory stands for its newest
+// complete one) by the digest of its files, shown by its path.
+json checkpoint_identity(const std::string& spec) {
+  std::vector<std::string> notes;
+  const std::string ckpt = dist::resolve_checkpoint(spec, "the pipeline's input", &notes);
+  return {{"path", ckpt}, {"digest", dist::checkpoint_digest(ckpt)}};
+}
+
+json file_identity(const fs::path& file) { return {{"path", file.string()}, {"digest", dist::sha256_file(file.string())}}; }
+
+// "model A, now B; --modes x, now y": what differs between two stage keys.
+std::string describe_change(const json& was, const json& now) {
+  std::string text;
+  for (const auto& [field, value] : now.items()) {
+    const json old = was.value(field, json());
+    if (old == value) continue;
+    const auto shown = [](const json& v) {
+      if (v.is_object() && v.contains("path")) return v["path"].get<std::string>();
+      return v.is_string() ? v.get<std::string>() : v.dump();
+    };
+    std::string change = field + " " + shown(old) + ", now " + shown(value);
+    if (!old.is_null() && shown(old) == shown(value)) change = field + " " + shown(value) + ", whose files have changed since";
+    text += (text.empty() ? "" : "; ") + change;
+  }
+  return text;
+}
+
 class Pipeline {
  public:
   Pipeline(const ParsedOptions& o, dist::Communicator& comm)
@@ -109,12 +141,24 @@ class Pipeline {
 
   int run() {
     if (!open_state()) return train::kExitPreempted;
-    for (auto stage : {&Pipeline::backbone, &Pipeline::finetune, &Pipeline::dynamics, &Pipeline::assemble,
-                       &Pipeline::evaluate})
-      if (const int status = (this->*stage)(); status != train::kExitOk) return status;
+    using Step = int (Pipeline::*)();
+    for (const auto& [name, step] : {std::pair<const char*, Step>{"stage 1", &Pipeline::backbone},
+                                     {"stage 4", &Pipeline::finetune}, {"stage 2", &Pipeline::dynamics},
+                                     {"stage 3", &Pipeline::assemble}, {"the evaluation", &Pipeline::evaluate}}) {
+      const std::string resume = std::string("pipeline: stopped in ") + name +
+                                 ": rerun the same command with --resume auto to continue there";
+      int status = train::kExitOk;
+      try {
+        status = (this->*step)();
+      } catch (const Preempted& e) {
+        throw Preempted(std::string(e.what()) + "\n" + resume);
+      }
+      if (status == train::kExitPreempted) say("%s\n", resume.c_str());
+      if (status != train::kExitOk) return status;
+    }
     std::string stages;
     for (const char* stage : {"backbone", "finetune", "dynamics", "model", "eval"})
-      if (done(stage))
+      if (state_["done"].contains(stage))
         stages += (stages.empty() ? "" : ", ") + std::string(stage) + " " + duration(state_["done"][stage]["minutes"]);
     say("\npipeline: done in %s (stages, over all runs: %s): the model is %s, the report %s\n",
         duration(minutes_since(start_)).c_str(), stages.c_str(), model_.c_str(), (dir_ / "eval" / "eval.json").c_str());
@@ -158,6 +202,7 @@ class Pipeline {
       // A skip flag reuses what DIR holds: a backbone trained by hand, an earlier pipeline's stages.
       const bool reusing = o_.has("resume") || o_.is_set("skip-backbone") || o_.is_set("skip-finetune") ||
                            o_.is_set("skip-dynamics");
+      check_output_directory("--output-dir", dir_.string(), {});
       if (!empty && !earlier && !reusing)
         throw UsageError("--output-dir " + dir_.string() + " is not empty and holds no pipeline.json: choose a new "
                          "directory (or a --skip flag to reuse what it holds)");
@@ -166,9 +211,10 @@ class Pipeline {
                          "or choose a new directory");
       if (o_.is_set("skip-backbone") && !holds_checkpoint(dir_ / "backbone"))
         throw UsageError("--skip-backbone: " + (dir_ / "backbone").string() + " holds no checkpoint to reuse");
-      json state = earlier ? base::read_json_file(file.string()) : json{{"format", 1}, {"plan", plan()}, {"done", json::object()}};
+      json state = earlier ? base::read_json_file(file.string())
+                           : json{{"format", 1}, {"plan", plan()}, {"done", json::object()}, {"started", json::object()}};
       if (earlier) check_same_plan(state.at("plan"));
-      for (const auto& t : tasks_) data::read_tasks(t);
+      for (const auto& t : tasks_) data::read_tasks(t, o_.integer("max-tasks"));
       base::NewDirectories made;
       made.create(dir_.string());
       auto local = dist::make_local_communicator();
@@ -180,6 +226,7 @@ class Pipeline {
     });
     if (text.empty()) return false;
     state_ = json::parse(text);
+    if (!state_.contains("started")) state_["started"] = json::object();
     prepared_ = state_["prepared"];
     start_ = Clock::now();
     return true;
@@ -201,12 +248,44 @@ class Pipeline {
     }
   }
 
-  bool done(const std::string& stage) const { return state_["done"].contains(stage); }
-
-  void mark_done(const std::string& stage, Clock::time_point started, const json& output) {
-    state_["done"][stage] = {{"minutes", minutes_since(started)}, {"output", output}};
+  void save_state() {
     if (root_) base::write_file_atomically((dir_ / "pipeline.json").string(), state_.dump(1) + "\n");
     comm_.barrier();
+  }
+
+  // Whether `stage` is done and still stands for what this run asks of it: recorded done
+  // with the same key (what it read, by content, and the options that shape its result)
+  // and its output still there. Otherwise an earlier run's work on it that no longer fits
+  // (done with another key, or started with one) is removed, saying why, and the stage is
+  // recorded as started with `key`. A record without a key (written before keys were
+  // kept) is taken as it is. `dir` is the stage's directory, `output` what it leaves there.
+  bool up_to_date(const std::string& stage, const json& key, const fs::path& dir, const fs::path& output) {
+    std::error_code ec;
+    const json& done = state_["done"];
+    const json& started = state_["started"];
+    std::string why;
+    if (done.contains(stage)) {
+      const json was = done[stage].value("key", key);
+      if (was == key && fs::exists(output, ec)) return true;
+      why = was != key ? "it ran with " + describe_change(was, key) : output.string() + " is missing";
+    } else if (started.contains(stage) && started[stage] != key) {
+      why = "its interrupted run was started with " + describe_change(started[stage], key);
+    }
+    if (!why.empty()) {
+      say("pipeline: %s: %s; running it again\n", stage.c_str(), why.c_str());
+      comm_.barrier();
+      if (root_) fs::remove_all(dir, ec);
+      state_["done"].erase(stage);
+    }
+    state_["started"][stage] = key;
+    save_state();
+    return false;
+  }
+
+  void mark_done(const std::string& stage, Clock::time_point started, const json& output) {
+    state_["done"][stage] = {{"minutes", minutes_since(started)}, {"output", output}, {"key", state_["started"][stage]}};
+    state_["started"].erase(stage);
+    save_state();
   }
 
   // Runs a stage's command, and records the stage done when it finished.
@@ -254,7 +333,9 @@ class Pipeline {
       say("stage 1 skipped (--skip-backbone): reusing %s\n", ckpt.c_str());
       return train::kExitOk;
     }
-    if (done("backbone")) return say("stage 1 done in an earlier run: %s\n", run.c_str()), train::kExitOk;
+    // Its inputs (config, corpus, steps) are the plan's, which a resumed run may not change.
+    if (up_to_date("backbone", json::object(), run, run / "checkpoints" / "latest"))
+      return say("stage 1 done in an earlier run: %s\n", run.c_str()), train::kExitOk;
     const auto started = Clock::now();
     restart_if_unsaved(run);
     auto args = training_flags(run, "backbone-steps");
@@ -277,7 +358,8 @@ class Pipeline {
       return train::kExitOk;
     }
     final_ = run.string();
-    if (done("finetune")) return say("stage 4 done in an earlier run: %s\n", run.c_str()), train::kExitOk;
+    if (up_to_date("finetune", {{"backbone", checkpoint_identity(backbone_)}}, run, run / "checkpoints" / "latest"))
+      return say("stage 4 done in an earlier run: %s\n", run.c_str()), train::kExitOk;
     const auto started = Clock::now();
     restart_if_unsaved(run);
     auto args = training_flags(run, "finetune-steps");
@@ -299,7 +381,9 @@ class Pipeline {
       return train::kExitOk;
     }
     dynamics_ = out.string();
-    if (done("dynamics")) return say("stage 2 done in an earlier run: %s\n", out.c_str()), train::kExitOk;
+    // A dynamics model describes one backbone: distilled from another, it is distilled again.
+    if (up_to_date("dynamics", {{"backbone", checkpoint_identity(final_)}}, out, out / "dynamics.safetensors"))
+      return say("stage 2 done in an earlier run: %s\n", out.c_str()), train::kExitOk;
     const auto started = Clock::now();
     std::vector<std::string> args = {"--model-path", final_, "--output-path", out.string(), "--data", prepared_,
                                      "--config", config_file_, "--num-samples", std::to_string(config_.dynamics.samples),
@@ -319,7 +403,11 @@ class Pipeline {
       return train::kExitOk;
     }
     model_ = out.string();
-    if (done("model")) return say("stage 3 done in an earlier run: %s\n", out.c_str()), train::kExitOk;
+    const json key = {{"backbone", checkpoint_identity(final_)},
+                      {"dynamics", file_identity(fs::path(dynamics_) / "dynamics.safetensors")},
+                      {"--check-samples", o_.integer("check-samples")}};
+    if (up_to_date("model", key, out, out / "checkpoints" / "latest"))
+      return say("stage 3 done in an earlier run: %s\n", out.c_str()), train::kExitOk;
     const auto started = Clock::now();
     const std::string status = dist::run_on_root(comm_, [&] {
       int s = train::kExitOk;
@@ -339,7 +427,10 @@ class Pipeline {
   int evaluate() {
     const fs::path out = dir_ / "eval" / "eval.json";
     say("\n== planning evaluation of %s ==\n", model_.c_str());
-    if (done("eval")) {
+    // The tasks and the search's settings are the plan's; these may change on a resume.
+    const json key = {{"model", checkpoint_identity(model_)}, {"--modes", o_.text("modes")},
+                      {"--max-tasks", o_.integer("max-tasks")}};
+    if (up_to_date("eval", key, out.parent_path(), out)) {
       say("evaluation done in an earlier run: %s\n\n%s", out.c_str(),
           eval::format_eval_report(base::read_json_file(out.string())).c_str());
       return train::kExitOk;

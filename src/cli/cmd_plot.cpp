@@ -2,7 +2,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "cli/output_file.h"
+#include "cli/outputs.h"
 #include "train/loss_plot.h"
 #include "train/metrics_log.h"
 
@@ -31,8 +31,8 @@ int plot_command(int argc, char** argv) {
   const auto parsed = parse_options(argc, argv, "usage: crsm_train plot RUN_DIR... [--output loss.svg]", plot_options());
   if (!parsed) return 0;
   const auto output = parsed->text("output");
-  std::vector<InputDirectory> inputs;
-  for (const auto& dir : parsed->texts("run")) inputs.push_back({dir, "run directory"});
+  std::vector<Input> inputs;
+  for (const auto& dir : parsed->texts("run")) inputs.push_back({Input::Kind::kRun, dir});
   check_output_file("--output", output, parsed->is_set("force"), inputs);
   std::vector<train::RunMetrics> runs;
   for (const auto& dir : parsed->texts("run")) runs.push_back(train::read_metrics(dir));

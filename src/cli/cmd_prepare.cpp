@@ -2,7 +2,9 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/outputs.h"
 #include "data/prepare.h"
+#include "dist/runtime.h"
 
 namespace crsm::cli {
 namespace {
@@ -30,7 +32,16 @@ int prepare_command(int argc, char** argv) {
   p.vocab_size = parsed->integer("vocab-size");
   p.val_fraction = parsed->number("val-fraction");
   p.output_dir = parsed->text("output");
-  const auto s = data::prepare_corpus(p);
+  check_output_directory("--output", p.output_dir, {});
+  p.stop_requested = dist::preemption_signalled;
+  const auto s = [&] {
+    try {
+      return data::prepare_corpus(p);
+    } catch (const data::PrepareStopped&) {
+      dist::stop_if_preempted("prepare", "while tokenizing; nothing was written: rerun the command");
+      throw;
+    }
+  }();
   std::printf("prepare: %s: %lld train / %lld val tokens, vocabulary %lld, %s shards\n",
               p.output_dir.c_str(), static_cast<long long>(s.train_tokens),
               static_cast<long long>(s.val_tokens), static_cast<long long>(s.vocab_size), s.dtype.c_str());

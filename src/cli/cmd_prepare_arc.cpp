@@ -2,7 +2,9 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/outputs.h"
 #include "data/arc_generator.h"
+#include "dist/runtime.h"
 
 namespace crsm::cli {
 namespace {
@@ -28,6 +30,8 @@ int prepare_arc_command(int argc, char** argv) {
                                     prepare_arc_options());
   if (!parsed) return 0;
   const ParsedOptions& o = *parsed;
+  dist::stop_if_preempted("prepare-arc", "before writing anything: rerun the command");
+  check_output_directory("--output", o.text("output"), {});
   data::ArcGeneratorOptions g;
   if (o.given("families")) g.families = o.texts("families");
   g.min_size = o.integer("min-size");

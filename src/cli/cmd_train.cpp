@@ -1,9 +1,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/outputs.h"
 #include "config/run_config.h"
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
@@ -91,6 +93,20 @@ train::TrainOptions training_options(const ParsedOptions& o, const RunConfig& co
   return t;
 }
 
+// What --resume reads when it names another run or checkpoint; a checkpoint of the run
+// being continued (inside --checkpoint-dir) is this run's own.
+std::vector<Input> resume_inputs(const ParsedOptions& o) {
+  namespace fs = std::filesystem;
+  if (!o.has("resume") || o.text("resume") == "auto") return {};
+  const fs::path spec = fs::absolute(o.text("resume")).lexically_normal();
+  const fs::path run = fs::absolute(o.text("checkpoint-dir")).lexically_normal();
+  const fs::path relative = spec.lexically_relative(run);
+  if (!relative.empty() && *relative.begin() != "..") return {};
+  std::error_code ec;
+  const bool checkpoint = fs::exists(spec / "manifest.json", ec) || spec.filename().string().rfind("step_", 0) == 0;
+  return checkpoint ? checkpoint_inputs(spec.string()) : std::vector<Input>{{Input::Kind::kRun, spec.string()}};
+}
+
 }  // namespace
 
 int train_command(int argc, char** argv) {
@@ -101,6 +117,7 @@ int train_command(int argc, char** argv) {
   RunConfig config = o.has("config") ? load_run_config(o.text("config")) : RunConfig{};
   o.apply_to(config);
   const train::TrainOptions t = training_options(o, config);
+  check_output_directory("--checkpoint-dir", t.run_dir, resume_inputs(o));
 
   const auto& rt = dist::runtime();
   auto comm = dist::make_communicator(rt, dist::rank_device(config.device, rt),

@@ -38,6 +38,8 @@ EscapedError describe_escaped(const std::string& command, const std::exception_p
     std::rethrow_exception(escaped);
   } catch (const boost::program_options::error& e) {
     return {train::kExitBadInput, prefix + e.what() + " (see crsm_train " + command + " --help)"};
+  } catch (const Preempted& e) {
+    return {train::kExitPreempted, e.what()};
   } catch (const dist::CommTimeout& e) {
     return {train::kExitCollectiveTimeout, prefix + "error: " + e.what()};
   } catch (const dist::CommFailure& e) {

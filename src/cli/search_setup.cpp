@@ -1,6 +1,9 @@
 #include "cli/search_setup.h"
 
+#include "base/error.h"
+#include "dist/runtime.h"
 #include "train/assembled_checkpoint.h"
+#include "train/memory_fit.h"
 
 namespace crsm::cli {
 
@@ -12,6 +15,10 @@ std::vector<Option> with_search_flags(std::vector<Option> own) {
       Option::for_key("leaf-batch", "leaf_batch", "leaves evaluated per batched network call (1: sequential MCTS)"),
       Option::for_key("injection-rate", "injection_rate", "alpha_l = injection_rate * sigmoid(conf_l) * delta_decay^lag"),
       Option("state-cache-mb", Constraint::integer(1, int64_t{1} << 30), "memory for cached search-node states, MiB").with_default("128"),
+      Option("tree-mb", Constraint::integer(1, int64_t{1} << 30),
+             "memory for one search's tree, MiB: a search of --simulations x --search-top-k nodes (about 128 bytes "
+             "each) that could outgrow it is refused before it starts")
+          .with_default("1024"),
   };
   own.insert(own.end(), search.begin(), search.end());
   return own;
@@ -20,6 +27,14 @@ std::vector<Option> with_search_flags(std::vector<Option> own) {
 search::SearchOptions search_options(const ParsedOptions& o, const RunConfig& config) {
   auto s = search::SearchOptions::from(config.search);
   s.cache_bytes = o.integer("state-cache-mb") << 20;
+  s.tree_bytes = o.integer("tree-mb") << 20;
+  s.stop_requested = dist::preemption_signalled;
+  if (!search::tree_fits(s, config.model.num_layers))
+    throw UsageError("--simulations " + std::to_string(s.n_simulations) + " with --search-top-k " +
+                     std::to_string(s.top_k) + " can grow one search's tree to " +
+                     train::format_bytes(search::tree_bytes_needed(s, config.model.num_layers)) + ", more than --tree-mb " +
+                     std::to_string(o.integer("tree-mb")) + " allows (or than 2^31 nodes): lower --simulations or "
+                     "--search-top-k, or raise --tree-mb");
   return s;
 }
 

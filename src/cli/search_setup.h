@@ -17,10 +17,12 @@
 namespace crsm::cli {
 
 // A command's own options followed by the search's: --simulations, --c-puct,
-// --search-top-k, --leaf-batch, --injection-rate, --state-cache-mb.
+// --search-top-k, --leaf-batch, --injection-rate, --state-cache-mb, --tree-mb.
 std::vector<Option> with_search_flags(std::vector<Option> own);
 
-// The config's search keys (after apply_to) and --state-cache-mb.
+// The config's search keys (after apply_to), --state-cache-mb and --tree-mb; a search
+// stops early on a preemption signal. UsageError naming --simulations, --search-top-k and
+// --tree-mb when one search's tree could outgrow --tree-mb.
 search::SearchOptions search_options(const ParsedOptions& o, const RunConfig& config);
 
 struct Planner {

@@ -89,6 +89,12 @@ Constraint Constraint::satisfying(std::function<bool(const std::string&)> test, 
   return c;
 }
 
+Constraint Constraint::explained(std::function<std::string(const std::string&)> why_not, std::string description) {
+  Constraint c = satisfying([why_not](const std::string& s) { return why_not(s).empty(); }, std::move(description));
+  c.why_not_ = std::move(why_not);
+  return c;
+}
+
 Constraint Constraint::integer_list(int64_t min, int64_t max) {
   Constraint c(Kind::kIntegerList);
   c.min_ = min;
@@ -201,8 +207,11 @@ json Constraint::parse_text(const std::string& text) const {
 
 json Constraint::from_text(const std::string& text, const std::string& name) const {
   json v = parse_text(text);
-  if (v.is_null() || !allows(v))
-    throw UsageError(name + " " + (text.empty() ? "\"\"" : text) + ": expected " + expected());
+  if (v.is_null() || !allows(v)) {
+    const std::string why = why_not_ && v.is_string() ? why_not_(v.get<std::string>()) : "";
+    throw UsageError(name + " " + (text.empty() ? "\"\"" : text) + ": expected " + expected() +
+                     (why.empty() ? "" : " (" + why + ")"));
+  }
   return v;
 }
 

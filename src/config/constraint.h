@@ -30,6 +30,9 @@ class Constraint {
   // cuda:N"). A predicate rather than a regular expression: libstdc++'s regex recurses
   // once per character and would overflow the stack on a long argument.
   static Constraint satisfying(std::function<bool(const std::string&)> test, std::string description);
+  // The same, with a reason: `why_not` returns "" for a good string, else what is wrong
+  // with it ("duplicate decoding mode 'greedy'"), which the refusal adds to what is expected.
+  static Constraint explained(std::function<std::string(const std::string&)> why_not, std::string description);
   // Comma-separated on the command line, a JSON array in a config; at least one.
   static Constraint integer_list(int64_t min, int64_t max = kNoMax);
   // Also accepts the string `w` (an "auto" beside a number).
@@ -64,6 +67,7 @@ class Constraint {
   std::vector<std::string> words_;        // kWord: the allowed words
   std::vector<std::string> extra_words_;  // or_word
   std::function<bool(const std::string&)> test_;
+  std::function<std::string(const std::string&)> why_not_;
   std::string description_;
 };
 

@@ -109,14 +109,13 @@ class IdRegister {
   std::map<std::string, std::string> first_;
 };
 
-void read_jsonl(const std::string& path, TaskSource& out) {
+void read_jsonl(const std::string& path, int64_t max_tasks, TaskSource& out) {
   IdRegister ids;
-  std::istringstream lines(base::read_file(path));
   const std::string stem = fs::path(path).stem().string();
-  std::string line;
   bool text_tasks = false;
-  for (int64_t n = 1; std::getline(lines, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+  base::for_each_line(path, [&](const std::string& line, int64_t n) {
+    if (max_tasks > 0 && static_cast<int64_t>(out.arc.size() + out.text.size()) >= max_tasks) return false;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) return true;
     const std::string where = path + " line " + std::to_string(n);
     const json j = parse_object(line, where);
     const std::string id = stem + ":" + std::to_string(n);
@@ -133,7 +132,8 @@ void read_jsonl(const std::string& path, TaskSource& out) {
       out.arc.push_back(arc_from(j, where, id));
       ids.add(out.arc.back().id, where);
     }
-  }
+    return true;
+  });
   if (out.arc.empty() && out.text.empty()) refuse(path, "", "no tasks (expected one JSON object per line)");
 }
 
@@ -143,7 +143,7 @@ ArcTask parse_arc_task(const std::string& text, const std::string& where, const 
   return arc_from(parse_object(text, where), where, id);
 }
 
-TaskSource read_tasks(const std::string& path) {
+TaskSource read_tasks(const std::string& path, int64_t max_tasks) {
   TaskSource out;
   out.path = path;
   std::error_code ec;
@@ -153,13 +153,14 @@ TaskSource read_tasks(const std::string& path) {
       if (e.path().extension() == ".json") files.push_back(e.path());
     std::sort(files.begin(), files.end());
     if (files.empty()) refuse(path, "", "no <task id>.json files in this directory");
+    if (max_tasks > 0 && static_cast<int64_t>(files.size()) > max_tasks) files.resize(static_cast<size_t>(max_tasks));
     IdRegister ids;
     for (const auto& f : files) {
       out.arc.push_back(parse_arc_task(base::read_file(f.string()), f.string(), f.stem().string()));
       ids.add(out.arc.back().id, f.string());
     }
   } else if (fs::path(path).extension() == ".jsonl") {
-    read_jsonl(path, out);
+    read_jsonl(path, max_tasks, out);
   } else if (fs::path(path).extension() == ".json") {
     out.arc.push_back(parse_arc_task(base::read_file(path), path, fs::path(path).stem().string()));
   } else {

@@ -49,8 +49,10 @@ struct TaskSource {
 };
 
 // A directory of <id>.json ARC files (sorted by name), or a .json ARC file, or a .jsonl
-// file of ARC objects or of prompt/answer objects (the first line decides).
-TaskSource read_tasks(const std::string& path);
+// file of ARC objects or of prompt/answer objects (the first line decides). With
+// max_tasks > 0 only the first max_tasks tasks are read (and checked): the rest of a
+// long file is never parsed.
+TaskSource read_tasks(const std::string& path, int64_t max_tasks = 0);
 
 // One task object; `where` names it in errors ("FILE" or "FILE line N").
 ArcTask parse_arc_task(const std::string& text, const std::string& where, const std::string& id);

@@ -204,9 +204,22 @@ int64_t check_dataset(hid_t file, const std::string& path, const char* name, con
 
 TransitionFileInfo inspect_open(hid_t file, const std::string& path);
 
+// A rank file's datasets' filter and chunk rows (a master's are virtual: none).
+void read_layout(hid_t file, TransitionFileInfo& info) {
+  Handle ds(H5Dopen2(file, "state", H5P_DEFAULT), H5Dclose);
+  Handle dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
+  if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED) return;
+  info.compression = H5Pget_nfilters(dcpl.get()) > 0 ? Compression::kGzip : Compression::kNone;
+  hsize_t chunk[3] = {0, 0, 0};
+  if (H5Pget_chunk(dcpl.get(), 3, chunk) == 3) info.chunk_rows = static_cast<int64_t>(chunk[0]);
+}
+
 // A master file's datasets are virtual: HDF5 reads a missing or damaged source as fill
-// values, so every rank file it maps is inspected too and must hold the rows mapped.
-void check_virtual_sources(hid_t file, const std::string& path, const TransitionSchema& schema) {
+// values, so every rank file it maps is inspected too and must hold the rows mapped, of
+// the master's schema and plan (another collection's file with as many rows would pass
+// for it otherwise).
+void check_virtual_sources(hid_t file, TransitionFileInfo& info) {
+  const std::string& path = info.path;
   Handle ds(H5Dopen2(file, "pos", H5P_DEFAULT), H5Dclose);
   Handle dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
   if (H5Pget_layout(dcpl.get()) != H5D_VIRTUAL) return;
@@ -219,15 +232,21 @@ void check_virtual_sources(hid_t file, const std::string& path, const Transition
     const std::string source = fs::path(name).is_absolute() ? name : (dir / name).string();
     Handle vspace(H5Pget_virtual_vspace(dcpl.get(), i), H5Sclose);
     const auto mapped = static_cast<int64_t>(H5Sget_select_npoints(vspace.get()));
+    hsize_t lo[1] = {0}, hi[1] = {0};
+    H5Sget_select_bounds(vspace.get(), lo, hi);
     TransitionFileInfo src;
     {
       const Handle f = open_for_reading(source);
       src = inspect_open(f.get(), source);
     }
-    check_schema(src, schema);
+    check_schema(src, info.schema);
+    if (src.schema.plan != info.schema.plan)
+      throw DataError(source + ": field 'plan' is \"" + src.schema.plan + "\", but the master " + path + " that joins it has \"" +
+                      info.schema.plan + "\": the file belongs to another collection");
     if (src.rows < mapped)
       throw DataError(path + ": joins " + source + " as " + std::to_string(mapped) + " rows, but it holds " +
                       std::to_string(src.rows));
+    info.sources.push_back({source, static_cast<int64_t>(lo[0]), mapped});
   }
 }
 
@@ -260,7 +279,8 @@ TransitionFileInfo inspect_open(hid_t file, const std::string& path) {
     rows = rows < 0 ? n : std::min(rows, n);
   }
   info.rows = rows;  // a killed writer may have extended some datasets past /pos
-  check_virtual_sources(file, path, s);
+  read_layout(file, info);
+  check_virtual_sources(file, info);
   return info;
 }
 
@@ -427,14 +447,20 @@ void check_schema(const TransitionFileInfo& info, const TransitionSchema& e) {
   check_field(info.path, "backbone_sha256", s.backbone_sha256, e.backbone_sha256);
 }
 
+int64_t max_chunk_rows(const TransitionSchema& s) {
+  const int64_t element = s.dtype == TransitionDtype::kFloat16 ? 2 : 4;
+  return std::max<int64_t>(1, ((int64_t{1} << 32) - 1) / std::max<int64_t>(1, s.num_layers * s.d_model * element));
+}
+
 TransitionWriter::TransitionWriter(std::string path, TransitionSchema schema, WriterOptions options)
     : path_(std::move(path)), schema_(std::move(schema)), options_(options) {
-  if (options_.chunk_rows < 1 || options_.queue_blocks < 1)
-    throw std::invalid_argument("TransitionWriter: chunk_rows and queue_blocks must be >= 1");
+  if (options_.chunk_rows < 1 || options_.queue_blocks < 1 || options_.chunk_rows > max_chunk_rows(schema_))
+    throw std::invalid_argument("TransitionWriter: chunk_rows must be from 1 to max_chunk_rows, queue_blocks >= 1");
   quiet();
   std::error_code ec;
   const std::string resume = path_ + ".resume";
   fs::remove(resume, ec);  // left by a crash while resuming: the file itself is intact
+  fs::remove(path_ + ".new", ec);  // left by a crash while creating: it never held a row
   if (fs::exists(path_, ec)) {
     // Keep the committed rows: copy them to a fresh file and put it in the old one's place.
     const Handle old = open_for_reading(path_);
@@ -454,7 +480,19 @@ TransitionWriter::TransitionWriter(std::string path, TransitionSchema schema, Wr
     rows_at_open_ = info.rows;
     file_ = fresh.release();
   } else {
-    file_ = create_file(path_, schema_, options_).release();
+    // Created under another name and renamed once whole: a file that failed half-way
+    // (a dataset HDF5 refused) never stands in the way of the next run.
+    const std::string fresh = path_ + ".new";
+    Handle created;
+    try {
+      created = create_file(fresh, schema_, options_);
+    } catch (...) {
+      fs::remove(fresh, ec);
+      throw;
+    }
+    fs::rename(fresh, path_, ec);
+    if (ec) throw DataError(path_ + ": cannot be created from " + fresh + ": " + ec.message());
+    file_ = created.release();
   }
   stats_.rows_at_open = rows_at_open_;
   thread_ = std::thread([this] { run(); });
@@ -565,7 +603,22 @@ TransitionReader::~TransitionReader() {
 
 TransitionRows TransitionReader::read(int64_t first, int64_t count) const {
   quiet();
-  return read_open(static_cast<hid_t>(file_), info_, first, count);
+  try {
+    return read_open(static_cast<hid_t>(file_), info_, first, count);
+  } catch (const DataError& e) {
+    // Through a master a damaged rank file fails the read: name the one that does.
+    for (const auto& src : info_.sources) {
+      const int64_t lo = std::max(first, src.first), hi = std::min(first + count, src.first + src.rows);
+      if (lo >= hi) continue;
+      try {
+        TransitionReader(src.path).read(lo - src.first, hi - lo);
+      } catch (const DataError& damaged) {
+        throw DataError(info_.path + ": rows " + std::to_string(lo) + ".." + std::to_string(hi) + " come from " +
+                        src.path + ", which cannot be read: " + damaged.what());
+      }
+    }
+    throw;
+  }
 }
 
 void write_master_file(const std::string& master, const std::vector<std::string>& rank_files) {

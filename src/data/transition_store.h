@@ -68,10 +68,13 @@ struct TransitionRows {
 };
 
 struct WriterOptions {
-  int64_t chunk_rows = 256;  // rows per HDF5 chunk; the file is flushed every chunk
+  int64_t chunk_rows = 256;  // rows per HDF5 chunk (at most max_chunk_rows); the file is flushed every chunk
   Compression compression = Compression::kNone;
   int64_t queue_blocks = 8;  // appended blocks waiting for the writer thread before append() blocks
 };
+
+// The most rows one HDF5 chunk of /state or /delta can hold: HDF5 caps a chunk at 4 GiB.
+int64_t max_chunk_rows(const TransitionSchema& schema);
 
 struct WriterStats {
   int64_t rows = 0;             // in the file at close
@@ -84,9 +87,11 @@ struct WriterStats {
 // Streams rows to one rank file through a background thread and a bounded queue.
 class TransitionWriter {
  public:
-  // Creates `path`, or reopens a file of the same schema and keeps its committed rows
-  // (a torn tail beyond the last flush is dropped). DataError naming the path and the
-  // field when an existing file is not a transition file or disagrees with `schema`.
+  // Creates `path` (whole or not at all: it appears once its datasets exist), or reopens
+  // a file of the same schema and plan and keeps its committed rows (a torn tail beyond
+  // the last flush is dropped), rewritten with `options`' chunks and compression.
+  // DataError naming the path and the field when an existing file is not a transition
+  // file or disagrees.
   TransitionWriter(std::string path, TransitionSchema schema, WriterOptions options = {});
   ~TransitionWriter();  // close()s, swallowing an error (call close() to see it)
   TransitionWriter(const TransitionWriter&) = delete;
@@ -119,16 +124,27 @@ class TransitionWriter {
   std::thread thread_;
 };
 
+// A rank file a master file joins: its rows [first, first + rows) of the master.
+struct TransitionSource {
+  std::string path;
+  int64_t first = 0, rows = 0;
+};
+
 struct TransitionFileInfo {
   std::string path;
   TransitionSchema schema;
   int64_t rows = 0;
   int format_version = 0;
+  Compression compression = Compression::kNone;  // of a rank file's datasets
+  int64_t chunk_rows = 0;                         // of a rank file's datasets
+  std::vector<TransitionSource> sources;          // of a master file, in row order
 };
 
 // Opens a rank or master file read-only and checks it is a transition file: every
-// dataset present with the shapes and types above and every attribute present. DataError
-// naming the file and the field otherwise (a missing, truncated or foreign file too).
+// dataset present with the shapes and types above and every attribute present; a master's
+// rank files too, each complete and of the master's schema and plan. DataError naming the
+// file (the rank file, for a master's) and the field otherwise (a missing, truncated,
+// foreign or swapped file too).
 TransitionFileInfo inspect_transition_file(const std::string& path);
 
 // DataError naming info.path and the first field (num_layers, d_model, vocab_size,
@@ -146,7 +162,8 @@ class TransitionReader {
   const TransitionFileInfo& info() const { return info_; }
   int64_t rows() const { return info_.rows; }
   // Rows [first, first + count), state and delta as float32; DataError when the range
-  // is outside the file or a read fails (naming the file).
+  // is outside the file or a read fails (naming the file, and for a master the rank
+  // file that could not be read).
   TransitionRows read(int64_t first, int64_t count) const;
 
  private:

@@ -201,6 +201,17 @@ json read_manifest(const std::string& dir) {
   }
 }
 
+std::string checkpoint_digest(const std::string& dir) {
+  const json files = read_manifest(dir).value("files", json::object());
+  Sha256 digest;
+  // nlohmann's objects iterate in key order: the digest does not depend on how it was written.
+  for (const auto& [name, file] : files.items()) {
+    const std::string line = name + " " + file.value("sha256", "") + "\n";
+    digest.update(line.data(), line.size());
+  }
+  return digest.hex_digest();
+}
+
 namespace {
 
 std::string find_damage(const std::string& dir, int share, int shares) {
@@ -266,8 +277,15 @@ std::optional<std::string> resolve_resume(const std::string& spec, const std::st
     return spec;
   }
   const fs::path nested = path / "checkpoints";
-  const auto found = newest_verified(fs::exists(nested) ? nested : path, skipped, verify);
-  if (!found) throw CheckpointError(option + " " + spec + ": holds no complete checkpoint");
+  std::vector<std::string> notes;
+  const auto found = newest_verified(fs::exists(nested) ? nested : path, &notes, verify);
+  if (skipped) skipped->insert(skipped->end(), notes.begin(), notes.end());
+  if (!found) {
+    // Say why: each damaged checkpoint passed over names its damaged file.
+    std::string why;
+    for (const auto& note : notes) why += "; " + note;
+    throw CheckpointError(option + " " + spec + ": holds no complete checkpoint" + why);
+  }
   return found;
 }
 

@@ -74,12 +74,17 @@ using CheckpointVerifier = std::function<std::string(const std::string& dir)>;
 
 nlohmann::json read_manifest(const std::string& dir);
 
+// What a checkpoint holds, in one SHA-256: of every file's name and SHA-256 in its
+// manifest (no file is read again). Two checkpoints with the same files have the same.
+std::string checkpoint_digest(const std::string& dir);
+
 // Chooses the checkpoint for --resume. spec "auto": the newest checkpoint under root
 // that verifies (nullopt when there is none: a fresh start); each damaged one passed
 // over is described in `skipped`. Otherwise spec is a path: a checkpoint directory, or
 // a run directory (its checkpoints/ is searched like "auto" but must yield one). A
 // path that is missing, damaged or holds no checkpoint throws CheckpointError, naming
-// `option` (the command-line flag the path came from). Candidates are checked with
+// `option` (the command-line flag the path came from) and, for a run directory, each
+// damaged checkpoint and its damaged file. Candidates are checked with
 // `verify` (verify_checkpoint when empty).
 std::optional<std::string> resolve_resume(const std::string& spec, const std::string& root,
                                           std::vector<std::string>* skipped,

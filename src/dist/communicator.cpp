@@ -93,10 +93,20 @@ std::vector<std::string> all_gather_strings(Communicator& comm, const std::strin
   return out;
 }
 
+int preemption_signal_on_any_rank(Communicator& comm) {
+  return static_cast<int>(all_reduce_scalar(comm, preemption_signal(), ReduceOp::kMax));
+}
+
+void stop_if_preempted_on_any_rank(Communicator& comm, const std::string& command, const std::string& state) {
+  if (const int sig = preemption_signal_on_any_rank(comm))
+    throw Preempted(command + ": preempted by " + signal_name(sig) + " " + state);
+}
+
 std::string run_on_root(Communicator& comm, const std::function<std::string()>& work) {
   if (comm.world_size() == 1) return work();
-  // The first character says how it went: done, one of our errors, or anything else.
-  constexpr char kDone = '=', kOurs = '!', kOther = '?';
+  // The first character says how it went: done, one of our errors, stopped by a
+  // preemption signal, or anything else.
+  constexpr char kDone = '=', kOurs = '!', kStopped = '^', kOther = '?';
   if (comm.rank() == 0) {
     std::string result;
     // The others wait for an answer, not an abort; rank 0 then rethrows its own error.
@@ -104,6 +114,9 @@ std::string run_on_root(Communicator& comm, const std::function<std::string()>& 
       result = work();
     } catch (const Error& e) {
       broadcast_string(comm, kOurs + std::string(e.what()));
+      throw;
+    } catch (const Preempted& e) {
+      broadcast_string(comm, kStopped + std::string(e.what()));
       throw;
     } catch (const std::exception& e) {
       broadcast_string(comm, kOther + std::string(e.what()));
@@ -114,6 +127,7 @@ std::string run_on_root(Communicator& comm, const std::function<std::string()>& 
   }
   const std::string answer = broadcast_string(comm, "");
   if (answer.at(0) == kOurs) throw Error(answer.substr(1));
+  if (answer.at(0) == kStopped) throw Preempted(answer.substr(1));
   if (answer.at(0) == kOther) throw std::runtime_error(answer.substr(1));
   return answer.substr(1);
 }

@@ -121,6 +121,14 @@ int64_t check_all_gather_size(const at::Tensor& buffer, int world, const std::st
 // Conveniences over the interface.
 void all_reduce_now(Communicator& comm, at::Tensor tensor, ReduceOp op = ReduceOp::kSum);
 double all_reduce_scalar(Communicator& comm, double value, ReduceOp op = ReduceOp::kSum);
+
+// The preemption signal that reached any rank (0 when none). Collective.
+int preemption_signal_on_any_rank(Communicator& comm);
+
+// A safe point of a command of several ranks: when a preemption signal reached any of
+// them, every rank throws the same Preempted ("<command>: preempted by SIGUSR1 <state>",
+// as stop_if_preempted), so the job ends together with one message. Collective.
+void stop_if_preempted_on_any_rank(Communicator& comm, const std::string& command, const std::string& state);
 // Rank `root`'s string on every rank.
 std::string broadcast_string(Communicator& comm, const std::string& value, int root = 0);
 
@@ -129,7 +137,7 @@ std::vector<std::string> all_gather_strings(Communicator& comm, const std::strin
 
 // Runs `work` on rank 0 alone and gives every rank its result. When it throws, rank 0
 // rethrows its exception and every other rank throws one with the same message (an
-// Error when rank 0's was one of ours), so the job fails together with one message
+// Error when rank 0's was one of ours, Preempted when it was), so the job fails together with one message
 // instead of rank 0 alone while the others wait for it.
 std::string run_on_root(Communicator& comm, const std::function<std::string()>& work);
 

@@ -3,6 +3,8 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <signal.h>
+
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -11,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/error.h"
 #include "dist/cpu_affinity.h"
 
 namespace crsm::dist {
@@ -144,6 +147,11 @@ void install_preemption_handlers() {
   action.sa_flags = SA_RESTART;
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGUSR1, &action, nullptr);
+  sigset_t preemption;
+  sigemptyset(&preemption);
+  sigaddset(&preemption, SIGTERM);
+  sigaddset(&preemption, SIGUSR1);
+  sigprocmask(SIG_UNBLOCK, &preemption, nullptr);
 }
 
 bool preemption_signalled() { return g_signal != 0; }
@@ -154,5 +162,10 @@ std::string signal_name(int sig) {
   return "signal " + std::to_string(sig);
 }
 int preemption_signal() { return static_cast<int>(g_signal); }
+
+void stop_if_preempted(const std::string& command, const std::string& state) {
+  if (preemption_signalled())
+    throw Preempted(command + ": preempted by " + signal_name(preemption_signal()) + " " + state);
+}
 
 }  // namespace crsm::dist

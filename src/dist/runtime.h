@@ -51,15 +51,21 @@ bool collectives_abandoned();
 std::string rank_prefix();
 
 // SIGTERM and SIGUSR1 (what Slurm and schedulers send before preempting a job) set a
-// flag instead of killing the process; training polls it at step boundaries. main()
-// installs the handlers before any work of a command that can be preempted, so a
-// signal during start-up (a resume being verified, a corpus being prepared) is kept
-// for the first safe point too.
+// flag instead of killing the process; every command polls it at its safe points.
+// crsm_train's launcher blocks both signals before the program starts, and main() calls
+// this first: it installs the handlers and then unblocks the signals, so one that arrived
+// while LibTorch loaded is delivered now and kept for the first safe point.
 void install_preemption_handlers();
 bool preemption_signalled();
 // The signal that set the flag (0 when none), for messages.
 int preemption_signal();
 // "SIGTERM", "SIGUSR1", or "signal N".
 std::string signal_name(int sig);
+
+// A safe point of a command: when a preemption signal has arrived, throws Preempted with
+// "<command>: preempted by SIGUSR1 <state>", state saying what was kept and what to do
+// ("before writing anything: rerun the command"). Each rank decides alone: a command of
+// several ranks agrees first: Communicator's stop_if_preempted_on_any_rank.
+void stop_if_preempted(const std::string& command, const std::string& state);
 
 }  // namespace crsm::dist

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <stdexcept>
 
@@ -46,6 +47,7 @@ json decode_item(search::Deliberator& decoder, const EvalSetup& setup, const Eva
   bool on_track = true;
   const int32_t eos = setup.tokenizer->eos_id();
   decoder.generate(prompt, max_new, /*seed=*/0, [&](const search::TokenStep& s) {
+    if (setup.stop_requested && setup.stop_requested()) return search::StepVerdict::kStop;
     if (on_track) {
       const auto values = to_doubles(s.values);
       const bool right = out.size() < answer.size() && s.token == answer[out.size()];
@@ -88,6 +90,7 @@ json decode_share(const EvalSetup& setup, const std::vector<EvalItem>& items, in
   for (const auto& mode : setup.modes) decoders.push_back(make_decoder(setup, mode));
   json results = json::array();
   for (size_t i = rank; i < items.size(); i += world) {
+    if (setup.stop_requested && setup.stop_requested()) break;
     const auto& item = items[i];
     std::vector<int64_t> prompt;
     for (int32_t t : setup.tokenizer->encode(item.prompt)) prompt.push_back(t);
@@ -228,25 +231,31 @@ std::vector<EvalMode> eval_modes(const std::string& comma_list) {
     else if (name == "mcts+inject") modes.push_back({name, true, true});
     else throw std::invalid_argument("unknown decoding mode '" + name + "'");
     for (size_t m = 0; m + 1 < modes.size(); ++m)
-      if (modes[m].name == name) throw std::invalid_argument("decoding mode '" + name + "' given twice");
+      if (modes[m].name == name) throw std::invalid_argument("duplicate decoding mode '" + name + "'");
     if (comma == std::string::npos) return modes;
     start = comma + 1;
   }
 }
 
-bool is_mode_list(const std::string& comma_list) {
+std::string mode_list_problem(const std::string& comma_list) {
   try {
     eval_modes(comma_list);
-    return true;
-  } catch (const std::invalid_argument&) {
-    return false;
+    return "";
+  } catch (const std::invalid_argument& e) {
+    return e.what();
   }
 }
 
 json run_planning_eval(const EvalSetup& setup, const std::vector<EvalItem>& items, dist::Communicator& comm) {
   torch::NoGradGuard no_grad;
   const auto start = Clock::now();
+  if (comm.rank() == 0) {
+    std::printf("eval: decoding %zu test outputs in %zu mode%s on %d rank%s\n", items.size(), setup.modes.size(),
+                setup.modes.size() == 1 ? "" : "s", comm.world_size(), comm.world_size() == 1 ? "" : "s");
+    std::fflush(stdout);
+  }
   const json mine = decode_share(setup, items, comm.rank(), comm.world_size());
+  dist::stop_if_preempted_on_any_rank(comm, "eval", "before its report was complete; nothing was written: rerun the command");
   const auto gathered = dist::all_gather_strings(comm, dump_text(mine));
   if (comm.rank() != 0) return nullptr;
   std::vector<json> results(items.size());

@@ -7,6 +7,7 @@
 // timings, which it keeps apart under "timing".
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,7 +32,8 @@ struct EvalMode {
 };
 // "greedy,mcts": the modes, in that order; std::invalid_argument for anything else.
 std::vector<EvalMode> eval_modes(const std::string& comma_list);
-bool is_mode_list(const std::string& comma_list);
+// "" for a good list, else what is wrong with it (an unknown mode, one given twice).
+std::string mode_list_problem(const std::string& comma_list);
 constexpr const char* kModeListDescription = "a comma-separated list of greedy, mcts, mcts+inject";
 
 struct EvalSetup {
@@ -44,9 +46,13 @@ struct EvalSetup {
   int64_t max_prompt_tokens = 4096;  // longer prompts are skipped (and counted)
   int64_t max_new_tokens = 0;        // 0: twice the answer's tokens plus 8
   nlohmann::json describe = nlohmann::json::object();  // copied into the report as "setup"
+  // Asked before every token: true stops this rank's decoding there (a preemption signal).
+  std::function<bool()> stop_requested;
 };
 
-// Every rank calls it; rank 0 gets the report, the others null.
+// Every rank calls it; rank 0 gets the report, the others null. When a preemption signal
+// reached any rank, every rank throws Preempted once the decoding has stopped, before
+// anything is gathered.
 nlohmann::json run_planning_eval(const EvalSetup& setup, const std::vector<EvalItem>& items, dist::Communicator& comm);
 
 // JSON text of a report or part of one; answers that are not UTF-8 keep U+FFFD in place

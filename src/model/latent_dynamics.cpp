@@ -24,6 +24,20 @@ std::string to_string(DynamicsArch arch) {
   throw std::logic_error("to_string: invalid DynamicsArch");
 }
 
+double approximate_parameter_count(const DynamicsConfig& cfg) {
+  const double L = static_cast<double>(cfg.num_layers), D = static_cast<double>(cfg.d_model);
+  const double H = static_cast<double>(cfg.resolved_hidden());
+  switch (cfg.arch) {
+    case DynamicsArch::kShared:  // gru (3H x D, 3H x H, two 3H biases), state_proj, delta_proj, layer vectors
+      return 3 * H * D + 3 * H * H + 6 * H + (H != D ? H * D : 0) + D * H + 3 * L * D;
+    case DynamicsArch::kPerLayer:
+      return L * (H * 2 * D + H) + L * (D * H + D);
+    case DynamicsArch::kMlp:
+      return H * 2 * D + H + D * H + D;
+  }
+  throw std::logic_error("approximate_parameter_count: invalid DynamicsArch");
+}
+
 StackedLinearImpl::StackedLinearImpl(int64_t num_layers, int64_t in, int64_t out) {
   // nn::Linear's default initialisation, layer by layer: U(-1/sqrt(in), 1/sqrt(in)).
   const double bound = 1.0 / std::sqrt(static_cast<double>(in));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <list>
 #include <stdexcept>
 #include <unordered_map>
@@ -126,7 +127,8 @@ class Tree {
   }
 
   void run(SearchStats& stats) {
-    while (stats.simulations < options_.n_simulations) {
+    const auto stopped = [&] { return stats.simulations > 0 && options_.stop_requested && options_.stop_requested(); };
+    while (stats.simulations < options_.n_simulations && !stopped()) {
       const int64_t want = std::min(options_.leaf_batch, options_.n_simulations - stats.simulations);
       const auto leaves = select_leaves(want);
       const auto expansion = step_into(leaves, stats);
@@ -280,8 +282,23 @@ class Tree {
 
 }  // namespace
 
+double tree_bytes_needed(const SearchOptions& o, int64_t num_layers) {
+  // A node, and its place in a vector that may be growing (twice while it reallocates).
+  const double node = 2.0 * sizeof(Node);
+  const double evaluations = static_cast<double>(o.n_simulations) + 1;
+  return evaluations * (static_cast<double>(o.top_k) * node + static_cast<double>(num_layers) * sizeof(float));
+}
+
+bool tree_fits(const SearchOptions& o, int64_t num_layers) {
+  const double nodes = (static_cast<double>(o.n_simulations) + 1) * static_cast<double>(o.top_k) + 1;
+  return tree_bytes_needed(o, num_layers) <= static_cast<double>(o.tree_bytes) &&
+         nodes <= static_cast<double>(std::numeric_limits<int32_t>::max());
+}
+
 SearchResult run_search(LatentModel& model, const States& root, const SearchOptions& options) {
   if (root.size() != 1) throw std::invalid_argument("search: the root must be one state");
+  if (!tree_fits(options, root.latents.size(1)))
+    throw std::invalid_argument("search: a tree of n_simulations x top_k nodes would not fit tree_bytes");
   if (model.needs_caches() && root.caches.empty())
     throw std::invalid_argument("search: exact transitions need the root's layer caches");
   if (options.n_simulations < 1 || options.top_k < 1 || options.leaf_batch < 1)

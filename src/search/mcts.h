@@ -14,13 +14,15 @@
 // preallocated batch (a batch of parents is one gather, a batch of leaves one scatter),
 // bounded by cache_bytes: cache_bytes / bytes per state rows, but at least leaf_batch + 2
 // (the root, the parents of one batch and one replayed state) and at most the
-// n_simulations + 1 a search can evaluate. The root is always kept, the others least
+// n_simulations + 1 a search can evaluate. The tree's nodes are bounded too: a search whose
+// n_simulations x top_k nodes could outgrow tree_bytes is refused. The root is always kept, the others least
 // recently used out first; an evicted state is rebuilt by replaying the transitions from
 // its nearest kept ancestor, one step at a time.
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "config/run_config.h"
@@ -34,9 +36,20 @@ struct SearchOptions {
   int64_t top_k = 16;           // children per expanded node
   int64_t leaf_batch = 16;      // leaves per network call
   int64_t cache_bytes = int64_t{128} << 20;
+  // The tree itself: a search of more nodes than fit is refused before it starts.
+  int64_t tree_bytes = int64_t{1} << 30;
+  // Asked after every network call but the first: true ends the search there, with the
+  // best child found so far (a preemption signal ends a long search early).
+  std::function<bool()> stop_requested;
 
   static SearchOptions from(const SearchConfig& config);
 };
+
+// The most memory the tree of one search can take, nodes and their values: every one of
+// the n_simulations + 1 evaluations adds top_k children (num_layers: the values per node).
+double tree_bytes_needed(const SearchOptions& options, int64_t num_layers);
+// Whether such a tree fits options.tree_bytes and the tree's 32-bit node indices.
+bool tree_fits(const SearchOptions& options, int64_t num_layers);
 
 struct SearchStats {
   int64_t simulations = 0;

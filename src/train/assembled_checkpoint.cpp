@@ -9,6 +9,7 @@
 
 #include "base/atomic_file.h"
 #include "base/error.h"
+#include "base/new_directories.h"
 #include "dist/checkpoint_store.h"
 #include "dist/sha256.h"
 
@@ -55,7 +56,7 @@ std::string backbone_sha256(const std::string& checkpoint_dir) {
 }
 
 std::string assemble_checkpoint(const std::string& backbone_dir, const std::string& dynamics_file,
-                                const std::string& output_dir) {
+                                const std::string& output_dir, const std::function<void()>& safe_point) {
   const std::string sha = backbone_sha256(backbone_dir);
   const SavedDynamics dynamics = load_dynamics(dynamics_file);
   if (dynamics.backbone_sha256 != sha)
@@ -66,13 +67,26 @@ std::string assemble_checkpoint(const std::string& backbone_dir, const std::stri
   if (dist::holds_checkpoints(root))
     throw UsageError("--output " + output_dir + " already holds checkpoints: choose another directory");
   auto manifest = dist::read_manifest(backbone_dir);
-  fs::create_directories(root);
+  base::NewDirectories created;
+  created.create(root);
   dist::remove_unfinished_saves(root);
   const std::string tmp = dist::begin_checkpoint(root, manifest.value("step", int64_t{0}));
+  struct RemoveUnfinished {
+    const std::string& dir;
+    ~RemoveUnfinished() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);  // nothing once committed: the directory was renamed
+    }
+  } unfinished{tmp};
+  const auto copy = [&](const fs::path& from, const std::string& name) {
+    if (safe_point) safe_point();
+    copy_file_synced(from, fs::path(tmp) / name);
+  };
   for (const auto& entry : fs::directory_iterator(backbone_dir))
     if (entry.is_regular_file() && entry.path().filename() != "manifest.json")
-      copy_file_synced(entry.path(), fs::path(tmp) / entry.path().filename());
-  copy_file_synced(dynamics_file, fs::path(tmp) / kDynamicsFile);
+      copy(entry.path(), entry.path().filename().string());
+  copy(dynamics_file, kDynamicsFile);
+  if (safe_point) safe_point();
   const auto& cfg = dynamics.model->config();
   manifest.erase("files");
   manifest["dynamics"] = {{"file", kDynamicsFile},
@@ -80,7 +94,9 @@ std::string assemble_checkpoint(const std::string& backbone_dir, const std::stri
                           {"hidden", cfg.resolved_hidden()},
                           {"backbone_sha256", sha},
                           {"source", fs::absolute(dynamics_file).string()}};
-  return dist::commit_checkpoint(root, tmp, manifest, /*keep_last=*/0);
+  const std::string committed = dist::commit_checkpoint(root, tmp, manifest, /*keep_last=*/0);
+  created.keep();
+  return committed;
 }
 
 std::optional<SavedDynamics> load_checkpoint_dynamics(const std::string& checkpoint_dir) {

@@ -5,6 +5,7 @@
 // it as before) plus dynamics.safetensors, named in the manifest's "dynamics" entry with
 // the SHA-256 of the backbone the dynamics was distilled from.
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -18,9 +19,10 @@ std::string backbone_sha256(const std::string& checkpoint_dir);
 
 // Writes <output>/checkpoints/step_N (N: the backbone's step) and returns it. UsageError
 // when the dynamics was distilled from another backbone (naming both) or <output>
-// already holds checkpoints.
+// already holds checkpoints. `safe_point` is called between the files it copies (it may
+// throw to stop: a preemption); whatever stops it, nothing of the checkpoint is left.
 std::string assemble_checkpoint(const std::string& backbone_dir, const std::string& dynamics_file,
-                                const std::string& output_dir);
+                                const std::string& output_dir, const std::function<void()>& safe_point = {});
 
 // The dynamics model of an assembled checkpoint; nullopt for a checkpoint without one.
 // CheckpointError when its dynamics belongs to another backbone.

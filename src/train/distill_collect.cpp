@@ -10,6 +10,7 @@
 #include "data/data_error.h"
 #include "data/portable_random.h"
 #include "dist/runtime.h"
+#include "dist/communicator.h"
 
 namespace crsm::train {
 namespace {
@@ -43,6 +44,72 @@ std::string CollectionPlan::describe() const {
   return "split=" + split + " num_samples=" + std::to_string(num_samples) + " seq_len=" + std::to_string(seq_len) +
          " seed=" + std::to_string(seed) + " windows=" + std::to_string(windows()) +
          " first_start=" + std::to_string(starts.empty() ? -1 : starts.front());
+}
+
+std::string collection_plan_text(const CollectionPlan& plan, int world) {
+  return plan.describe() + " world=" + std::to_string(world);
+}
+
+namespace {
+
+// "2 ranks": the number of ranks a plan text records.
+std::string ranks_of(const std::string& plan_text) {
+  const auto at = plan_text.rfind(" world=");
+  const std::string world = at == std::string::npos ? "?" : plan_text.substr(at + 7);
+  return world + (world == "1" ? " rank" : " ranks");
+}
+
+// Why an earlier rank file cannot be continued by this collection, or "".
+std::string unresumable(const data::TransitionFileInfo& info, const data::TransitionSchema& schema,
+                        const CollectOptions& options, int world) {
+  try {
+    data::check_schema(info, schema);
+  } catch (const data::DataError& e) {
+    return std::string(e.what()) + " (it was collected from another backbone or with other settings)";
+  }
+  const std::string was = info.schema.plan, now = schema.plan;
+  if (was != now && was.substr(0, was.rfind(" world=")) == now.substr(0, now.rfind(" world=")))
+    return info.path + ": collected by " + ranks_of(was) + ", and rank r's file holds rank r's windows: continue it "
+           "with " + ranks_of(was) + " (this run has " + std::to_string(world) + ")";
+  if (was != now) return info.path + ": field 'plan' is \"" + was + "\", but this collection's is \"" + now + "\"";
+  return "";
+}
+
+}  // namespace
+
+std::vector<std::string> check_collection_resumable(const CollectionPlan& plan, const data::TransitionSchema& schema,
+                                                    const CollectOptions& options, dist::Communicator& comm) {
+  std::vector<std::string> notes;
+  dist::run_on_root(comm, [&]() -> std::string {
+    const fs::path dir = fs::path(options.dir) / plan.split;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.size() != 12 || name.rfind("rank", 0) != 0 || entry.path().extension() != ".h5") continue;
+      const std::string path = entry.path().string();
+      const int rank = std::atoi(name.substr(4, 5).c_str());
+      std::string why;
+      if (rank >= comm.world_size()) {
+        why = path + ": left by a collection of more ranks than this run's " + std::to_string(comm.world_size());
+      } else {
+        data::TransitionFileInfo info;
+        try {
+          info = data::inspect_transition_file(path);
+        } catch (const data::DataError& e) {
+          why = e.what();
+        }
+        if (why.empty()) why = unresumable(info, schema, options, comm.world_size());
+        if (why.empty() && info.compression != options.writer.compression)
+          notes.push_back(path + " was written with --compression " + data::to_string(info.compression) + ": its " +
+                          std::to_string(info.rows) + " rows are rewritten with " +
+                          data::to_string(options.writer.compression) + " as the collection continues");
+      }
+      if (!why.empty())
+        throw data::DataError(why + "; or remove " + options.dir + " to collect anew");
+    }
+    return "";
+  });
+  return notes;
 }
 
 CollectionPlan plan_collection(const std::string& split, int64_t split_tokens, int64_t num_samples,

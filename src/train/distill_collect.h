@@ -37,6 +37,10 @@ struct CollectionPlan {
   std::string describe() const;
 };
 
+// What the files of a collection record as its plan: the plan and the number of ranks
+// that collect it (rank r's file holds rank r's windows).
+std::string collection_plan_text(const CollectionPlan& plan, int world);
+
 // DataError naming `source` when the split is too small for num_samples transitions.
 CollectionPlan plan_collection(const std::string& split, int64_t split_tokens, int64_t num_samples,
                                int64_t seq_len, uint64_t seed, const std::string& source);
@@ -62,6 +66,15 @@ struct CollectResult {
   data::WriterStats writer;
   std::string master;
 };
+
+// Before any work (collective: rank 0 reads, every rank gets its answer): whether the
+// rank files an earlier run left in options.dir for `plan` can be continued by this
+// collection, with `schema` (its plan: collection_plan_text). DataError naming the file,
+// what differs (the backbone, the plan, the number of ranks) and what to do. Returns, on
+// rank 0, what continuing changes: a file of another compression is rewritten with
+// options.writer's.
+std::vector<std::string> check_collection_resumable(const CollectionPlan& plan, const data::TransitionSchema& schema,
+                                                    const CollectOptions& options, dist::Communicator& comm);
 
 // Collective. Each rank computes its windows and streams them to its file, resuming a
 // file of the same schema after its last committed row; then rank 0 writes the master.

@@ -10,6 +10,7 @@
 #include "base/atomic_file.h"
 #include "data/data_error.h"
 #include "data/portable_random.h"
+#include "dist/checkpoint_store.h"
 #include "dist/resume_across_ranks.h"
 #include "dist/runtime.h"
 #include "model/tensor_file.h"
@@ -276,6 +277,21 @@ SavedDynamics load_dynamics(const std::string& path) {
   model::load_module_tensors(*saved.model, tensors, path);
   saved.backbone_sha256 = field("backbone_sha256");
   return saved;
+}
+
+void check_dynamics_resumable(const std::string& run_dir, const model::DynamicsConfig& arch) {
+  const std::string root = (fs::path(run_dir) / "checkpoints").string();
+  if (!dist::holds_checkpoints(root)) return;
+  const auto newest = dist::resolve_resume("auto", root, nullptr);
+  if (!newest) return;
+  const auto saved = dist::read_manifest(*newest).value("dynamics", nlohmann::json::object());
+  const std::string was_arch = saved.value("arch", std::string("?"));
+  const int64_t was_hidden = saved.value("hidden", int64_t{-1});
+  if (was_arch == model::to_string(arch.arch) && was_hidden == arch.resolved_hidden()) return;
+  throw UsageError(run_dir + " holds dynamics training of a " + was_arch + " model of hidden width " +
+                   std::to_string(was_hidden) + " (" + *newest + "); this run asks for " + model::to_string(arch.arch) +
+                   " of hidden width " + std::to_string(arch.resolved_hidden()) + ": continue it with --arch " + was_arch +
+                   " --hidden " + std::to_string(was_hidden) + ", or choose a new --output-path");
 }
 
 DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) {

@@ -74,6 +74,11 @@ struct DynamicsResult {
   nlohmann::json validation;  // the last DeltaScore
 };
 
+// Before any work: UsageError when the newest checkpoint in <run_dir>/checkpoints was
+// trained with another architecture or hidden width than `arch` (it could not be
+// continued), saying what differs and what to do; nothing when there is none.
+void check_dynamics_resumable(const std::string& run_dir, const model::DynamicsConfig& arch);
+
 // Collective. Writes <run_dir>/dynamics.safetensors (the weights and, in its metadata,
 // the architecture) and <run_dir>/dynamics.json when the run completes.
 DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm);

@@ -116,4 +116,15 @@ void check_fits_in_memory(const RunConfig& config, MemoryUse use, int world_size
                    (keys.empty() ? "" : "; it is large because of " + keys));
 }
 
+void check_dynamics_fits_in_memory(const model::DynamicsConfig& cfg, int ranks_on_node, const std::string& source) {
+  // Weights, gradients and AdamW's two moments, float32: the dynamics trains replicated.
+  const double need = 4 * 4 * model::approximate_parameter_count(cfg);
+  const double have = machine_memory_bytes();
+  if (need * std::max(1, ranks_on_node) <= have) return;
+  throw UsageError(source + ": training the " + model::to_string(cfg.arch) + " dynamics model (hidden " +
+                   std::to_string(cfg.resolved_hidden()) + ", d_model " + std::to_string(cfg.d_model) + ") needs at least " +
+                   format_bytes(need) + " per rank (weights, gradients and AdamW state), more than this machine's " +
+                   format_bytes(have) + (ranks_on_node > 1 ? " for its " + std::to_string(ranks_on_node) + " ranks" : ""));
+}
+
 }  // namespace crsm::train

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "config/run_config.h"
+#include "model/dynamics_config.h"
 
 namespace crsm::train {
 
@@ -30,6 +31,11 @@ double machine_memory_bytes();
 // 23.4 GiB; it is large because of d_state = 16777216 (default 16)".
 void check_fits_in_memory(const RunConfig& config, MemoryUse use, int world_size, int ranks_on_node,
                           int64_t micro_batch, const std::string& source);
+
+// UsageError "<source>: training the shared dynamics model (hidden 16777216) needs at
+// least ... per rank (weights, gradients and AdamW state), more than this machine's ..."
+// when ranks_on_node ranks of it exceed machine_memory_bytes().
+void check_dynamics_fits_in_memory(const model::DynamicsConfig& cfg, int ranks_on_node, const std::string& source);
 
 // "1.50 GiB", "16.0 TiB".
 std::string format_bytes(double bytes);

@@ -33,10 +33,6 @@ std::string mib(int64_t bytes) {
 }
 
 // The signal any rank received (the largest number), or 0; collective.
-int signal_on_any_rank(dist::Communicator& comm) {
-  return static_cast<int>(dist::all_reduce_scalar(comm, dist::preemption_signal(), dist::ReduceOp::kMax));
-}
-
 // "12m05s" or "2h03m".
 std::string format_duration(double seconds) {
   const auto s = static_cast<long long>(seconds + 0.5);
@@ -156,7 +152,7 @@ struct StepLosses {
 
 
 bool preempted_in_startup(dist::Communicator& comm, const std::string& command) {
-  const int sig = signal_on_any_rank(comm);
+  const int sig = dist::preemption_signal_on_any_rank(comm);
   if (sig && comm.rank() == 0) {
     std::printf("%s: preempted by %s during start-up, before taking a step; nothing was written; resume "
                 "with --resume auto\n",
@@ -311,7 +307,7 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
     if ((opt.eval_every > 0 && state.step % opt.eval_every == 0) || last) evaluate();
     if ((opt.save_every > 0 && state.step % opt.save_every == 0) || last || step_losses.preempted) save();
     if (step_losses.preempted && !last) {
-      const int sig = signal_on_any_rank(comm);
+      const int sig = dist::preemption_signal_on_any_rank(comm);
       report.line("train: preempted by %s: checkpoint %s written at step %lld; resume with --resume auto\n",
                   dist::signal_name(sig).c_str(), result.last_checkpoint.c_str(),
                   static_cast<long long>(state.step));

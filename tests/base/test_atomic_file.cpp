@@ -18,6 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using crsm::FileError;
 using crsm::base::AtomicFile;
+using crsm::base::for_each_line;
 using crsm::base::read_file;
 using crsm::base::read_json_file;
 using crsm::base::write_file_atomically;
@@ -105,6 +106,33 @@ TEST_F(AtomicFileTest, ReadFileNamesWhatIsWrong) {
   EXPECT_NE(message.find(path("bad.json") + ": malformed JSON"), std::string::npos) << message;
   write_file_atomically(path("good.json"), "{\"a\": 3}");
   EXPECT_EQ(read_json_file(path("good.json"))["a"], 3);
+}
+
+// Lines are streamed until the reader has enough, across buffer boundaries, with a last
+// line that has no '\n'.
+TEST_F(AtomicFileTest, LinesAreReadOnlyAsFarAsNeeded) {
+  std::string text;
+  for (int i = 1; i <= 300000; ++i) text += "line " + std::to_string(i) + "\n";
+  write_file_atomically(path("lines.txt"), text + "last");
+  std::vector<std::string> seen;
+  for_each_line(path("lines.txt"), [&](const std::string& line, int64_t n) {
+    seen.push_back(line);
+    return n < 3;
+  });
+  EXPECT_EQ(seen, (std::vector<std::string>{"line 1", "line 2", "line 3"}));
+  int64_t count = 0;
+  std::string last;
+  for_each_line(path("lines.txt"), [&](const std::string& line, int64_t n) {
+    count = n;
+    last = line;
+    if (n == 123456) EXPECT_EQ(line, "line 123456");
+    return true;
+  });
+  EXPECT_EQ(count, 300001);
+  EXPECT_EQ(last, "last");
+  EXPECT_NE(error_of([&] { for_each_line(path("missing.txt"), [](const std::string&, int64_t) { return true; }); })
+                .find("missing.txt: cannot be opened"),
+            std::string::npos);
 }
 
 }  // namespace

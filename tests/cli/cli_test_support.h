@@ -90,6 +90,26 @@ inline int wait_for(const Job& job, double timeout_s) {
   return -1;
 }
 
+inline std::string read_file(const std::filesystem::path& path);
+
+// Whether the job has ended (it is not reaped: wait_for still gets its status).
+inline bool job_ended(const Job& job) {
+  siginfo_t info{};
+  return ::waitid(P_PID, static_cast<id_t>(job.pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == job.pid;
+}
+
+// Whether the job's log says `text` within timeout_s (false at once when it ends without).
+inline bool wait_for_text(const Job& job, const std::string& text, double timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const bool ended = job_ended(job);
+    if (read_file(job.log).find(text) != std::string::npos) return true;
+    if (ended) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
 inline std::string source_path(const std::string& relative) {
   return std::string(CRSM_SOURCE_DIR) + "/" + relative;
 }

@@ -100,6 +100,10 @@ class BadInput : public ::testing::Test {
     }
     const auto rank_file = work->path() / "cut_transitions" / "train" / "rank00000.h5";
     fs::resize_file(rank_file, fs::file_size(rank_file) / 2);
+    // The assembled run with its dynamics file cut short.
+    fs::copy(work->path() / "full", work->path() / "cut_full", fs::copy_options::recursive);
+    const auto dynamics = work->path() / "cut_full" / "checkpoints" / "step_00000002" / "dynamics.safetensors";
+    fs::resize_file(dynamics, fs::file_size(dynamics) - 7);
   }
 
   static void make_files() {
@@ -178,6 +182,10 @@ TEST_F(BadInput, Prepare) {
       {"prepare --input {W}/corpus.txt" + out + " --tokenizer {W}/no.model", 2, "no.model"},
       {"prepare --input {W}/corpus.txt --output {W}/deep/er/data --tokenizer sentencepiece --vocab-size 5000000", 2,
        "{W}/corpus.txt (its train part)"},
+      {"prepare --input {W}/corpus.txt --output {W}/existing.safetensors", 2,
+       "--output {W}/existing.safetensors: is a file (expected a directory)"},
+      {"prepare --input {W}/corpus.txt --output {W}/existing.safetensors/data", 2,
+       "--output {W}/existing.safetensors/data: {W}/existing.safetensors is a file, not a directory"},
   });
 }
 
@@ -257,6 +265,12 @@ TEST_F(BadInput, TrainDataAndRunDirectories) {
       {base + "--data {W}/data --checkpoint-dir {W}/new_run --resume {W}/damaged_run/checkpoints/step_00000002", 2,
        "damaged checkpoint"},
       {base + "--data {W}/data --checkpoint-dir {W}/new_run --resume {W}/empty_dir", 2, "holds no complete checkpoint"},
+      {base + "--data {W}/data --checkpoint-dir {W}/run/finetune --resume {W}/run", 2,
+       "--checkpoint-dir {W}/run/finetune: inside the run directory {W}/run this command reads"},
+      {base + "--data {W}/data --checkpoint-dir {W}/run/checkpoints/step_00000002/ft --resume {W}/run/checkpoints/step_00000002",
+       2, "inside the checkpoint {W}/run/checkpoints/step_00000002"},
+      {base + "--data {W}/data --checkpoint-dir {W}/existing.safetensors", 2,
+       "--checkpoint-dir {W}/existing.safetensors: is a file (expected a directory)"},
   });
 }
 
@@ -266,6 +280,14 @@ TEST_F(BadInput, UnderMpirun) {
   const std::string mpirun = std::string(CRSM_MPIEXEC) + " --allow-run-as-root --oversubscribe -np 2 ";
   expect_rows({{kTrain + "--max-steps -5", 2, "--max-steps -5: expected an integer >= 1"},
                {"train --config {CFG} --data {W}/empty.txt --checkpoint-dir {W}/new_run", 2, "empty.txt: input is empty"}},
+              mpirun);
+  // A collection made by one rank, rerun by two: refused before rank 1 collects anything.
+  need_dynamics();
+  expect_rows({{"distill --model-path {W}/run --output-path {W}/dyn --data {W}/data --num-samples 300 --val-samples 100 "
+                "--collect-only",
+                2,
+                "{W}/dyn/transitions/train/rank00000.h5: collected by 1 rank, and rank r's file holds rank r's windows: "
+                "continue it with 1 rank (this run has 2)"}},
               mpirun);
   const auto r = run_command("timeout 120 " + mpirun +
                              crsm_train(substitute("train --config {CFG} --data {W}/empty.txt --checkpoint-dir {W}/new_run")));
@@ -310,6 +332,10 @@ TEST_F(BadInput, Generate) {
       {gen + "--deliberate --delta-decay nan", 2, "--delta-decay nan: expected"},
       {gen + "--deliberate --max-lag -1", 2, "--max-lag -1: expected"},
       {gen + "--deliberate --state-cache-mb 0", 2, "--state-cache-mb 0: expected"},
+      {gen + "--deliberate --tree-mb 0", 2, "--tree-mb 0: expected"},
+      {gen + "--deliberate --sync --simulations 16777216", 2,
+       "--simulations 16777216 with --search-top-k 16 can grow one search's tree to"},
+      {gen + "--deliberate --simulations 100000 --tree-mb 8", 2, "more than --tree-mb 8 allows"},
       {"generate --model {W}/empty_dir", 2, "--model {W}/empty_dir: holds no complete checkpoint"},
       {"generate --model {W}/damaged_run/checkpoints/step_00000002", 2, "damaged checkpoint"},
       {"generate --prompt x", 2, "--model is required"},
@@ -323,7 +349,9 @@ TEST_F(BadInput, Export) {
   expect_rows({
       {"export --checkpoint {W}/run --output " + ckpt + "/model.safetensors", 2, "inside the checkpoint " + ckpt},
       {"export --checkpoint {W}/run --output " + ckpt + "/model.safetensors --force", 2, "inside the checkpoint"},
-      {"export --checkpoint {W}/run --output {W}/run/exported.safetensors", 2, "inside the run directory {W}/run"},
+      {"export --checkpoint {W}/run --output {W}/run/metrics.jsonl --force", 2,
+       "inside the run directory {W}/run this command reads, in place of the run's own files"},
+      {"export --checkpoint {W}/run --output {W}/run/checkpoints/exported.safetensors", 2, "in place of the run's own files"},
       {"export --checkpoint {W}/run --output {W}/existing.safetensors", 2, "already exists; pass --force"},
       {"export --checkpoint {W}/run --output {W}/a_directory", 2, "is a directory"},
       {"export --checkpoint {W}/run --output ''", 2, "--output \"\": expected"},
@@ -337,7 +365,7 @@ TEST_F(BadInput, Plot) {
   need_run();
   expect_rows({
       {"plot {W}/run --output {W}/run/metrics.jsonl", 2, "--output {W}/run/metrics.jsonl: expected a file name ending in .svg"},
-      {"plot {W}/run --output {W}/run/loss.svg", 2, "inside the run directory {W}/run"},
+      {"plot {W}/run --output {W}/run/checkpoints/loss.svg", 2, "inside the run directory {W}/run"},
       {"plot {W}/run --output {W}/loss.png", 2, "--output {W}/loss.png: expected a file name ending in .svg"},
       {"plot {W}/run --output {W}/existing.svg", 2, "already exists; pass --force"},
       {"plot {W}/empty_dir --output {W}/x.svg", 2, "{W}/empty_dir/metrics.jsonl: cannot be opened"},
@@ -401,6 +429,28 @@ TEST_F(BadInput, Distill) {
       {out + "--data {W}/cut_data", 2, "train_000.bin is truncated"},
       {out + "--transitions {W}/empty_dir", 2, "{W}/empty_dir/train.h5: no such transition file"},
       {out + "--transitions {W}/dyn/transitions --collect-only", 2, "--collect-only and --transitions exclude"},
+      // Outputs inside what is read.
+      {"distill --model-path {W}/run --output-path {W}/run/dyn --data {W}/data", 2,
+       "--output-path {W}/run/dyn: inside the run directory {W}/run this command reads"},
+      {"distill --model-path {W}/run --output-path {W}/run/checkpoints --data {W}/data", 2, "inside the run directory {W}/run"},
+      {"distill --model-path {W}/run --output-path {W}/run/checkpoints/step_00000002/dyn --data {W}/data", 2,
+       "inside the checkpoint {W}/run/checkpoints/step_00000002"},
+      {"distill --model-path {W}/run/checkpoints/step_00000002 --output-path {W}/run --data {W}/data", 2,
+       "--output-path {W}/run: inside the run directory {W}/run"},
+      {"distill --model-path {W}/run --output-path {W}/dyn/transitions/again --transitions {W}/dyn/transitions", 2,
+       "inside the transition collection {W}/dyn/transitions"},
+      {"distill --model-path {W}/run --output-path {W}/existing.safetensors --data {W}/data", 2,
+       "--output-path {W}/existing.safetensors: is a file (expected a directory)"},
+      // Sizes refused before any work.
+      {d + "--chunk-rows 16777216", 2,
+       "--chunk-rows 16777216: a chunk of that many rows of [2, 32] float32 states is over HDF5's limit of 4 GiB per chunk: "
+       "at most 16777215 rows"},
+      {d + "--hidden 16777216", 2, "--arch shared --hidden 16777216: training the shared dynamics model (hidden 16777216"},
+      // An earlier distillation continued with other settings: said, nothing touched.
+      {"distill --model-path {W}/run --output-path {W}/dyn --data {W}/data --num-samples 300 --val-samples 100 --epochs 1 "
+       "--batch-size 64 --arch per_layer", 2,
+       "{W}/dyn holds dynamics training of a shared model of hidden width 32"},
+
       {out + "--transitions {W}/cut_transitions", 2, "{W}/cut_transitions/train/rank00000.h5: not a readable HDF5 file"},
       {"distill --model-path {W}/run/checkpoints/step_00000001 --output-path {W}/new_dist --transitions {W}/dyn/transitions",
        2, "{W}/dyn/transitions/train.h5: field 'backbone_sha256'"},
@@ -424,6 +474,19 @@ TEST_F(BadInput, AssembleAndCheckDynamics) {
       {a + "--output {W}/full", 2, "--output {W}/full already holds checkpoints"},
       {a + "--output ''", 2, "--output \"\": expected"},
       {"assemble --dynamics {W}/dyn --output {W}/new_full", 2, "--backbone is required"},
+      {a + "--output {W}/run/checkpoints/step_00000002/full", 2,
+       "--output {W}/run/checkpoints/step_00000002/full: inside the checkpoint {W}/run/checkpoints/step_00000002"},
+      {"assemble --backbone {W}/full --dynamics {W}/dyn --output {W}/full/checkpoints/step_00000002/again", 2,
+       "inside the checkpoint {W}/full/checkpoints/step_00000002"},
+      {a + "--output {W}/run/full", 2, "inside the run directory {W}/run"},
+      {a + "--output {W}/dyn/full", 2, "--output {W}/dyn/full: inside the run directory {W}/dyn"},
+      {"assemble --backbone {W}/run --dynamics {W}/dyn/dynamics.safetensors --output {W}/dyn/full", 2,
+       "inside the run directory {W}/dyn"},
+      {a + "--output {W}/existing.safetensors", 2, "--output {W}/existing.safetensors: is a file (expected a directory)"},
+      // A damaged dynamics file: the checkpoint and the file are named.
+      {"check-dynamics --model {W}/cut_full --data {W}/data", 2,
+       "skipping damaged checkpoint {W}/cut_full/checkpoints/step_00000002: dynamics.safetensors has"},
+      {"generate --model {W}/cut_full", 2, "{W}/cut_full/checkpoints/step_00000002: dynamics.safetensors has"},
       {c + "--samples 0", 2, "--samples 0: expected"},
       {c + "--seq-len 2", 2, "--seq-len 2: expected"},
       {c + "--seed -1", 2, "--seed -1: expected"},
@@ -448,6 +511,7 @@ TEST_F(BadInput, PrepareArc) {
       {arc + "--train-pairs 0", 2, "--train-pairs 0: expected an integer"},
       {arc + "--families scaling --max-size 3 --tasks 20", 2, "cannot draw distinct inputs of sides 1 to 1 for family scaling"},
       {"prepare-arc --output {W}/data", 2, "--output {W}/data: exists and is not an empty directory"},
+      {"prepare-arc --output {W}/existing.safetensors", 2, "--output {W}/existing.safetensors: is a file (expected a directory)"},
       {"prepare-arc --tasks 3", 2, "--output is required"},
   });
 }
@@ -457,7 +521,10 @@ TEST_F(BadInput, Eval) {
   const std::string ev = "eval --model {W}/run --tasks {W}/task.json --output {W}/new_eval.json ";
   expect_rows({
       {ev + "--modes beam", 2, "--modes beam: expected a comma-separated list of greedy, mcts, mcts+inject"},
-      {ev + "--modes greedy,greedy", 2, "--modes greedy,greedy: expected"},
+      {ev + "--modes greedy,greedy", 2, "--modes greedy,greedy: expected a comma-separated list of greedy, mcts, "
+                                         "mcts+inject (duplicate decoding mode 'greedy')"},
+      {ev + "--simulations 16777216", 2, "--simulations 16777216 with --search-top-k 16 can grow one search's tree"},
+      {ev + "--tree-mb 0", 2, "--tree-mb 0: expected"},
       {ev + "--max-tasks -1", 2, "--max-tasks -1: expected"},
       {ev + "--max-prompt-tokens 0", 2, "--max-prompt-tokens 0: expected"},
       {ev + "--max-new-tokens 0", 2, "--max-new-tokens 0: expected"},
@@ -506,10 +573,66 @@ TEST_F(BadInput, Pipeline) {
       {"pipeline --config {W}/tasks_key.json --output-dir {W}/new_pipe", 2, "key 'tasks': expected any text, got 7"},
       {"pipeline --config {W}/unknown.json --output-dir {W}/new_pipe", 2, "d_modle"},
       {"pipeline --config {CFG} --output-dir {W}/run --data {W}/corpus.txt --tasks {W}/task.json", 2, "--output-dir {W}/run is not empty and holds no pipeline.json"},
+      {"pipeline --config {CFG} --output-dir {W}/existing.safetensors --data {W}/corpus.txt --tasks {W}/task.json", 2,
+       "--output-dir {W}/existing.safetensors: is a file (expected a directory)"},
       {"pipeline --output-dir {W}/new_pipe", 2, "--config is required"},
       {"pipeline --config {CFG}", 2, "--output-dir is required"},
       {"--config {CFG} --output-dir {W}/new_pipe --max-tasks -1", 2, "--max-tasks -1: expected"},
   });
+}
+
+// Whether `pid` blocks SIGTERM and SIGUSR1 (the SigBlk mask of /proc/PID/status): what
+// crsm_train's launcher does before the program loads LibTorch.
+bool blocks_preemption_signals(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("SigBlk:", 0) == 0) {
+      const unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
+      return (mask >> (SIGTERM - 1) & 1) && (mask >> (SIGUSR1 - 1) & 1);
+    }
+  return false;
+}
+
+// A preemption signal from the first instruction on (here: while LibTorch loads, before
+// main() runs) ends every command with status 4 and a line naming the signal, having
+// written nothing.
+TEST_F(BadInput, EveryCommandStopsOnASignalFromItsFirstInstruction) {
+  need_dynamics();
+  const TempDir logs("signal_logs");
+  const std::vector<std::string> commands = {
+      "prepare --input {W}/corpus.txt --output {W}/sig_data",
+      "prepare-arc --output {W}/sig_arc --tasks 3 --train-tasks 3",
+      kTrain + "--max-steps 2",
+      "distill --model-path {W}/run --output-path {W}/sig_dyn --data {W}/data --num-samples 300 --val-samples 100",
+      "assemble --backbone {W}/run --dynamics {W}/dyn --output {W}/sig_full",
+      "check-dynamics --model {W}/full --data {W}/data --samples 64",
+      "generate --model {W}/run --max-length 5",
+      "generate --model {W}/full --deliberate --sync --max-length 5",
+      "eval --model {W}/run --tasks {W}/task.json --output {W}/sig_eval.json --modes greedy",
+      "export --checkpoint {W}/run --output {W}/sig.safetensors",
+      "plot {W}/run --output {W}/sig.svg",
+      "memory --config {CFG}",
+      "pipeline --config {CFG} --output-dir {W}/sig_pipe --data {W}/corpus.txt --tasks {W}/task.json",
+  };
+  for (size_t i = 0; i < commands.size(); ++i) {
+    const int sig = i % 2 ? SIGTERM : SIGUSR1;
+    const std::string name = sig == SIGTERM ? "SIGTERM" : "SIGUSR1";
+    const std::string command = substitute(commands[i]);
+    SCOPED_TRACE(name + " to crsm_train " + command);
+    const std::string before = snapshot();
+    const auto job = spawn(crsm_train(command), logs.str("command" + std::to_string(i) + ".log"));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!blocks_preemption_signals(job.pid) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    ASSERT_TRUE(blocks_preemption_signals(job.pid)) << "the signals were never blocked while the program loads";
+    ::kill(job.pid, sig);
+    const int status = wait_for(job, 120);
+    const std::string log = read_file(job.log);
+    EXPECT_EQ(status, 4) << log;
+    EXPECT_NE(log.find("preempted by " + name), std::string::npos) << log;
+    for (const char* internal : kInternals) EXPECT_EQ(log.find(internal), std::string::npos) << log;
+    EXPECT_EQ(snapshot(), before) << "the command changed the work directory:\n" << log;
+  }
 }
 
 // The table grows with the product: every command crsm_train lists, and every option of
@@ -536,6 +659,40 @@ TEST_F(BadInput, EveryCommandAndOptionHasARow) {
   }
   EXPECT_GE(commands, 6) << usage;
 }
+
+// Every benchmark program takes its command line alike: --help (status 0), --json, and
+// an unknown flag or a value given to a switch refused with status 2; its default config
+// is found from any directory.
+#ifdef CRSM_BENCH_DIR
+TEST(Benchmarks, TakeTheirCommandLineAlike) {
+  for (const char* bench : {"crsm_bench", "crsm_bench_dist", "crsm_bench_dynamics", "crsm_bench_distill", "crsm_bench_search"}) {
+    SCOPED_TRACE(bench);
+    const std::string bin = std::string(CRSM_BENCH_DIR) + "/" + bench;
+    const auto help = run_command(bin + " --help");
+    EXPECT_EQ(help.status, 0) << help.output;
+    EXPECT_NE(help.output.find("usage: "), std::string::npos) << help.output;
+    EXPECT_NE(help.output.find("--json"), std::string::npos) << help.output;
+    for (const char* bad : {"--frobnicate", "--json=3", "stray"}) {
+      const auto r = run_command(bin + " " + bad);
+      EXPECT_EQ(r.status, 2) << bad << ": " << r.output;
+      EXPECT_NE(r.output.find(std::string(bench) + ": "), std::string::npos) << r.output;
+      for (const char* internal : kInternals) EXPECT_EQ(r.output.find(internal), std::string::npos) << r.output;
+    }
+  }
+  const TempDir scratch("bench_json");
+  const auto writer = run_command("cd / && " + std::string(CRSM_BENCH_DIR) + "/crsm_bench_distill --json --rows 2048 --dir " +
+                                  scratch.str());
+  ASSERT_EQ(writer.status, 0) << writer.output;
+  std::stringstream lines(writer.output);
+  int rows = 0;
+  for (std::string line; std::getline(lines, line); ++rows)
+    EXPECT_TRUE(nlohmann::json::parse(line).contains("benchmark")) << line;
+  EXPECT_EQ(rows, 3) << writer.output;
+  const auto dist = run_command("cd / && " + std::string(CRSM_BENCH_DIR) + "/crsm_bench_dist --only checkpoint --quick --json");
+  EXPECT_EQ(dist.status, 0) << dist.output;
+  EXPECT_NE(dist.output.find("\"benchmark\":\"sha256 per rank\""), std::string::npos) << dist.output;
+}
+#endif
 
 // --resume auto passes over a damaged checkpoint and says so; an explicit damaged path
 // (a row above) is refused.

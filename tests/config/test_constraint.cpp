@@ -83,6 +83,18 @@ TEST(Constraint, WordsPatternsListsAndAnExtraWord) {
   EXPECT_EQ(refusal(Constraint::text(), ""), "");
 }
 
+// A string judged by a function that says what is wrong: the refusal adds the reason to
+// what is expected.
+TEST(Constraint, AnExplainedRefusalSaysWhatIsWrong) {
+  const auto even = Constraint::explained(
+      [](const std::string& s) { return s.size() % 2 == 0 ? std::string() : "'" + s + "' has an odd length"; },
+      "a string of even length");
+  EXPECT_EQ(refusal(even, "ab"), "");
+  EXPECT_EQ(refusal(even, "abc"), "--flag abc: expected a string of even length ('abc' has an odd length)");
+  EXPECT_TRUE(even.allows(json("abcd")));
+  EXPECT_FALSE(even.allows(json("a")));
+}
+
 // A flag that sets a config key and the key itself are refused with the same words.
 TEST(Constraint, AFlagAndItsConfigKeyShareTheirConstraint) {
   for (const char* key : {"batch_size", "lr", "zero_stage", "device", "dropout"}) {

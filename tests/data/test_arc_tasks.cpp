@@ -53,6 +53,27 @@ TEST_F(ArcTasks, ReadsJsonlOfArcTasksAndOfPromptAnswerTasks) {
 }
 
 // Each malformed file is refused with a message naming the file, the line and the field.
+// With a limit only the first tasks are read: a long file is never parsed past them (a
+// malformed line after them is not even seen), and a directory's files past them neither.
+TEST_F(ArcTasks, ALimitReadsOnlyTheFirstTasks) {
+  std::string one = kTask;
+  one.erase(std::remove(one.begin(), one.end(), '\n'), one.end());
+  const auto jsonl = write_file("many.jsonl", one + "\n\n" + one + "\n" + one + "\n{\"train\": oops\n" + one);
+  const auto three = crsm::data::read_tasks(jsonl, 3);
+  ASSERT_EQ(three.arc.size(), 3u);
+  EXPECT_EQ(three.arc[2].id, "many:4");  // the blank line counts as a line, not as a task
+  EXPECT_NE(data_error_of([&] { crsm::data::read_tasks(jsonl); }).find(jsonl + " line 5"), std::string::npos);
+  EXPECT_NE(data_error_of([&] { crsm::data::read_tasks(jsonl, 4); }).find(jsonl + " line 5"), std::string::npos);
+  const auto qa = write_file("qa.jsonl", "{\"prompt\": \"1+1=\", \"answer\": \"2\"}\n{\"prompt\": 3}\n");
+  EXPECT_EQ(crsm::data::read_tasks(qa, 1).text.size(), 1u);
+  fs::create_directories(dir / "tasks");
+  write_file("tasks/a.json", kTask);
+  write_file("tasks/b.json", kTask);
+  write_file("tasks/c.json", "not json");
+  EXPECT_EQ(crsm::data::read_tasks(path("tasks"), 2).arc.size(), 2u);
+  EXPECT_NE(data_error_of([&] { crsm::data::read_tasks(path("tasks")); }).find("c.json"), std::string::npos);
+}
+
 TEST_F(ArcTasks, RefusesMalformedFilesNamingLineAndField) {
   const std::string good = R"({"train": [{"input": [[1]], "output": [[1]]}], "test": [{"input": [[2]], "output": [[2]]}]})";
   const struct {

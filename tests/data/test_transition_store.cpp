@@ -18,6 +18,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include <hdf5.h>
+
 #include "data/transition_store.h"
 #include "data_test_util.h"
 
@@ -356,6 +358,82 @@ TEST_F(TransitionFiles, TheMasterSkipsEmptyRankFilesAndReadsFromAnotherDirectory
   EXPECT_FALSE(fs::exists(path("m.h5")) || fs::exists(path("m.h5.tmp")));
   fs::remove(dir / "moved" / "train" / "rank00002.h5");
   EXPECT_NE(data_error_of([&] { TransitionReader r(moved); }).find("rank00002.h5"), std::string::npos);
+}
+
+// A master checks that every rank file it joins is of its collection: a file of another
+// plan with as many rows is refused, naming it. A rank file whose data is damaged (a
+// compressed chunk that no longer inflates) fails a read through the master naming the
+// rank file, not the master.
+TEST_F(TransitionFiles, AMasterRefusesASwappedRankFileAndNamesADamagedOne) {
+  fs::create_directories(dir / "c" / "train");
+  const std::vector<std::string> files = {path("c/train/rank00000.h5"), path("c/train/rank00001.h5")};
+  {
+    TransitionWriter a(files[0], schema(), {8, Compression::kNone, 2});
+    a.append(known_rows(0, 13));
+    TransitionWriter b(files[1], schema(), {8, Compression::kNone, 2});
+    b.append(known_rows(13, 9));
+  }
+  const auto master = path("c/train.h5");
+  crsm::data::write_master_file(master, files);
+  EXPECT_EQ(crsm::data::inspect_transition_file(master).sources.size(), 2u);
+  fs::remove(files[1]);
+  {
+    TransitionWriter other(files[1], schema(TransitionDtype::kFloat32, "plan-2"), {8, Compression::kNone, 2});
+    other.append(known_rows(13, 9));
+  }
+  const std::string swapped = data_error_of([&] { crsm::data::inspect_transition_file(master); });
+  EXPECT_NE(swapped.find(files[1] + ": field 'plan' is \"plan-2\""), std::string::npos) << swapped;
+  EXPECT_NE(swapped.find("another collection"), std::string::npos) << swapped;
+
+  // Of the master's plan again, compressed, then one byte of its first chunk of /state changed.
+  fs::remove(files[1]);
+  write_known(files[1], 9, TransitionDtype::kFloat32, Compression::kGzip, 8, 9);
+  haddr_t address = 0;
+  hsize_t bytes = 0;
+  {
+    const hid_t f = H5Fopen(files[1].c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    const hid_t ds = H5Dopen2(f, "state", H5P_DEFAULT);
+    const hid_t space = H5Dget_space(ds);
+    hsize_t offset[3];
+    unsigned mask = 0;
+    const herr_t found = H5Dget_chunk_info(ds, space, 0, offset, &mask, &address, &bytes);
+    H5Sclose(space);
+    H5Dclose(ds);
+    ASSERT_GE(found, 0);
+    H5Fclose(f);
+  }
+  {
+    std::fstream damage(files[1], std::ios::in | std::ios::out | std::ios::binary);
+    damage.seekp(static_cast<std::streamoff>(address + bytes / 2));
+    const char garbage[8] = {'\x13', '\x37', '\x00', '\x7f', '\x55', '\xaa', '\x01', '\x02'};
+    damage.write(garbage, sizeof garbage);
+  }
+  TransitionReader reader(master);  // the metadata is intact: it opens
+  expect_known(reader.read(0, 13), 0);
+  const std::string damaged = data_error_of([&] { reader.read(10, 8); });
+  EXPECT_NE(damaged.find("come from " + files[1] + ", which cannot be read"), std::string::npos) << damaged;
+}
+
+// A file tells its compression and chunk rows; a chunk of more than HDF5's 4 GiB is
+// refused before a file is made.
+TEST_F(TransitionFiles, FilesTellTheirLayoutAndChunksStayUnderTheLimit) {
+  const auto file = path("rank00000.h5");
+  write_known(file, 12, TransitionDtype::kFloat32, Compression::kNone, 8);
+  EXPECT_EQ(crsm::data::inspect_transition_file(file).compression, Compression::kNone);
+  EXPECT_EQ(crsm::data::inspect_transition_file(file).chunk_rows, 8);
+  { TransitionWriter w(file, schema(), {4, Compression::kGzip, 2}); }  // rewritten as it continues
+  EXPECT_EQ(crsm::data::inspect_transition_file(file).compression, Compression::kGzip);
+  EXPECT_EQ(crsm::data::inspect_transition_file(file).chunk_rows, 4);
+  EXPECT_EQ(crsm::data::inspect_transition_file(file).rows, 12);
+
+  // [2, 8] float32 rows: 64 bytes each.
+  EXPECT_EQ(crsm::data::max_chunk_rows(schema()), ((int64_t{1} << 32) - 1) / 64);
+  EXPECT_EQ(crsm::data::max_chunk_rows(schema(TransitionDtype::kFloat16)), ((int64_t{1} << 32) - 1) / 32);
+  const auto big = path("big.h5");
+  EXPECT_THROW(TransitionWriter(big, schema(), {crsm::data::max_chunk_rows(schema()) + 1, Compression::kNone, 2}),
+               std::invalid_argument);
+  EXPECT_FALSE(fs::exists(big));
+  EXPECT_FALSE(fs::exists(big + ".new"));
 }
 
 // HDF5 keeps its "print every error" switch per thread in a thread-safe build (Debian's):

@@ -349,14 +349,6 @@ TEST_F(DistTrain, DamagedShardsAreSkippedByAutoAndRefusedByPath) {
   }
 }
 
-bool wait_for_text(const Job& job, const std::string& text, double timeout_s) {
-  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
-  while (Clock::now() < deadline) {
-    if (read_file(job.log).find(text) != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
 
 
 // mpirun's children: the ranks of a job started by spawn().

@@ -96,9 +96,14 @@ TEST_F(DistillCli, AKilledCollectionResumesToExactlyTheUninterruptedRows) {
   EXPECT_GT(kept, 0);
   EXPECT_LT(kept, 60000) << "the collection finished before it was killed";
 
-  const auto resumed = distill(1, "killed", collect);
+  // Continued with another compression: the kept rows are rewritten with it, and it says so.
+  const auto resumed = distill(1, "killed", collect + " --compression gzip");
   ASSERT_EQ(resumed.status, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("kept from an earlier run"), std::string::npos) << resumed.output;
+  EXPECT_NE(resumed.output.find(rank_file + " was written with --compression none: its " + std::to_string(kept) +
+                                " rows are rewritten with gzip as the collection continues"),
+            std::string::npos)
+      << resumed.output;
   const auto clean = distill(1, "clean", collect);
   ASSERT_EQ(clean.status, 0) << clean.output;
   const auto same = python("same " + master("killed") + " " + master("clean") + " 0");

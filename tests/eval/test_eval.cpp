@@ -83,7 +83,9 @@ TEST(EvalModes, ParsesCommaListsAndRefusesTheRest) {
   ASSERT_EQ(modes.size(), 2u);
   EXPECT_TRUE(modes[0].search && modes[0].inject);
   EXPECT_FALSE(modes[1].search);
-  for (const char* bad : {"", "greedy,", "beam", "greedy,greedy", "mcts inject"}) EXPECT_FALSE(is_mode_list(bad)) << bad;
+  for (const char* bad : {"", "greedy,", "beam", "greedy,greedy", "mcts inject"}) EXPECT_NE(mode_list_problem(bad), "") << bad;
+  EXPECT_EQ(mode_list_problem("greedy,mcts"), "");
+  EXPECT_NE(mode_list_problem("greedy,greedy").find("duplicate decoding mode 'greedy'"), std::string::npos);
 }
 
 // The driver on one rank: an answer the tiny model's greedy decoding gives is exact in

@@ -82,6 +82,45 @@ TEST_F(EvalCli, TheReportIsTheSameOnOneTwoAndThreeRanks) {
   EXPECT_EQ(report["items"].size(), 2u);
 }
 
+// A preemption signal while the tasks are decoded ends eval at its next token with status
+// 4 and a line naming the signal, on one rank (SIGTERM) and under mpirun (SIGUSR1, which
+// mpirun forwards); no report is written.
+TEST_F(EvalCli, EvalStopsOnAPreemptionSignalWhileDecoding) {
+  for (const int world : {1, 2}) {
+    const int sig = world == 1 ? SIGTERM : SIGUSR1;
+    const std::string out = work->str("stopped" + std::to_string(world) + ".json");
+    const auto job = spawn((world == 1 ? "" : mpirun(world)) +
+                               crsm_train("eval --model " + work->str("run") + " --tasks " + work->str("arc/eval") +
+                                          " --simulations 200 --threads 1 --output " + out),
+                           work->str("stopped" + std::to_string(world) + ".log"));
+    ASSERT_TRUE(wait_for_text(job, "eval: decoding 6 test outputs", 120)) << read_file(job.log);
+    ::kill(job.pid, sig);
+    const int status = wait_for(job, 120);
+    const std::string log = read_file(job.log);
+    EXPECT_EQ(status, 4) << log;
+    EXPECT_NE(log.find(std::string("eval: preempted by ") + (sig == SIGTERM ? "SIGTERM" : "SIGUSR1") +
+                       " before its report was complete; nothing was written"),
+              std::string::npos)
+        << log;
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
+
+// Deliberative generation stops at the next token: what it printed stays printed.
+TEST_F(EvalCli, DeliberativeGenerationStopsOnAPreemptionSignal) {
+  const auto job = spawn(crsm_train("generate --model " + work->str("run") +
+                                    " --deliberate --sync --simulations 64 --max-length 100000 --threads 1 --prompt in"),
+                         work->str("generate_stopped.log"));
+  ASSERT_TRUE(wait_for_text(job, "in", 60)) << read_file(job.log);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ::kill(job.pid, SIGUSR1);
+  const int status = wait_for(job, 60);
+  const std::string log = read_file(job.log);
+  EXPECT_EQ(status, 4) << log;
+  EXPECT_NE(log.find("generate: preempted by SIGUSR1 after "), std::string::npos) << log;
+  EXPECT_NE(log.find(" of at most 100000 new tokens (printed above)"), std::string::npos) << log;
+}
+
 TEST_F(EvalCli, APipelineRunsEveryStageUnderMpirunAndContinuesWhereItStopped) {
   const auto r = run_command("timeout 280 " + mpirun(2) + crsm_train(pipeline_args("pipe", "")));
   ASSERT_EQ(r.status, 0) << r.output;
@@ -101,6 +140,23 @@ TEST_F(EvalCli, APipelineRunsEveryStageUnderMpirunAndContinuesWhereItStopped) {
                            "stage 3 done in an earlier run", "evaluation done in an earlier run"})
     EXPECT_NE(again.output.find(said), std::string::npos) << said << "\n" << again.output;
   EXPECT_EQ(again.output.find("$ crsm_train"), std::string::npos) << again.output;
+
+  // Asked for other modes, the evaluation runs again (and only it), and says why.
+  const auto greedy = run_command("timeout 120 " + crsm_train(pipeline_args("pipe", "--resume auto --modes greedy")));
+  ASSERT_EQ(greedy.status, 0) << greedy.output;
+  EXPECT_NE(greedy.output.find("pipeline: eval: it ran with --modes greedy,mcts,mcts+inject, now greedy; running it again"),
+            std::string::npos)
+      << greedy.output;
+  EXPECT_NE(greedy.output.find("$ crsm_train eval"), std::string::npos) << greedy.output;
+  EXPECT_EQ(greedy.output.find("$ crsm_train train"), std::string::npos) << greedy.output;
+  auto rerun = nlohmann::json::parse(read_file(work->path() / "pipe" / "eval" / "eval.json"));
+  EXPECT_EQ(rerun["setup"]["modes"], "greedy");
+  // Its report gone, it is made again.
+  fs::remove_all(work->path() / "pipe" / "eval");
+  const auto rebuilt = run_command("timeout 120 " + crsm_train(pipeline_args("pipe", "--resume auto --modes greedy")));
+  ASSERT_EQ(rebuilt.status, 0) << rebuilt.output;
+  EXPECT_NE(rebuilt.output.find("eval.json is missing; running it again"), std::string::npos) << rebuilt.output;
+  EXPECT_TRUE(fs::exists(work->path() / "pipe" / "eval" / "eval.json"));
 }
 
 TEST_F(EvalCli, SkipFlagsReuseWhatIsThereAndSaySo) {
@@ -117,6 +173,41 @@ TEST_F(EvalCli, SkipFlagsReuseWhatIsThereAndSaySo) {
     EXPECT_NE(r.output.find(said), std::string::npos) << said << "\n" << r.output;
   EXPECT_EQ(r.output.find("$ crsm_train train"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(work->path() / "skip" / "eval" / "eval.json"));
+
+  // Resumed without the skip flags: stages 4, 2 and 3 run, and the evaluation runs again on
+  // the new model instead of reprinting the stage-1 backbone's report.
+  const auto resumed = run_command("timeout 240 " + crsm_train(pipeline_args("skip", "--resume auto")));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  for (const char* said : {"$ crsm_train train", "$ crsm_train distill", "$ crsm_train assemble",
+                           "pipeline: eval: it ran with model ", "running it again", "planner dynamics"})
+    EXPECT_NE(resumed.output.find(said), std::string::npos) << said << "\n" << resumed.output;
+  const auto report = nlohmann::json::parse(read_file(work->path() / "skip" / "eval" / "eval.json"));
+  EXPECT_EQ(report["setup"]["planner"], "dynamics");
+  EXPECT_NE(report["setup"]["model"].get<std::string>().find("/skip/model/"), std::string::npos) << report["setup"];
+}
+
+// SIGUSR1 to mpirun as the pipeline enters stage 3 (assemble and check-dynamics, run by
+// rank 0 while the others wait) ends it with status 4 in the stage it is in (stage 3, or
+// the evaluation should stage 3 finish first); resumed, it continues there.
+TEST_F(EvalCli, APipelineSignalledInStage3StopsThereAndResumes) {
+  const std::string args = pipeline_args("signalled", "--modes greedy");
+  const auto job = spawn(mpirun(2) + crsm_train(args), work->str("signalled.log"));
+  ASSERT_TRUE(wait_for_text(job, "== stage 3", 240)) << read_file(job.log);
+  ::kill(job.pid, SIGUSR1);
+  const int status = wait_for(job, 120);
+  const std::string log = read_file(job.log);
+  EXPECT_EQ(status, 4) << log;
+  EXPECT_NE(log.find("preempted by SIGUSR1"), std::string::npos) << log;
+  const bool in_stage_3 = log.find("pipeline: stopped in stage 3: rerun the same command with --resume auto") != std::string::npos;
+  EXPECT_TRUE(in_stage_3 || log.find("pipeline: stopped in the evaluation: rerun") != std::string::npos) << log;
+  const auto state = nlohmann::json::parse(read_file(work->path() / "signalled" / "pipeline.json"));
+  EXPECT_TRUE(state["done"].contains("dynamics"));
+  EXPECT_NE(state["done"].contains("model"), in_stage_3);
+  EXPECT_FALSE(state["done"].contains("eval"));
+  const auto resumed = run_command("timeout 240 " + mpirun(2) + crsm_train(args + " --resume auto"));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  for (const char* said : {"stage 2 done in an earlier run", "planning evaluation: 6 test outputs", "pipeline: done"})
+    EXPECT_NE(resumed.output.find(said), std::string::npos) << said << "\n" << resumed.output;
 }
 
 // SIGKILL in stage 2, once dynamics training has saved a checkpoint; --resume auto

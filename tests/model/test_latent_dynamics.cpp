@@ -86,6 +86,19 @@ TEST(LatentDynamics, ParameterNamesAreStable) {
   EXPECT_EQ(mlp->named_parameters()["fc2.weight"].sizes(), (std::vector<int64_t>{8, 16}));
 }
 
+// The count a size check uses before any model is built is the model's own.
+TEST(LatentDynamics, TheApproximateParameterCountIsExact) {
+  for (const auto& cfg : {dynamics_config(DynamicsArch::kShared, 3, 8), dynamics_config(DynamicsArch::kShared, 3, 8, 4),
+                          dynamics_config(DynamicsArch::kPerLayer, 3, 8, 6), dynamics_config(DynamicsArch::kMlp, 3, 8)}) {
+    LatentDynamics model(cfg);
+    int64_t n = 0;
+    for (const auto& p : model->parameters()) n += p.numel();
+    EXPECT_EQ(crsm::model::approximate_parameter_count(cfg), static_cast<double>(n)) << to_string(cfg.arch);
+  }
+  EXPECT_GT(crsm::model::approximate_parameter_count(dynamics_config(DynamicsArch::kShared, 2, 32, int64_t{1} << 24)),
+            1e14);
+}
+
 // Perturbs every parameter so that no path through the model is zero.
 void randomise(LatentDynamics& dynamics, double std) {
   torch::NoGradGuard no_grad;

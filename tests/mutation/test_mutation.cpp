@@ -217,6 +217,30 @@ TEST_F(Mutation, TransitionFile) {
       {path.string()}, file_budget(path), 11);
 }
 
+// A master over two rank files, the second one damaged: read through the master, every
+// mutant loads or is refused naming the rank file (not only the master that joins it).
+TEST_F(Mutation, TransitionMasterOverADamagedRankFile) {
+  fs::create_directories(dir / "c" / "train");
+  const auto first = (dir / "c" / "train" / "rank00000.h5").string(), second = (dir / "c" / "train" / "rank00001.h5").string();
+  torch::manual_seed(13);
+  const crsm::data::TransitionSchema schema{2, 4, 50, crsm::data::TransitionDtype::kFloat32, std::string(64, 'c'), "p"};
+  for (const auto& file : {first, second}) {
+    crsm::data::TransitionWriter w(file, schema, {8, crsm::data::Compression::kGzip, 2});
+    const int64_t n = 24;
+    w.append({torch::randn({n, 2, 4}), torch::randn({n, 2, 4}), torch::randint(0, 50, {n}, torch::kInt),
+              torch::arange(n, torch::kLong), torch::arange(n, torch::kInt)});
+  }
+  const auto master = (dir / "c" / "train.h5").string();
+  crsm::data::write_master_file(master, {first, second});
+  expect_survives(
+      second,
+      [&] {
+        crsm::data::TransitionReader reader(master);
+        reader.read(0, reader.rows());
+      },
+      {second}, file_budget(dir / "c"), 13);
+}
+
 TEST_F(Mutation, DynamicsFile) {
   const auto path = dir / "dynamics.safetensors";
   crsm::model::DynamicsConfig cfg;
@@ -363,6 +387,8 @@ TEST_F(Mutation, ArcTaskFiles) {
   const auto jsonl = dir / "tasks.jsonl";
   crsm::base::write_file_atomically(jsonl.string(), lines);
   expect_survives(jsonl, [&] { crsm::data::read_tasks(jsonl.string()); }, {jsonl.string()}, file_budget(jsonl), 10);
+  // Read only as far as a limit: the first tasks of a damaged file.
+  expect_survives(jsonl, [&] { crsm::data::read_tasks(jsonl.string(), 2); }, {jsonl.string()}, file_budget(jsonl), 14);
   const auto qa = dir / "qa.jsonl";
   crsm::base::write_file_atomically(qa.string(), "{\"prompt\": \"2+2=\", \"answer\": \"4\"}\n{\"id\": \"b\", \"prompt\": \"x\", \"answer\": \"y\"}\n");
   expect_survives(qa, [&] { crsm::data::read_tasks(qa.string()); }, {qa.string()}, file_budget(qa), 11);
