@@ -6,7 +6,8 @@
 //   /action [N] int32    the token consumed between the two states
 //   /seq    [N] int64    the collection window the row comes from
 //   /pos    [N] int32    the position t inside that window
-// chunked along N (chunk_rows rows per chunk), optionally shuffle + gzip, extendible.
+// chunked along N (chunk_rows rows per chunk), optionally shuffle + gzip with a
+// Fletcher-32 checksum per chunk, extendible.
 // Root attributes: format_version, num_layers, d_model, vocab_size, dtype,
 // backbone_sha256, plan. A master file joins the rank files, in rank order, as the same
 // five datasets made of HDF5 virtual datasets (relative paths: the directory moves as
