@@ -9,12 +9,11 @@
 #include "cli/escaped_error.h"
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
-#include "train/exit_status.h"
+#include "base/exit_status.h"
 
 namespace {
 
 using crsm::dist::fail_job;
-namespace status = crsm::train;
 
 struct Command {
   const char* name;
@@ -86,16 +85,16 @@ int main(int argc, char** argv) {
   // here too, as one line rather than the runtime's abort message.
   std::set_terminate([] {
     if (const auto escaped = std::current_exception()) report(g_command_name, escaped);
-    fail_job(status::kExitInternalError, "crsm_train " + g_command_name +
+    fail_job(crsm::kExitInternalError, "crsm_train " + g_command_name +
                                              ": internal error (std::terminate without an exception). This is a bug "
                                              "in crsm_train: please report it with the command line.");
   });
-  if (argc < 2) fail_job(status::kExitBadInput, usage());
+  if (argc < 2) fail_job(crsm::kExitBadInput, usage());
   if (name == "--help" || name == "-h" || name == "help") {
     if (crsm::dist::runtime().is_root()) std::printf("%s\n", usage().c_str());
     return 0;
   }
-  if (!command) fail_job(status::kExitBadInput, "crsm_train: unknown command '" + name + "'\n" + usage());
+  if (!command) fail_job(crsm::kExitBadInput, "crsm_train: unknown command '" + name + "'\n" + usage());
   try {
     // A signal that came while the program loaded: one process stops before any work (a
     // command of several ranks decides with the others at its first safe point).
@@ -104,7 +103,7 @@ int main(int argc, char** argv) {
     // The command's own argv starts at its name; a bare pipeline's at the program's.
     const int status = bare ? command->run(argc, argv) : command->run(argc - 1, argv + 1);
     // A signal after the command's last safe point: its work is done, and it says so.
-    if (status == status::kExitOk) crsm::dist::stop_if_preempted(name, "as it finished: its work is complete");
+    if (status == crsm::kExitOk) crsm::dist::stop_if_preempted(name, "as it finished: its work is complete");
     return status;
   } catch (...) {
     report(name, std::current_exception());

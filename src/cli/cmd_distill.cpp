@@ -20,7 +20,7 @@
 #include "train/assembled_checkpoint.h"
 #include "train/distill_collect.h"
 #include "train/dynamics_training.h"
-#include "train/exit_status.h"
+#include "base/exit_status.h"
 #include "train/memory_fit.h"
 #include "train/train_checkpoint.h"
 #include "train/training_data.h"
@@ -211,12 +211,12 @@ int distill_command(int argc, char** argv) {
   model->to(device);
   model->eval();
   const std::string out = o.text("output-path");
-  if (train::preempted_in_startup(*comm, "distill")) return train::kExitPreempted;
+  if (train::preempted_in_startup(*comm, "distill")) return kExitPreempted;
 
   const Collected files = o.has("transitions") ? existing_collection(o, config, ckpt)
                                                : collect(o, config, model, ckpt, out, *comm);
-  if (files.preempted) return train::kExitPreempted;
-  if (o.is_set("collect-only")) return train::kExitOk;
+  if (files.preempted) return kExitPreempted;
+  if (o.is_set("collect-only")) return kExitOk;
 
   train::DynamicsRun run;
   run.train_file = files.train;
@@ -239,7 +239,7 @@ int distill_command(int argc, char** argv) {
                   {"num_samples", data::inspect_transition_file(files.train).rows},
                   {"val_samples", data::inspect_transition_file(files.val).rows}};
   const auto result = train::train_dynamics(run, *comm);
-  if (result.train.exit_status == train::kExitOk && rt.is_root())
+  if (result.train.exit_status == kExitOk && rt.is_root())
     std::printf("distill: done: validation R² %.4f, MSE %.6f (%s); wrote %s and %s\n",
                 result.validation.value("avg_r2", 0.0), result.validation.value("avg_mse", 0.0),
                 result.validation.value("beats_trivial", false) ? "beats both trivial predictors at every layer"

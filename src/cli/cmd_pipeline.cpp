@@ -33,7 +33,7 @@
 #include "dist/runtime.h"
 #include "dist/sha256.h"
 #include "eval/planning_eval.h"
-#include "train/exit_status.h"
+#include "base/exit_status.h"
 #include "train/training_data.h"
 
 namespace crsm::cli {
@@ -140,21 +140,21 @@ class Pipeline {
   }
 
   int run() {
-    if (!open_state()) return train::kExitPreempted;
+    if (!open_state()) return kExitPreempted;
     using Step = int (Pipeline::*)();
     for (const auto& [name, step] : {std::pair<const char*, Step>{"stage 1", &Pipeline::backbone},
                                      {"stage 4", &Pipeline::finetune}, {"stage 2", &Pipeline::dynamics},
                                      {"stage 3", &Pipeline::assemble}, {"the evaluation", &Pipeline::evaluate}}) {
       const std::string resume = std::string("pipeline: stopped in ") + name +
                                  ": rerun the same command with --resume auto to continue there";
-      int status = train::kExitOk;
+      int status = kExitOk;
       try {
         status = (this->*step)();
       } catch (const Preempted& e) {
         throw Preempted(std::string(e.what()) + "\n" + resume);
       }
-      if (status == train::kExitPreempted) say("%s\n", resume.c_str());
-      if (status != train::kExitOk) return status;
+      if (status == kExitPreempted) say("%s\n", resume.c_str());
+      if (status != kExitOk) return status;
     }
     std::string stages;
     for (const char* stage : {"backbone", "finetune", "dynamics", "model", "eval"})
@@ -162,7 +162,7 @@ class Pipeline {
         stages += (stages.empty() ? "" : ", ") + std::string(stage) + " " + duration(state_["done"][stage]["minutes"]);
     say("\npipeline: done in %s (stages, over all runs: %s): the model is %s, the report %s\n",
         duration(minutes_since(start_)).c_str(), stages.c_str(), model_.c_str(), (dir_ / "eval" / "eval.json").c_str());
-    return train::kExitOk;
+    return kExitOk;
   }
 
  private:
@@ -292,7 +292,7 @@ class Pipeline {
   int run_stage(const std::string& stage, Clock::time_point started, const std::string& command, CommandFn fn,
                 const std::vector<std::string>& args, const std::string& output) {
     const int status = run_command(command, fn, args, root_);
-    if (status == train::kExitOk) mark_done(stage, started, output);
+    if (status == kExitOk) mark_done(stage, started, output);
     return status;
   }
 
@@ -331,11 +331,11 @@ class Pipeline {
       std::vector<std::string> notes;
       const auto ckpt = dist::resolve_checkpoint(run.string(), "--skip-backbone: " + run.string(), &notes);
       say("stage 1 skipped (--skip-backbone): reusing %s\n", ckpt.c_str());
-      return train::kExitOk;
+      return kExitOk;
     }
     // Its inputs (config, corpus, steps) are the plan's, which a resumed run may not change.
     if (up_to_date("backbone", json::object(), run, run / "checkpoints" / "latest"))
-      return say("stage 1 done in an earlier run: %s\n", run.c_str()), train::kExitOk;
+      return say("stage 1 done in an earlier run: %s\n", run.c_str()), kExitOk;
     const auto started = Clock::now();
     restart_if_unsaved(run);
     auto args = training_flags(run, "backbone-steps");
@@ -355,11 +355,11 @@ class Pipeline {
         say("stage 4 skipped (--skip-finetune): %s holds no checkpoint, so the model is the stage-1 backbone (its value "
             "heads untrained)\n", run.c_str());
       }
-      return train::kExitOk;
+      return kExitOk;
     }
     final_ = run.string();
     if (up_to_date("finetune", {{"backbone", checkpoint_identity(backbone_)}}, run, run / "checkpoints" / "latest"))
-      return say("stage 4 done in an earlier run: %s\n", run.c_str()), train::kExitOk;
+      return say("stage 4 done in an earlier run: %s\n", run.c_str()), kExitOk;
     const auto started = Clock::now();
     restart_if_unsaved(run);
     auto args = training_flags(run, "finetune-steps");
@@ -378,12 +378,12 @@ class Pipeline {
             out.c_str());
       else
         say("stage 2 skipped (--skip-dynamics): reusing %s\n", (out / "dynamics.safetensors").c_str());
-      return train::kExitOk;
+      return kExitOk;
     }
     dynamics_ = out.string();
     // A dynamics model describes one backbone: distilled from another, it is distilled again.
     if (up_to_date("dynamics", {{"backbone", checkpoint_identity(final_)}}, out, out / "dynamics.safetensors"))
-      return say("stage 2 done in an earlier run: %s\n", out.c_str()), train::kExitOk;
+      return say("stage 2 done in an earlier run: %s\n", out.c_str()), kExitOk;
     const auto started = Clock::now();
     std::vector<std::string> args = {"--model-path", final_, "--output-path", out.string(), "--data", prepared_,
                                      "--config", config_file_, "--num-samples", std::to_string(config_.dynamics.samples),
@@ -400,28 +400,28 @@ class Pipeline {
     if (dynamics_.empty()) {
       model_ = final_;
       say("stage 3 skipped: no dynamics model; the evaluation searches %s with exact backbone steps\n", final_.c_str());
-      return train::kExitOk;
+      return kExitOk;
     }
     model_ = out.string();
     const json key = {{"backbone", checkpoint_identity(final_)},
                       {"dynamics", file_identity(fs::path(dynamics_) / "dynamics.safetensors")},
                       {"--check-samples", o_.integer("check-samples")}};
     if (up_to_date("model", key, out, out / "checkpoints" / "latest"))
-      return say("stage 3 done in an earlier run: %s\n", out.c_str()), train::kExitOk;
+      return say("stage 3 done in an earlier run: %s\n", out.c_str()), kExitOk;
     const auto started = Clock::now();
     const std::string status = dist::run_on_root(comm_, [&] {
-      int s = train::kExitOk;
+      int s = kExitOk;
       if (!holds_checkpoint(out))
         s = run_command("assemble", assemble_command, {"--backbone", final_, "--dynamics", dynamics_, "--output", out.string()}, true);
-      if (s == train::kExitOk)
+      if (s == kExitOk)
         s = run_command("check-dynamics", check_dynamics_command,
                         {"--model", out.string(), "--data", prepared_, "--samples", std::to_string(o_.integer("check-samples")),
                          "--threads", std::to_string(o_.integer("threads"))}, true);
       return std::to_string(s);
     });
-    if (std::stoi(status) != train::kExitOk) return std::stoi(status);
+    if (std::stoi(status) != kExitOk) return std::stoi(status);
     mark_done("model", started, out.string());
-    return train::kExitOk;
+    return kExitOk;
   }
 
   int evaluate() {
@@ -433,7 +433,7 @@ class Pipeline {
     if (up_to_date("eval", key, out.parent_path(), out)) {
       say("evaluation done in an earlier run: %s\n\n%s", out.c_str(),
           eval::format_eval_report(base::read_json_file(out.string())).c_str());
-      return train::kExitOk;
+      return kExitOk;
     }
     const auto started = Clock::now();
     std::vector<std::string> args = {"--model", model_, "--output", out.string(), "--force", "--device", config_.device,

@@ -128,7 +128,7 @@ int train_command(int argc, char** argv) {
                  dist::rank_prefix().c_str(), rt.local_rank, rt.local_world_size, threads,
                  config.device.c_str(), comm->backend().c_str());
   const auto result = train::run_training(config, t, *comm);
-  if (result.exit_status == train::kExitOk && result.steps_run > 0 && rt.is_root())
+  if (result.exit_status == kExitOk && result.steps_run > 0 && rt.is_root())
     std::printf("train: done, %lld steps, val loss %.4f, checkpoint %s\n",
                 static_cast<long long>(result.steps), result.final_val_loss,
                 result.last_checkpoint.c_str());

@@ -8,7 +8,7 @@
 
 #include "base/error.h"
 #include "dist/communicator.h"
-#include "train/exit_status.h"
+#include "base/exit_status.h"
 
 namespace crsm::cli {
 namespace {
@@ -29,7 +29,7 @@ bool out_of_memory(const c10::Error& e) {
 EscapedError describe_escaped(const std::string& command, const std::exception_ptr& escaped) {
   const std::string prefix = "crsm_train " + command + ": ";
   const auto bug = [&](const std::string& what) {
-    return EscapedError{train::kExitInternalError,
+    return EscapedError{kExitInternalError,
                         prefix + "internal error (" + first_line(what) +
                             "). This is a bug in crsm_train: please report it with the command line and this message."};
   };
@@ -37,22 +37,22 @@ EscapedError describe_escaped(const std::string& command, const std::exception_p
   try {
     std::rethrow_exception(escaped);
   } catch (const boost::program_options::error& e) {
-    return {train::kExitBadInput, prefix + e.what() + " (see crsm_train " + command + " --help)"};
+    return {kExitBadInput, prefix + e.what() + " (see crsm_train " + command + " --help)"};
   } catch (const Preempted& e) {
-    return {train::kExitPreempted, e.what()};
+    return {kExitPreempted, e.what()};
   } catch (const dist::CommTimeout& e) {
-    return {train::kExitCollectiveTimeout, prefix + "error: " + e.what()};
+    return {kExitCollectiveTimeout, prefix + "error: " + e.what()};
   } catch (const dist::CommFailure& e) {
-    return {train::kExitCommFailure, prefix + "error: " + e.what()};
+    return {kExitCommFailure, prefix + "error: " + e.what()};
   } catch (const Error& e) {
-    return {train::kExitBadInput, prefix + "error: " + e.what()};
+    return {kExitBadInput, prefix + "error: " + e.what()};
   } catch (const std::filesystem::filesystem_error& e) {
     // It names the path and the system's reason (a permission, a full disk): not a bug.
-    return {train::kExitBadInput, prefix + "error: " + e.what()};
+    return {kExitBadInput, prefix + "error: " + e.what()};
   } catch (const std::bad_alloc&) {
-    return {train::kExitBadInput, prefix + "error: out of memory" + oom_hint};
+    return {kExitBadInput, prefix + "error: out of memory" + oom_hint};
   } catch (const c10::Error& e) {
-    if (out_of_memory(e)) return {train::kExitBadInput, prefix + "error: out of memory: " + first_line(e.msg()) + oom_hint};
+    if (out_of_memory(e)) return {kExitBadInput, prefix + "error: out of memory: " + first_line(e.msg()) + oom_hint};
     return bug("c10::Error: " + e.msg());
   } catch (const std::exception& e) {
     return bug(e.what());

@@ -5,7 +5,7 @@
 
 #include "config/run_config.h"
 #include "dist/communicator.h"
-#include "train/exit_status.h"
+#include "base/exit_status.h"
 #include "train/mixed_precision.h"
 #include "train/training_loop.h"
 

@@ -27,7 +27,7 @@
 #include "data/batch_sampler.h"
 #include "dist/communicator.h"
 #include "model/unit_hooks.h"
-#include "train/exit_status.h"
+#include "base/exit_status.h"
 #include "train/mixed_precision.h"
 #include "train/train_checkpoint.h"
 #include "train/trainable.h"

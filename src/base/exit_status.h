@@ -1,8 +1,9 @@
 #pragma once
 
-namespace crsm::train {
+namespace crsm {
 
-// Process exit statuses of `crsm_train`, documented in the README and docs/launch.md.
+// Process exit statuses of `crsm_train`, documented in the README and docs/launch.md;
+// beside the errors (base/error.h) that most of them report.
 enum ExitStatus : int {
   kExitOk = 0,
   kExitBadInput = 2,   // the message names the input; nothing was overwritten
@@ -19,4 +20,4 @@ enum ExitStatus : int {
   kExitInternalError = 70,
 };
 
-}  // namespace crsm::train
+}  // namespace crsm
