@@ -13,7 +13,7 @@ if [[ ! -f "$build/build.ninja" ]]; then
 fi
 start=$(date +%s)
 cmake --build "$build" -j "${CRSM_BUILD_JOBS:-2}" --target \
-  test_base test_config test_plot test_model test_data test_training test_distill test_search test_eval test_mutation
+  test_base test_config test_metrics test_model test_data test_training test_distill test_search test_eval test_mutation
 echo "sanitize: built in $(($(date +%s) - start)) s ($build)"
 
 supp=$root/tests/sanitize

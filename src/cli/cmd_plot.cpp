@@ -3,8 +3,8 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/outputs.h"
-#include "train/loss_plot.h"
-#include "train/metrics_log.h"
+#include "metrics/loss_plot.h"
+#include "metrics/metrics_log.h"
 
 namespace crsm::cli {
 namespace {
@@ -34,9 +34,9 @@ int plot_command(int argc, char** argv) {
   std::vector<Input> inputs;
   for (const auto& dir : parsed->texts("run")) inputs.push_back({Input::Kind::kRun, dir});
   check_output_file("--output", output, parsed->is_set("force"), inputs);
-  std::vector<train::RunMetrics> runs;
-  for (const auto& dir : parsed->texts("run")) runs.push_back(train::read_metrics(dir));
-  write_output_file(output, [&] { train::write_loss_plot(runs, output, parsed->text("title")); });
+  std::vector<metrics::RunMetrics> runs;
+  for (const auto& dir : parsed->texts("run")) runs.push_back(metrics::read_metrics(dir));
+  write_output_file(output, [&] { metrics::write_loss_plot(runs, output, parsed->text("title")); });
   std::printf("plot: %zu run(s) -> %s\n", runs.size(), output.c_str());
   return 0;
 }

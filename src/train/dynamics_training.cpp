@@ -16,7 +16,7 @@
 #include "model/tensor_file.h"
 #include "train/adamw.h"
 #include "train/delta_score.h"
-#include "train/metrics_log.h"
+#include "metrics/metrics_log.h"
 
 namespace crsm::train {
 namespace {
@@ -115,7 +115,7 @@ class DynamicsObjective : public Objective {
 
 double best_validation_loss(const std::string& run_dir) {
   double best = std::numeric_limits<double>::infinity();
-  for (const auto& point : read_metrics(run_dir).val) best = std::min(best, point.loss);
+  for (const auto& point : metrics::read_metrics(run_dir).val) best = std::min(best, point.loss);
   return best;
 }
 

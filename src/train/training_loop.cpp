@@ -15,7 +15,7 @@
 #include "dist/runtime.h"
 #include "train/adamw.h"
 #include "train/lr_schedule.h"
-#include "train/metrics_writer.h"
+#include "metrics/metrics_writer.h"
 #include "train/thread_shares.h"
 #include "train/train_checkpoint.h"
 #include "train/unit_gathering.h"
@@ -122,7 +122,7 @@ class Reporter {
  private:
   bool root_;
   const LoopOptions& options_;
-  std::optional<MetricsWriter> metrics_;
+  std::optional<metrics::MetricsWriter> metrics_;
 };
 
 // Each rank's parameter, gradient and optimizer bytes and its device's peak (0 on the

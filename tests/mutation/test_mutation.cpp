@@ -34,7 +34,7 @@
 #include "model/backbone.h"
 #include "model/tensor_file.h"
 #include "train/adamw.h"
-#include "train/metrics_log.h"
+#include "metrics/metrics_log.h"
 #include "train/train_checkpoint.h"
 #include "train/trainable.h"
 #include "train/dynamics_training.h"
@@ -370,7 +370,7 @@ TEST_F(Mutation, MetricsLog) {
     if (step % 10 == 0) log += "{\"step\": " + std::to_string(step) + ", \"split\": \"val\", \"loss\": 1.5}\n";
   }
   crsm::base::write_file_atomically((dir / "metrics.jsonl").string(), log);
-  expect_survives(dir / "metrics.jsonl", [&] { crsm::train::read_metrics(dir.string()); },
+  expect_survives(dir / "metrics.jsonl", [&] { crsm::metrics::read_metrics(dir.string()); },
                   {(dir / "metrics.jsonl").string()}, file_budget(dir / "metrics.jsonl"), 7);
 }
 

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-namespace crsm::train {
+namespace crsm::metrics {
 
 // Appends one JSON object per line to <run_dir>/metrics.jsonl, flushed at once so a
 // killed run keeps every record it printed. A resumed run first drops the records past
@@ -21,4 +21,4 @@ class MetricsWriter {
   std::ofstream out_;
 };
 
-}  // namespace crsm::train
+}  // namespace crsm::metrics

@@ -1,4 +1,4 @@
-#include "train/loss_plot.h"
+#include "metrics/loss_plot.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +10,7 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 
-namespace crsm::train {
+namespace crsm::metrics {
 namespace {
 
 // Layout in SVG user units (pixels at 100% zoom).
@@ -250,4 +250,4 @@ void write_loss_plot(const std::vector<RunMetrics>& runs, const std::string& out
   base::write_file_atomically(output_path, Chart(series, title).render());
 }
 
-}  // namespace crsm::train
+}  // namespace crsm::metrics

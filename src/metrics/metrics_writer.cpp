@@ -1,4 +1,4 @@
-#include "train/metrics_writer.h"
+#include "metrics/metrics_writer.h"
 
 #include <filesystem>
 #include <stdexcept>
@@ -8,7 +8,7 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 
-namespace crsm::train {
+namespace crsm::metrics {
 
 MetricsWriter::MetricsWriter(const std::string& run_dir, int64_t keep_through_step) {
   namespace fs = std::filesystem;
@@ -33,4 +33,4 @@ void MetricsWriter::write(const nlohmann::json& record) {
   out_.flush();
 }
 
-}  // namespace crsm::train
+}  // namespace crsm::metrics

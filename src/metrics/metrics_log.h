@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-namespace crsm::train {
+namespace crsm::metrics {
 
 struct LossPoint {
   int64_t step;
@@ -25,4 +25,4 @@ struct RunMetrics {
 // and naming the file and line number for a malformed line.
 RunMetrics read_metrics(const std::string& run_dir);
 
-}  // namespace crsm::train
+}  // namespace crsm::metrics

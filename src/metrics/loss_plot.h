@@ -3,9 +3,9 @@
 #include <string>
 #include <vector>
 
-#include "train/metrics_log.h"
+#include "metrics/metrics_log.h"
 
-namespace crsm::train {
+namespace crsm::metrics {
 
 // Writes an SVG line chart of loss against step: one colour per run, train solid, val dashed
 // with a marker per point, ~5 round-numbered ticks per axis, a legend and a title.
@@ -15,4 +15,4 @@ namespace crsm::train {
 void write_loss_plot(const std::vector<RunMetrics>& runs, const std::string& output_path,
                      const std::string& title = "loss");
 
-}  // namespace crsm::train
+}  // namespace crsm::metrics

@@ -10,26 +10,26 @@
 
 #include "../support/file_size_limit.h"
 #include "../support/scratch_dir.h"
-#include "train/loss_plot.h"
-#include "train/metrics_log.h"
+#include "metrics/loss_plot.h"
+#include "metrics/metrics_log.h"
 
 // In the library's namespace so that std::vector's == and GoogleTest's printer find them.
-namespace crsm::train {
+namespace crsm::metrics {
 bool operator==(const LossPoint& a, const LossPoint& b) {
   return a.step == b.step && a.loss == b.loss;
 }
 void PrintTo(const LossPoint& p, std::ostream* os) {
   *os << "{" << p.step << ", " << p.loss << "}";
 }
-}  // namespace crsm::train
+}  // namespace crsm::metrics
 
 namespace {
 
 namespace fs = std::filesystem;
-using crsm::train::LossPoint;
-using crsm::train::read_metrics;
-using crsm::train::RunMetrics;
-using crsm::train::write_loss_plot;
+using crsm::metrics::LossPoint;
+using crsm::metrics::read_metrics;
+using crsm::metrics::RunMetrics;
+using crsm::metrics::write_loss_plot;
 
 class PlotTempDir : public crsm::testing::ScratchDirTest {
  protected:

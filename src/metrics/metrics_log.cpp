@@ -1,4 +1,4 @@
-#include "train/metrics_log.h"
+#include "metrics/metrics_log.h"
 
 #include <cmath>
 #include <filesystem>
@@ -9,7 +9,7 @@
 #include "base/error.h"
 #include "base/file_read.h"
 
-namespace crsm::train {
+namespace crsm::metrics {
 namespace {
 
 namespace fs = std::filesystem;
@@ -71,4 +71,4 @@ RunMetrics read_metrics(const std::string& run_dir) {
   return m;
 }
 
-}  // namespace crsm::train
+}  // namespace crsm::metrics
