@@ -42,13 +42,13 @@
 #include "config/run_config.h"
 #include "dist/communicator.h"
 #include "data/temp_dir.h"
-#include "dist/checkpoint_store.h"
+#include "checkpoint/store.h"
 #include "dist/cpu_setup.h"
 #include "dist/counting_communicator.h"
 #include "dist/data_parallel.h"
-#include "dist/resume_across_ranks.h"
+#include "checkpoint/resume_across_ranks.h"
 #include "dist/runtime.h"
-#include "dist/sha256_blocks.h"
+#include "checkpoint/sha256_blocks.h"
 #include "dist/zero_policy.h"
 #include "model/backbone.h"
 #include "model/cpu_kernels.h"
@@ -416,7 +416,7 @@ void bench_zero(Report& report, Communicator& comm, const crsm::RunConfig& cfg, 
 // ---- 5. checkpoint hashing and verification --------------------------------------------
 
 void bench_sha256(Report& report, Communicator& comm, const Options& opt) {
-  namespace detail = crsm::dist::detail;
+  namespace detail = crsm::checkpoint::detail;
   const auto accelerated = detail::sha256_blocks_accelerated();
   if (!accelerated) {
     report.line("sha256: accelerated kernel skipped (this CPU has no SHA extensions)");
@@ -447,7 +447,7 @@ void bench_verification(Report& report, Communicator& comm, const Options& opt) 
   std::string checkpoint;
   if (comm.rank() == 0) {
     scratch.emplace(std::filesystem::temp_directory_path().string(), "crsm_bench_verify");
-    const auto tmp = crsm::dist::begin_checkpoint(scratch->path(), 1);
+    const auto tmp = crsm::checkpoint::begin_checkpoint(scratch->path(), 1);
     const auto write = [&](const std::string& name, int64_t bytes) {
       std::ofstream out(std::filesystem::path(tmp) / name, std::ios::binary);
       std::vector<char> chunk(1 << 20);
@@ -458,14 +458,14 @@ void bench_verification(Report& report, Communicator& comm, const Options& opt) 
     };
     write("model.safetensors", model_bytes);
     for (int r = 0; r < world; ++r) write(format("rank%05d.safetensors", r), 2 * model_bytes / world);
-    checkpoint = crsm::dist::commit_checkpoint(scratch->path(), tmp, {{"step", 1}}, 0);
+    checkpoint = crsm::checkpoint::commit_checkpoint(scratch->path(), tmp, {{"step", 1}}, 0);
   }
   checkpoint = crsm::dist::broadcast_string(comm, checkpoint);
   auto alone = [&] {
-    if (comm.rank() == 0 && !crsm::dist::verify_checkpoint(checkpoint).empty())
+    if (comm.rank() == 0 && !crsm::checkpoint::verify_checkpoint(checkpoint).empty())
       throw std::runtime_error("the benchmark's checkpoint does not verify");
   };
-  auto together = [&] { crsm::dist::resolve_resume_across_ranks(comm, checkpoint, "", nullptr); };
+  auto together = [&] { crsm::checkpoint::resolve_resume_across_ranks(comm, checkpoint, "", nullptr); };
   // Both read from the page cache after the first round: this compares hashing, which is
   // what a resume from a fast parallel file system is bound by.
   const auto s = compare(comm, {alone, together}, opt.quick ? 3.0 : 10.0, 5);

@@ -10,13 +10,13 @@
 #include "cli/outputs.h"
 #include "data/prepared_corpus.h"
 #include "data/temp_dir.h"
-#include "dist/checkpoint_store.h"
+#include "checkpoint/store.h"
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
-#include "train/assembled_checkpoint.h"
+#include "checkpoint/assembled_checkpoint.h"
 #include "train/dynamics_quality.h"
-#include "train/train_checkpoint.h"
+#include "checkpoint/training_checkpoint.h"
 #include "train/training_data.h"
 
 namespace crsm::cli {
@@ -87,10 +87,10 @@ int assemble_command(int argc, char** argv) {
   if (!parsed) return 0;
   const ParsedOptions& o = *parsed;
   std::vector<std::string> skipped;
-  const std::string backbone = dist::resolve_checkpoint(o.text("backbone"), "--backbone", &skipped);
+  const std::string backbone = checkpoint::resolve_checkpoint(o.text("backbone"), "--backbone", &skipped);
   for (const auto& note : skipped) std::fprintf(stderr, "assemble: %s\n", note.c_str());
   check_output_directory("--output", o.text("output"), assemble_inputs(backbone, o));
-  const std::string dir = train::assemble_checkpoint(backbone, dynamics_file(o.text("dynamics")), o.text("output"), [] {
+  const std::string dir = checkpoint::assemble_checkpoint(backbone, dynamics_file(o.text("dynamics")), o.text("output"), [] {
     dist::stop_if_preempted("assemble", "before the checkpoint was complete; nothing was written: rerun the command");
   });
   std::printf("assemble: wrote %s (backbone %s with dynamics %s)\n", dir.c_str(), backbone.c_str(),
@@ -106,14 +106,14 @@ int check_dynamics_command(int argc, char** argv) {
   dist::stop_if_preempted("check-dynamics", "before scoring anything: rerun the command");
   dist::configure_threads(static_cast<int>(o.integer("threads")), 1);
   std::vector<std::string> skipped;
-  const std::string dir = dist::resolve_checkpoint(o.text("model"), "--model", &skipped);
+  const std::string dir = checkpoint::resolve_checkpoint(o.text("model"), "--model", &skipped);
   for (const auto& note : skipped) std::fprintf(stderr, "check-dynamics: %s\n", note.c_str());
-  const auto dynamics = train::load_checkpoint_dynamics(dir);
+  const auto dynamics = checkpoint::load_checkpoint_dynamics(dir);
   if (!dynamics)
     throw UsageError("--model " + dir + " has no dynamics model: assemble one with crsm_train assemble --backbone " + dir +
                      " --dynamics DISTILL_DIR --output DIR");
   RunConfig config;
-  auto backbone = train::load_checkpoint_model(dir, &config);
+  auto backbone = checkpoint::load_checkpoint_model(dir, &config);
   // Held-out text is only read: a text file is prepared in a scratch directory.
   auto local = dist::make_local_communicator();
   data::TempDir scratch(fs::temp_directory_path().string(), "crsm-check-dynamics");

@@ -13,16 +13,16 @@
 #include "cli/outputs.h"
 #include "data/data_error.h"
 #include "data/prepared_corpus.h"
-#include "dist/checkpoint_store.h"
+#include "checkpoint/store.h"
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
-#include "train/assembled_checkpoint.h"
+#include "checkpoint/assembled_checkpoint.h"
 #include "train/distill_collect.h"
 #include "train/dynamics_training.h"
 #include "base/exit_status.h"
-#include "train/memory_fit.h"
-#include "train/train_checkpoint.h"
+#include "config/memory_plan.h"
+#include "checkpoint/training_checkpoint.h"
 #include "train/training_data.h"
 #include "train/training_loop.h"
 
@@ -108,7 +108,7 @@ Collected collect(const ParsedOptions& o, const RunConfig& config, model::Backbo
   const int64_t val_samples = o.value("val-samples").is_string() ? std::max((samples + 9) / 10, seq_len)
                                                                   : o.integer("val-samples");
   data::TransitionSchema schema{config.model.num_layers, config.model.d_model, config.model.vocab_size,
-                                data::parse_transition_dtype(o.text("dtype")), train::backbone_sha256(ckpt), ""};
+                                data::parse_transition_dtype(o.text("dtype")), checkpoint::backbone_sha256(ckpt), ""};
   train::CollectOptions options;
   options.dir = (fs::path(out) / "transitions").string();
   // About 4 MiB per chunk: fewer, larger flushes keep the writer near the disk's speed,
@@ -164,7 +164,7 @@ Collected existing_collection(const ParsedOptions& o, const RunConfig& config, c
     const auto info = data::inspect_transition_file(file);
     data::TransitionSchema expected{config.model.num_layers, config.model.d_model, config.model.vocab_size,
                                     o.given("dtype") ? data::parse_transition_dtype(o.text("dtype")) : info.schema.dtype,
-                                    train::backbone_sha256(ckpt), ""};
+                                    checkpoint::backbone_sha256(ckpt), ""};
     data::check_schema(info, expected);
   }
   return c;
@@ -184,12 +184,12 @@ int distill_command(int argc, char** argv) {
   if (o.has("transitions") && o.is_set("collect-only"))
     throw UsageError("--collect-only and --transitions exclude each other: there is nothing to collect");
   std::vector<std::string> skipped;
-  const std::string ckpt = dist::resolve_checkpoint(o.text("model-path"), "--model-path", &skipped);
+  const std::string ckpt = checkpoint::resolve_checkpoint(o.text("model-path"), "--model-path", &skipped);
   std::vector<Input> inputs = checkpoint_inputs(ckpt, o.text("model-path"));
   if (o.has("transitions")) inputs.push_back({Input::Kind::kCollection, o.text("transitions")});
   check_output_directory("--output-path", o.text("output-path"), inputs);
   RunConfig saved;
-  auto model = train::load_checkpoint_model(ckpt, &saved);
+  auto model = checkpoint::load_checkpoint_model(ckpt, &saved);
   const RunConfig config = distill_config(o, saved, ckpt);
   if (config.dynamics.epochs == 0 && !o.has("max-steps") && !o.is_set("collect-only"))
     throw UsageError("nothing to train: --epochs (or the config's dynamics_epochs) is 0 and --max-steps is not given; "
@@ -199,7 +199,7 @@ int distill_command(int argc, char** argv) {
   const model::DynamicsConfig arch{model::parse_dynamics_arch(config.dynamics.arch), config.model.num_layers,
                                    config.model.d_model, config.dynamics.hidden};
   if (!o.is_set("collect-only")) {
-    train::check_dynamics_fits_in_memory(arch, rt.local_world_size, "--arch " + config.dynamics.arch + " --hidden " +
+    check_dynamics_fits_in_memory(arch, rt.local_world_size, "--arch " + config.dynamics.arch + " --hidden " +
                                                                         std::to_string(arch.resolved_hidden()));
     train::check_dynamics_resumable(o.text("output-path"), arch);
   }

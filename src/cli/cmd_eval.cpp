@@ -14,12 +14,12 @@
 #include "cli/outputs.h"
 #include "cli/search_setup.h"
 #include "data/tokenizer.h"
-#include "dist/checkpoint_store.h"
+#include "checkpoint/store.h"
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
 #include "eval/planning_eval.h"
-#include "train/train_checkpoint.h"
+#include "checkpoint/training_checkpoint.h"
 
 namespace crsm::cli {
 namespace {
@@ -101,13 +101,13 @@ int eval_command(int argc, char** argv) {
   const auto& rt = dist::runtime();
   const torch::Device device = dist::rank_device(o.text("device"), rt);
   std::vector<std::string> skipped;
-  const std::string dir = dist::resolve_checkpoint(o.text("model"), "--model", &skipped);
+  const std::string dir = checkpoint::resolve_checkpoint(o.text("model"), "--model", &skipped);
   const std::string output = o.has("output") ? o.text("output") : (fs::path(run_directory_of(dir)) / "eval.json").string();
   check_output_file("--output", output, o.is_set("force"), checkpoint_inputs(dir, o.text("model")));
   const auto items = read_items(o);
   auto tokenizer = data::load_tokenizer(dir);
   RunConfig config;
-  auto model = train::load_checkpoint_model(dir, &config);
+  auto model = checkpoint::load_checkpoint_model(dir, &config);
   data::check_vocab_matches(*tokenizer, config.model.vocab_size, dir);
   o.apply_to(config);
   model->to(device);

@@ -5,9 +5,9 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/outputs.h"
-#include "dist/checkpoint_store.h"
+#include "checkpoint/store.h"
 #include "model/tensor_file.h"
-#include "train/train_checkpoint.h"
+#include "checkpoint/training_checkpoint.h"
 
 namespace crsm::cli {
 namespace {
@@ -30,10 +30,10 @@ int export_command(int argc, char** argv) {
   const auto spec = parsed->text("checkpoint");
   const auto output = parsed->text("output");
   std::vector<std::string> skipped;
-  const std::string dir = dist::resolve_checkpoint(spec, "--checkpoint", &skipped);
+  const std::string dir = checkpoint::resolve_checkpoint(spec, "--checkpoint", &skipped);
   check_output_file("--output", output, parsed->is_set("force"), checkpoint_inputs(dir, spec));
   RunConfig config;
-  auto model = train::load_checkpoint_model(dir, &config);
+  auto model = checkpoint::load_checkpoint_model(dir, &config);
   // safetensors metadata is string to string: the config travels as JSON text.
   write_output_file(output, [&] {
     model::save_tensor_file(output, model::module_tensors(*model),

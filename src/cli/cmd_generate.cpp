@@ -8,13 +8,13 @@
 #include "cli/options.h"
 #include "cli/search_setup.h"
 #include "data/tokenizer.h"
-#include "dist/checkpoint_store.h"
+#include "checkpoint/store.h"
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
 #include "model/generation.h"
 #include "search/deliberation.h"
-#include "train/train_checkpoint.h"
+#include "checkpoint/training_checkpoint.h"
 
 namespace crsm::cli {
 namespace {
@@ -94,11 +94,11 @@ int generate_command(int argc, char** argv) {
 
   const auto spec = o.text("model");
   std::vector<std::string> skipped;
-  const std::string dir = dist::resolve_checkpoint(spec, "--model", &skipped);
+  const std::string dir = checkpoint::resolve_checkpoint(spec, "--model", &skipped);
   for (const auto& note : skipped) std::fprintf(stderr, "generate: %s\n", note.c_str());
   auto tokenizer = data::load_tokenizer(dir);
   RunConfig config;
-  auto model = train::load_checkpoint_model(dir, &config);
+  auto model = checkpoint::load_checkpoint_model(dir, &config);
   data::check_vocab_matches(*tokenizer, config.model.vocab_size, dir);
   model->to(device);
 

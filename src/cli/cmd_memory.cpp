@@ -11,7 +11,7 @@
 #include "model/backbone.h"
 #include "model/parameter_count.h"
 #include "train/adamw.h"
-#include "train/memory_fit.h"
+#include "config/memory_plan.h"
 #include "train/trainable.h"
 
 namespace crsm::cli {
@@ -64,8 +64,8 @@ int memory_command(int argc, char** argv) {
   // The layout below holds one record per bucket and counts bytes in int64.
   const double count = model::approximate_parameter_count(config.model);
   if (count > 0x1p40 || count * 4 / static_cast<double>(bucket_bytes) > 0x1p24)
-    throw UsageError(parsed->text("config") + ": " + train::format_bytes(count * 4) + " of weights in " +
-                     train::format_bytes(static_cast<double>(bucket_bytes)) +
+    throw UsageError(parsed->text("config") + ": " + format_bytes(count * 4) + " of weights in " +
+                     format_bytes(static_cast<double>(bucket_bytes)) +
                      " buckets: more than this table lays out (2^40 parameters, 2^24 buckets)");
 
   std::vector<dist::ParamInfo> params;

@@ -28,10 +28,10 @@
 #include "cli/options.h"
 #include "cli/outputs.h"
 #include "data/arc_task.h"
-#include "dist/checkpoint_store.h"
+#include "checkpoint/store.h"
 #include "dist/communicator.h"
 #include "dist/runtime.h"
-#include "dist/sha256.h"
+#include "checkpoint/sha256.h"
 #include "eval/planning_eval.h"
 #include "base/exit_status.h"
 #include "train/training_data.h"
@@ -94,17 +94,17 @@ int run_command(const std::string& name, CommandFn command, std::vector<std::str
   return command(static_cast<int>(args.size()), argv.data());
 }
 
-bool holds_checkpoint(const fs::path& run_dir) { return dist::holds_checkpoints((run_dir / "checkpoints").string()); }
+bool holds_checkpoint(const fs::path& run_dir) { return checkpoint::holds_checkpoints((run_dir / "checkpoints").string()); }
 
 // What a stage read, by content: a checkpoint (a run directory stands for its newest
 // complete one) by the digest of its files, shown by its path.
 json checkpoint_identity(const std::string& spec) {
   std::vector<std::string> notes;
-  const std::string ckpt = dist::resolve_checkpoint(spec, "the pipeline's input", &notes);
-  return {{"path", ckpt}, {"digest", dist::checkpoint_digest(ckpt)}};
+  const std::string ckpt = checkpoint::resolve_checkpoint(spec, "the pipeline's input", &notes);
+  return {{"path", ckpt}, {"digest", checkpoint::checkpoint_digest(ckpt)}};
 }
 
-json file_identity(const fs::path& file) { return {{"path", file.string()}, {"digest", dist::sha256_file(file.string())}}; }
+json file_identity(const fs::path& file) { return {{"path", file.string()}, {"digest", checkpoint::sha256_file(file.string())}}; }
 
 // "model A, now B; --modes x, now y": what differs between two stage keys.
 std::string describe_change(const json& was, const json& now) {
@@ -329,7 +329,7 @@ class Pipeline {
     say("\n== stage 1: backbone (language model) ==\n");
     if (o_.is_set("skip-backbone")) {
       std::vector<std::string> notes;
-      const auto ckpt = dist::resolve_checkpoint(run.string(), "--skip-backbone: " + run.string(), &notes);
+      const auto ckpt = checkpoint::resolve_checkpoint(run.string(), "--skip-backbone: " + run.string(), &notes);
       say("stage 1 skipped (--skip-backbone): reusing %s\n", ckpt.c_str());
       return kExitOk;
     }

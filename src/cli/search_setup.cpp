@@ -2,8 +2,8 @@
 
 #include "base/error.h"
 #include "dist/runtime.h"
-#include "train/assembled_checkpoint.h"
-#include "train/memory_fit.h"
+#include "checkpoint/assembled_checkpoint.h"
+#include "config/memory_plan.h"
 
 namespace crsm::cli {
 
@@ -32,14 +32,14 @@ search::SearchOptions search_options(const ParsedOptions& o, const RunConfig& co
   if (!search::tree_fits(s, config.model.num_layers))
     throw UsageError("--simulations " + std::to_string(s.n_simulations) + " with --search-top-k " +
                      std::to_string(s.top_k) + " can grow one search's tree to " +
-                     train::format_bytes(search::tree_bytes_needed(s, config.model.num_layers)) + ", more than --tree-mb " +
+                     format_bytes(search::tree_bytes_needed(s, config.model.num_layers)) + ", more than --tree-mb " +
                      std::to_string(o.integer("tree-mb")) + " allows (or than 2^31 nodes): lower --simulations or "
                      "--search-top-k, or raise --tree-mb");
   return s;
 }
 
 Planner make_planner(const std::string& checkpoint, model::Backbone backbone, const torch::Device& device, bool exact) {
-  auto dynamics = exact ? std::nullopt : train::load_checkpoint_dynamics(checkpoint);
+  auto dynamics = exact ? std::nullopt : checkpoint::load_checkpoint_dynamics(checkpoint);
   if (!dynamics) return {std::make_shared<search::ExactModel>(backbone), "exact"};
   dynamics->model->to(device);
   dynamics->model->eval();

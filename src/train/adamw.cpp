@@ -187,4 +187,20 @@ bool decays(const std::string& name, int64_t dim) {
   return dim >= 2 && !is_state_matrix;
 }
 
+std::vector<AdamW::Piece> AdamW::pieces() const {
+  std::vector<Piece> out;
+  for (const auto& slot : slots_) out.push_back({slot.param, slot.offset, slot.value});
+  return out;
+}
+
+void AdamW::load_state(const std::vector<SavedFile>& files, const std::string& dir) {
+  std::vector<SavedPiece> pieces;
+  int64_t step = -1;
+  for (const auto& file : files)
+    for (auto& piece : parse_state(file.tensors, file.path, &step)) pieces.push_back(std::move(piece));
+  if (step < 0 && !slots_.empty())
+    throw model::TensorFileError(dir + ": no optimizer state in any rank file of the manifest");
+  load_state(pieces, step, dir);
+}
+
 }  // namespace crsm::train

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/training_checkpoint.h"
 #include "model/tensor_file.h"
 
 namespace crsm::train {
@@ -21,7 +22,7 @@ struct AdamWOptions {
 // sharding). Written out rather than taken from LibTorch so its state is plain named
 // tensors per piece, saved bit for bit and re-partitioned when a run resumes at another
 // world size.
-class AdamW {
+class AdamW : public checkpoint::OptimizerState {
  public:
   struct Slot {
     std::string param;   // the parameter's name
@@ -46,13 +47,18 @@ class AdamW {
   const std::vector<Slot>& slots() const { return slots_; }
 
   // "<param>@<offset>.exp_avg" and ".exp_avg_sq" for every slot, and "step".
-  model::NamedTensors state() const;
+  model::NamedTensors state() const override;
   // Parses state() back into pieces; TensorFileError naming a malformed entry.
   static std::vector<SavedPiece> parse_state(const model::NamedTensors& state,
                                              const std::string& source, int64_t* step);
   // Fills every slot from pieces saved under any partition of the same parameters.
   // TensorFileError naming the parameter when some element of a slot is not covered.
   void load_state(const std::vector<SavedPiece>& pieces, int64_t step, const std::string& source);
+
+  // checkpoint::OptimizerState: the slots as pieces; state() above; the saved files' pieces
+  // parsed and loaded (TensorFileError when none of them holds any state).
+  std::vector<Piece> pieces() const override;
+  void load_state(const std::vector<SavedFile>& files, const std::string& dir) override;
 
   int64_t state_bytes() const;
 

@@ -51,7 +51,7 @@ RolloutError rollout_error(model::LatentDynamics& dynamics, const at::Tensor& la
 
 }  // namespace
 
-QualityReport check_dynamics_quality(model::Backbone& backbone, const SavedDynamics& dynamics,
+QualityReport check_dynamics_quality(model::Backbone& backbone, const checkpoint::SavedDynamics& dynamics,
                                      const data::TokenSplit& split, int64_t samples, int64_t seq_len,
                                      uint64_t seed, const std::vector<int64_t>& ks, const std::string& source) {
   torch::NoGradGuard no_grad;

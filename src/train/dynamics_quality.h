@@ -39,7 +39,7 @@ std::string mse_verdict(double avg_mse);
 
 // `samples` transitions from windows of seq_len + 1 tokens of `split`, planned with
 // `seed` like a collection; rollouts for each k in `ks` (each <= seq_len).
-QualityReport check_dynamics_quality(model::Backbone& backbone, const SavedDynamics& dynamics,
+QualityReport check_dynamics_quality(model::Backbone& backbone, const checkpoint::SavedDynamics& dynamics,
                                      const data::TokenSplit& split, int64_t samples, int64_t seq_len,
                                      uint64_t seed, const std::vector<int64_t>& ks, const std::string& source);
 

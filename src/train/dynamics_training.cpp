@@ -10,8 +10,8 @@
 #include "base/atomic_file.h"
 #include "data/data_error.h"
 #include "data/portable_random.h"
-#include "dist/checkpoint_store.h"
-#include "dist/resume_across_ranks.h"
+#include "checkpoint/store.h"
+#include "checkpoint/resume_across_ranks.h"
 #include "dist/runtime.h"
 #include "model/tensor_file.h"
 #include "train/adamw.h"
@@ -22,9 +22,6 @@ namespace crsm::train {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr const char* kMeanName = "stats.delta_mean";
-constexpr const char* kVarianceName = "stats.delta_variance";
 
 std::pair<int64_t, int64_t> slice_of(int64_t rows, int rank, int world) {
   return {rows * rank / world, rows * (rank + 1) / world};
@@ -39,7 +36,7 @@ void for_each_piece(const data::TransitionReader& reader, int64_t first, int64_t
 
 class DynamicsObjective : public Objective {
  public:
-  DynamicsObjective(model::LatentDynamics dynamics, at::Tensor embeddings, DeltaMoments moments,
+  DynamicsObjective(model::LatentDynamics dynamics, at::Tensor embeddings, checkpoint::DeltaMoments moments,
                     const std::string& val_file)
       : dynamics_(std::move(dynamics)),
         embeddings_(std::move(embeddings)),
@@ -108,7 +105,7 @@ class DynamicsObjective : public Objective {
 
   model::LatentDynamics dynamics_;
   at::Tensor embeddings_;
-  DeltaMoments moments_;
+  checkpoint::DeltaMoments moments_;
   at::Tensor inverse_variance_;
   std::string val_file_;
 };
@@ -196,7 +193,7 @@ Batch TransitionBatches::next() {
   return batch;
 }
 
-DeltaMoments delta_moments(const std::string& path, dist::Communicator& comm) {
+checkpoint::DeltaMoments delta_moments(const std::string& path, dist::Communicator& comm) {
   data::TransitionReader reader(path);
   const auto& schema = reader.info().schema;
   const auto [lo, hi] = slice_of(reader.rows(), comm.rank(), comm.world_size());
@@ -215,76 +212,13 @@ DeltaMoments delta_moments(const std::string& path, dist::Communicator& comm) {
   return {mean.to(torch::kFloat), variance.to(torch::kFloat)};
 }
 
-void save_dynamics(const std::string& path, const SavedDynamics& saved) {
-  const auto& cfg = saved.model->config();
-  auto tensors = model::module_tensors(*saved.model);
-  tensors.emplace_back(kMeanName, saved.moments.mean);
-  tensors.emplace_back(kVarianceName, saved.moments.variance);
-  model::save_tensor_file(path, tensors,
-                          {{"format", "crsm-dynamics"},
-                           {"dynamics_arch", model::to_string(cfg.arch)},
-                           {"dynamics_hidden", std::to_string(cfg.resolved_hidden())},
-                           {"num_layers", std::to_string(cfg.num_layers)},
-                           {"d_model", std::to_string(cfg.d_model)},
-                           {"backbone_sha256", saved.backbone_sha256}});
-}
-
-SavedDynamics load_dynamics(const std::string& path) {
-  std::map<std::string, std::string> meta;
-  auto tensors = model::load_tensor_file(path, &meta);
-  const auto field = [&](const std::string& key) {
-    const auto it = meta.find(key);
-    if (it == meta.end())
-      throw model::TensorFileError(path + ": not a dynamics model (its metadata lacks \"" + key + "\")");
-    return it->second;
-  };
-  const auto number = [&](const std::string& key) {
-    const std::string text = field(key);
-    try {
-      size_t used = 0;
-      const long long v = std::stoll(text, &used);
-      if (used == text.size() && v > 0 && v <= (int64_t{1} << 24)) return static_cast<int64_t>(v);
-    } catch (const std::exception&) {
-    }
-    throw model::TensorFileError(path + ": metadata \"" + key + "\" must be a positive integer, got \"" + text + "\"");
-  };
-  if (field("format") != "crsm-dynamics")
-    throw model::TensorFileError(path + ": metadata \"format\" is \"" + field("format") + "\", expected \"crsm-dynamics\"");
-  model::DynamicsConfig cfg;
-  try {
-    cfg.arch = model::parse_dynamics_arch(field("dynamics_arch"));
-  } catch (const UsageError& e) {
-    throw model::TensorFileError(path + ": metadata \"dynamics_arch\": " + e.what());
-  }
-  cfg.hidden = number("dynamics_hidden");
-  cfg.num_layers = number("num_layers");
-  cfg.d_model = number("d_model");
-  SavedDynamics saved;
-  const auto take = [&](const char* name, std::vector<int64_t> shape) {
-    for (auto it = tensors.begin(); it != tensors.end(); ++it)
-      if (it->first == name) {
-        if (it->second.sizes() != at::IntArrayRef(shape) || it->second.scalar_type() != at::kFloat)
-          throw model::TensorFileError(path + ": tensor " + name + " must be float32 of the metadata's shape");
-        auto t = it->second;
-        tensors.erase(it);
-        return t;
-      }
-    throw model::TensorFileError(path + ": not a dynamics model (it lacks the tensor " + std::string(name) + ")");
-  };
-  saved.moments.mean = take(kMeanName, {cfg.num_layers, cfg.d_model});
-  saved.moments.variance = take(kVarianceName, {cfg.num_layers});
-  saved.model = model::LatentDynamics(cfg);
-  model::load_module_tensors(*saved.model, tensors, path);
-  saved.backbone_sha256 = field("backbone_sha256");
-  return saved;
-}
 
 void check_dynamics_resumable(const std::string& run_dir, const model::DynamicsConfig& arch) {
   const std::string root = (fs::path(run_dir) / "checkpoints").string();
-  if (!dist::holds_checkpoints(root)) return;
-  const auto newest = dist::resolve_resume("auto", root, nullptr);
+  if (!checkpoint::holds_checkpoints(root)) return;
+  const auto newest = checkpoint::resolve_resume("auto", root, nullptr);
   if (!newest) return;
-  const auto saved = dist::read_manifest(*newest).value("dynamics", nlohmann::json::object());
+  const auto saved = checkpoint::read_manifest(*newest).value("dynamics", nlohmann::json::object());
   const std::string was_arch = saved.value("arch", std::string("?"));
   const int64_t was_hidden = saved.value("hidden", int64_t{-1});
   if (was_arch == model::to_string(arch.arch) && was_hidden == arch.resolved_hidden()) return;
@@ -300,7 +234,7 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
   data::check_schema(data::inspect_transition_file(run.val_file), train_info.schema);
   const uint64_t seed = run.config.value("seed", uint64_t{42});
   TransitionBatches source(run.train_file, run.batch_size, seed, rank, world);
-  const DeltaMoments moments = delta_moments(run.train_file, comm);
+  const checkpoint::DeltaMoments moments = delta_moments(run.train_file, comm);
 
   torch::manual_seed(seed);
   model::LatentDynamics dynamics(run.arch);
@@ -309,7 +243,7 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
   LoopOptions loop;
   if (run.resume) {
     std::vector<std::string> skipped;
-    loop.continue_from = dist::resolve_resume_across_ranks(comm, "auto", ckpt_root, &skipped);
+    loop.continue_from = checkpoint::resolve_resume_across_ranks(comm, "auto", ckpt_root, &skipped);
     for (const auto& note : skipped)
       if (rank == 0) std::printf("resume: %s\n", note.c_str());
     if (loop.continue_from)
@@ -353,7 +287,7 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
   if (result.validation.is_null()) result.validation = objective.validate(comm).record;
   if (rank == 0) {
     const fs::path out(run.run_dir);
-    save_dynamics((out / "dynamics.safetensors").string(), {dynamics, moments, train_info.schema.backbone_sha256});
+    checkpoint::save_dynamics((out / "dynamics.safetensors").string(), {dynamics, moments, train_info.schema.backbone_sha256});
     nlohmann::json meta = run.metadata;
     meta["d_model"] = run.arch.d_model;
     meta["num_layers"] = run.arch.num_layers;

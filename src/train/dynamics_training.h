@@ -14,6 +14,7 @@
 #include "config/run_config.h"
 #include "data/transition_store.h"
 #include "dist/communicator.h"
+#include "checkpoint/dynamics_file.h"
 #include "model/latent_dynamics.h"
 #include "train/training_loop.h"
 
@@ -49,10 +50,7 @@ class TransitionBatches : public BatchSource {
 
 // Per-layer mean [L, D] and variance [L] of the deltas of a transition file (every rank
 // reads its slice; collective).
-struct DeltaMoments {
-  at::Tensor mean, variance;
-};
-DeltaMoments delta_moments(const std::string& path, dist::Communicator& comm);
+checkpoint::DeltaMoments delta_moments(const std::string& path, dist::Communicator& comm);
 
 struct DynamicsRun {
   std::string train_file, val_file;  // master files
@@ -83,16 +81,5 @@ void check_dynamics_resumable(const std::string& run_dir, const model::DynamicsC
 // the architecture) and <run_dir>/dynamics.json when the run completes.
 DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm);
 
-// A trained dynamics model as dynamics.safetensors holds it: the weights, the training
-// split's delta moments (stats.delta_mean, stats.delta_variance: the mean predictor of
-// check-dynamics) and, in the metadata, the architecture and the backbone's SHA-256.
-struct SavedDynamics {
-  model::LatentDynamics model{nullptr};
-  DeltaMoments moments;
-  std::string backbone_sha256;
-};
-void save_dynamics(const std::string& path, const SavedDynamics& saved);
-// TensorFileError naming the file when its metadata or tensors are not a dynamics model's.
-SavedDynamics load_dynamics(const std::string& path);
 
 }  // namespace crsm::train

@@ -13,13 +13,13 @@
 #include "data/batch_sampler.h"
 #include "data/data_error.h"
 #include "data/prepared_corpus.h"
-#include "dist/checkpoint_store.h"
-#include "dist/resume_across_ranks.h"
+#include "checkpoint/store.h"
+#include "checkpoint/resume_across_ranks.h"
 #include "dist/runtime.h"
 #include "model/parameter_count.h"
 #include "train/lm_loss.h"
-#include "train/memory_fit.h"
-#include "train/train_checkpoint.h"
+#include "config/memory_plan.h"
+#include "checkpoint/training_checkpoint.h"
 #include "train/trainable.h"
 #include "train/training_data.h"
 
@@ -37,7 +37,7 @@ std::pair<int64_t, int64_t> rank_rows(int64_t n, int rank, int world) {
 // checkpoints, or the metrics and config of a run that died before its first save.
 void check_fresh_run_directory(const fs::path& run_dir) {
   const std::string dir = "--checkpoint-dir " + run_dir.string();
-  if (dist::holds_checkpoints((run_dir / "checkpoints").string()))
+  if (checkpoint::holds_checkpoints((run_dir / "checkpoints").string()))
     throw UsageError(dir + " already holds checkpoints: pass --resume auto to continue that run, or choose "
                            "another directory");
   for (const char* file : {"metrics.jsonl", "config.json"})
@@ -197,12 +197,12 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   std::optional<std::string> resume_from;
   if (!opt.resume.empty()) {
     std::vector<std::string> skipped;
-    resume_from = dist::resolve_resume_across_ranks(comm, opt.resume, ckpt_root.string(), &skipped);
+    resume_from = checkpoint::resolve_resume_across_ranks(comm, opt.resume, ckpt_root.string(), &skipped);
     for (const auto& note : skipped) std::printf("resume: %s\n", note.c_str());
   }
   if (preempted_in_startup(comm, "train")) return preempted_result(0);
   if (root)
-    for (const auto& name : dist::remove_unfinished_saves(ckpt_root.string()))
+    for (const auto& name : checkpoint::remove_unfinished_saves(ckpt_root.string()))
       std::printf("checkpoints: removed %s, a save that never completed\n", name.c_str());
 
   torch::manual_seed(static_cast<uint64_t>(config.seed));
@@ -212,12 +212,12 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   model->set_activation_checkpointing(opt.activation_checkpointing);
   if (resume_from) {
     // A checkpoint of the same stage continues; a stage-1 one starts stage 4 from its weights.
-    if (read_train_manifest(*resume_from).state.value_loss == opt.value_loss)
+    if (checkpoint::read_train_manifest(*resume_from).state.value_loss == opt.value_loss)
       loop.continue_from = resume_from;
     else if (root)
       std::printf("resume: starting %s from %s (weights only; optimizer and schedule start fresh)\n",
                   opt.value_loss ? "stage 4 (value heads)" : "stage 1", resume_from->c_str());
-    load_checkpoint_weights(*resume_from, model);
+    checkpoint::load_checkpoint_weights(*resume_from, model);
   }
 
   char banner[512];

@@ -17,7 +17,7 @@
 #include "train/lr_schedule.h"
 #include "metrics/metrics_writer.h"
 #include "train/thread_shares.h"
-#include "train/train_checkpoint.h"
+#include "checkpoint/training_checkpoint.h"
 #include "train/unit_gathering.h"
 
 namespace crsm::train {
@@ -61,7 +61,7 @@ class Reporter {
     va_end(args);
     std::fflush(stdout);
   }
-  void resumed(const std::string& from, const TrainManifest& saved, int64_t step, int world, int stage) {
+  void resumed(const std::string& from, const checkpoint::TrainManifest& saved, int64_t step, int world, int stage) {
     if (!root_) return;
     std::printf("resume: continuing from %s at step %lld", from.c_str(), static_cast<long long>(step));
     if (saved.world_size != world || saved.zero_stage != stage)
@@ -192,15 +192,15 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
   std::vector<at::Tensor> params;
   for (const auto& named : trainable.params) params.push_back(named.second);
   AdamW optimizer(optimizer_slots(dp), {0.9, 0.95, 1e-8, opt.weight_decay});
-  const ShardingInfo sharding = sharding_of(dp.layout(), opt.zero_stage);
+  const checkpoint::ShardingInfo sharding = checkpoint::sharding_of(dp.layout(), opt.zero_stage);
 
-  TrainState state;
+  checkpoint::TrainState state;
   state.stage = opt.stage;
   state.value_loss = opt.stage == "finetune";
-  torch::manual_seed(rank_seed(opt.seed, rank));
+  torch::manual_seed(checkpoint::rank_seed(opt.seed, rank));
   if (opt.continue_from) {
-    const TrainManifest manifest = read_train_manifest(*opt.continue_from);
-    state = load_train_state(*opt.continue_from, manifest, optimizer, rank, opt.seed);
+    const checkpoint::TrainManifest manifest = checkpoint::read_train_manifest(*opt.continue_from);
+    state = checkpoint::load_train_state(*opt.continue_from, manifest, optimizer, rank, opt.seed);
     source.set_position(state.sampler);
     report.resumed(*opt.continue_from, manifest, state.step, world, opt.zero_stage);
   }
@@ -227,11 +227,11 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
     return result;
   }
 
-  CheckpointContents contents{&objective.module(), opt.write_files, opt.config, opt.manifest_extra};
+  checkpoint::CheckpointContents contents{&objective.module(), opt.write_files, opt.config, opt.manifest_extra};
   auto save = [&] {
     state.sampler = source.position();
     result.last_checkpoint =
-        save_train_checkpoint(ckpt_root, state, contents, optimizer, sharding, opt.keep_last, comm);
+        checkpoint::save_train_checkpoint(ckpt_root, state, contents, optimizer, sharding, opt.keep_last, comm);
   };
   auto evaluate = [&] {
     const Report r = objective.validate(comm);
@@ -302,7 +302,7 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
       const double rate = window.steps * opt.items_per_step / window.seconds;
       const double eta = run_seconds / (state.step - first_step) * (opt.total_steps - state.step);
       report.window(state.step, objective.train_report(means), lr, rate, grad_norm, eta);
-      window = LogWindow{};
+      window = checkpoint::LogWindow{};
     }
     if ((opt.eval_every > 0 && state.step % opt.eval_every == 0) || last) evaluate();
     if ((opt.save_every > 0 && state.step % opt.save_every == 0) || last || step_losses.preempted) save();

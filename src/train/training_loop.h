@@ -29,7 +29,7 @@
 #include "model/unit_hooks.h"
 #include "base/exit_status.h"
 #include "train/mixed_precision.h"
-#include "train/train_checkpoint.h"
+#include "checkpoint/training_checkpoint.h"
 #include "train/trainable.h"
 
 namespace torch::nn {

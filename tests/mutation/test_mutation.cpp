@@ -28,14 +28,14 @@
 #include "data/prepared_corpus.h"
 #include "data/transition_store.h"
 #include "data/tokenizer.h"
-#include "dist/checkpoint_store.h"
+#include "checkpoint/store.h"
 #include "dist/communicator.h"
 #include "dist/data_parallel.h"
 #include "model/backbone.h"
 #include "model/tensor_file.h"
 #include "train/adamw.h"
 #include "metrics/metrics_log.h"
-#include "train/train_checkpoint.h"
+#include "checkpoint/training_checkpoint.h"
 #include "train/trainable.h"
 #include "train/dynamics_training.h"
 
@@ -166,11 +166,11 @@ class Mutation : public crsm::testing::ScratchDirTest {
     std::vector<at::Tensor> grads;
     for (const auto& slot : optimizer.slots()) grads.push_back(torch::ones_like(slot.value));
     optimizer.step(1e-3, grads);
-    crsm::train::TrainState state;
+    crsm::checkpoint::TrainState state;
     state.step = 1;
     const auto tokenizer = crsm::data::make_byte_tokenizer();
-    return crsm::train::save_train_checkpoint((dir / "checkpoints").string(), state, model, optimizer,
-                                              crsm::train::sharding_of(dp.layout(), zero_stage), *tokenizer,
+    return crsm::checkpoint::save_train_checkpoint((dir / "checkpoints").string(), state, model, optimizer,
+                                              crsm::checkpoint::sharding_of(dp.layout(), zero_stage), *tokenizer,
                                               crsm::to_json(config), 0, *comm);
   }
 
@@ -246,24 +246,24 @@ TEST_F(Mutation, DynamicsFile) {
   crsm::model::DynamicsConfig cfg;
   cfg.num_layers = 2;
   cfg.d_model = 8;
-  crsm::train::save_dynamics(path.string(), {crsm::model::LatentDynamics(cfg), {torch::zeros({2, 8}), torch::ones({2})},
+  crsm::checkpoint::save_dynamics(path.string(), {crsm::model::LatentDynamics(cfg), {torch::zeros({2, 8}), torch::ones({2})},
                                              std::string(64, 'd')});
-  expect_survives(path, [&] { crsm::train::load_dynamics(path.string()); }, {path.string()}, file_budget(path), 12);
+  expect_survives(path, [&] { crsm::checkpoint::load_dynamics(path.string()); }, {path.string()}, file_budget(path), 12);
 }
 
 TEST_F(Mutation, CheckpointManifest) {
   const fs::path ckpt = checkpoint();
   const auto read = [&] {
     std::vector<std::string> skipped;
-    crsm::dist::resolve_resume(ckpt.string(), ckpt.string(), &skipped, "--model");
-    const auto manifest = crsm::train::read_train_manifest(ckpt.string());
+    crsm::checkpoint::resolve_resume(ckpt.string(), ckpt.string(), &skipped, "--model");
+    const auto manifest = crsm::checkpoint::read_train_manifest(ckpt.string());
     crsm::RunConfig config;
-    auto model = crsm::train::load_checkpoint_model(ckpt.string(), &config);
+    auto model = crsm::checkpoint::load_checkpoint_model(ckpt.string(), &config);
     auto comm = crsm::dist::make_local_communicator();
     const auto trainable = crsm::train::trainable_parameters(model, manifest.state.value_loss);
     crsm::dist::DataParallel dp(trainable.params, trainable.decay, *comm, {});
     crsm::train::AdamW optimizer(crsm::train::optimizer_slots(dp), {});
-    crsm::train::load_train_state(ckpt.string(), manifest, optimizer, 0, 1);
+    crsm::checkpoint::load_train_state(ckpt.string(), manifest, optimizer, 0, 1);
   };
   expect_survives(ckpt / "manifest.json", read, {ckpt.string()}, file_budget(ckpt), 2);
 }
@@ -275,7 +275,7 @@ TEST_F(Mutation, StageThreeCheckpointManifest) {
   ASSERT_FALSE(fs::exists(ckpt / "model.safetensors"));
   const auto read = [&] {
     crsm::RunConfig config;
-    crsm::train::load_checkpoint_model(ckpt.string(), &config);
+    crsm::checkpoint::load_checkpoint_model(ckpt.string(), &config);
   };
   expect_survives(ckpt / "manifest.json", read, {ckpt.string()}, file_budget(ckpt), 21);
 }
@@ -289,9 +289,9 @@ TEST_F(Mutation, StageThreePiecesMustCoverEachElementOnce) {
   const auto refused = [&](const nlohmann::json& manifest, const std::string& expected) {
     crsm::base::write_file_atomically(manifest_path, manifest.dump());
     try {
-      crsm::train::load_checkpoint_model(ckpt.string());
+      crsm::checkpoint::load_checkpoint_model(ckpt.string());
       ADD_FAILURE() << "loaded with " << expected;
-    } catch (const crsm::dist::CheckpointError& e) {
+    } catch (const crsm::checkpoint::CheckpointError& e) {
       EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
     }
   };
@@ -308,7 +308,7 @@ TEST_F(Mutation, StageThreeParameterPieces) {
   const fs::path ckpt = checkpoint(3);
   const auto read = [&] {
     crsm::RunConfig config;
-    crsm::train::load_checkpoint_model(ckpt.string(), &config);
+    crsm::checkpoint::load_checkpoint_model(ckpt.string(), &config);
   };
   expect_survives(ckpt / "rank00000.safetensors", read, {ckpt.string()}, file_budget(ckpt), 22);
 }
@@ -320,7 +320,7 @@ TEST_F(Mutation, CheckpointLatest) {
   const fs::path root = ckpt.parent_path();
   const auto read = [&] {
     std::vector<std::string> skipped;
-    const auto found = crsm::dist::resolve_checkpoint(root.string(), "--model", &skipped);
+    const auto found = crsm::checkpoint::resolve_checkpoint(root.string(), "--model", &skipped);
     if (found != ckpt.string()) throw std::logic_error("resolved " + found + " instead of " + ckpt.string());
   };
   expect_survives(root / "latest", read, {root.string()}, file_budget(root), 9);

@@ -1,4 +1,4 @@
-#include "dist/sha256.h"
+#include "checkpoint/sha256.h"
 
 #include <algorithm>
 #include <cstring>
@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "base/error.h"
-#include "dist/sha256_blocks.h"
+#include "checkpoint/sha256_blocks.h"
 
-namespace crsm::dist {
+namespace crsm::checkpoint {
 namespace detail {
 
 const uint32_t kSha256Round[64] = {
@@ -130,4 +130,4 @@ std::string sha256_file(const std::string& path) {
   return hash.hex_digest();
 }
 
-}  // namespace crsm::dist
+}  // namespace crsm::checkpoint

@@ -10,14 +10,15 @@
 #include <vector>
 
 #include "../support/scratch_dir.h"
-#include "dist/checkpoint_store.h"
+#include "checkpoint/store.h"
 #include "dist/communicator.h"
-#include "dist/resume_across_ranks.h"
+#include "checkpoint/resume_across_ranks.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace crsm::dist;
+using namespace crsm::checkpoint;
 
 // The message of the CheckpointError that resolve_resume_across_ranks must throw on this
 // rank ("" and a test failure if it returns instead).

@@ -3,14 +3,14 @@
 #include "base/error.h"
 #include "config/run_config.h"
 #include "model/parameter_count.h"
-#include "train/memory_fit.h"
+#include "config/memory_plan.h"
 
 namespace {
 
 using crsm::RunConfig;
-using crsm::train::check_fits_in_memory;
-using crsm::train::MemoryUse;
-using crsm::train::planned_bytes_per_rank;
+using crsm::check_fits_in_memory;
+using crsm::MemoryUse;
+using crsm::planned_bytes_per_rank;
 
 RunConfig tiny() {
   RunConfig c;

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-namespace crsm::dist {
+namespace crsm::checkpoint {
 
 // SHA-256 (FIPS 180-4), incremental. Checkpoint manifests record one per file so a
 // damaged checkpoint is detected before anything is loaded from it.
@@ -25,4 +25,4 @@ class Sha256 {
 // Hashes a whole file; throws FileError naming it if it cannot be read.
 std::string sha256_file(const std::string& path);
 
-}  // namespace crsm::dist
+}  // namespace crsm::checkpoint

@@ -1,11 +1,11 @@
-#include "dist/sha256_blocks.h"
+#include "checkpoint/sha256_blocks.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 #include <immintrin.h>
 #endif
 
-namespace crsm::dist::detail {
+namespace crsm::checkpoint::detail {
 
 #if defined(__x86_64__) && defined(__GNUC__)
 namespace {
@@ -81,4 +81,4 @@ Sha256Blocks sha256_blocks_accelerated() { return nullptr; }
 
 #endif
 
-}  // namespace crsm::dist::detail
+}  // namespace crsm::checkpoint::detail

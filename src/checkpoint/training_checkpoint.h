@@ -26,9 +26,9 @@
 #include "dist/communicator.h"
 #include "dist/flat_layout.h"
 #include "model/backbone.h"
-#include "train/adamw.h"
+#include "model/tensor_file.h"
 
-namespace crsm::train {
+namespace crsm::checkpoint {
 
 // The logging window a run is in: saved with every checkpoint, so a run resumed
 // mid-window reports the same means as one that never stopped.
@@ -46,6 +46,30 @@ struct TrainState {
   std::string stage = "backbone";  // "backbone" (stage 1), "finetune" (stage 4) or "dynamics"
   bool value_loss = false;         // stage 4 (true) or stage 1 (false)
   LogWindow window;
+};
+
+// What a training checkpoint keeps of an optimizer (train::AdamW is one): the pieces of
+// parameters this rank updates, and its state as named tensors. Reading it back, the
+// optimizer takes its pieces from the rank files that hold them, saved under any
+// partition of the same parameters.
+class OptimizerState {
+ public:
+  struct Piece {
+    std::string param;   // the parameter's name
+    int64_t offset = 0;  // first element of the piece within the flattened parameter
+    at::Tensor value;    // the piece's values
+  };
+  // The state entries of one rank file, and its path for messages.
+  struct SavedFile {
+    std::string path;
+    model::NamedTensors tensors;
+  };
+
+  virtual ~OptimizerState() = default;
+  virtual std::vector<Piece> pieces() const = 0;
+  virtual model::NamedTensors state() const = 0;
+  // TensorFileError naming `dir` or a file when some piece is not covered or an entry is malformed.
+  virtual void load_state(const std::vector<SavedFile>& files, const std::string& dir) = 0;
 };
 
 // What a checkpoint holds besides the training state and the optimizer.
@@ -90,11 +114,11 @@ TrainManifest read_train_manifest(const std::string& dir);
 
 // Collective: every rank of `comm` calls it. Returns the checkpoint's directory.
 std::string save_train_checkpoint(const std::string& root, const TrainState& state,
-                                  const CheckpointContents& contents, const AdamW& optimizer,
+                                  const CheckpointContents& contents, const OptimizerState& optimizer,
                                   const ShardingInfo& sharding, int keep_last, dist::Communicator& comm);
 // A backbone checkpoint with its tokenizer.
 std::string save_train_checkpoint(const std::string& root, const TrainState& state,
-                                  model::Backbone& model, const AdamW& optimizer,
+                                  model::Backbone& model, const OptimizerState& optimizer,
                                   const ShardingInfo& sharding, const data::Tokenizer& tokenizer,
                                   const nlohmann::json& config, int keep_last,
                                   dist::Communicator& comm);
@@ -120,7 +144,7 @@ uint64_t rank_seed(int64_t seed, int rank);
 // or zero stage), restores the CPU RNG of the same rank when the checkpoint has one
 // (else seeds it from rank_seed and the step), and returns the recorded state.
 // `manifest` is the checkpoint's (read_train_manifest(dir)).
-TrainState load_train_state(const std::string& dir, const TrainManifest& manifest, AdamW& optimizer,
+TrainState load_train_state(const std::string& dir, const TrainManifest& manifest, OptimizerState& optimizer,
                             int rank, int64_t seed);
 
-}  // namespace crsm::train
+}  // namespace crsm::checkpoint

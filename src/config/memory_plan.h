@@ -10,7 +10,7 @@
 #include "config/run_config.h"
 #include "model/dynamics_config.h"
 
-namespace crsm::train {
+namespace crsm {
 
 enum class MemoryUse {
   kTraining,   // weights, gradients, AdamW state and the micro-batch's logits
@@ -40,4 +40,4 @@ void check_dynamics_fits_in_memory(const model::DynamicsConfig& cfg, int ranks_o
 // "1.50 GiB", "16.0 TiB".
 std::string format_bytes(double bytes);
 
-}  // namespace crsm::train
+}  // namespace crsm

@@ -9,12 +9,12 @@
 #include <nlohmann/json.hpp>
 
 #include "../support/scratch_dir.h"
-#include "dist/checkpoint_store.h"
+#include "checkpoint/store.h"
 
 namespace {
 
 namespace fs = std::filesystem;
-using namespace crsm::dist;
+using namespace crsm::checkpoint;
 
 class DistCheckpointStore : public crsm::testing::ScratchDirTest {
  protected:

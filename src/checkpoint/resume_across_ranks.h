@@ -11,14 +11,14 @@
 
 #include "dist/communicator.h"
 
-namespace crsm::dist {
+namespace crsm::checkpoint {
 
 // Collective: every rank calls it and gets the same answer (nullopt: "auto" found
 // nothing, a fresh start). Only rank 0's `spec` and `root` are used, and only rank 0
 // fills `skipped`. Whatever rank 0's resolve_resume throws (a missing or damaged path),
 // every rank throws as a CheckpointError with its message.
-std::optional<std::string> resolve_resume_across_ranks(Communicator& comm, const std::string& spec,
+std::optional<std::string> resolve_resume_across_ranks(dist::Communicator& comm, const std::string& spec,
                                                        const std::string& root,
                                                        std::vector<std::string>* skipped);
 
-}  // namespace crsm::dist
+}  // namespace crsm::checkpoint

@@ -9,7 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace crsm::dist::detail {
+namespace crsm::checkpoint::detail {
 
 extern const uint32_t kSha256Round[64];
 
@@ -20,4 +20,4 @@ void sha256_blocks_reference(uint32_t state[8], const uint8_t* blocks, size_t co
 // nullptr where the CPU (or the compiler) lacks the SHA extensions.
 Sha256Blocks sha256_blocks_accelerated();
 
-}  // namespace crsm::dist::detail
+}  // namespace crsm::checkpoint::detail

@@ -1,4 +1,4 @@
-#include "train/memory_fit.h"
+#include "config/memory_plan.h"
 
 #include <unistd.h>
 
@@ -13,7 +13,7 @@
 
 #include "model/parameter_count.h"
 
-namespace crsm::train {
+namespace crsm {
 namespace {
 
 // The keys above their defaults that make the plan large: each one set back to its
@@ -127,4 +127,4 @@ void check_dynamics_fits_in_memory(const model::DynamicsConfig& cfg, int ranks_o
                    format_bytes(have) + (ranks_on_node > 1 ? " for its " + std::to_string(ranks_on_node) + " ranks" : ""));
 }
 
-}  // namespace crsm::train
+}  // namespace crsm

@@ -1,4 +1,4 @@
-#include "train/assembled_checkpoint.h"
+#include "checkpoint/assembled_checkpoint.h"
 
 #include <cstdio>
 #include <filesystem>
@@ -10,10 +10,10 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 #include "base/new_directories.h"
-#include "dist/checkpoint_store.h"
-#include "dist/sha256.h"
+#include "checkpoint/store.h"
+#include "checkpoint/sha256.h"
 
-namespace crsm::train {
+namespace crsm::checkpoint {
 namespace {
 
 namespace fs = std::filesystem;
@@ -36,18 +36,18 @@ void copy_file_synced(const fs::path& from, const fs::path& to) {
 }  // namespace
 
 std::string backbone_sha256(const std::string& checkpoint_dir) {
-  const auto manifest = dist::read_manifest(checkpoint_dir);
+  const auto manifest = checkpoint::read_manifest(checkpoint_dir);
   const auto files = manifest.value("files", nlohmann::json::object());
   const auto sha_of = [&](const std::string& file) {
     if (!files.contains(file) || !files[file].is_object() || !files[file].value("sha256", nlohmann::json()).is_string())
-      throw dist::CheckpointError(checkpoint_dir + "/manifest.json: no SHA-256 for " + file);
+      throw checkpoint::CheckpointError(checkpoint_dir + "/manifest.json: no SHA-256 for " + file);
     return files[file]["sha256"].get<std::string>();
   };
   const auto shards = manifest.value("parameter_shards", nlohmann::json());
   if (!shards.is_object()) return sha_of("model.safetensors");
   // Zero stage 3: the weights are the rank files' pieces; their digests, in file order,
   // identify them.
-  dist::Sha256 digest;
+  checkpoint::Sha256 digest;
   for (const auto& [file, pieces] : shards.items()) {
     const std::string line = file + " " + sha_of(file) + "\n";
     digest.update(line.data(), line.size());
@@ -64,13 +64,13 @@ std::string assemble_checkpoint(const std::string& backbone_dir, const std::stri
                      dynamics.backbone_sha256 + ", but --backbone " + backbone_dir + " has " + sha +
                      ": distill it from this backbone");
   const std::string root = (fs::path(output_dir) / "checkpoints").string();
-  if (dist::holds_checkpoints(root))
+  if (checkpoint::holds_checkpoints(root))
     throw UsageError("--output " + output_dir + " already holds checkpoints: choose another directory");
-  auto manifest = dist::read_manifest(backbone_dir);
+  auto manifest = checkpoint::read_manifest(backbone_dir);
   base::NewDirectories created;
   created.create(root);
-  dist::remove_unfinished_saves(root);
-  const std::string tmp = dist::begin_checkpoint(root, manifest.value("step", int64_t{0}));
+  checkpoint::remove_unfinished_saves(root);
+  const std::string tmp = checkpoint::begin_checkpoint(root, manifest.value("step", int64_t{0}));
   struct RemoveUnfinished {
     const std::string& dir;
     ~RemoveUnfinished() {
@@ -94,20 +94,20 @@ std::string assemble_checkpoint(const std::string& backbone_dir, const std::stri
                           {"hidden", cfg.resolved_hidden()},
                           {"backbone_sha256", sha},
                           {"source", fs::absolute(dynamics_file).string()}};
-  const std::string committed = dist::commit_checkpoint(root, tmp, manifest, /*keep_last=*/0);
+  const std::string committed = checkpoint::commit_checkpoint(root, tmp, manifest, /*keep_last=*/0);
   created.keep();
   return committed;
 }
 
 std::optional<SavedDynamics> load_checkpoint_dynamics(const std::string& checkpoint_dir) {
-  const auto manifest = dist::read_manifest(checkpoint_dir);
+  const auto manifest = checkpoint::read_manifest(checkpoint_dir);
   if (!manifest.contains("dynamics")) return std::nullopt;
   const std::string path = (fs::path(checkpoint_dir) / kDynamicsFile).string();
   SavedDynamics saved = load_dynamics(path);
   if (saved.backbone_sha256 != backbone_sha256(checkpoint_dir))
-    throw dist::CheckpointError(path + " belongs to the backbone with SHA-256 " + saved.backbone_sha256 +
+    throw checkpoint::CheckpointError(path + " belongs to the backbone with SHA-256 " + saved.backbone_sha256 +
                                 ", not to this checkpoint's backbone");
   return saved;
 }
 
-}  // namespace crsm::train
+}  // namespace crsm::checkpoint

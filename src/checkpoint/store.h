@@ -25,7 +25,7 @@
 
 #include "base/error.h"
 
-namespace crsm::dist {
+namespace crsm::checkpoint {
 
 class CheckpointError : public Error {
  public:
@@ -97,4 +97,4 @@ std::optional<std::string> resolve_resume(const std::string& spec, const std::st
 std::string resolve_checkpoint(const std::string& spec, const std::string& option,
                                std::vector<std::string>* skipped);
 
-}  // namespace crsm::dist
+}  // namespace crsm::checkpoint

@@ -11,7 +11,7 @@
 
 #include "train/dynamics_training.h"
 
-namespace crsm::train {
+namespace crsm::checkpoint {
 
 // The SHA-256 of a checkpoint's model.safetensors, as its manifest records it; for a zero
 // stage 3 checkpoint, the SHA-256 of its parameter rank files' names and digests.
@@ -28,4 +28,4 @@ std::string assemble_checkpoint(const std::string& backbone_dir, const std::stri
 // CheckpointError when its dynamics belongs to another backbone.
 std::optional<SavedDynamics> load_checkpoint_dynamics(const std::string& checkpoint_dir);
 
-}  // namespace crsm::train
+}  // namespace crsm::checkpoint

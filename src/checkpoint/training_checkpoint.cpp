@@ -1,4 +1,4 @@
-#include "train/train_checkpoint.h"
+#include "checkpoint/training_checkpoint.h"
 
 #include <torch/torch.h>
 
@@ -10,13 +10,13 @@
 #include <optional>
 #include <set>
 
-#include "dist/checkpoint_store.h"
+#include "checkpoint/store.h"
 #include "dist/zero_policy.h"
 #include "model/random_state.h"
 #include "model/tensor_file.h"
-#include "train/memory_fit.h"
+#include "config/memory_plan.h"
 
-namespace crsm::train {
+namespace crsm::checkpoint {
 namespace {
 
 namespace fs = std::filesystem;
@@ -37,8 +37,8 @@ std::string rank_file(int rank) {
 
 // Every rank's digest of its own rank file, keyed by file name (on rank 0; the others
 // get the same map). One all-gather of fixed-size records: 8 bytes of size, 64 hex digits.
-std::map<std::string, dist::FileDigest> gather_digests(dist::Communicator& comm,
-                                                       const dist::FileDigest& own) {
+std::map<std::string, checkpoint::FileDigest> gather_digests(dist::Communicator& comm,
+                                                       const checkpoint::FileDigest& own) {
   constexpr int64_t kRecord = 8 + 64;
   auto buffer = torch::zeros({comm.world_size() * kRecord}, torch::kByte);
   auto* mine = buffer.data_ptr<uint8_t>() + comm.rank() * kRecord;
@@ -47,10 +47,10 @@ std::map<std::string, dist::FileDigest> gather_digests(dist::Communicator& comm,
   buffer = buffer.to(comm.device());
   comm.all_gather(buffer)->wait();
   buffer = buffer.cpu();
-  std::map<std::string, dist::FileDigest> out;
+  std::map<std::string, checkpoint::FileDigest> out;
   for (int r = 0; r < comm.world_size(); ++r) {
     const auto* record = buffer.data_ptr<uint8_t>() + r * kRecord;
-    dist::FileDigest d;
+    checkpoint::FileDigest d;
     std::memcpy(&d.bytes, record, 8);
     d.sha256.assign(reinterpret_cast<const char*>(record + 8), 64);
     out[rank_file(r)] = d;
@@ -73,9 +73,9 @@ std::vector<PieceRange> frozen_parameters(const torch::nn::Module& module, const
 
 // This rank's pieces of the parameters (the values its optimizer updates) and the frozen
 // tensors, under their piece keys.
-void add_parameter_pieces(model::NamedTensors& out, const AdamW& optimizer, const torch::nn::Module& module,
+void add_parameter_pieces(model::NamedTensors& out, const OptimizerState& optimizer, const torch::nn::Module& module,
                           const std::vector<PieceRange>& frozen) {
-  for (const auto& slot : optimizer.slots()) out.emplace_back(piece_key(slot.param, slot.offset), slot.value);
+  for (const auto& piece : optimizer.pieces()) out.emplace_back(piece_key(piece.param, piece.offset), piece.value);
   if (frozen.empty()) return;
   std::map<std::string, at::Tensor> tensors;
   for (const auto& [name, t] : model::module_tensors(module)) tensors[name] = t;
@@ -99,16 +99,16 @@ void assemble_parameters(const std::string& dir, const TrainManifest& manifest, 
     for (const auto& r : ranges) {
       const auto target = targets.find(r.param);
       if (target == targets.end())
-        throw dist::CheckpointError(manifest.path + ": \"parameter_shards." + file + "\" names " + r.param +
+        throw checkpoint::CheckpointError(manifest.path + ": \"parameter_shards." + file + "\" names " + r.param +
                                     ", which the model does not have");
       const auto piece = held.find(piece_key(r.param, r.offset));
       if (piece == held.end() || piece->second.numel() != r.length ||
           piece->second.scalar_type() != target->second.scalar_type())
-        throw dist::CheckpointError(path + ": no " + c10::toString(target->second.scalar_type()) + " piece " +
+        throw checkpoint::CheckpointError(path + ": no " + c10::toString(target->second.scalar_type()) + " piece " +
                                     piece_key(r.param, r.offset) + " of " + std::to_string(r.length) +
                                     " elements, which the manifest lists");
       if (r.offset + r.length > target->second.numel())
-        throw dist::CheckpointError(manifest.path + ": piece " + piece_key(r.param, r.offset) + " of " +
+        throw checkpoint::CheckpointError(manifest.path + ": piece " + piece_key(r.param, r.offset) + " of " +
                                     std::to_string(r.length) + " elements runs past the " +
                                     std::to_string(target->second.numel()) + " of " + r.param);
       target->second.view(-1).narrow(0, r.offset, r.length).copy_(piece->second.reshape(-1));
@@ -121,14 +121,14 @@ void assemble_parameters(const std::string& dir, const TrainManifest& manifest, 
     int64_t end = 0;
     for (const auto& [lo, hi] : ranges) {
       if (lo != end)
-        throw dist::CheckpointError(manifest.path + ": \"parameter_shards\" " +
+        throw checkpoint::CheckpointError(manifest.path + ": \"parameter_shards\" " +
                                     (lo < end ? "cover elements of " + name + " twice, from " + std::to_string(lo)
                                               : "leave elements " + std::to_string(end) + " to " + std::to_string(lo) +
                                                     " of " + name + " uncovered"));
       end = hi;
     }
     if (end != t.numel())
-      throw dist::CheckpointError(manifest.path + ": \"parameter_shards\" cover " + std::to_string(end) + " of the " +
+      throw checkpoint::CheckpointError(manifest.path + ": \"parameter_shards\" cover " + std::to_string(end) + " of the " +
                                   std::to_string(t.numel()) + " elements of " + name);
   }
 }
@@ -154,11 +154,11 @@ ShardingInfo sharding_of(const dist::FlatLayout& layout, int zero_stage) {
 }
 
 std::string save_train_checkpoint(const std::string& root, const TrainState& state,
-                                  const CheckpointContents& contents, const AdamW& optimizer,
+                                  const CheckpointContents& contents, const OptimizerState& optimizer,
                                   const ShardingInfo& sharding, int keep_last, dist::Communicator& comm) {
   const int rank = comm.rank();
-  const std::string tmp = (fs::path(root) / (dist::checkpoint_name(state.step) + ".tmp")).string();
-  if (rank == 0) dist::begin_checkpoint(root, state.step);
+  const std::string tmp = (fs::path(root) / (checkpoint::checkpoint_name(state.step) + ".tmp")).string();
+  if (rank == 0) checkpoint::begin_checkpoint(root, state.step);
   comm.barrier();
 
   model::NamedTensors mine;
@@ -172,13 +172,13 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
   model::save_tensor_file(own, mine);
   // Each rank hashes its own file, in parallel; the gather also tells rank 0 that every
   // rank's file is complete and synced, which the manifest must wait for.
-  const auto digests = gather_digests(comm, dist::digest_file(own));
+  const auto digests = gather_digests(comm, checkpoint::digest_file(own));
 
   std::string final_dir;
   if (rank == 0) {
     for (int r = 0; r < comm.world_size(); ++r)
       if (!fs::exists(fs::path(tmp) / rank_file(r)))
-        throw dist::CheckpointError(tmp + ": rank " + std::to_string(r) + "'s file " + rank_file(r) +
+        throw checkpoint::CheckpointError(tmp + ": rank " + std::to_string(r) + "'s file " + rank_file(r) +
                                     " is missing after every rank reported it written");
     if (!sharding.parameters_sharded)
       model::save_tensor_file((fs::path(tmp) / kModelFile).string(), model::module_tensors(*contents.module));
@@ -207,14 +207,14 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
     };
     if (sharding.parameters_sharded) manifest["parameter_shards"] = parameter_shards;
     for (const auto& [key, value] : contents.manifest_extra.items()) manifest[key] = value;
-    final_dir = dist::commit_checkpoint(root, tmp, manifest, keep_last, digests);
+    final_dir = checkpoint::commit_checkpoint(root, tmp, manifest, keep_last, digests);
   }
   final_dir = dist::broadcast_string(comm, final_dir, 0);
   return final_dir;
 }
 
 std::string save_train_checkpoint(const std::string& root, const TrainState& state,
-                                  model::Backbone& model, const AdamW& optimizer,
+                                  model::Backbone& model, const OptimizerState& optimizer,
                                   const ShardingInfo& sharding, const data::Tokenizer& tokenizer,
                                   const nlohmann::json& config, int keep_last,
                                   dist::Communicator& comm) {
@@ -228,14 +228,14 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
 TrainManifest read_train_manifest(const std::string& dir) {
   TrainManifest m;
   m.path = (fs::path(dir) / "manifest.json").string();
-  const nlohmann::json j = dist::read_manifest(dir);
+  const nlohmann::json j = checkpoint::read_manifest(dir);
   const auto field = [&](const nlohmann::json& object, const char* key, const Constraint& c,
                          const std::string& where) -> const nlohmann::json& {
     if (!object.is_object() || !object.contains(key))
-      throw dist::CheckpointError(m.path + ": missing \"" + where + key + "\"");
+      throw checkpoint::CheckpointError(m.path + ": missing \"" + where + key + "\"");
     const auto& v = object.at(key);
     if (!c.allows(v))
-      throw dist::CheckpointError(m.path + ": \"" + where + key + "\": expected " + c.expected() + ", got " +
+      throw checkpoint::CheckpointError(m.path + ": \"" + where + key + "\": expected " + c.expected() + ", got " +
                                   v.dump());
     return v;
   };
@@ -257,12 +257,12 @@ TrainManifest read_train_manifest(const std::string& dir) {
                          std::all_of(w["sums"].begin(), w["sums"].end(), [](const nlohmann::json& x) {
                            return x.is_number() && std::isfinite(x.get<double>());
                          });
-    if (!numbers) throw dist::CheckpointError(m.path + ": \"log_window.sums\": expected a list of finite numbers");
+    if (!numbers) throw checkpoint::CheckpointError(m.path + ": \"log_window.sums\": expected a list of finite numbers");
     const auto& sums = w["sums"];
     m.state.window.sums = sums.get<std::vector<double>>();
   }
   if (!j.contains("config") || !j["config"].is_object())
-    throw dist::CheckpointError(m.path + ": \"config\": expected a JSON object");
+    throw checkpoint::CheckpointError(m.path + ": \"config\": expected a JSON object");
   m.config = j["config"];
   const Constraint file_name = Constraint::satisfying(
       [](const std::string& name) {
@@ -274,17 +274,17 @@ TrainManifest read_train_manifest(const std::string& dir) {
     std::map<std::string, std::vector<PieceRange>> out;
     if (!required && !j.contains(key)) return out;
     if (!j.contains(key) || !j[key].is_object())
-      throw dist::CheckpointError(m.path + ": \"" + key + "\": expected a JSON object");
+      throw checkpoint::CheckpointError(m.path + ": \"" + key + "\": expected a JSON object");
     for (const auto& [file, ranges] : j[key].items()) {
       const std::string where = std::string(key) + "." + file;
       if (!file_name.allows(file) || !ranges.is_array())
-        throw dist::CheckpointError(m.path + ": \"" + where + "\": expected a rank file name and a list of pieces");
+        throw checkpoint::CheckpointError(m.path + ": \"" + where + "\": expected a rank file name and a list of pieces");
       auto& pieces = out[file];
       // No parameter has 2^48 elements: offset + length cannot overflow.
       const Constraint elements = Constraint::integer(0, int64_t{1} << 48);
       for (const auto& r : ranges) {
         if (!r.is_array() || r.size() != 3 || !r[0].is_string() || !elements.allows(r[1]) || !elements.allows(r[2]))
-          throw dist::CheckpointError(m.path + ": \"" + where + "\": expected pieces [name, offset, length], got " +
+          throw checkpoint::CheckpointError(m.path + ": \"" + where + "\": expected pieces [name, offset, length], got " +
                                       r.dump());
         pieces.push_back({r[0].get<std::string>(), r[1].get<int64_t>(), r[2].get<int64_t>()});
       }
@@ -294,7 +294,7 @@ TrainManifest read_train_manifest(const std::string& dir) {
   m.optimizer_shards = shards("optimizer_shards", true);
   m.parameter_shards = shards("parameter_shards", false);
   if (m.parameter_shards.empty() && dist::ZeroPolicy::for_stage(m.zero_stage).sharded_parameters())
-    throw dist::CheckpointError(m.path + ": \"parameter_shards\": a zero stage " + std::to_string(m.zero_stage) +
+    throw checkpoint::CheckpointError(m.path + ": \"parameter_shards\": a zero stage " + std::to_string(m.zero_stage) +
                                 " checkpoint must list the rank files that hold the parameters");
   return m;
 }
@@ -307,7 +307,7 @@ model::Backbone load_checkpoint_model(const std::string& dir, RunConfig* config)
   const std::string files = manifest.parameter_shards.empty() ? (fs::path(dir) / kModelFile).string()
                                                               : "the rank files of " + dir;
   if (need > have)
-    throw dist::CheckpointError(manifest.path + ": its config describes a model of " + format_bytes(need) +
+    throw checkpoint::CheckpointError(manifest.path + ": its config describes a model of " + format_bytes(need) +
                                 " of weights, but " + files + " hold " + format_bytes(have));
   check_fits_in_memory(parsed, MemoryUse::kInference, 1, 1, 0, manifest.path + " config");
   model::Backbone model(parsed.model);
@@ -331,7 +331,7 @@ double checkpoint_weight_bytes(const std::string& dir, const TrainManifest& mani
   for (const auto& file : files) {
     std::error_code ec;
     const auto size = fs::file_size(fs::path(dir) / file, ec);
-    if (ec) throw dist::CheckpointError((fs::path(dir) / file).string() + ": cannot be read (" + ec.message() + ")");
+    if (ec) throw checkpoint::CheckpointError((fs::path(dir) / file).string() + ": cannot be read (" + ec.message() + ")");
     bytes += static_cast<double>(size);
   }
   return bytes;
@@ -341,18 +341,18 @@ uint64_t rank_seed(int64_t seed, int rank) {
   return static_cast<uint64_t>(seed) * 1000003ULL + static_cast<uint64_t>(rank);
 }
 
-TrainState load_train_state(const std::string& dir, const TrainManifest& manifest, AdamW& optimizer,
+TrainState load_train_state(const std::string& dir, const TrainManifest& manifest, OptimizerState& optimizer,
                             int rank, int64_t seed) {
   const std::string own = rank_file(rank);
-  std::vector<AdamW::SavedPiece> pieces;
+  const auto mine = optimizer.pieces();
+  std::vector<OptimizerState::SavedFile> files;
   std::optional<at::Tensor> rng;
-  int64_t step = -1;
   for (const auto& [file, ranges] : manifest.optimizer_shards) {
     bool needed = false;
     for (const auto& range : ranges)
-      for (const auto& slot : optimizer.slots())
-        if (slot.param == range.param && slot.offset < range.offset + range.length &&
-            range.offset < slot.offset + slot.value.numel())
+      for (const auto& piece : mine)
+        if (piece.param == range.param && piece.offset < range.offset + range.length &&
+            range.offset < piece.offset + piece.value.numel())
           needed = true;
     // This rank's own file holds its RNG state as well; it is read once either way.
     if (!needed && file != own) continue;
@@ -366,13 +366,9 @@ TrainState load_train_state(const std::string& dir, const TrainManifest& manifes
     tensors.erase(std::remove_if(tensors.begin(), tensors.end(),
                                  [](const auto& t) { return t.first.rfind(kParamPrefix, 0) == 0; }),
                   tensors.end());
-    if (!needed) continue;
-    auto found = AdamW::parse_state(tensors, path, &step);
-    for (auto& p : found) pieces.push_back(std::move(p));
+    if (needed) files.push_back({path, std::move(tensors)});
   }
-  if (step < 0 && !optimizer.slots().empty())
-    throw model::TensorFileError(dir + ": no optimizer state in any rank file of the manifest");
-  optimizer.load_state(pieces, step, dir);
+  optimizer.load_state(files, dir);
 
   if (rng) {
     model::set_random_state(at::kCPU, *rng);
@@ -383,4 +379,4 @@ TrainState load_train_state(const std::string& dir, const TrainManifest& manifes
   return manifest.state;
 }
 
-}  // namespace crsm::train
+}  // namespace crsm::checkpoint

@@ -5,13 +5,13 @@
 #include <string>
 #include <vector>
 
-#include "dist/sha256.h"
-#include "dist/sha256_blocks.h"
+#include "checkpoint/sha256.h"
+#include "checkpoint/sha256_blocks.h"
 
 namespace {
 
-using crsm::dist::Sha256;
-namespace detail = crsm::dist::detail;
+using crsm::checkpoint::Sha256;
+namespace detail = crsm::checkpoint::detail;
 
 TEST(DistSha256, KnownVectors) {
   Sha256 empty;

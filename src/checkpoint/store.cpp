@@ -1,4 +1,4 @@
-#include "dist/checkpoint_store.h"
+#include "checkpoint/store.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -10,9 +10,9 @@
 
 #include "base/atomic_file.h"
 #include "base/file_read.h"
-#include "dist/sha256.h"
+#include "checkpoint/sha256.h"
 
-namespace crsm::dist {
+namespace crsm::checkpoint {
 namespace {
 
 namespace fs = std::filesystem;
@@ -296,4 +296,4 @@ std::string resolve_checkpoint(const std::string& spec, const std::string& optio
   return *found;
 }
 
-}  // namespace crsm::dist
+}  // namespace crsm::checkpoint
