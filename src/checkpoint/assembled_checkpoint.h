@@ -9,7 +9,7 @@
 #include <optional>
 #include <string>
 
-#include "train/dynamics_training.h"
+#include "checkpoint/dynamics_file.h"
 
 namespace crsm::checkpoint {
 

@@ -15,7 +15,7 @@
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
 #include "checkpoint/assembled_checkpoint.h"
-#include "train/dynamics_quality.h"
+#include "distill/dynamics_quality.h"
 #include "checkpoint/training_checkpoint.h"
 #include "train/training_data.h"
 
@@ -64,7 +64,7 @@ const std::vector<Option>& check_options() {
   return table;
 }
 
-void print_report(const train::QualityReport& r, const std::string& dir, const std::string& arch) {
+void print_report(const distill::QualityReport& r, const std::string& dir, const std::string& arch) {
   const auto& s = r.one_step;
   std::printf("check-dynamics: %s (%s dynamics) on %lld held-out transitions\n", dir.c_str(), arch.c_str(),
               static_cast<long long>(s.rows));
@@ -124,7 +124,7 @@ int check_dynamics_command(int argc, char** argv) {
   std::vector<int64_t> ks;
   for (int64_t k : {1, 2, 4, 8})
     if (k <= seq_len) ks.push_back(k);
-  const auto report = train::check_dynamics_quality(backbone, *dynamics, corpus.val, o.integer("samples"), seq_len,
+  const auto report = distill::check_dynamics_quality(backbone, *dynamics, corpus.val, o.integer("samples"), seq_len,
                                                     static_cast<uint64_t>(o.integer("seed")), ks, "--data " + data_dir);
   const std::string arch = model::to_string(dynamics->model->config().arch);
   if (o.is_set("json")) {

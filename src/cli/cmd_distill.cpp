@@ -18,8 +18,8 @@
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
 #include "checkpoint/assembled_checkpoint.h"
-#include "train/distill_collect.h"
-#include "train/dynamics_training.h"
+#include "distill/distill_collect.h"
+#include "distill/dynamics_training.h"
 #include "base/exit_status.h"
 #include "config/memory_plan.h"
 #include "checkpoint/training_checkpoint.h"
@@ -109,7 +109,7 @@ Collected collect(const ParsedOptions& o, const RunConfig& config, model::Backbo
                                                                   : o.integer("val-samples");
   data::TransitionSchema schema{config.model.num_layers, config.model.d_model, config.model.vocab_size,
                                 data::parse_transition_dtype(o.text("dtype")), checkpoint::backbone_sha256(ckpt), ""};
-  train::CollectOptions options;
+  distill::CollectOptions options;
   options.dir = (fs::path(out) / "transitions").string();
   // About 4 MiB per chunk: fewer, larger flushes keep the writer near the disk's speed,
   // and a chunk stays far below what HDF5 handles well on the large config (10 rows).
@@ -126,20 +126,20 @@ Collected collect(const ParsedOptions& o, const RunConfig& config, model::Backbo
   // Both plans first, and whatever an earlier run left checked against them: a corpus too
   // small for them, or files this collection cannot continue, are refused before anything
   // is collected.
-  std::vector<train::CollectionPlan> plans;
+  std::vector<distill::CollectionPlan> plans;
   for (const auto& [split, tokens, n] : {std::tuple{"train", &corpus.train, samples}, {"val", &corpus.val, val_samples}})
-    plans.push_back(train::plan_collection(split, tokens->size(), n, seq_len, static_cast<uint64_t>(config.seed),
+    plans.push_back(distill::plan_collection(split, tokens->size(), n, seq_len, static_cast<uint64_t>(config.seed),
                                            "--data " + data_dir));
   for (const auto& plan : plans) {
-    schema.plan = train::collection_plan_text(plan, comm.world_size());
-    for (const auto& note : train::check_collection_resumable(plan, schema, options, comm))
+    schema.plan = distill::collection_plan_text(plan, comm.world_size());
+    for (const auto& note : distill::check_collection_resumable(plan, schema, options, comm))
       if (root) std::printf("distill: %s\n", note.c_str());
   }
   Collected result;
   for (const auto& plan : plans) {
     const auto& tokens = plan.split == "train" ? corpus.train : corpus.val;
-    schema.plan = train::collection_plan_text(plan, comm.world_size());
-    const auto r = train::collect_transitions(model, tokens, plan, schema, options, comm);
+    schema.plan = distill::collection_plan_text(plan, comm.world_size());
+    const auto r = distill::collect_transitions(model, tokens, plan, schema, options, comm);
     if (r.preempted) {
       if (root)
         std::printf("distill: preempted by %s while collecting %s transitions; every flushed row is kept: rerun the "
@@ -159,7 +159,7 @@ Collected collect(const ParsedOptions& o, const RunConfig& config, model::Backbo
 // The files of an earlier collection, checked against the backbone in use.
 Collected existing_collection(const ParsedOptions& o, const RunConfig& config, const std::string& ckpt) {
   const std::string dir = o.text("transitions");
-  Collected c{false, train::master_file_path(dir, "train"), train::master_file_path(dir, "val")};
+  Collected c{false, distill::master_file_path(dir, "train"), distill::master_file_path(dir, "val")};
   for (const auto& file : {c.train, c.val}) {
     const auto info = data::inspect_transition_file(file);
     data::TransitionSchema expected{config.model.num_layers, config.model.d_model, config.model.vocab_size,
@@ -201,7 +201,7 @@ int distill_command(int argc, char** argv) {
   if (!o.is_set("collect-only")) {
     check_dynamics_fits_in_memory(arch, rt.local_world_size, "--arch " + config.dynamics.arch + " --hidden " +
                                                                         std::to_string(arch.resolved_hidden()));
-    train::check_dynamics_resumable(o.text("output-path"), arch);
+    distill::check_dynamics_resumable(o.text("output-path"), arch);
   }
   const auto device = dist::rank_device(config.device, rt);
   auto comm = dist::make_communicator(rt, device, std::chrono::seconds(o.integer("collective-timeout")));
@@ -218,7 +218,7 @@ int distill_command(int argc, char** argv) {
   if (files.preempted) return kExitPreempted;
   if (o.is_set("collect-only")) return kExitOk;
 
-  train::DynamicsRun run;
+  distill::DynamicsRun run;
   run.train_file = files.train;
   run.val_file = files.val;
   run.run_dir = out;
@@ -238,7 +238,7 @@ int distill_command(int argc, char** argv) {
                   {"output_path", out},
                   {"num_samples", data::inspect_transition_file(files.train).rows},
                   {"val_samples", data::inspect_transition_file(files.val).rows}};
-  const auto result = train::train_dynamics(run, *comm);
+  const auto result = distill::train_dynamics(run, *comm);
   if (result.train.exit_status == kExitOk && rt.is_root())
     std::printf("distill: done: validation R² %.4f, MSE %.6f (%s); wrote %s and %s\n",
                 result.validation.value("avg_r2", 0.0), result.validation.value("avg_mse", 0.0),

@@ -19,9 +19,9 @@
 #include "data/transition_store.h"
 #include "dist/communicator.h"
 #include "model/backbone.h"
-#include "train/delta_score.h"
-#include "train/distill_collect.h"
-#include "train/dynamics_training.h"
+#include "distill/delta_score.h"
+#include "distill/distill_collect.h"
+#include "distill/dynamics_training.h"
 
 namespace {
 
@@ -214,7 +214,7 @@ TEST_F(TransitionStore, TheMasterFileJoinsRankFilesInOrderFromAnyDirectory) {
 // --- the collection ---------------------------------------------------------------
 
 TEST(CollectionPlan, EveryWorldSizeCollectsTheSameWindowsInTheSameOrder) {
-  const auto plan = crsm::train::plan_collection("train", 100000, 1000, 32, 7, "--data D");
+  const auto plan = crsm::distill::plan_collection("train", 100000, 1000, 32, 7, "--data D");
   EXPECT_EQ(plan.windows(), 32);  // ceil(1000 / 32)
   int64_t rows = 0;
   std::set<int64_t> starts;
@@ -236,9 +236,9 @@ TEST(CollectionPlan, EveryWorldSizeCollectsTheSameWindowsInTheSameOrder) {
     EXPECT_EQ(next, plan.windows());
     EXPECT_EQ(total, 1000);
   }
-  EXPECT_EQ(crsm::train::plan_collection("train", 100000, 1000, 32, 7, "--data D").starts, plan.starts);
-  EXPECT_NE(crsm::train::plan_collection("train", 100000, 1000, 32, 8, "--data D").starts, plan.starts);
-  EXPECT_NE(error_of([] { crsm::train::plan_collection("val", 300, 1000, 32, 7, "--data D"); })
+  EXPECT_EQ(crsm::distill::plan_collection("train", 100000, 1000, 32, 7, "--data D").starts, plan.starts);
+  EXPECT_NE(crsm::distill::plan_collection("train", 100000, 1000, 32, 8, "--data D").starts, plan.starts);
+  EXPECT_NE(error_of([] { crsm::distill::plan_collection("val", 300, 1000, 32, 7, "--data D"); })
                 .find("--data D: 1000 transitions of the val split need 32 windows of 33 tokens"),
             std::string::npos);
 }
@@ -256,7 +256,7 @@ TEST(CollectTransitions, ParallelModeRowsEqualRecurrentSteps) {
   crsm::model::Backbone model(cfg);
   model->eval();
   const auto windows = torch::randint(0, 40, {2, 13}, torch::kLong);
-  const auto rows = crsm::train::compute_transitions(model, windows, {5, 9});
+  const auto rows = crsm::distill::compute_transitions(model, windows, {5, 9});
   ASSERT_EQ(rows.size(), 24);
   torch::NoGradGuard no_grad;
   auto state = model->empty_state(2);
@@ -282,7 +282,7 @@ TEST(DeltaScore, PerfectZeroAndMeanPredictorsScoreAsTheirDefinitions) {
   const auto truth = torch::randn({200, 2, 4}) * torch::tensor({1.0, 3.0}).view({1, 2, 1}) + 0.5;
   const auto mean = truth.mean(0);
   const auto score = [&](const at::Tensor& predicted) {
-    crsm::train::DeltaScorer s(mean);
+    crsm::distill::DeltaScorer s(mean);
     s.add(predicted.narrow(0, 0, 120), truth.narrow(0, 0, 120));
     s.add(predicted.narrow(0, 120, 80), truth.narrow(0, 120, 80));
     auto local = crsm::dist::make_local_communicator();
@@ -321,7 +321,7 @@ TEST_F(DynamicsBatches, RanksReadDisjointSlicesAndAPositionResumesExactly) {
   }
   std::set<int64_t> seen;
   for (int rank = 0; rank < 2; ++rank) {
-    crsm::train::TransitionBatches source(path, 20, 5, rank, 2, /*block_rows=*/32, /*buffer_blocks=*/2);
+    crsm::distill::TransitionBatches source(path, 20, 5, rank, 2, /*block_rows=*/32, /*buffer_blocks=*/2);
     EXPECT_EQ(source.batches_per_epoch(), 15);  // 150 rows per rank, 10 per rank and step
     for (int64_t b = 0; b < source.batches_per_epoch(); ++b) {
       const auto batch = source.next();
@@ -335,13 +335,13 @@ TEST_F(DynamicsBatches, RanksReadDisjointSlicesAndAPositionResumesExactly) {
     }
   }
   EXPECT_EQ(seen.size(), 300u);
-  crsm::train::TransitionBatches a(path, 20, 5, 0, 2, 32, 2), b(path, 20, 5, 0, 2, 32, 2);
+  crsm::distill::TransitionBatches a(path, 20, 5, 0, 2, 32, 2), b(path, 20, 5, 0, 2, 32, 2);
   for (int i = 0; i < 22; ++i) a.next();  // into the second epoch
   b.set_position(a.position());
   for (int i = 0; i < 10; ++i) EXPECT_TRUE(torch::equal(a.next()[0], b.next()[0]));
-  crsm::train::TransitionBatches c(path, 20, 5, 0, 2, 32, 2);
+  crsm::distill::TransitionBatches c(path, 20, 5, 0, 2, 32, 2);
   c.next();
-  EXPECT_FALSE(torch::equal(c.next()[0], crsm::train::TransitionBatches(path, 20, 6, 0, 2, 32, 2).next()[0]));
+  EXPECT_FALSE(torch::equal(c.next()[0], crsm::distill::TransitionBatches(path, 20, 6, 0, 2, 32, 2).next()[0]));
 }
 
 }  // namespace

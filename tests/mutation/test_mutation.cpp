@@ -37,7 +37,7 @@
 #include "metrics/metrics_log.h"
 #include "checkpoint/training_checkpoint.h"
 #include "train/trainable.h"
-#include "train/dynamics_training.h"
+#include "distill/dynamics_training.h"
 
 // The largest single allocation while a reader runs, from operator new and from
 // LibTorch's CPU allocator.

@@ -17,7 +17,7 @@
 #include "dist/communicator.h"
 #include "model/backbone.h"
 
-namespace crsm::train {
+namespace crsm::distill {
 
 // Windows of seq_len + 1 tokens on a grid of stride seq_len + 1 whose offset the seed
 // picks, permuted by the seed; the first ceil(num_samples / seq_len) of them are
@@ -86,4 +86,4 @@ CollectResult collect_transitions(model::Backbone& model, const data::TokenSplit
 std::string rank_file_path(const std::string& dir, const std::string& split, int rank);
 std::string master_file_path(const std::string& dir, const std::string& split);
 
-}  // namespace crsm::train
+}  // namespace crsm::distill

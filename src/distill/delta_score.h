@@ -15,7 +15,7 @@
 
 #include "dist/communicator.h"
 
-namespace crsm::train {
+namespace crsm::distill {
 
 struct DeltaScore {
   int64_t rows = 0;
@@ -44,4 +44,4 @@ class DeltaScorer {
   int64_t rows_ = 0;
 };
 
-}  // namespace crsm::train
+}  // namespace crsm::distill

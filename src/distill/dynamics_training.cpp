@@ -1,4 +1,4 @@
-#include "train/dynamics_training.h"
+#include "distill/dynamics_training.h"
 
 #include <torch/torch.h>
 
@@ -15,10 +15,10 @@
 #include "dist/runtime.h"
 #include "model/tensor_file.h"
 #include "train/adamw.h"
-#include "train/delta_score.h"
+#include "distill/delta_score.h"
 #include "metrics/metrics_log.h"
 
-namespace crsm::train {
+namespace crsm::distill {
 namespace {
 
 namespace fs = std::filesystem;
@@ -34,7 +34,7 @@ void for_each_piece(const data::TransitionReader& reader, int64_t first, int64_t
   for (int64_t at = 0; at < count; at += piece) visit(reader.read(first + at, std::min(piece, count - at)));
 }
 
-class DynamicsObjective : public Objective {
+class DynamicsObjective : public train::Objective {
  public:
   DynamicsObjective(model::LatentDynamics dynamics, at::Tensor embeddings, checkpoint::DeltaMoments moments,
                     const std::string& val_file)
@@ -46,29 +46,29 @@ class DynamicsObjective : public Objective {
 
   torch::nn::Module& module() override { return *dynamics_; }
 
-  TrainableParameters trainable() override {
-    TrainableParameters out;
+  train::TrainableParameters trainable() override {
+    train::TrainableParameters out;
     for (const auto& p : dynamics_->named_parameters(/*recurse=*/true)) {
       out.params.emplace_back(p.key(), p.value());
-      out.decay.push_back(decays(p.key(), p.value().dim()));
+      out.decay.push_back(train::decays(p.key(), p.value().dim()));
     }
     return out;
   }
 
-  std::vector<at::Tensor> losses(const Batch& batch) override {
+  std::vector<at::Tensor> losses(const train::Batch& batch) override {
     const auto predicted = dynamics_(batch[0], embeddings_.index_select(0, batch[2]));
     const auto mse = (predicted - batch[1]).pow(2).mean(std::vector<int64_t>{0, 2});  // per layer
     const auto loss = (mse * inverse_variance_).mean();
     return {loss, loss.detach(), mse.mean().detach()};
   }
 
-  Report train_report(const std::vector<double>& means) const override {
+  train::Report train_report(const std::vector<double>& means) const override {
     char line[96];
     std::snprintf(line, sizeof line, "loss %.4f | mse %.6f", means[0], means[1]);
     return {{{"loss", means[0]}, {"mse", means[1]}}, line};
   }
 
-  Report validate(dist::Communicator& comm) override {
+  train::Report validate(dist::Communicator& comm) override {
     torch::NoGradGuard no_grad;
     dynamics_->eval();
     data::TransitionReader reader(val_file_);
@@ -162,13 +162,13 @@ void TransitionBatches::load_group(int64_t epoch, int64_t group) {
   loaded_group_ = group;
 }
 
-Batch TransitionBatches::next() {
+train::Batch TransitionBatches::next() {
   // Groups hold group_rows_ rows except the one with the slice's short last block, so a
   // batch is located by walking the groups of the epoch.
   const int64_t blocks = (rows_ + block_rows_ - 1) / block_rows_, per_group = group_rows_ / block_rows_;
   const int64_t groups = (blocks + per_group - 1) / per_group;
   int64_t at = position_.batch * local_batch_, need = local_batch_;
-  std::vector<Batch> parts;
+  std::vector<train::Batch> parts;
   for (int64_t g = 0; g < groups && need > 0; ++g) {
     if (loaded_epoch_ != position_.epoch || loaded_group_ != g) load_group(position_.epoch, g);
     const int64_t size = group_[0].size(0);
@@ -177,13 +177,13 @@ Batch TransitionBatches::next() {
       continue;
     }
     const int64_t take = std::min(need, size - at);
-    Batch part;
+    train::Batch part;
     for (const auto& t : group_) part.push_back(t.narrow(0, at, take));
     parts.push_back(std::move(part));
     need -= take;
     at = 0;
   }
-  Batch batch;
+  train::Batch batch;
   for (size_t i = 0; i < 3; ++i) {
     std::vector<at::Tensor> pieces;
     for (const auto& p : parts) pieces.push_back(p[i]);
@@ -240,7 +240,7 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
   model::LatentDynamics dynamics(run.arch);
   dynamics->to(run.embeddings.device());
   const std::string ckpt_root = (fs::path(run.run_dir) / "checkpoints").string();
-  LoopOptions loop;
+  train::LoopOptions loop;
   if (run.resume) {
     std::vector<std::string> skipped;
     loop.continue_from = checkpoint::resolve_resume_across_ranks(comm, "auto", ckpt_root, &skipped);
@@ -281,7 +281,7 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
 
   DynamicsObjective objective(dynamics, run.embeddings, moments, run.val_file);
   DynamicsResult result;
-  result.train = run_training_loop(objective, source, loop, comm);
+  result.train = train::run_training_loop(objective, source, loop, comm);
   if (result.train.exit_status != kExitOk) return result;
   result.validation = result.train.final_validation;
   if (result.validation.is_null()) result.validation = objective.validate(comm).record;
@@ -308,4 +308,4 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
   return result;
 }
 
-}  // namespace crsm::train
+}  // namespace crsm::distill

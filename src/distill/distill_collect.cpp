@@ -1,4 +1,4 @@
-#include "train/distill_collect.h"
+#include "distill/distill_collect.h"
 
 #include <torch/torch.h>
 
@@ -12,7 +12,7 @@
 #include "dist/runtime.h"
 #include "dist/communicator.h"
 
-namespace crsm::train {
+namespace crsm::distill {
 namespace {
 
 namespace fs = std::filesystem;
@@ -223,4 +223,4 @@ CollectResult collect_transitions(model::Backbone& model, const data::TokenSplit
   return result;
 }
 
-}  // namespace crsm::train
+}  // namespace crsm::distill

@@ -14,10 +14,10 @@
 
 #include "data/token_shards.h"
 #include "model/backbone.h"
-#include "train/delta_score.h"
-#include "train/dynamics_training.h"
+#include "distill/delta_score.h"
+#include "distill/dynamics_training.h"
 
-namespace crsm::train {
+namespace crsm::distill {
 
 struct RolloutError {
   int64_t k = 0;
@@ -43,4 +43,4 @@ QualityReport check_dynamics_quality(model::Backbone& backbone, const checkpoint
                                      const data::TokenSplit& split, int64_t samples, int64_t seq_len,
                                      uint64_t seed, const std::vector<int64_t>& ks, const std::string& source);
 
-}  // namespace crsm::train
+}  // namespace crsm::distill

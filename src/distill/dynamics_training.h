@@ -18,21 +18,21 @@
 #include "model/latent_dynamics.h"
 #include "train/training_loop.h"
 
-namespace crsm::train {
+namespace crsm::distill {
 
 // This rank's slice of a transition file, [rows * rank / world, rows * (rank + 1) / world),
 // as batches of state [b, L, D], delta [b, L, D] and action [b] (int64). Each epoch visits
 // the slice's blocks of block_rows rows in an order drawn from (seed, epoch) and shuffles
 // rows within groups of buffer_blocks blocks (the shuffle buffer); the position
 // (epoch, batch) alone fixes what comes next, so a checkpoint resumes it exactly.
-class TransitionBatches : public BatchSource {
+class TransitionBatches : public train::BatchSource {
  public:
   TransitionBatches(const std::string& path, int64_t global_batch, uint64_t seed, int rank, int world,
                     int64_t block_rows = 1024, int64_t buffer_blocks = 8);
 
   int64_t batches_per_epoch() const override { return batches_per_epoch_; }
   int64_t rows() const override { return local_batch_; }
-  Batch next() override;
+  train::Batch next() override;
   data::SamplerPosition position() const override { return position_; }
   void set_position(const data::SamplerPosition& p) override { position_ = p; }
 
@@ -45,7 +45,7 @@ class TransitionBatches : public BatchSource {
   int64_t block_rows_, group_rows_;
   data::SamplerPosition position_;
   int64_t loaded_epoch_ = -1, loaded_group_ = -1;
-  Batch group_;  // the rows of the loaded group, shuffled
+  train::Batch group_;  // the rows of the loaded group, shuffled
 };
 
 // Per-layer mean [L, D] and variance [L] of the deltas of a transition file (every rank
@@ -68,7 +68,7 @@ struct DynamicsRun {
 };
 
 struct DynamicsResult {
-  TrainResult train;
+  train::TrainResult train;
   nlohmann::json validation;  // the last DeltaScore
 };
 
@@ -82,4 +82,4 @@ void check_dynamics_resumable(const std::string& run_dir, const model::DynamicsC
 DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm);
 
 
-}  // namespace crsm::train
+}  // namespace crsm::distill

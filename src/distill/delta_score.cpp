@@ -1,10 +1,10 @@
-#include "train/delta_score.h"
+#include "distill/delta_score.h"
 
 #include <torch/torch.h>
 
 #include <stdexcept>
 
-namespace crsm::train {
+namespace crsm::distill {
 namespace {
 
 enum Sum { kSquaredError, kAbsError, kTruth, kSquaredTruth, kSquaredFromMean, kSums };
@@ -82,4 +82,4 @@ DeltaScore DeltaScorer::score() const {
   return s;
 }
 
-}  // namespace crsm::train
+}  // namespace crsm::distill

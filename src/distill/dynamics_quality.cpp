@@ -1,11 +1,11 @@
-#include "train/dynamics_quality.h"
+#include "distill/dynamics_quality.h"
 
 #include <torch/torch.h>
 
 #include "data/batch_sampler.h"
-#include "train/distill_collect.h"
+#include "distill/distill_collect.h"
 
-namespace crsm::train {
+namespace crsm::distill {
 
 std::string mse_verdict(double avg_mse) {
   if (avg_mse < 0.01) return "excellent";
@@ -79,4 +79,4 @@ QualityReport check_dynamics_quality(model::Backbone& backbone, const checkpoint
   return report;
 }
 
-}  // namespace crsm::train
+}  // namespace crsm::distill
