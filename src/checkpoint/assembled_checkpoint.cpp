@@ -10,14 +10,15 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 #include "base/new_directories.h"
+#include "checkpoint/run_dir.h"
 #include "checkpoint/store.h"
+#include "checkpoint/training_checkpoint.h"
 #include "checkpoint/sha256.h"
 
 namespace crsm::checkpoint {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr const char* kDynamicsFile = "dynamics.safetensors";
 
 // Copies in pieces through an AtomicFile: checkpoints can be larger than memory.
 void copy_file_synced(const fs::path& from, const fs::path& to) {
@@ -44,7 +45,7 @@ std::string backbone_sha256(const std::string& checkpoint_dir) {
     return files[file]["sha256"].get<std::string>();
   };
   const auto shards = manifest.value("parameter_shards", nlohmann::json());
-  if (!shards.is_object()) return sha_of("model.safetensors");
+  if (!shards.is_object()) return sha_of(kModelFile);
   // Zero stage 3: the weights are the rank files' pieces; their digests, in file order,
   // identify them.
   checkpoint::Sha256 digest;
@@ -63,7 +64,7 @@ std::string assemble_checkpoint(const std::string& backbone_dir, const std::stri
     throw UsageError("--dynamics " + dynamics_file + " was distilled from the backbone with SHA-256 " +
                      dynamics.backbone_sha256 + ", but --backbone " + backbone_dir + " has " + sha +
                      ": distill it from this backbone");
-  const std::string root = (fs::path(output_dir) / "checkpoints").string();
+  const std::string root = RunDir(output_dir).checkpoints();
   if (checkpoint::holds_checkpoints(root))
     throw UsageError("--output " + output_dir + " already holds checkpoints: choose another directory");
   auto manifest = checkpoint::read_manifest(backbone_dir);
@@ -83,13 +84,13 @@ std::string assemble_checkpoint(const std::string& backbone_dir, const std::stri
     copy_file_synced(from, fs::path(tmp) / name);
   };
   for (const auto& entry : fs::directory_iterator(backbone_dir))
-    if (entry.is_regular_file() && entry.path().filename() != "manifest.json")
+    if (entry.is_regular_file() && entry.path().filename() != kManifestFile)
       copy(entry.path(), entry.path().filename().string());
-  copy(dynamics_file, kDynamicsFile);
+  copy(dynamics_file, kDynamicsFileName);
   if (safe_point) safe_point();
   const auto& cfg = dynamics.model->config();
   manifest.erase("files");
-  manifest["dynamics"] = {{"file", kDynamicsFile},
+  manifest["dynamics"] = {{"file", kDynamicsFileName},
                           {"arch", model::to_string(cfg.arch)},
                           {"hidden", cfg.resolved_hidden()},
                           {"backbone_sha256", sha},
@@ -102,7 +103,7 @@ std::string assemble_checkpoint(const std::string& backbone_dir, const std::stri
 std::optional<SavedDynamics> load_checkpoint_dynamics(const std::string& checkpoint_dir) {
   const auto manifest = checkpoint::read_manifest(checkpoint_dir);
   if (!manifest.contains("dynamics")) return std::nullopt;
-  const std::string path = (fs::path(checkpoint_dir) / kDynamicsFile).string();
+  const std::string path = (fs::path(checkpoint_dir) / kDynamicsFileName).string();
   SavedDynamics saved = load_dynamics(path);
   if (saved.backbone_sha256 != backbone_sha256(checkpoint_dir))
     throw checkpoint::CheckpointError(path + " belongs to the backbone with SHA-256 " + saved.backbone_sha256 +

@@ -10,6 +10,7 @@
 
 #include <string>
 
+#include "checkpoint/run_dir.h"
 #include "model/latent_dynamics.h"
 
 namespace crsm::checkpoint {

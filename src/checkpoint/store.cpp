@@ -10,6 +10,7 @@
 
 #include "base/atomic_file.h"
 #include "base/file_read.h"
+#include "checkpoint/run_dir.h"
 #include "checkpoint/sha256.h"
 
 namespace crsm::checkpoint {
@@ -20,6 +21,7 @@ using nlohmann::json;
 
 constexpr int kFormatVersion = 2;  // 2: optimizer state in per-rank pieces
 constexpr const char* kPrefix = "step_";
+constexpr const char* kLatest = "latest";
 
 // Step number of a final checkpoint directory name, or -1 for anything else.
 int64_t step_of(const std::string& name) {
@@ -46,7 +48,7 @@ std::vector<fs::path> checkpoints_newest_first(const fs::path& root) {
 
 // What `latest` names, if anything.
 std::optional<fs::path> latest_of(const fs::path& root) {
-  std::ifstream in(root / "latest");
+  std::ifstream in(root / kLatest);
   std::string name;
   if (!(in >> name) || step_of(name) < 0) return std::nullopt;
   return root / name;
@@ -115,6 +117,11 @@ std::string checkpoint_name(int64_t step) {
   return buf;
 }
 
+bool looks_like_checkpoint(const std::string& path) {
+  std::error_code ec;
+  return fs::exists(fs::path(path) / kManifestFile, ec) || step_of(fs::path(path).filename().string()) >= 0;
+}
+
 bool holds_checkpoints(const std::string& root) { return !checkpoints_newest_first(root).empty(); }
 
 std::string begin_checkpoint(const std::string& root, int64_t step) {
@@ -150,14 +157,14 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp_di
   for (const auto& entry : fs::directory_iterator(tmp_dir)) {
     if (!entry.is_regular_file()) continue;
     const std::string name = entry.path().filename().string();
-    if (name == "manifest.json") continue;
+    if (name == kManifestFile) continue;
     const auto it = known.find(name);
     const FileDigest d = it != known.end() ? it->second : digest_file(entry.path().string());
     files[name] = {{"bytes", d.bytes}, {"sha256", d.sha256}};
   }
   manifest["format_version"] = kFormatVersion;
   manifest["files"] = files;
-  base::write_file_atomically((fs::path(tmp_dir) / "manifest.json").string(), manifest.dump(2) + "\n");
+  base::write_file_atomically((fs::path(tmp_dir) / kManifestFile).string(), manifest.dump(2) + "\n");
 
   std::string name = fs::path(tmp_dir).filename().string();
   name = name.substr(0, name.size() - 4);  // drop ".tmp"
@@ -173,7 +180,7 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp_di
     fs::rename(tmp_dir, final_dir);
   }
   base::sync_directory(root);
-  base::write_file_atomically((fs::path(root) / "latest").string(), name + "\n");
+  base::write_file_atomically((fs::path(root) / kLatest).string(), name + "\n");
 
   if (keep_last > 0) {
     // The checkpoint just written always stays, even when higher steps from another
@@ -191,7 +198,7 @@ std::string commit_checkpoint(const std::string& root, const std::string& tmp_di
 }
 
 json read_manifest(const std::string& dir) {
-  const fs::path path = fs::path(dir) / "manifest.json";
+  const fs::path path = fs::path(dir) / kManifestFile;
   std::error_code ec;
   if (!fs::exists(path, ec)) throw CheckpointError(path.string() + ": missing (not a complete checkpoint)");
   try {
@@ -271,12 +278,12 @@ std::optional<std::string> resolve_resume(const std::string& spec, const std::st
   if (spec == "auto") return newest_verified(root, skipped, verify);
   const fs::path path(spec);
   if (!fs::exists(path)) throw CheckpointError(option + " " + spec + ": no such checkpoint or run directory");
-  if (fs::exists(path / "manifest.json") || step_of(path.filename().string()) >= 0) {
+  if (looks_like_checkpoint(spec)) {
     const std::string problem = verify(spec);
     if (!problem.empty()) throw CheckpointError(option + " " + spec + ": damaged checkpoint: " + problem);
     return spec;
   }
-  const fs::path nested = path / "checkpoints";
+  const fs::path nested = RunDir(spec).checkpoints();
   std::vector<std::string> notes;
   const auto found = newest_verified(fs::exists(nested) ? nested : path, &notes, verify);
   if (skipped) skipped->insert(skipped->end(), notes.begin(), notes.end());

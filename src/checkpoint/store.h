@@ -34,6 +34,13 @@ class CheckpointError : public Error {
 
 std::string checkpoint_name(int64_t step);  // "step_00000100"
 
+// The file every checkpoint directory holds, written last: its manifest.
+inline constexpr const char* kManifestFile = "manifest.json";
+
+// Whether `path` names a checkpoint directory rather than a run (it holds a manifest, or
+// has a checkpoint's name).
+bool looks_like_checkpoint(const std::string& path);
+
 // Whether root holds any checkpoint directory under its final name (complete or not).
 bool holds_checkpoints(const std::string& root);
 

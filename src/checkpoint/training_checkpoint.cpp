@@ -21,7 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kModelFile = "model.safetensors";
 constexpr const char* kRngKey = "rng.cpu";
 constexpr const char* kParamPrefix = "param/";
 
@@ -227,7 +226,7 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
 
 TrainManifest read_train_manifest(const std::string& dir) {
   TrainManifest m;
-  m.path = (fs::path(dir) / "manifest.json").string();
+  m.path = (fs::path(dir) / kManifestFile).string();
   const nlohmann::json j = checkpoint::read_manifest(dir);
   const auto field = [&](const nlohmann::json& object, const char* key, const Constraint& c,
                          const std::string& where) -> const nlohmann::json& {

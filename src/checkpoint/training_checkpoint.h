@@ -30,6 +30,9 @@
 
 namespace crsm::checkpoint {
 
+// The file a checkpoint keeps the whole model in (zero stages 0-2).
+inline constexpr const char* kModelFile = "model.safetensors";
+
 // The logging window a run is in: saved with every checkpoint, so a run resumed
 // mid-window reports the same means as one that never stopped.
 struct LogWindow {

@@ -15,6 +15,7 @@
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
 #include "checkpoint/assembled_checkpoint.h"
+#include "checkpoint/run_dir.h"
 #include "distill/dynamics_quality.h"
 #include "checkpoint/training_checkpoint.h"
 #include "train/training_data.h"
@@ -24,10 +25,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A dynamics run directory stands for its dynamics.safetensors.
+// A distillation's run directory stands for its dynamics file.
 std::string dynamics_file(const std::string& spec) {
-  const fs::path p(spec);
-  return fs::is_directory(p) ? (p / "dynamics.safetensors").string() : spec;
+  return fs::is_directory(spec) ? checkpoint::RunDir(spec).dynamics() : spec;
 }
 
 // The backbone (and its run), and the distillation run the dynamics model comes from.
@@ -37,7 +37,7 @@ std::vector<Input> assemble_inputs(const std::string& backbone, const ParsedOpti
   std::error_code ec;
   if (fs::is_directory(dynamics, ec))
     inputs.push_back({Input::Kind::kRun, dynamics.string()});
-  else if (fs::exists(dynamics.parent_path() / "dynamics.json", ec))
+  else if (fs::exists(checkpoint::RunDir(dynamics.parent_path().string()).dynamics_report(), ec))
     inputs.push_back({Input::Kind::kRun, dynamics.parent_path().string()});
   return inputs;
 }

@@ -18,6 +18,7 @@
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
 #include "checkpoint/assembled_checkpoint.h"
+#include "checkpoint/run_dir.h"
 #include "distill/distill_collect.h"
 #include "distill/dynamics_training.h"
 #include "base/exit_status.h"
@@ -110,7 +111,7 @@ Collected collect(const ParsedOptions& o, const RunConfig& config, model::Backbo
   data::TransitionSchema schema{config.model.num_layers, config.model.d_model, config.model.vocab_size,
                                 data::parse_transition_dtype(o.text("dtype")), checkpoint::backbone_sha256(ckpt), ""};
   distill::CollectOptions options;
-  options.dir = (fs::path(out) / "transitions").string();
+  options.dir = checkpoint::RunDir(out).transitions();
   // About 4 MiB per chunk: fewer, larger flushes keep the writer near the disk's speed,
   // and a chunk stays far below what HDF5 handles well on the large config (10 rows).
   const int64_t row_bytes = 2 * config.model.num_layers * config.model.d_model *
@@ -244,7 +245,7 @@ int distill_command(int argc, char** argv) {
                 result.validation.value("avg_r2", 0.0), result.validation.value("avg_mse", 0.0),
                 result.validation.value("beats_trivial", false) ? "beats both trivial predictors at every layer"
                                                                  : "does NOT beat both trivial predictors at every layer",
-                (fs::path(out) / "dynamics.safetensors").c_str(), (fs::path(out) / "dynamics.json").c_str());
+                checkpoint::RunDir(out).dynamics().c_str(), checkpoint::RunDir(out).dynamics_report().c_str());
   return result.train.exit_status;
 }
 

@@ -15,6 +15,7 @@
 #include "cli/search_setup.h"
 #include "data/tokenizer.h"
 #include "checkpoint/store.h"
+#include "checkpoint/run_dir.h"
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
@@ -46,11 +47,11 @@ const std::vector<Option>& eval_options() {
   return table;
 }
 
-// Where the report goes by default: RUN/checkpoints/step_N -> RUN; beside any other
-// checkpoint directory (never inside one: the checkpoint's files are verified by hash).
-std::string run_directory_of(const std::string& checkpoint) {
-  const fs::path parent = fs::path(checkpoint).lexically_normal().parent_path();
-  return (parent.filename() == "checkpoints" ? parent.parent_path() : parent).string();
+// Where the report goes by default: eval.json in the checkpoint's run, or beside a
+// checkpoint outside a run (never inside one: the checkpoint's files are verified by hash).
+std::string default_report(const std::string& dir) {
+  const auto run = checkpoint::RunDir::of_checkpoint(dir);
+  return (run ? *run : checkpoint::RunDir(fs::path(dir).lexically_normal().parent_path().string())).eval_report();
 }
 
 std::vector<eval::EvalItem> read_items(const ParsedOptions& o) {
@@ -102,7 +103,7 @@ int eval_command(int argc, char** argv) {
   const torch::Device device = dist::rank_device(o.text("device"), rt);
   std::vector<std::string> skipped;
   const std::string dir = checkpoint::resolve_checkpoint(o.text("model"), "--model", &skipped);
-  const std::string output = o.has("output") ? o.text("output") : (fs::path(run_directory_of(dir)) / "eval.json").string();
+  const std::string output = o.has("output") ? o.text("output") : default_report(dir);
   check_output_file("--output", output, o.is_set("force"), checkpoint_inputs(dir, o.text("model")));
   const auto items = read_items(o);
   auto tokenizer = data::load_tokenizer(dir);

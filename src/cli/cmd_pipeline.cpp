@@ -28,6 +28,7 @@
 #include "cli/options.h"
 #include "cli/outputs.h"
 #include "data/arc_task.h"
+#include "checkpoint/run_dir.h"
 #include "checkpoint/store.h"
 #include "dist/communicator.h"
 #include "dist/runtime.h"
@@ -94,7 +95,10 @@ int run_command(const std::string& name, CommandFn command, std::vector<std::str
   return command(static_cast<int>(args.size()), argv.data());
 }
 
-bool holds_checkpoint(const fs::path& run_dir) { return checkpoint::holds_checkpoints((run_dir / "checkpoints").string()); }
+bool holds_checkpoint(const fs::path& run_dir) { return checkpoint::RunDir(run_dir.string()).holds_checkpoints(); }
+
+// DIR/eval/eval.json: the evaluation stage's report.
+std::string eval_report_of(const fs::path& dir) { return checkpoint::RunDir((dir / "eval").string()).eval_report(); }
 
 // What a stage read, by content: a checkpoint (a run directory stands for its newest
 // complete one) by the digest of its files, shown by its path.
@@ -161,7 +165,7 @@ class Pipeline {
       if (state_["done"].contains(stage))
         stages += (stages.empty() ? "" : ", ") + std::string(stage) + " " + duration(state_["done"][stage]["minutes"]);
     say("\npipeline: done in %s (stages, over all runs: %s): the model is %s, the report %s\n",
-        duration(minutes_since(start_)).c_str(), stages.c_str(), model_.c_str(), (dir_ / "eval" / "eval.json").c_str());
+        duration(minutes_since(start_)).c_str(), stages.c_str(), model_.c_str(), eval_report_of(dir_).c_str());
     return kExitOk;
   }
 
@@ -194,7 +198,7 @@ class Pipeline {
   // into DIR/data). Then DIR/pipeline.json is started, or an earlier one read to continue.
   // False when a preemption signal stopped the corpus' preparation.
   bool open_state() {
-    const fs::path file = dir_ / "pipeline.json";
+    const fs::path file = checkpoint::RunDir(dir_.string()).pipeline_record();
     const std::string text = dist::run_on_root(comm_, [&]() -> std::string {
       std::error_code ec;
       const bool empty = !fs::exists(dir_, ec) || (fs::is_directory(dir_, ec) && fs::is_empty(dir_, ec));
@@ -249,7 +253,7 @@ class Pipeline {
   }
 
   void save_state() {
-    if (root_) base::write_file_atomically((dir_ / "pipeline.json").string(), state_.dump(1) + "\n");
+    if (root_) base::write_file_atomically(checkpoint::RunDir(dir_.string()).pipeline_record(), state_.dump(1) + "\n");
     comm_.barrier();
   }
 
@@ -258,16 +262,17 @@ class Pipeline {
   // and its output still there. Otherwise an earlier run's work on it that no longer fits
   // (done with another key, or started with one) is removed, saying why, and the stage is
   // recorded as started with `key`. A record without a key (written before keys were
-  // kept) is taken as it is. `dir` is the stage's directory, `output` what it leaves there.
-  bool up_to_date(const std::string& stage, const json& key, const fs::path& dir, const fs::path& output) {
+  // kept) is taken as it is. `dir` is the stage's directory, `present` whether what it
+  // leaves there (`output`, for messages) is still there.
+  bool up_to_date(const std::string& stage, const json& key, const fs::path& dir, const std::string& output, bool present) {
     std::error_code ec;
     const json& done = state_["done"];
     const json& started = state_["started"];
     std::string why;
     if (done.contains(stage)) {
       const json was = done[stage].value("key", key);
-      if (was == key && fs::exists(output, ec)) return true;
-      why = was != key ? "it ran with " + describe_change(was, key) : output.string() + " is missing";
+      if (was == key && present) return true;
+      why = was != key ? "it ran with " + describe_change(was, key) : output + " is missing";
     } else if (started.contains(stage) && started[stage] != key) {
       why = "its interrupted run was started with " + describe_change(started[stage], key);
     }
@@ -334,7 +339,7 @@ class Pipeline {
       return kExitOk;
     }
     // Its inputs (config, corpus, steps) are the plan's, which a resumed run may not change.
-    if (up_to_date("backbone", json::object(), run, run / "checkpoints" / "latest"))
+    if (up_to_date("backbone", json::object(), run, checkpoint::RunDir(run.string()).checkpoints(), holds_checkpoint(run)))
       return say("stage 1 done in an earlier run: %s\n", run.c_str()), kExitOk;
     const auto started = Clock::now();
     restart_if_unsaved(run);
@@ -358,7 +363,8 @@ class Pipeline {
       return kExitOk;
     }
     final_ = run.string();
-    if (up_to_date("finetune", {{"backbone", checkpoint_identity(backbone_)}}, run, run / "checkpoints" / "latest"))
+    if (up_to_date("finetune", {{"backbone", checkpoint_identity(backbone_)}}, run,
+                   checkpoint::RunDir(run.string()).checkpoints(), holds_checkpoint(run)))
       return say("stage 4 done in an earlier run: %s\n", run.c_str()), kExitOk;
     const auto started = Clock::now();
     restart_if_unsaved(run);
@@ -372,17 +378,19 @@ class Pipeline {
     say("\n== stage 2: latent dynamics, distilled from %s ==\n", final_.c_str());
     if (o_.is_set("skip-dynamics")) {
       std::error_code ec;
-      dynamics_ = fs::exists(out / "dynamics.safetensors", ec) ? out.string() : "";
+      dynamics_ = fs::exists(checkpoint::RunDir(out.string()).dynamics(), ec) ? out.string() : "";
       if (dynamics_.empty())
         say("stage 2 skipped (--skip-dynamics): %s holds no dynamics model, so the search uses exact backbone steps\n",
             out.c_str());
       else
-        say("stage 2 skipped (--skip-dynamics): reusing %s\n", (out / "dynamics.safetensors").c_str());
+        say("stage 2 skipped (--skip-dynamics): reusing %s\n", checkpoint::RunDir(out.string()).dynamics().c_str());
       return kExitOk;
     }
     dynamics_ = out.string();
     // A dynamics model describes one backbone: distilled from another, it is distilled again.
-    if (up_to_date("dynamics", {{"backbone", checkpoint_identity(final_)}}, out, out / "dynamics.safetensors"))
+    const std::string dynamics_file = checkpoint::RunDir(out.string()).dynamics();
+    std::error_code ec;
+    if (up_to_date("dynamics", {{"backbone", checkpoint_identity(final_)}}, out, dynamics_file, fs::exists(dynamics_file, ec)))
       return say("stage 2 done in an earlier run: %s\n", out.c_str()), kExitOk;
     const auto started = Clock::now();
     std::vector<std::string> args = {"--model-path", final_, "--output-path", out.string(), "--data", prepared_,
@@ -404,9 +412,9 @@ class Pipeline {
     }
     model_ = out.string();
     const json key = {{"backbone", checkpoint_identity(final_)},
-                      {"dynamics", file_identity(fs::path(dynamics_) / "dynamics.safetensors")},
+                      {"dynamics", file_identity(checkpoint::RunDir(dynamics_).dynamics())},
                       {"--check-samples", o_.integer("check-samples")}};
-    if (up_to_date("model", key, out, out / "checkpoints" / "latest"))
+    if (up_to_date("model", key, out, checkpoint::RunDir(out.string()).checkpoints(), holds_checkpoint(out)))
       return say("stage 3 done in an earlier run: %s\n", out.c_str()), kExitOk;
     const auto started = Clock::now();
     const std::string status = dist::run_on_root(comm_, [&] {
@@ -425,12 +433,13 @@ class Pipeline {
   }
 
   int evaluate() {
-    const fs::path out = dir_ / "eval" / "eval.json";
+    const fs::path out = eval_report_of(dir_);
     say("\n== planning evaluation of %s ==\n", model_.c_str());
     // The tasks and the search's settings are the plan's; these may change on a resume.
     const json key = {{"model", checkpoint_identity(model_)}, {"--modes", o_.text("modes")},
                       {"--max-tasks", o_.integer("max-tasks")}};
-    if (up_to_date("eval", key, out.parent_path(), out)) {
+    std::error_code ec;
+    if (up_to_date("eval", key, out.parent_path(), out.string(), fs::exists(out, ec))) {
       say("evaluation done in an earlier run: %s\n\n%s", out.c_str(),
           eval::format_eval_report(base::read_json_file(out.string())).c_str());
       return kExitOk;

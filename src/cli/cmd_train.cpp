@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/outputs.h"
+#include "checkpoint/store.h"
 #include "config/run_config.h"
 #include "dist/communicator.h"
 #include "dist/cpu_setup.h"
@@ -102,9 +103,8 @@ std::vector<Input> resume_inputs(const ParsedOptions& o) {
   const fs::path run = fs::absolute(o.text("checkpoint-dir")).lexically_normal();
   const fs::path relative = spec.lexically_relative(run);
   if (!relative.empty() && *relative.begin() != "..") return {};
-  std::error_code ec;
-  const bool checkpoint = fs::exists(spec / "manifest.json", ec) || spec.filename().string().rfind("step_", 0) == 0;
-  return checkpoint ? checkpoint_inputs(spec.string()) : std::vector<Input>{{Input::Kind::kRun, spec.string()}};
+  return checkpoint::looks_like_checkpoint(spec.string()) ? checkpoint_inputs(spec.string())
+                                                         : std::vector<Input>{{Input::Kind::kRun, spec.string()}};
 }
 
 }  // namespace

@@ -6,14 +6,13 @@
 #include "base/atomic_file.h"
 #include "base/error.h"
 #include "base/new_directories.h"
+#include "checkpoint/run_dir.h"
 
 namespace crsm::cli {
 namespace {
 
 namespace fs = std::filesystem;
 
-// The files a run keeps directly in its directory, which no output file may replace.
-const char* const kRunFiles[] = {"metrics.jsonl", "config.json", "pipeline.json", "dynamics.safetensors", "dynamics.json"};
 
 fs::path resolved(const std::string& path) {
   std::error_code ec;
@@ -44,7 +43,8 @@ std::string conflict(const std::string& path, bool directory, const Input& input
   const std::string inside = "inside " + what(input.kind) + input.path + " this command reads";
   if (input.kind != Input::Kind::kRun || directory) return inside + "; write the output somewhere else";
   const std::string name = relative.filename().string();
-  const bool own = std::find(std::begin(kRunFiles), std::end(kRunFiles), name) != std::end(kRunFiles);
+  const auto& files = checkpoint::RunDir::own_files();
+  const bool own = std::find(files.begin(), files.end(), name) != files.end();
   if (std::distance(relative.begin(), relative.end()) == 1 && relative != "." && !own) return "";
   return inside + ", in place of the run's own files; write it directly in the run directory under another name, "
                   "or somewhere else";
@@ -66,8 +66,7 @@ void check_parents(const std::string& named, const std::string& path) {
 
 std::vector<Input> checkpoint_inputs(const std::string& checkpoint, const std::string& spec) {
   std::vector<Input> inputs = {{Input::Kind::kCheckpoint, checkpoint}};
-  const fs::path parent = fs::path(checkpoint).lexically_normal().parent_path();
-  if (parent.filename() == "checkpoints") inputs.push_back({Input::Kind::kRun, parent.parent_path().string()});
+  if (const auto run = checkpoint::RunDir::of_checkpoint(checkpoint)) inputs.push_back({Input::Kind::kRun, run->path()});
   if (!spec.empty() && resolved(spec) != resolved(checkpoint)) inputs.push_back({Input::Kind::kRun, spec});
   return inputs;
 }

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "base/atomic_file.h"
+#include "checkpoint/run_dir.h"
 #include "data/data_error.h"
 #include "data/portable_random.h"
 #include "checkpoint/store.h"
@@ -214,7 +215,7 @@ checkpoint::DeltaMoments delta_moments(const std::string& path, dist::Communicat
 
 
 void check_dynamics_resumable(const std::string& run_dir, const model::DynamicsConfig& arch) {
-  const std::string root = (fs::path(run_dir) / "checkpoints").string();
+  const std::string root = checkpoint::RunDir(run_dir).checkpoints();
   if (!checkpoint::holds_checkpoints(root)) return;
   const auto newest = checkpoint::resolve_resume("auto", root, nullptr);
   if (!newest) return;
@@ -239,7 +240,7 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
   torch::manual_seed(seed);
   model::LatentDynamics dynamics(run.arch);
   dynamics->to(run.embeddings.device());
-  const std::string ckpt_root = (fs::path(run.run_dir) / "checkpoints").string();
+  const std::string ckpt_root = checkpoint::RunDir(run.run_dir).checkpoints();
   train::LoopOptions loop;
   if (run.resume) {
     std::vector<std::string> skipped;
@@ -286,8 +287,8 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
   result.validation = result.train.final_validation;
   if (result.validation.is_null()) result.validation = objective.validate(comm).record;
   if (rank == 0) {
-    const fs::path out(run.run_dir);
-    checkpoint::save_dynamics((out / "dynamics.safetensors").string(), {dynamics, moments, train_info.schema.backbone_sha256});
+    const checkpoint::RunDir out(run.run_dir);
+    checkpoint::save_dynamics(out.dynamics(), {dynamics, moments, train_info.schema.backbone_sha256});
     nlohmann::json meta = run.metadata;
     meta["d_model"] = run.arch.d_model;
     meta["num_layers"] = run.arch.num_layers;
@@ -302,7 +303,7 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
     meta["r2"] = result.validation.value("avg_r2", 0.0);
     meta["validation"] = result.validation;
     meta["backbone_sha256"] = train_info.schema.backbone_sha256;
-    base::write_file_atomically((out / "dynamics.json").string(), meta.dump(2) + "\n");
+    base::write_file_atomically(out.dynamics_report(), meta.dump(2) + "\n");
   }
   comm.barrier();
   return result;

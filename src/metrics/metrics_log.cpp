@@ -46,7 +46,7 @@ void add_record(const json& j, const std::string& where, RunMetrics& m) {
 }  // namespace
 
 RunMetrics read_metrics(const std::string& run_dir) {
-  const std::string path = (fs::path(run_dir) / "metrics.jsonl").string();
+  const std::string path = (fs::path(run_dir) / kMetricsFile).string();
   std::istringstream in(base::read_file(path));
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(std::move(line));

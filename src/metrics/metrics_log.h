@@ -6,6 +6,9 @@
 
 namespace crsm::metrics {
 
+// The file a run directory keeps its metrics in.
+inline constexpr const char* kMetricsFile = "metrics.jsonl";
+
 struct LossPoint {
   int64_t step;
   double loss;

@@ -1,5 +1,7 @@
 #include "metrics/metrics_writer.h"
 
+#include "metrics/metrics_log.h"
+
 #include <filesystem>
 #include <stdexcept>
 
@@ -12,7 +14,7 @@ namespace crsm::metrics {
 
 MetricsWriter::MetricsWriter(const std::string& run_dir, int64_t keep_through_step) {
   namespace fs = std::filesystem;
-  const fs::path path = fs::path(run_dir) / "metrics.jsonl";
+  const fs::path path = fs::path(run_dir) / kMetricsFile;
   std::string kept;
   if (keep_through_step >= 0) {
     std::ifstream in(path);

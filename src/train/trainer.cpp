@@ -15,6 +15,7 @@
 #include "data/prepared_corpus.h"
 #include "checkpoint/store.h"
 #include "checkpoint/resume_across_ranks.h"
+#include "checkpoint/run_dir.h"
 #include "dist/runtime.h"
 #include "model/parameter_count.h"
 #include "train/lm_loss.h"
@@ -35,15 +36,15 @@ std::pair<int64_t, int64_t> rank_rows(int64_t n, int rank, int world) {
 
 // A fresh run (no --resume) never writes over an earlier run's history: its
 // checkpoints, or the metrics and config of a run that died before its first save.
-void check_fresh_run_directory(const fs::path& run_dir) {
-  const std::string dir = "--checkpoint-dir " + run_dir.string();
-  if (checkpoint::holds_checkpoints((run_dir / "checkpoints").string()))
+void check_fresh_run_directory(const checkpoint::RunDir& run) {
+  const std::string dir = "--checkpoint-dir " + run.path();
+  if (run.holds_checkpoints())
     throw UsageError(dir + " already holds checkpoints: pass --resume auto to continue that run, or choose "
                            "another directory");
-  for (const char* file : {"metrics.jsonl", "config.json"})
-    if (fs::exists(run_dir / file))
-      throw UsageError(dir + " holds an earlier run's " + file + " but no checkpoint: choose another "
-                             "directory, or remove that run to start over");
+  for (const std::string& file : {run.metrics(), run.config()})
+    if (fs::exists(file))
+      throw UsageError(dir + " holds an earlier run's " + fs::path(file).filename().string() +
+                       " but no checkpoint: choose another directory, or remove that run to start over");
 }
 
 TrainResult preempted_result(int64_t step) {
@@ -172,9 +173,9 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   // On a GPU the host holds the weights while the model is built; its GPU is not asked.
   check_fits_in_memory(config, device.is_cuda() ? MemoryUse::kInference : MemoryUse::kTraining, world,
                        dist::runtime().local_world_size, micro, "the config (with the command line's flags)");
-  const fs::path run_dir(opt.run_dir);
-  const fs::path ckpt_root = run_dir / "checkpoints";
-  if (opt.resume.empty()) check_fresh_run_directory(run_dir);
+  const checkpoint::RunDir run(opt.run_dir);
+  const fs::path ckpt_root = run.checkpoints();
+  if (opt.resume.empty()) check_fresh_run_directory(run);
 
   base::NewDirectories created;
   if (root) created.create(opt.run_dir);

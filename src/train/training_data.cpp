@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/run_dir.h"
 #include "base/error.h"
 #include "base/file_read.h"
 #include "data/prepare.h"
@@ -34,7 +35,7 @@ bool prepared_from(const fs::path& dir, const std::string& text_file) {
 std::string prepare_once(const std::string& data, const std::string& run_dir) {
   if (fs::is_directory(data)) return data;
   if (!fs::is_regular_file(data)) throw UsageError("--data " + data + ": no such prepared directory or text file");
-  const fs::path dir = fs::path(run_dir) / "data";
+  const fs::path dir = checkpoint::RunDir(run_dir).data();
   if (fs::exists(dir)) {
     if (prepared_from(dir, data)) return dir.string();
     throw UsageError(dir.string() + " holds data prepared from another file than " + data +

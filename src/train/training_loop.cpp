@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "base/atomic_file.h"
+#include "checkpoint/run_dir.h"
 #include "dist/counting_communicator.h"
 #include "dist/data_parallel.h"
 #include "dist/device_memory.h"
@@ -165,8 +166,8 @@ bool preempted_in_startup(dist::Communicator& comm, const std::string& command) 
 TrainResult run_training_loop(Objective& objective, BatchSource& source, const LoopOptions& opt,
                               dist::Communicator& comm) {
   const int rank = comm.rank(), world = comm.world_size();
-  const fs::path run_dir(opt.run_dir);
-  const std::string ckpt_root = (run_dir / "checkpoints").string();
+  const checkpoint::RunDir run(opt.run_dir);
+  const std::string ckpt_root = run.checkpoints();
   Reporter report(rank == 0, opt);
 
   const auto trainable = objective.trainable();
@@ -212,7 +213,7 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
   }
   if (rank == 0) {
     fs::create_directories(ckpt_root);
-    base::write_file_atomically((run_dir / "config.json").string(), opt.config.dump(2) + "\n");
+    base::write_file_atomically(run.config(), opt.config.dump(2) + "\n");
   }
   report.open_metrics(opt.continue_from ? state.step : -1);
   if (opt.created) opt.created->keep();
