@@ -53,6 +53,8 @@
 #include "model/backbone.h"
 #include "model/cpu_kernels.h"
 #include "train/adamw.h"
+#include "train/engine.h"
+#include "train/lm_objective.h"
 #include "train/lm_loss.h"
 #include "train/thread_shares.h"
 #include "train/trainable.h"
@@ -281,51 +283,71 @@ void bench_overlap(Report& report, Communicator& comm, const crsm::RunConfig& cf
 
 // ---- 3. training throughput -----------------------------------------------------------
 
+// A model and the engine that trains it, as crsm_train's stage 1 does: one engine step is
+// what a training step costs (forward and backward per micro-batch, the reduction of the
+// losses, the gradient norm and clipping, AdamW, the gather).
+struct Trainer {
+  std::unique_ptr<crsm::train::LanguageModelObjective> objective;
+  std::unique_ptr<crsm::train::Engine> engine;
+};
+
+Trainer make_trainer(const crsm::RunConfig& cfg, Communicator& comm, crsm::train::ParallelOptions parallel,
+                     int64_t rows) {
+  torch::manual_seed(0);  // identical start on every rank (DataParallel broadcasts anyway)
+  crsm::model::Backbone model(cfg.model);
+  model->train();
+  Trainer t;
+  t.objective = std::make_unique<crsm::train::LanguageModelObjective>(
+      model, crsm::checkpoint::Stage::kBackbone, 0.0, torch::zeros({0, kSeqLen + 1}, torch::kLong), 1,
+      parallel.precision);
+  crsm::train::OptimizerOptions optimizer;
+  optimizer.lr = cfg.train.lr;
+  t.engine = std::make_unique<crsm::train::Engine>(*t.objective, parallel, optimizer, rows, comm);
+  return t;
+}
+
 void bench_throughput(Report& report, Communicator& comm, const crsm::RunConfig& cfg,
                       const Options& opt) {
   const auto windows = local_windows(cfg, comm);
-  auto m = make_model(cfg);
-  crsm::dist::DataParallelOptions o;
-  o.zero_stage = opt.zero_stage;
-  crsm::dist::DataParallel dp(m.params, m.decay, comm, o);
-  crsm::train::AdamW adamw(crsm::train::optimizer_slots(dp), {});
   // The step as crsm_train takes it (each thread its share of the rows where it can, fused
   // paths), with each op spread over the threads instead, and that with the plain references.
+  crsm::train::ParallelOptions parallel;
+  parallel.zero = crsm::dist::ZeroPolicy::for_stage(opt.zero_stage);
+  auto as_chosen = make_trainer(cfg, comm, parallel, windows.size(0));
+  parallel.batch_split = false;
+  auto per_op = make_trainer(cfg, comm, parallel, windows.size(0));
   using crsm::train::ThreadUse;
-  const crsm::train::ThreadUseInputs inputs{true, true, at::get_num_threads(), windows.size(0),
-                                            crsm::dist::ZeroPolicy::for_stage(opt.zero_stage).sharded_parameters(),
-                                            cfg.model.dropout > 0};
-  const ThreadUse chosen = crsm::train::choose_thread_use(inputs);
-  auto step_with = [&](ThreadUse use, bool fused) {
-    return [&, use, fused] {
+  const ThreadUse chosen = as_chosen.engine->thread_use();
+  const auto step_with = [&](crsm::train::Engine& engine, bool fused) {
+    return [&, fused] {
       crsm::model::set_fused_cpu_kernels(fused);
-      gradient_step(dp, m.model, windows, nullptr, use);
-      adamw.step(cfg.train.lr, dp.owned_grads());
-      dp.gather_params();
+      engine.step({windows}, cfg.train.lr);
     };
   };
   const auto times = compare(comm,
-                             {step_with(chosen, true), step_with(ThreadUse::kPerOp, true),
-                              step_with(ThreadUse::kPerOp, false)},
+                             {step_with(*as_chosen.engine, true), step_with(*per_op.engine, true),
+                              step_with(*per_op.engine, false)},
                              opt.quick ? 1.5 : 6.0, opt.quick ? 5 : 9);
   crsm::model::set_fused_cpu_kernels(true);
-  const double s = times[0], per_op = times[1], plain = times[2];
+  const double s = times[0], per_op_s = times[1], plain = times[2];
   const double tokens = kGlobalBatch * kSeqLen;
   const int threads = at::get_num_threads();
   report.row("train step W=" + std::to_string(comm.world_size()),
              {{"world_size", comm.world_size()}, {"threads_per_rank", threads},
               {"zero_stage", opt.zero_stage}, {"global_batch", kGlobalBatch}, {"seq_len", kSeqLen},
               {"per_share", chosen == ThreadUse::kPerShare},
-              {"ms_per_step", s * 1e3}, {"tokens_per_s", tokens / s}, {"per_op_tokens_per_s", tokens / per_op},
+              {"ms_per_step", s * 1e3}, {"tokens_per_s", tokens / s}, {"per_op_tokens_per_s", tokens / per_op_s},
               {"plain_kernels_tokens_per_s", tokens / plain}},
              format("%9.0f tokens/s  (%.2f ms/step, %d rank%s x %d thread%s, zero stage %d, %s); each op over the threads "
                     "%.0f tokens/s (%.2fx), and with plain kernels %.0f tokens/s (%.2fx)",
                     tokens / s, s * 1e3, comm.world_size(), comm.world_size() == 1 ? "" : "s", threads,
                     threads == 1 ? "" : "s", opt.zero_stage,
                     chosen == ThreadUse::kPerShare ? "each thread its share" : threads == 1 ? "one thread" : "each op over the threads",
-                    tokens / per_op, per_op / s, tokens / plain, plain / s));
+                    tokens / per_op_s, per_op_s / s, tokens / plain, plain / s));
 
   // The optimizer alone: AdamW's one-pass update against its plain tensor operations.
+  auto& adamw = as_chosen.engine->optimizer();
+  const auto& dp = as_chosen.engine->data_parallel();
   auto update_with = [&](bool fused) {
     return [&, fused] {
       crsm::model::set_fused_cpu_kernels(fused);
@@ -343,61 +365,45 @@ void bench_throughput(Report& report, Communicator& comm, const crsm::RunConfig&
 
 // ---- 4. ZeRO stages: step time and traffic ----------------------------------------------
 
-// One training step (forward, backward, update) at each of stage 0, 2 and 3 (with and
-// without prefetch), interleaved: step time, the bytes this rank asked to send against
-// the analytic volume, and at stage 3 how long it waited for gathers.
+// One training step (the engine's) at each of stage 0, 2 and 3 (with and without
+// prefetch), interleaved: step time, the bytes this rank asked to send against the
+// analytic volume, and at stage 3 how long it waited for gathers.
 void bench_zero(Report& report, Communicator& comm, const crsm::RunConfig& cfg, const Options& opt) {
   const auto windows = local_windows(cfg, comm);
   struct Variant {
     std::string name;
     int stage;
     bool prefetch;
-    TrainableModel m;
-    std::unique_ptr<crsm::dist::CountingCommunicator> counted;
-    std::unique_ptr<crsm::dist::DataParallel> dp;
-    std::unique_ptr<crsm::train::UnitGathering> gathering;
-    std::unique_ptr<crsm::train::AdamW> adamw;
+    Trainer trainer;
     int64_t steps = 0;
   };
   std::vector<std::unique_ptr<Variant>> variants;
   for (const auto& [name, stage, prefetch] : std::vector<std::tuple<std::string, int, bool>>{
            {"stage 0", 0, true}, {"stage 2", 2, true}, {"stage 3", 3, true}, {"stage 3, no prefetch", 3, false}}) {
-    auto v = std::make_unique<Variant>();
-    v->name = name;
-    v->stage = stage;
-    v->prefetch = prefetch;
-    v->m = make_model(cfg);
-    v->counted = std::make_unique<crsm::dist::CountingCommunicator>(comm);
-    crsm::dist::DataParallelOptions o;
-    o.zero_stage = stage;
-    o.prefetch = prefetch;
-    v->dp = std::make_unique<crsm::dist::DataParallel>(v->m.params, v->m.decay, *v->counted, o, v->m.units);
-    if (auto* sharded = v->dp->sharded_parameters()) {
-      v->gathering = std::make_unique<crsm::train::UnitGathering>(*sharded);
-      v->m.model->set_unit_hooks(v->gathering.get());
-    }
-    v->adamw = std::make_unique<crsm::train::AdamW>(crsm::train::optimizer_slots(*v->dp), crsm::train::AdamWOptions{});
-    v->counted->reset();
-    variants.push_back(std::move(v));
+    crsm::train::ParallelOptions parallel;
+    parallel.zero = crsm::dist::ZeroPolicy::for_stage(stage);
+    parallel.prefetch = prefetch;
+    variants.push_back(std::make_unique<Variant>(Variant{name, stage, prefetch,
+                                                         make_trainer(cfg, comm, parallel, windows.size(0))}));
+    variants.back()->trainer.engine->reset_traffic();
   }
   std::vector<std::function<void()>> steps;
   for (auto& v : variants)
     steps.push_back([&v = *v, &windows, &cfg] {
-      gradient_step(*v.dp, v.m.model, windows);
-      v.dp->grad_norm();  // collective at sharded stages, as the trainer takes it
-      v.adamw->step(cfg.train.lr, v.dp->owned_grads());
-      v.dp->gather_params();
+      v.trainer.engine->step({windows}, cfg.train.lr);
       ++v.steps;
     });
   const auto times = compare(comm, steps, opt.quick ? 4.0 : 16.0, opt.quick ? 5 : 9);
   const double stage2 = times[1];
   for (size_t i = 0; i < variants.size(); ++i) {
     auto& v = *variants[i];
-    const double analytic = v.dp->analytic_bytes_per_step(1);
-    const double sent = v.counted->bytes_sent() / static_cast<double>(v.steps);
-    const auto* sharded = v.dp->sharded_parameters();
+    auto& engine = *v.trainer.engine;
+    const double analytic = engine.analytic_bytes_per_step();
+    // Each step also reduces its losses (a few bytes): the parameters' traffic dominates.
+    const double sent = engine.bytes_sent() / static_cast<double>(v.steps);
+    const auto* sharded = engine.data_parallel().sharded_parameters();
     const double waited_ms = sharded ? sharded->gather_wait_seconds() / static_cast<double>(v.steps) * 1e3 : 0.0;
-    const auto held = v.dp->memory();
+    const auto held = engine.data_parallel().memory();
     report.row("zero " + v.name + " W=" + std::to_string(comm.world_size()),
                {{"world_size", comm.world_size()}, {"zero_stage", v.stage}, {"prefetch", v.prefetch},
                 {"ms_per_step", times[i] * 1e3}, {"ratio_to_stage_2", times[i] / stage2},
@@ -410,7 +416,6 @@ void bench_zero(Report& report, Communicator& comm, const crsm::RunConfig& cfg, 
                       analytic > 0 ? 100 * (sent - analytic) / analytic : 0.0, waited_ms, held.params / double(1 << 20),
                       held.grads / double(1 << 20)));
   }
-  for (auto& v : variants) v->m.model->set_unit_hooks(nullptr);
 }
 
 // ---- 5. checkpoint hashing and verification --------------------------------------------

@@ -134,12 +134,19 @@ void assemble_parameters(const std::string& dir, const TrainManifest& manifest, 
 
 }  // namespace
 
-ShardingInfo sharding_of(const dist::FlatLayout& layout, int zero_stage) {
+std::string to_string(Stage stage) {
+  switch (stage) {
+    case Stage::kBackbone: return "backbone";
+    case Stage::kFinetune: return "finetune";
+    case Stage::kDynamics: return "dynamics";
+  }
+  throw std::logic_error("to_string: invalid Stage");
+}
+
+ShardingInfo sharding_of(const dist::FlatLayout& layout, const dist::ZeroPolicy& zero) {
   ShardingInfo info;
-  info.zero_stage = zero_stage;
-  const auto policy = dist::ZeroPolicy::for_stage(zero_stage);
-  const bool sharded = policy.sharded_optimizer();
-  info.parameters_sharded = policy.sharded_parameters();
+  info.zero = zero;
+  const bool sharded = zero.sharded_optimizer();
   for (int r = 0; r < layout.world_size(); ++r) {
     std::vector<PieceRange> pieces;
     // Optimizer state every rank holds whole is saved once, by rank 0.
@@ -163,10 +170,10 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
   model::NamedTensors mine;
   if (!sharding.pieces_by_rank.at(static_cast<size_t>(rank)).empty()) mine = optimizer.state();
   mine.emplace_back(kRngKey, model::random_state(at::kCPU));
-  const std::vector<PieceRange> frozen = sharding.parameters_sharded && rank == 0
+  const std::vector<PieceRange> frozen = sharding.zero.sharded_parameters() && rank == 0
                                              ? frozen_parameters(*contents.module, sharding)
                                              : std::vector<PieceRange>{};
-  if (sharding.parameters_sharded) add_parameter_pieces(mine, optimizer, *contents.module, frozen);
+  if (sharding.zero.sharded_parameters()) add_parameter_pieces(mine, optimizer, *contents.module, frozen);
   const auto own = (fs::path(tmp) / rank_file(rank)).string();
   model::save_tensor_file(own, mine);
   // Each rank hashes its own file, in parallel; the gather also tells rank 0 that every
@@ -179,7 +186,7 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
       if (!fs::exists(fs::path(tmp) / rank_file(r)))
         throw checkpoint::CheckpointError(tmp + ": rank " + std::to_string(r) + "'s file " + rank_file(r) +
                                     " is missing after every rank reported it written");
-    if (!sharding.parameters_sharded)
+    if (!sharding.zero.sharded_parameters())
       model::save_tensor_file((fs::path(tmp) / kModelFile).string(), model::module_tensors(*contents.module));
     if (contents.write_files) contents.write_files(tmp);
     nlohmann::json shards = nlohmann::json::object(), parameter_shards = nlohmann::json::object();
@@ -195,16 +202,16 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
         {"step", state.step},
         {"epoch", state.sampler.epoch},
         {"world_size", comm.world_size()},
-        {"zero_stage", sharding.zero_stage},
-        {"stage", state.stage},
-        {"value_loss", state.value_loss},
+        {"zero_stage", sharding.zero.stage},
+        {"stage", to_string(state.stage)},
+        {"value_loss", trains_value_heads(state.stage)},
         {"sampler", {{"epoch", state.sampler.epoch}, {"batch", state.sampler.batch}}},
         {"log_window", {{"steps", state.window.steps}, {"sums", state.window.sums}, {"seconds", state.window.seconds}}},
         {"rng", {{"cpu", std::string("tensor ") + kRngKey + " of each rank file"}}},
         {"optimizer_shards", shards},
         {"config", contents.config},
     };
-    if (sharding.parameters_sharded) manifest["parameter_shards"] = parameter_shards;
+    if (sharding.zero.sharded_parameters()) manifest["parameter_shards"] = parameter_shards;
     for (const auto& [key, value] : contents.manifest_extra.items()) manifest[key] = value;
     final_dir = checkpoint::commit_checkpoint(root, tmp, manifest, keep_last, digests);
   }
@@ -242,11 +249,13 @@ TrainManifest read_train_manifest(const std::string& dir) {
   m.state.step = field(j, "step", count, "").get<int64_t>();
   m.world_size = field(j, "world_size", Constraint::integer(1, 1 << 20), "").get<int>();
   m.zero_stage = field(j, "zero_stage", config_constraint("zero_stage"), "").get<int>();
-  m.state.value_loss = field(j, "value_loss", Constraint::boolean(), "").get<bool>();
+  field(j, "value_loss", Constraint::boolean(), "");  // written for readers that predate "stage"
   const auto& sampler = j.contains("sampler") ? j["sampler"] : nlohmann::json();
   m.state.sampler.epoch = field(sampler, "epoch", count, "sampler.").get<int64_t>();
   m.state.sampler.batch = field(sampler, "batch", count, "sampler.").get<int64_t>();
-  m.state.stage = field(j, "stage", Constraint::word({"backbone", "finetune", "dynamics"}), "").get<std::string>();
+  const auto stage = field(j, "stage", Constraint::word({"backbone", "finetune", "dynamics"}), "").get<std::string>();
+  for (const Stage s : {Stage::kBackbone, Stage::kFinetune, Stage::kDynamics})
+    if (to_string(s) == stage) m.state.stage = s;
   // Checkpoints written before the window was saved resume with an empty one.
   if (j.contains("log_window")) {
     const auto& w = j["log_window"];

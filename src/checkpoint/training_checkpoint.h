@@ -25,6 +25,7 @@
 #include "data/tokenizer.h"
 #include "dist/communicator.h"
 #include "dist/flat_layout.h"
+#include "dist/zero_policy.h"
 #include "model/backbone.h"
 #include "model/tensor_file.h"
 
@@ -41,13 +42,22 @@ struct LogWindow {
   double seconds = 0;
 };
 
+// The stage a training run is (SPEC §10), chosen once and recorded in its checkpoints.
+enum class Stage {
+  kBackbone,  // stage 1: the language model ("backbone")
+  kFinetune,  // stage 4: with value heads ("finetune")
+  kDynamics,  // stage 2: the latent dynamics ("dynamics")
+};
+std::string to_string(Stage stage);
+// The value heads train (stage 4) or are frozen.
+inline bool trains_value_heads(Stage stage) { return stage == Stage::kFinetune; }
+
 // Where a training run stands: enough, with the model and optimizer tensors, to carry
 // on exactly as if it had never stopped.
 struct TrainState {
   int64_t step = 0;
   data::SamplerPosition sampler;
-  std::string stage = "backbone";  // "backbone" (stage 1), "finetune" (stage 4) or "dynamics"
-  bool value_loss = false;         // stage 4 (true) or stage 1 (false)
+  Stage stage = Stage::kBackbone;
   LogWindow window;
 };
 
@@ -90,14 +100,13 @@ struct PieceRange {
 };
 
 struct ShardingInfo {
-  int zero_stage = 0;
-  bool parameters_sharded = false;  // each rank saves its pieces of the parameters too
+  dist::ZeroPolicy zero;  // sharded parameters: each rank saves its pieces of them too
   std::vector<std::vector<PieceRange>> pieces_by_rank;  // world_size entries
 };
 
-// Which rank saves which pieces under `layout` at `zero_stage` (replicated state, at
-// stage 0, is saved once, by rank 0).
-ShardingInfo sharding_of(const dist::FlatLayout& layout, int zero_stage);
+// Which rank saves which pieces under `layout` and `zero` (replicated state, at stage 0,
+// is saved once, by rank 0).
+ShardingInfo sharding_of(const dist::FlatLayout& layout, const dist::ZeroPolicy& zero);
 
 // What a training checkpoint's manifest.json says, read once and checked: every field
 // present, of its type and in range, so a damaged manifest is refused with a

@@ -92,13 +92,12 @@ int memory_command(int argc, char** argv) {
   }
   fits += "\n" + rule + "\n";
   for (const int64_t world : parsed->integers("world")) {
-
     const int64_t rows = parsed->has("micro-batch") ? parsed->integer("micro-batch")
                                                     : std::max<int64_t>(1, config.train.batch_size / world);
     const auto act = model::activation_bytes(config.model, rows, seq_len, kGpuConvolution);
     for (int stage = 0; stage <= 3; ++stage) {
-      const auto m =
-          dist::planned_memory(dist::zero_layout(params, static_cast<int>(world), bucket_bytes / 4, stage), stage, 4);
+      const auto zero = dist::ZeroPolicy::for_stage(stage);  // the table has a row per stage
+      const auto m = dist::planned_memory(dist::zero_layout(params, static_cast<int>(world), bucket_bytes / 4, zero), zero, 4);
       const double state = static_cast<double>(m.params + m.grads + m.optimizer);
       std::printf("| %lld | %d | %s | %s | %s | %lld | %s | %s | %s | %s |\n", static_cast<long long>(world), stage,
                   gib(m.params).c_str(), gib(m.grads).c_str(), gib(m.optimizer).c_str(), static_cast<long long>(rows),

@@ -12,13 +12,19 @@
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
 #include "dist/zero_policy.h"
+#include "checkpoint/training_checkpoint.h"
 #include "train/mixed_precision.h"
+#include "train/options.h"
 #include "train/trainer.h"
 
 namespace crsm::cli {
 namespace {
 
 const std::vector<Option>& train_options() {
+  const train::OptimizerOptions optimizer;
+  const train::CadenceOptions cadence;
+  const train::ParallelOptions parallel;
+  const train::TrainOptions train;
   static const std::vector<Option> table = {
       Option("config", Constraint::path(), "JSON config (SPEC §3 keys); defaults for everything below"),
       Option("data", Constraint::path(), "prepared data directory (crsm_train prepare), or a text file to prepare with the byte tokenizer").mandatory(),
@@ -31,22 +37,22 @@ const std::vector<Option>& train_options() {
       Option::for_key("seq-len", "seq_len", "tokens per sequence"),
       Option::for_key("vocab-size", "vocab_size", "model vocabulary; must equal the tokenizer's"),
       Option("lr", config_constraint("lr"), "peak learning rate (config: lr, or finetune_lr with value loss)"),
-      Option("min-lr-ratio", Constraint::number(0, 1), "final learning rate as a fraction of the peak").with_default("0.1"),
+      Option("min-lr-ratio", Constraint::number(0, 1), "final learning rate as a fraction of the peak").with_default(default_text(optimizer.min_lr_ratio)),
       Option("warmup-steps", Constraint::integer(0).or_word("auto"), "linear warm-up steps (auto: 5% of the run, at most 200)").with_default("auto"),
-      Option("weight-decay", Constraint::number(0, 10), "AdamW weight decay on matrices").with_default("0.1"),
-      Option("grad-clip", Constraint::number(0, INFINITY), "global gradient-norm clip (0: off)").with_default("1"),
-      Option("grad-accum", Constraint::integer(1, 1 << 20), "micro-batches per optimizer step (must divide the batch)").with_default("1"),
-      Option("value-weight", Constraint::number(0, 1e6), "weight of the value-head loss").with_default("1"),
-      Option("eval-every", Constraint::integer(0), "steps between validation passes (0: only at the end)").with_default("250"),
-      Option("eval-batches", Constraint::integer(0, 1 << 24), "validation batches per pass (0: the whole split)").with_default("20"),
-      Option("save-every", Constraint::integer(0), "steps between checkpoints (0: only at the end)").with_default("0"),
-      Option("keep-last", Constraint::integer(0, 1 << 30), "checkpoints kept (0: all)").with_default("3"),
-      Option("log-every", Constraint::integer(1), "steps between progress lines").with_default("10"),
+      Option("weight-decay", Constraint::number(0, 10), "AdamW weight decay on matrices").with_default(default_text(optimizer.weight_decay)),
+      Option("grad-clip", Constraint::number(0, INFINITY), "global gradient-norm clip (0: off)").with_default(default_text(optimizer.grad_clip)),
+      Option("grad-accum", Constraint::integer(1, 1 << 20), "micro-batches per optimizer step (must divide the batch)").with_default(default_text(parallel.grad_accum)),
+      Option("value-weight", Constraint::number(0, 1e6), "weight of the value-head loss").with_default(default_text(train.value_weight)),
+      Option("eval-every", Constraint::integer(0), "steps between validation passes (0: only at the end)").with_default(default_text(cadence.eval_every)),
+      Option("eval-batches", Constraint::integer(0, 1 << 24), "validation batches per pass (0: the whole split)").with_default(default_text(train.eval_batches)),
+      Option("save-every", Constraint::integer(0), "steps between checkpoints (0: only at the end)").with_default(default_text(cadence.save_every)),
+      Option("keep-last", Constraint::integer(0, 1 << 30), "checkpoints kept (0: all)").with_default(default_text(int64_t{cadence.keep_last})),
+      Option("log-every", Constraint::integer(1), "steps between progress lines").with_default(default_text(cadence.log_every)),
       Option::for_key("seed", "seed", "seed of initialisation and data order"),
       Option::for_key("device", "device", "cpu | cuda | cuda:N"),
       Option("threads", Constraint::integer(0, 4096), "CPU threads per rank (0: this rank's CPUs / the ranks on its node sharing them)").with_default("0"),
       Option::for_key("zero-stage", "zero_stage", "0 replicated | 1 optimizer state sharded | 2 gradients sharded too | 3 parameters sharded too (gathered a block at a time)"),
-      Option("bucket-mb", Constraint::number(1e-3, 4096), "gradient bucket size in MiB for the overlapped all-reduce").with_default("4"),
+      Option("bucket-mb", Constraint::number(1e-3, 4096), "gradient bucket size in MiB for the overlapped all-reduce").with_default(default_text(static_cast<double>(parallel.bucket_bytes >> 20))),
       Option("collective-timeout", Constraint::integer(0, dist::kMaxCollectiveTimeout.count()),
              "seconds a rank waits for one MPI collective before the job is ended, naming it (0: forever; must exceed the longest checkpoint save or corpus preparation)")
           .with_default(std::to_string(dist::kDefaultCollectiveTimeout.count())),
@@ -58,39 +64,44 @@ const std::vector<Option>& train_options() {
   return table;
 }
 
+// How the step is spread: the ZeRO policy chosen once from the config's zero_stage.
+train::ParallelOptions parallel_options(const ParsedOptions& o, const RunConfig& config) {
+  train::ParallelOptions p;
+  p.zero = dist::ZeroPolicy::for_stage(static_cast<int>(config.zero_stage));
+  p.bucket_bytes = static_cast<int64_t>(o.number("bucket-mb") * (1 << 20));
+  p.prefetch = !o.is_set("no-prefetch");
+  p.batch_split = !o.is_set("no-batch-split");
+  p.grad_accum = o.integer("grad-accum");
+  p.precision = train::parse_precision(o.text("precision"));
+  if (!p.prefetch && !p.zero.sharded_parameters())
+    throw UsageError("--no-prefetch applies to --zero-stage 3 only (this run has zero stage " +
+                     std::to_string(p.zero.stage) + ")");
+  return p;
+}
+
 train::TrainOptions training_options(const ParsedOptions& o, const RunConfig& config) {
   train::TrainOptions t;
-  t.value_loss = !o.is_set("no-value-loss");
+  t.stage = o.is_set("no-value-loss") ? checkpoint::Stage::kBackbone : checkpoint::Stage::kFinetune;
+  const bool value_loss = checkpoint::trains_value_heads(t.stage);
   t.run_dir = o.text("checkpoint-dir");
   t.data = o.text("data");
   if (o.has("resume")) t.resume = o.text("resume");
-  t.epochs = o.has("epochs") ? o.integer("epochs")
-                             : (t.value_loss ? config.train.finetune_epochs : config.train.backbone_epochs);
-  if (o.has("max-steps")) t.max_steps = o.integer("max-steps");
-  if (t.epochs == 0 && t.max_steps == 0)
+  t.length.epochs = o.has("epochs") ? o.integer("epochs")
+                                    : (value_loss ? config.train.finetune_epochs : config.train.backbone_epochs);
+  if (o.has("max-steps")) t.length.max_steps = o.integer("max-steps");
+  if (t.length.epochs == 0 && t.length.max_steps == 0)
     throw UsageError("nothing to do: --epochs (or the config's " +
-                     std::string(t.value_loss ? "finetune_epochs" : "backbone_epochs") +
+                     std::string(value_loss ? "finetune_epochs" : "backbone_epochs") +
                      ") is 0 and --max-steps is not given");
-  t.lr = o.has("lr") ? o.number("lr") : (t.value_loss ? config.train.finetune_lr : config.train.lr);
-  t.min_lr_ratio = o.number("min-lr-ratio");
-  t.warmup_steps = o.value("warmup-steps").is_string() ? -1 : o.integer("warmup-steps");
-  t.weight_decay = o.number("weight-decay");
-  t.grad_clip = o.number("grad-clip");
-  t.grad_accum = o.integer("grad-accum");
+  t.length.warmup_steps = o.value("warmup-steps").is_string() ? -1 : o.integer("warmup-steps");
+  t.optimizer = {o.has("lr") ? o.number("lr") : (value_loss ? config.train.finetune_lr : config.train.lr),
+                 o.number("min-lr-ratio"), o.number("weight-decay"), o.number("grad-clip")};
+  t.cadence = {o.integer("log-every"), o.integer("eval-every"), o.integer("save-every"),
+               static_cast<int>(o.integer("keep-last"))};
+  t.parallel = parallel_options(o, config);
   t.value_weight = o.number("value-weight");
-  t.eval_every = o.integer("eval-every");
   t.eval_batches = o.integer("eval-batches");
-  t.save_every = o.integer("save-every");
-  t.keep_last = static_cast<int>(o.integer("keep-last"));
-  t.log_every = o.integer("log-every");
-  t.bucket_bytes = static_cast<int64_t>(o.number("bucket-mb") * (1 << 20));
-  t.precision = train::parse_precision(o.text("precision"));
   t.activation_checkpointing = o.is_set("activation-checkpointing");
-  t.prefetch = !o.is_set("no-prefetch");
-  t.batch_split = !o.is_set("no-batch-split");
-  if (!t.prefetch && !dist::ZeroPolicy::for_stage(static_cast<int>(config.zero_stage)).sharded_parameters())
-    throw UsageError("--no-prefetch applies to --zero-stage 3 only (this run has zero stage " +
-                     std::to_string(config.zero_stage) + ")");
   return t;
 }
 

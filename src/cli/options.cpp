@@ -3,6 +3,7 @@
 #include <boost/program_options.hpp>
 
 #include <algorithm>
+#include <cstdio>
 #include <iostream>
 #include <stdexcept>
 
@@ -75,6 +76,14 @@ Option Option::positional() && {
   positional_ = many_ = true;
   return std::move(*this);
 }
+
+std::string default_text(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
+std::string default_text(int64_t value) { return std::to_string(value); }
 
 bool ParsedOptions::given(const std::string& flag) const {
   return std::find(given_.begin(), given_.end(), flag) != given_.end();

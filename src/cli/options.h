@@ -73,6 +73,11 @@ class ParsedOptions {
   std::vector<std::string> given_;
 };
 
+// A default as an option table shows it ("0.1", "250"), from the value a group of options
+// holds (train/options.h), so that the value is written once.
+std::string default_text(double value);
+std::string default_text(int64_t value);
+
 // Parses argv (after the command name). nullopt after printing --help (on rank 0 only:
 // under mpirun every rank parses the same flags). Throws boost::program_options::error
 // for an unknown or repeated flag and UsageError for a missing or refused value.

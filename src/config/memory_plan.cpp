@@ -69,7 +69,7 @@ double planned_bytes_per_rank(const RunConfig& config, MemoryUse use, int world_
   const double params = model::approximate_parameter_count(config.model);
   if (use == MemoryUse::kInference) return params * kFloat;
   const double w = std::max(1, world_size);
-  const auto policy = dist::ZeroPolicy::for_stage(static_cast<int>(config.zero_stage));
+  const auto policy = dist::ZeroPolicy::for_stage(static_cast<int>(config.zero_stage));  // the config key
   const double grads = policy.sharded_gradients() ? params / w : params;
   const double held = policy.sharded_parameters() ? params / w + gathered_units(config.model, params) : params;
   const double adam = 2 * (policy.sharded_optimizer() ? params / w : params);

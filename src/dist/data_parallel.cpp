@@ -167,7 +167,7 @@ DataParallel::DataParallel(const std::vector<std::pair<std::string, at::Tensor>>
                            DataParallelOptions options, const std::vector<int>& units)
     : comm_(comm),
       options_(options),
-      policy_(ZeroPolicy::for_stage(options.zero_stage)),
+      policy_(options.zero),
       layout_(zero_layout(
           [&] {
             if (policy_.sharded_parameters() && units.size() != params.size())
@@ -180,7 +180,7 @@ DataParallel::DataParallel(const std::vector<std::pair<std::string, at::Tensor>>
           }(),
           comm.world_size(),
           std::max<int64_t>(1, options.bucket_bytes / (params.empty() ? 4 : params[0].second.element_size())),
-          options.zero_stage)),
+          options.zero)),
       element_bytes_(params.empty() ? 4 : params[0].second.element_size()) {
   if (params.empty()) throw std::invalid_argument("data parallel: no trainable parameters");
   const bool scattered = policy_.sharded_gradients();
@@ -330,14 +330,13 @@ double DataParallel::analytic_bytes_per_step(int micro_batches) const {
                                        layout_.world_size(), micro_batches);
 }
 
-FlatLayout zero_layout(std::vector<ParamInfo> params, int world_size, int64_t bucket_elements, int zero_stage) {
-  if (!ZeroPolicy::for_stage(zero_stage).sharded_parameters())
+FlatLayout zero_layout(std::vector<ParamInfo> params, int world_size, int64_t bucket_elements, const ZeroPolicy& zero) {
+  if (!zero.sharded_parameters())
     for (auto& p : params) p.unit = 0;
   return FlatLayout(params, world_size, bucket_elements);
 }
 
-MemoryUsage planned_memory(const FlatLayout& layout, int zero_stage, int64_t element_bytes) {
-  const auto policy = ZeroPolicy::for_stage(zero_stage);
+MemoryUsage planned_memory(const FlatLayout& layout, const ZeroPolicy& policy, int64_t element_bytes) {
   MemoryUsage m;
   int64_t largest_bucket = 0;
   for (const auto& b : layout.buckets()) largest_bucket = std::max(largest_bucket, b.end - b.begin);

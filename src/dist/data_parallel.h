@@ -5,7 +5,7 @@
 // The trainable parameters are moved into one flat buffer (FlatLayout) and the model's
 // tensors become views of it. Gradients are averaged in buckets launched from autograd
 // hooks as soon as a bucket's last gradient has been accumulated, so communication
-// overlaps the rest of backward. A stage is two policies, chosen once (zero_policy.h):
+// overlaps the rest of backward. A stage is three decisions, taken once (zero_policy.h):
 //   how gradients are reduced  all-reduced into a full flat buffer, or reduce-scattered
 //                              so that a rank keeps only its chunk of every bucket (a
 //                              bucket's full gradient exists only while it is reduced);
@@ -38,7 +38,7 @@ struct Node;
 namespace crsm::dist {
 
 struct DataParallelOptions {
-  int zero_stage = 0;
+  ZeroPolicy zero = ZeroPolicy::for_stage(0);
   int64_t bucket_bytes = 4 << 20;
   // Gradients wait for backward to finish and are then reduced bucket by bucket:
   // the baseline the overlap is measured against (bench only).
@@ -131,9 +131,9 @@ class DataParallel {
   std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks_;
 };
 
-// The layout DataParallel uses at `zero_stage` for `params` (their units set): units cut
+// The layout DataParallel uses under `zero` for `params` (their units set): units cut
 // buckets only where parameters are gathered by unit (stage 3).
-FlatLayout zero_layout(std::vector<ParamInfo> params, int world_size, int64_t bucket_elements, int zero_stage);
+FlatLayout zero_layout(std::vector<ParamInfo> params, int world_size, int64_t bucket_elements, const ZeroPolicy& zero);
 
 // What a rank of a run with this layout would hold, without building anything: the
 // plan the README's memory table reports (AdamW: two fp32 moments per owned element).
@@ -141,6 +141,6 @@ FlatLayout zero_layout(std::vector<ParamInfo> params, int world_size, int64_t bu
 // three largest gathered at once: the one running, the one prefetched, and one more at
 // the start of backward (the value heads before the LM head) or borrowed (tied
 // embeddings keep the embedding gathered through backward).
-MemoryUsage planned_memory(const FlatLayout& layout, int zero_stage, int64_t element_bytes);
+MemoryUsage planned_memory(const FlatLayout& layout, const ZeroPolicy& zero, int64_t element_bytes);
 
 }  // namespace crsm::dist

@@ -135,6 +135,10 @@ const Runtime& runtime() { return g_runtime; }
 void abandon_collectives() { g_collectives_abandoned = true; }
 bool collectives_abandoned() { return g_collectives_abandoned; }
 
+std::pair<int64_t, int64_t> rank_share(int64_t n, int rank, int world) {
+  return {n * rank / world, n * (rank + 1) / world};
+}
+
 std::string rank_prefix() {
   if (g_runtime.world_size <= 1) return "";
   return "[rank " + std::to_string(g_runtime.rank) + "] ";

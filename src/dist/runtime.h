@@ -7,7 +7,9 @@
 // by hand is world size 1 and never touches MPI, so the CLI and the tests run without
 // a launcher.
 
+#include <cstdint>
 #include <string>
+#include <utility>
 
 namespace crsm::dist {
 
@@ -46,6 +48,10 @@ const Runtime& runtime();
 // process may only end by MPI_Abort: MPI_Finalize must not meet an active request.
 void abandon_collectives();
 bool collectives_abandoned();
+
+// Rank `rank`'s contiguous share of n items, [n * rank / world, n * (rank + 1) / world):
+// the shares of all ranks cover the items once, in order, and differ by one at most.
+std::pair<int64_t, int64_t> rank_share(int64_t n, int rank, int world);
 
 // "[rank 3] " in a multi-rank job, "" otherwise: the prefix of every rank's messages.
 std::string rank_prefix();

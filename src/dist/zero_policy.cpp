@@ -10,10 +10,10 @@ ZeroPolicy ZeroPolicy::for_stage(int stage) {
   using O = Ownership;
   using P = Placement;
   switch (stage) {
-    case 0: return {R::kAllReduce, O::kEverything, P::kReplicated};
-    case 1: return {R::kAllReduce, O::kShard, P::kReplicated};
-    case 2: return {R::kReduceScatter, O::kShard, P::kReplicated};
-    case 3: return {R::kReduceScatter, O::kShard, P::kSharded};
+    case 0: return {0, R::kAllReduce, O::kEverything, P::kReplicated};
+    case 1: return {1, R::kAllReduce, O::kShard, P::kReplicated};
+    case 2: return {2, R::kReduceScatter, O::kShard, P::kReplicated};
+    case 3: return {3, R::kReduceScatter, O::kShard, P::kSharded};
     default:
       throw std::invalid_argument("--zero-stage " + std::to_string(stage) + ": expected 0, 1, 2 or 3");
   }

@@ -9,7 +9,10 @@ namespace crsm::dist {
 //   stage 2  reduce-scatter, owns its chunks, replicated (gathered after each update);
 //   stage 3  reduce-scatter, owns its chunks, sharded (gathered a unit at a time while
 //            forward and backward use it; never after the update).
+// Chosen once, from the stage a run is given (--zero-stage, zero_stage), and passed as it
+// is wherever a decision depends on it.
 struct ZeroPolicy {
+  int stage = 0;  // what it was chosen from, for messages and manifests
   enum class Reduction { kAllReduce, kReduceScatter } reduction = Reduction::kAllReduce;
   enum class Ownership { kEverything, kShard } ownership = Ownership::kEverything;
   enum class Placement { kReplicated, kSharded } placement = Placement::kReplicated;

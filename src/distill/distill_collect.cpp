@@ -30,7 +30,7 @@ int64_t CollectionPlan::rows_of(int64_t window) const {
 }
 
 std::pair<int64_t, int64_t> CollectionPlan::windows_of_rank(int rank, int world) const {
-  return {windows() * rank / world, windows() * (rank + 1) / world};
+  return dist::rank_share(windows(), rank, world);
 }
 
 int64_t CollectionPlan::rows_of_rank(int rank, int world) const {
@@ -199,7 +199,7 @@ CollectResult collect_transitions(model::Backbone& model, const data::TokenSplit
       w = end;
       result.rows_written += rows.size() - skip;
       writer.append(skip > 0 ? rows.slice(skip, rows.size() - skip) : rows);
-      if (options.progress && rank == 0 && (seconds_since(last_report) > 10 || w == last)) {
+      if (rank == 0 && (seconds_since(last_report) > 10 || w == last)) {
         std::printf("distill: %s: rank 0 has %lld of its %lld transitions (%.0f/s)\n", plan.split.c_str(),
                     static_cast<long long>(writer.rows()), static_cast<long long>(mine),
                     result.rows_written / seconds_since(start));

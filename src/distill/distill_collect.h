@@ -54,7 +54,6 @@ struct CollectOptions {
   std::string dir;              // <dir>/<split>/rankNNNNN.h5 and the master <dir>/<split>.h5
   int64_t windows_per_batch = 16;
   data::WriterOptions writer;
-  bool progress = true;         // rank 0 prints its progress
 };
 
 struct CollectResult {

@@ -24,10 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::pair<int64_t, int64_t> slice_of(int64_t rows, int rank, int world) {
-  return {rows * rank / world, rows * (rank + 1) / world};
-}
-
 // Reads rows [first, first + count) of a file in pieces of `piece` rows.
 template <typename Visit>
 void for_each_piece(const data::TransitionReader& reader, int64_t first, int64_t count, int64_t piece,
@@ -73,7 +69,7 @@ class DynamicsObjective : public train::Objective {
     torch::NoGradGuard no_grad;
     dynamics_->eval();
     data::TransitionReader reader(val_file_);
-    const auto [lo, hi] = slice_of(reader.rows(), comm.rank(), comm.world_size());
+    const auto [lo, hi] = dist::rank_share(reader.rows(), comm.rank(), comm.world_size());
     DeltaScorer scorer(moments_.mean);
     for_each_piece(reader, lo, hi - lo, 4096, [&](const data::TransitionRows& rows) {
       const auto device = embeddings_.device();
@@ -126,7 +122,7 @@ TransitionBatches::TransitionBatches(const std::string& path, int64_t global_bat
     throw UsageError("dynamics_batch_size " + std::to_string(global_batch) +
                      " is the global batch and must divide evenly among the " + std::to_string(world) + " ranks");
   local_batch_ = global_batch / world;
-  std::tie(first_, rows_) = slice_of(reader_.rows(), rank, world);
+  std::tie(first_, rows_) = dist::rank_share(reader_.rows(), rank, world);
   rows_ -= first_;
   // Every rank takes the same number of steps: as many as the smallest slice allows.
   batches_per_epoch_ = reader_.rows() / world / local_batch_;
@@ -197,7 +193,7 @@ train::Batch TransitionBatches::next() {
 checkpoint::DeltaMoments delta_moments(const std::string& path, dist::Communicator& comm) {
   data::TransitionReader reader(path);
   const auto& schema = reader.info().schema;
-  const auto [lo, hi] = slice_of(reader.rows(), comm.rank(), comm.world_size());
+  const auto [lo, hi] = dist::rank_share(reader.rows(), comm.rank(), comm.world_size());
   auto sums = torch::zeros({2, schema.num_layers, schema.d_model}, torch::kDouble);
   for_each_piece(reader, lo, hi - lo, 4096, [&](const data::TransitionRows& rows) {
     const auto d = rows.delta.to(torch::kDouble);
@@ -248,10 +244,11 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
     for (const auto& note : skipped)
       if (rank == 0) std::printf("resume: %s\n", note.c_str());
     if (loop.continue_from)
-      model::load_module_tensors(*dynamics, model::load_tensor_file(*loop.continue_from + "/model.safetensors"),
-                                 *loop.continue_from);
+      model::load_module_tensors(
+          *dynamics, model::load_tensor_file((std::filesystem::path(*loop.continue_from) / checkpoint::kModelFile).string()),
+          *loop.continue_from);
   }
-  loop.stage = "dynamics";
+  loop.stage = checkpoint::Stage::kDynamics;
   loop.run_dir = run.run_dir;
   loop.config = run.config;
   loop.manifest_extra = {{"dynamics", {{"arch", model::to_string(run.arch.arch)},
@@ -260,14 +257,10 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
   loop.rate_key = "transitions_per_s";
   loop.rate_unit = "tr/s";
   loop.items_per_step = run.batch_size;
-  loop.total_steps = run.max_steps > 0 ? run.max_steps : run.epochs * source.batches_per_epoch();
-  loop.warmup_steps = std::min<int64_t>(100, loop.total_steps / 20);
-  loop.lr = run.lr;
-  loop.weight_decay = 0.0;
-  loop.eval_every = source.batches_per_epoch();
-  loop.log_every = run.log_every;
-  loop.save_every = run.save_every;
-  loop.keep_last = run.keep_last;
+  loop.schedule = train::plan_schedule(run.length, source.batches_per_epoch(), /*warmup_cap=*/100);
+  loop.optimizer = run.optimizer;
+  loop.cadence = run.cadence;
+  loop.cadence.eval_every = source.batches_per_epoch();
   loop.seed = static_cast<int64_t>(seed);
   char banner[320];
   std::snprintf(banner, sizeof banner,
@@ -277,7 +270,7 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
                 static_cast<long long>(train_info.rows),
                 static_cast<long long>(data::inspect_transition_file(run.val_file).rows),
                 static_cast<long long>(source.batches_per_epoch()), static_cast<long long>(run.batch_size),
-                static_cast<long long>(loop.total_steps), world, world == 1 ? "" : "s");
+                static_cast<long long>(loop.schedule.total_steps), world, world == 1 ? "" : "s");
   loop.banner = banner;
 
   DynamicsObjective objective(dynamics, run.embeddings, moments, run.val_file);
@@ -295,8 +288,8 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
     meta["vocab_size"] = train_info.schema.vocab_size;
     meta["dynamics_arch"] = model::to_string(run.arch.arch);
     meta["dynamics_hidden"] = run.arch.resolved_hidden();
-    meta["epochs"] = run.epochs;
-    meta["lr"] = run.lr;
+    meta["epochs"] = run.length.epochs;
+    meta["lr"] = run.optimizer.lr;
     meta["steps"] = result.train.steps;
     meta["best_val_loss"] = best_validation_loss(run.run_dir);
     meta["final_val_loss"] = result.validation.value("loss", 0.0);

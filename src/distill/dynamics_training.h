@@ -20,7 +20,7 @@
 
 namespace crsm::distill {
 
-// This rank's slice of a transition file, [rows * rank / world, rows * (rank + 1) / world),
+// This rank's slice of a transition file (dist::rank_share of its rows),
 // as batches of state [b, L, D], delta [b, L, D] and action [b] (int64). Each epoch visits
 // the slice's blocks of block_rows rows in an order drawn from (seed, epoch) and shuffles
 // rows within groups of buffer_blocks blocks (the shuffle buffer); the position
@@ -58,10 +58,10 @@ struct DynamicsRun {
   std::string backbone_dir;          // the checkpoint the transitions came from
   at::Tensor embeddings;             // the backbone's token embeddings [V, D], frozen
   model::DynamicsConfig arch;
-  int64_t epochs = 1, max_steps = 0, batch_size = 256;
-  double lr = 1e-3;
-  int64_t log_every = 10, save_every = 0;
-  int keep_last = 2;
+  int64_t batch_size = 256;          // transitions per optimizer step (global)
+  train::LengthOptions length;
+  train::OptimizerOptions optimizer;
+  train::CadenceOptions cadence;     // its eval_every is an epoch
   bool resume = false;               // continue <run_dir>/checkpoints when it holds one
   nlohmann::json config;             // the run config, recorded
   nlohmann::json metadata;           // more fields for dynamics.json (the seed's)

@@ -10,16 +10,10 @@
 
 #include "base/atomic_file.h"
 #include "checkpoint/run_dir.h"
-#include "dist/counting_communicator.h"
-#include "dist/data_parallel.h"
-#include "dist/device_memory.h"
 #include "dist/runtime.h"
-#include "train/adamw.h"
-#include "train/lr_schedule.h"
 #include "metrics/metrics_writer.h"
-#include "train/thread_shares.h"
-#include "checkpoint/training_checkpoint.h"
-#include "train/unit_gathering.h"
+#include "train/engine.h"
+#include "train/lr_schedule.h"
 
 namespace crsm::train {
 namespace {
@@ -81,7 +75,7 @@ class Reporter {
     record["grad_norm"] = grad_norm;
     metrics_->write(record);
     std::printf("step %6lld/%lld | %s | lr %.2e | %6.0f %s | ETA %s\n", static_cast<long long>(step),
-                static_cast<long long>(options_.total_steps), report.line.c_str(), lr, rate,
+                static_cast<long long>(options_.schedule.total_steps), report.line.c_str(), lr, rate,
                 options_.rate_unit.c_str(), format_duration(eta).c_str());
     std::fflush(stdout);
   }
@@ -126,28 +120,35 @@ class Reporter {
   std::optional<metrics::MetricsWriter> metrics_;
 };
 
-// Each rank's parameter, gradient and optimizer bytes and its device's peak (0 on the
-// CPU), [world, 4] (collective).
-at::Tensor gather_memory(const dist::DataParallel& dp, const AdamW& optimizer, dist::Communicator& comm,
-                         const c10::Device& device) {
-  const int world = comm.world_size(), rank = comm.rank();
-  const auto m = dp.memory();
-  auto all = torch::zeros({4 * world}, torch::kLong);
-  all[4 * rank] = m.params;
-  all[4 * rank + 1] = m.grads;
-  all[4 * rank + 2] = optimizer.state_bytes();
-  all[4 * rank + 3] = dist::device_peak_bytes(device);
-  all = all.to(comm.device());
-  comm.all_gather(all)->wait();
-  return all.cpu().reshape({world, 4});
+// Whether a cadence of `every` steps (0: never) falls on `step`.
+bool due(int64_t step, int64_t every) { return every > 0 && step % every == 0; }
+
+void add_to_window(checkpoint::LogWindow& window, const std::vector<double>& losses, double seconds) {
+  window.seconds += seconds;
+  window.sums.resize(losses.size(), 0.0);
+  for (size_t i = 0; i < losses.size(); ++i) window.sums[i] += losses[i];
+  ++window.steps;
 }
 
-// The reported losses of one step, averaged over micro-batches and ranks, and whether
-// any rank was signalled: one reduction, read once (on a GPU every read is a sync).
-struct StepLosses {
+std::vector<double> window_means(const checkpoint::LogWindow& window) {
   std::vector<double> means;
-  bool preempted = false;
-};
+  for (double sum : window.sums) means.push_back(sum / window.steps);
+  return means;
+}
+
+// The run's directory, config and metrics as a (re)started run leaves them, and its
+// first lines.
+void start_run(Reporter& report, const checkpoint::RunDir& run, const LoopOptions& opt, const Engine& engine,
+               const checkpoint::TrainState& state, int rank) {
+  if (rank == 0) {
+    fs::create_directories(run.checkpoints());
+    base::write_file_atomically(run.config(), opt.config.dump(2) + "\n");
+  }
+  report.open_metrics(opt.continue_from ? state.step : -1);
+  if (opt.created) opt.created->keep();
+  report.line("%s\n", opt.banner.c_str());
+  if (const auto threads = engine.describe_threads(); !threads.empty()) report.line("%s\n", threads.c_str());
+}
 
 }  // namespace
 
@@ -165,45 +166,18 @@ bool preempted_in_startup(dist::Communicator& comm, const std::string& command) 
 
 TrainResult run_training_loop(Objective& objective, BatchSource& source, const LoopOptions& opt,
                               dist::Communicator& comm) {
-  const int rank = comm.rank(), world = comm.world_size();
+  const int rank = comm.rank();
   const checkpoint::RunDir run(opt.run_dir);
-  const std::string ckpt_root = run.checkpoints();
   Reporter report(rank == 0, opt);
-
-  const auto trainable = objective.trainable();
-  dist::DataParallelOptions dp_options;
-  dp_options.zero_stage = opt.zero_stage;
-  dp_options.bucket_bytes = opt.bucket_bytes;
-  dp_options.prefetch = opt.prefetch;
-  // The parameters' and gradients' traffic is counted, to be set against the analytic volume.
-  dist::CountingCommunicator counted(comm);
-  dist::DataParallel dp(trainable.params, trainable.decay, counted, dp_options, trainable.units);
-  std::optional<UnitGathering> gathering;
-  if (dp.sharded_parameters()) gathering.emplace(*dp.sharded_parameters());
-  objective.set_unit_hooks(gathering ? &*gathering : nullptr);
-  // Unhooked before the gathering and the shards go, however the loop ends.
-  struct Unhook {
-    Objective& objective;
-    ~Unhook() { objective.set_unit_hooks(nullptr); }
-  } unhook{objective};
-  const ThreadUseInputs thread_inputs{opt.batch_split,  objective.module().parameters().front().device().is_cpu(),
-                                      at::get_num_threads(), source.rows() / opt.grad_accum,
-                                      gathering.has_value(), objective.draws_random_numbers()};
-  const ThreadUse thread_use = choose_thread_use(thread_inputs);
-  std::vector<at::Tensor> params;
-  for (const auto& named : trainable.params) params.push_back(named.second);
-  AdamW optimizer(optimizer_slots(dp), {0.9, 0.95, 1e-8, opt.weight_decay});
-  const checkpoint::ShardingInfo sharding = checkpoint::sharding_of(dp.layout(), opt.zero_stage);
-
+  Engine engine(objective, opt.parallel, opt.optimizer, source.rows(), comm);
   checkpoint::TrainState state;
   state.stage = opt.stage;
-  state.value_loss = opt.stage == "finetune";
   torch::manual_seed(checkpoint::rank_seed(opt.seed, rank));
   if (opt.continue_from) {
     const checkpoint::TrainManifest manifest = checkpoint::read_train_manifest(*opt.continue_from);
-    state = checkpoint::load_train_state(*opt.continue_from, manifest, optimizer, rank, opt.seed);
+    state = checkpoint::load_train_state(*opt.continue_from, manifest, engine.optimizer(), rank, opt.seed);
     source.set_position(state.sampler);
-    report.resumed(*opt.continue_from, manifest, state.step, world, opt.zero_stage);
+    report.resumed(*opt.continue_from, manifest, state.step, comm.world_size(), opt.parallel.zero.stage);
   }
   TrainResult result;
   result.steps = state.step;
@@ -211,107 +185,60 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
     result.exit_status = kExitPreempted;
     return result;
   }
-  if (rank == 0) {
-    fs::create_directories(ckpt_root);
-    base::write_file_atomically(run.config(), opt.config.dump(2) + "\n");
-  }
-  report.open_metrics(opt.continue_from ? state.step : -1);
-  if (opt.created) opt.created->keep();
-  report.line("%s\n", opt.banner.c_str());
-  if (const auto threads = describe_thread_use(thread_inputs); !threads.empty())
-    report.line("%s\n", threads.c_str());
-
-  if (state.step >= opt.total_steps) {
+  start_run(report, run, opt, engine, state, rank);
+  if (state.step >= opt.schedule.total_steps) {
     report.line("train: %s already reached step %lld of %lld; nothing to do\n", opt.continue_from->c_str(),
-                static_cast<long long>(state.step), static_cast<long long>(opt.total_steps));
+                static_cast<long long>(state.step), static_cast<long long>(opt.schedule.total_steps));
     result.last_checkpoint = *opt.continue_from;
     return result;
   }
-
-  checkpoint::CheckpointContents contents{&objective.module(), opt.write_files, opt.config, opt.manifest_extra};
-  auto save = [&] {
+  const checkpoint::CheckpointContents contents{&objective.module(), opt.write_files, opt.config, opt.manifest_extra};
+  const auto save = [&] {
     state.sampler = source.position();
-    result.last_checkpoint =
-        checkpoint::save_train_checkpoint(ckpt_root, state, contents, optimizer, sharding, opt.keep_last, comm);
+    result.last_checkpoint = checkpoint::save_train_checkpoint(run.checkpoints(), state, contents, engine.optimizer(),
+                                                               engine.sharding(), opt.cadence.keep_last, comm);
   };
-  auto evaluate = [&] {
+  const auto evaluate = [&] {
     const Report r = objective.validate(comm);
     report.validation(state.step, r);
     result.final_validation = r.record;
     result.final_val_loss = r.record.value("loss", 0.0);
   };
-
-  const LrSchedule schedule{opt.lr, opt.lr * opt.min_lr_ratio, opt.warmup_steps, opt.total_steps};
+  const LrSchedule schedule{opt.optimizer.lr, opt.optimizer.lr * opt.optimizer.min_lr_ratio,
+                            opt.schedule.warmup_steps, opt.schedule.total_steps};
   const int64_t first_step = state.step;
   double run_seconds = 0;
-  auto& window = state.window;
-  while (state.step < opt.total_steps) {
-    const auto step_start = Clock::now();
-    counted.reset();
-    const Batch batch = source.next();
-    const int64_t micro = batch.at(0).size(0) / opt.grad_accum;
-    dp.zero_grad();
-    at::Tensor shared;  // the reported losses, then the preemption flag
-    for (int64_t k = 0; k < opt.grad_accum; ++k) {
-      dp.begin_micro_batch(k + 1 == opt.grad_accum);
-      Batch part;
-      for (const auto& t : batch) part.push_back(t.narrow(0, k * micro, micro));
-      std::vector<at::Tensor> reported = forward_backward(
-          thread_use, [&](const Batch& rows) { return objective.losses(rows); }, part, params,
-          1.0 / static_cast<double>(opt.grad_accum), opt.precision);
-      dp.end_micro_batch();
-      for (auto& r : reported) r = r.to(torch::kDouble);
-      reported.push_back(torch::zeros({}, reported[0].options()));
-      const auto stacked = torch::stack(reported) / static_cast<double>(opt.grad_accum);
-      shared = shared.defined() ? shared + stacked : stacked;
-    }
-    const int64_t n = shared.size(0) - 1;
-    if (dist::preemption_signalled()) shared[n] = 1.0;
-    dist::all_reduce_now(comm, shared);
-    shared = shared.cpu();
-    StepLosses step_losses;
-    for (int64_t i = 0; i < n; ++i) step_losses.means.push_back(shared[i].item<double>() / world);
-    step_losses.preempted = shared[n].item<double>() > 0;
-
-    const double grad_norm = dp.grad_norm();
-    const double headline = step_losses.means[0];
-    if (!std::isfinite(headline) || !std::isfinite(grad_norm)) {
-      report.non_finite(state.step + 1, headline, grad_norm, result.last_checkpoint);
+  while (state.step < opt.schedule.total_steps) {
+    const auto started = Clock::now();
+    engine.reset_traffic();
+    const double lr = schedule.at(state.step);
+    const Engine::StepResult step = engine.step(source.next(), lr);
+    if (!step.finite()) {
+      report.non_finite(state.step + 1, step.losses[0], step.grad_norm, result.last_checkpoint);
       result.exit_status = kExitNonFinite;
       return result;
     }
-    if (opt.grad_clip > 0 && grad_norm > opt.grad_clip) dp.scale_grads(opt.grad_clip / (grad_norm + 1e-6));
-    const double lr = schedule.at(state.step);
-    optimizer.step(lr, dp.owned_grads());
-    dp.gather_params();
     ++state.step;
-    const double step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
-    run_seconds += step_seconds;
-    window.seconds += step_seconds;
-    window.sums.resize(step_losses.means.size(), 0.0);
-    for (size_t i = 0; i < step_losses.means.size(); ++i) window.sums[i] += step_losses.means[i];
-    ++window.steps;
+    const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    run_seconds += seconds;
+    add_to_window(state.window, step.losses, seconds);
     if (state.step == first_step + 1) {
-      report.traffic(counted.bytes_sent(), dp.analytic_bytes_per_step(static_cast<int>(opt.grad_accum)));
-      report.memory(gather_memory(dp, optimizer, comm, objective.module().parameters().front().device()));
+      report.traffic(engine.bytes_sent(), engine.analytic_bytes_per_step());
+      report.memory(engine.memory_per_rank());
     }
-
-    const bool last = state.step == opt.total_steps;
-    if (state.step % opt.log_every == 0 || last) {
-      std::vector<double> means;
-      for (double sum : window.sums) means.push_back(sum / window.steps);
-      const double rate = window.steps * opt.items_per_step / window.seconds;
-      const double eta = run_seconds / (state.step - first_step) * (opt.total_steps - state.step);
-      report.window(state.step, objective.train_report(means), lr, rate, grad_norm, eta);
-      window = checkpoint::LogWindow{};
+    const bool last = state.step == opt.schedule.total_steps;
+    if (due(state.step, opt.cadence.log_every) || last) {
+      const double eta = run_seconds / (state.step - first_step) * (opt.schedule.total_steps - state.step);
+      report.window(state.step, objective.train_report(window_means(state.window)), lr,
+                    state.window.steps * opt.items_per_step / state.window.seconds, step.grad_norm, eta);
+      state.window = checkpoint::LogWindow{};
     }
-    if ((opt.eval_every > 0 && state.step % opt.eval_every == 0) || last) evaluate();
-    if ((opt.save_every > 0 && state.step % opt.save_every == 0) || last || step_losses.preempted) save();
-    if (step_losses.preempted && !last) {
-      const int sig = dist::preemption_signal_on_any_rank(comm);
+    if (due(state.step, opt.cadence.eval_every) || last) evaluate();
+    if (due(state.step, opt.cadence.save_every) || last || step.preempted) save();
+    if (step.preempted && !last) {
       report.line("train: preempted by %s: checkpoint %s written at step %lld; resume with --resume auto\n",
-                  dist::signal_name(sig).c_str(), result.last_checkpoint.c_str(),
-                  static_cast<long long>(state.step));
+                  dist::signal_name(dist::preemption_signal_on_any_rank(comm)).c_str(),
+                  result.last_checkpoint.c_str(), static_cast<long long>(state.step));
       result.exit_status = kExitPreempted;
       break;
     }

@@ -45,7 +45,7 @@ TEST(DataParallel, GradientsInTheFlatBuffersEqualPlainAutograd) {
                     plain.w2.detach().clone().requires_grad_(true)};
     auto comm = make_local_communicator();
     DataParallelOptions options;
-    options.zero_stage = stage;
+    options.zero = ZeroPolicy::for_stage(stage);
     options.bucket_bytes = 64;  // several buckets for three small tensors
     DataParallel dp(wrapped.named(), {true, false, true}, *comm, options, {0, 0, 1});
     EXPECT_GT(dp.layout().buckets().size(), 1u);
@@ -92,7 +92,7 @@ TEST(DataParallel, StageThreeHoldsAUnitsParametersOnlyWhileInUse) {
     const auto w1 = net.w1.detach().clone(), w2 = net.w2.detach().clone();
     auto comm = make_local_communicator();
     DataParallelOptions options;
-    options.zero_stage = 3;
+    options.zero = ZeroPolicy::for_stage(3);
     options.prefetch = prefetch;
     DataParallel dp(net.named(), {true, false, true}, *comm, options, {0, 0, 1});
     auto& sharded = *dp.sharded_parameters();
@@ -114,7 +114,7 @@ TEST(DataParallel, StageThreeHoldsAUnitsParametersOnlyWhileInUse) {
     EXPECT_FALSE(held(net.w2));
     // The shard (54 elements) and, at the peak, one unit (w1 with b1: 36) or two.
     EXPECT_EQ(dp.memory().params, (54 + (prefetch ? 36 + 18 : 36)) * 4);
-    EXPECT_LE(dp.memory().params, planned_memory(dp.layout(), 3, 4).params);
+    EXPECT_LE(dp.memory().params, planned_memory(dp.layout(), ZeroPolicy::for_stage(3), 4).params);
   }
 }
 
@@ -130,7 +130,7 @@ TEST(DataParallel, StageTwoHoldsOnlyAFewBucketsOfFullGradient) {
   }
   auto comm = make_local_communicator();
   DataParallelOptions options;
-  options.zero_stage = 2;
+  options.zero = ZeroPolicy::for_stage(2);
   options.bucket_bytes = 64 * 4;  // one 8x8 layer per bucket
   DataParallel dp(named, std::vector<bool>(12, true), *comm, options);
   ASSERT_EQ(dp.layout().buckets().size(), 12u);
@@ -145,7 +145,7 @@ TEST(DataParallel, StageTwoHoldsOnlyAFewBucketsOfFullGradient) {
   EXPECT_GT(used.grads, shard_bytes);
   EXPECT_LE(used.grads, shard_bytes + 5 * bucket_bytes) << "peak staging of " << used.grads - shard_bytes
                                                         << " bytes for 12 buckets";
-  EXPECT_LE(used.grads, planned_memory(dp.layout(), 2, 4).grads);
+  EXPECT_LE(used.grads, planned_memory(dp.layout(), ZeroPolicy::for_stage(2), 4).grads);
 }
 
 TEST(DataParallel, ModelParametersBecomeViewsOfTheFlatBuffer) {
@@ -170,7 +170,7 @@ TEST(DataParallel, StageThreeReleasesAUnitOnceItsGradientsAreTaken) {
   named.emplace_back("unused", unused);
   auto comm = make_local_communicator();
   DataParallelOptions options;
-  options.zero_stage = 3;
+  options.zero = ZeroPolicy::for_stage(3);
   DataParallel dp(named, {true, false, true, false}, *comm, options, {0, 0, 1, 2});
   crsm::train::UnitGathering gathering(*dp.sharded_parameters());
   dp.zero_grad();
@@ -217,7 +217,7 @@ TEST(DataParallel, StageThreeUnwindsFromAGatherThatTimedOut) {
   TinyNet net;
   StalledGathers comm;
   DataParallelOptions options;
-  options.zero_stage = 3;
+  options.zero = ZeroPolicy::for_stage(3);
   options.bucket_bytes = 32;  // several buckets per unit
   EXPECT_THROW(
       {
@@ -232,9 +232,8 @@ TEST(DataParallel, RejectsAnUnknownZeroStageAndStageThreeWithoutUnits) {
   TinyNet net;
   auto comm = make_local_communicator();
   DataParallelOptions options;
-  options.zero_stage = 4;
-  EXPECT_THROW(DataParallel(net.named(), {true, false, true}, *comm, options), std::invalid_argument);
-  options.zero_stage = 3;
+  EXPECT_THROW(options.zero = ZeroPolicy::for_stage(4), std::invalid_argument);
+  options.zero = ZeroPolicy::for_stage(3);
   EXPECT_THROW(DataParallel(net.named(), {true, false, true}, *comm, options), std::invalid_argument);
 }
 

@@ -4,6 +4,7 @@
 
 #include "dist/data_parallel.h"
 #include "dist/flat_layout.h"
+#include "dist/zero_policy.h"
 
 namespace {
 
@@ -112,12 +113,12 @@ TEST(MemoryPlan, StagesShrinkWhatTheDesignSays) {
   std::vector<ParamInfo> many;
   for (int i = 0; i < 64; ++i) many.push_back({"p" + std::to_string(i), {1000, 100}, true});
   const FlatLayout one(many, 1, 1 << 20), eight(many, 8, 1 << 20);
-  const auto s0 = crsm::dist::planned_memory(eight, 0, 4);
-  const auto s1 = crsm::dist::planned_memory(eight, 1, 4);
-  const auto s2 = crsm::dist::planned_memory(eight, 2, 4);
+  const auto s0 = crsm::dist::planned_memory(eight, crsm::dist::ZeroPolicy::for_stage(0), 4);
+  const auto s1 = crsm::dist::planned_memory(eight, crsm::dist::ZeroPolicy::for_stage(1), 4);
+  const auto s2 = crsm::dist::planned_memory(eight, crsm::dist::ZeroPolicy::for_stage(2), 4);
   const int64_t n = 64 * 100000;
   EXPECT_EQ(s0.optimizer, 8 * n);
-  EXPECT_EQ(crsm::dist::planned_memory(one, 1, 4).optimizer, 8 * n);
+  EXPECT_EQ(crsm::dist::planned_memory(one, crsm::dist::ZeroPolicy::for_stage(1), 4).optimizer, 8 * n);
   EXPECT_EQ(s1.optimizer, 8 * eight.shard_elements());
   EXPECT_LE(eight.shard_elements() * 8 - n, 8);  // only the last bucket's padding
   EXPECT_EQ(s1.grads, s0.grads);

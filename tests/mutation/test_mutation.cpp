@@ -160,7 +160,7 @@ class Mutation : public crsm::testing::ScratchDirTest {
     auto comm = crsm::dist::make_local_communicator();
     const auto trainable = crsm::train::trainable_parameters(model, false);
     crsm::dist::DataParallelOptions options;
-    options.zero_stage = zero_stage;
+    options.zero = crsm::dist::ZeroPolicy::for_stage(zero_stage);
     crsm::dist::DataParallel dp(trainable.params, trainable.decay, *comm, options, trainable.units);
     crsm::train::AdamW optimizer(crsm::train::optimizer_slots(dp), {});
     std::vector<at::Tensor> grads;
@@ -170,7 +170,7 @@ class Mutation : public crsm::testing::ScratchDirTest {
     state.step = 1;
     const auto tokenizer = crsm::data::make_byte_tokenizer();
     return crsm::checkpoint::save_train_checkpoint((dir / "checkpoints").string(), state, model, optimizer,
-                                              crsm::checkpoint::sharding_of(dp.layout(), zero_stage), *tokenizer,
+                                              crsm::checkpoint::sharding_of(dp.layout(), options.zero), *tokenizer,
                                               crsm::to_json(config), 0, *comm);
   }
 
@@ -260,7 +260,7 @@ TEST_F(Mutation, CheckpointManifest) {
     crsm::RunConfig config;
     auto model = crsm::checkpoint::load_checkpoint_model(ckpt.string(), &config);
     auto comm = crsm::dist::make_local_communicator();
-    const auto trainable = crsm::train::trainable_parameters(model, manifest.state.value_loss);
+    const auto trainable = crsm::train::trainable_parameters(model, crsm::checkpoint::trains_value_heads(manifest.state.stage));
     crsm::dist::DataParallel dp(trainable.params, trainable.decay, *comm, {});
     crsm::train::AdamW optimizer(crsm::train::optimizer_slots(dp), {});
     crsm::checkpoint::load_train_state(ckpt.string(), manifest, optimizer, 0, 1);
