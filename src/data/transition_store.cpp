@@ -63,15 +63,17 @@ hid_t must(hid_t id, const std::string& path, const std::string& what) {
   return id;
 }
 
-const char* const kFloatSets[] = {"state", "delta"};
-struct IntSet {
-  const char* name;
-  hid_t (*file_type)();
-};
-hid_t int32_type() { return H5T_STD_I32LE; }
-hid_t int64_type() { return H5T_STD_I64LE; }
-const IntSet kIntSets[] = {{"action", int32_type}, {"seq", int64_type}, {"pos", int32_type}};
-const char* const kAllSets[] = {"state", "delta", "action", "seq", "pos"};  // /pos last: it commits a block
+// An integer column's HDF5 types: in the file (little-endian) and in memory.
+hid_t file_integer_type(at::ScalarType type) { return type == at::kLong ? H5T_STD_I64LE : H5T_STD_I32LE; }
+hid_t native_integer_type(at::ScalarType type) { return type == at::kLong ? H5T_NATIVE_INT64 : H5T_NATIVE_INT32; }
+
+// The same rows, each column transformed by `f`.
+template <typename F>
+TransitionRows each_column(const TransitionRows& r, F f) {
+  TransitionRows out;
+  for (const auto& c : kTransitionColumns) out.*c.rows = f(r.*c.rows);
+  return out;
+}
 
 // IEEE half precision as h5py defines float16.
 Handle half_type() {
@@ -206,7 +208,7 @@ TransitionFileInfo inspect_open(hid_t file, const std::string& path);
 
 // A rank file's datasets' filter and chunk rows (a master's are virtual: none).
 void read_layout(hid_t file, TransitionFileInfo& info) {
-  Handle ds(H5Dopen2(file, "state", H5P_DEFAULT), H5Dclose);
+  Handle ds(H5Dopen2(file, kTransitionColumns[0].name, H5P_DEFAULT), H5Dclose);
   Handle dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
   if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED) return;
   unsigned flags = 0;
@@ -224,7 +226,8 @@ void read_layout(hid_t file, TransitionFileInfo& info) {
 // for it otherwise).
 void check_virtual_sources(hid_t file, TransitionFileInfo& info) {
   const std::string& path = info.path;
-  Handle ds(H5Dopen2(file, "pos", H5P_DEFAULT), H5Dclose);
+  // The last column: one row per element, and written last, so it counts committed rows.
+  Handle ds(H5Dopen2(file, std::end(kTransitionColumns)[-1].name, H5P_DEFAULT), H5Dclose);
   Handle dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
   if (H5Pget_layout(dcpl.get()) != H5D_VIRTUAL) return;
   size_t count = 0;
@@ -277,9 +280,8 @@ TransitionFileInfo inspect_open(hid_t file, const std::string& path) {
   s.backbone_sha256 = read_string_attribute(file, path, "backbone_sha256");
   s.plan = read_string_attribute(file, path, "plan");
   int64_t rows = -1;
-  for (const char* name : kAllSets) {
-    const bool floating = std::string(name) == "state" || std::string(name) == "delta";
-    const int64_t n = check_dataset(file, path, name, s, floating);
+  for (const auto& c : kTransitionColumns) {
+    const int64_t n = check_dataset(file, path, c.name, s, c.per_layer);
     rows = rows < 0 ? n : std::min(rows, n);
   }
   info.rows = rows;  // a killed writer may have extended some datasets past /pos
@@ -316,23 +318,15 @@ TransitionRows read_open(hid_t file, const TransitionFileInfo& info, int64_t fir
   // float16 is read as stored and widened by LibTorch (HDF5's own conversion of a
   // non-native float is a slow bit-by-bit loop).
   const bool half = s.dtype == TransitionDtype::kFloat16;
-  const auto stored = half ? torch::kHalf : torch::kFloat;
-  r.state = torch::empty({count, s.num_layers, s.d_model}, stored);
-  r.delta = torch::empty({count, s.num_layers, s.d_model}, stored);
-  r.action = torch::empty({count}, torch::kInt);
-  r.seq = torch::empty({count}, torch::kLong);
-  r.pos = torch::empty({count}, torch::kInt);
-  if (count > 0) {
-    const Handle mem = half ? half_type() : Handle(H5Tcopy(H5T_NATIVE_FLOAT), H5Tclose);
-    read_rows(file, info.path, "state", first, count, mem.get(), r.state.data_ptr());
-    read_rows(file, info.path, "delta", first, count, mem.get(), r.delta.data_ptr());
-    read_rows(file, info.path, "action", first, count, H5T_NATIVE_INT32, r.action.data_ptr());
-    read_rows(file, info.path, "seq", first, count, H5T_NATIVE_INT64, r.seq.data_ptr());
-    read_rows(file, info.path, "pos", first, count, H5T_NATIVE_INT32, r.pos.data_ptr());
-  }
-  if (half) {
-    r.state = r.state.to(torch::kFloat);
-    r.delta = r.delta.to(torch::kFloat);
+  const Handle states = half ? half_type() : Handle(H5Tcopy(H5T_NATIVE_FLOAT), H5Tclose);
+  for (const auto& c : kTransitionColumns) {
+    auto& t = r.*c.rows;
+    t = c.per_layer ? torch::empty({count, s.num_layers, s.d_model}, half ? torch::kHalf : torch::kFloat)
+                    : torch::empty({count}, c.type);
+    if (count > 0)
+      read_rows(file, info.path, c.name, first, count, c.per_layer ? states.get() : native_integer_type(c.type),
+                t.data_ptr());
+    if (c.per_layer) t = t.to(torch::kFloat);
   }
   return r;
 }
@@ -363,8 +357,8 @@ Handle create_file(const std::string& path, const TransitionSchema& s, const Wri
               H5Dclose);
   };
   const Handle ftype = float_file_type(s.dtype);
-  for (const char* name : kFloatSets) make(name, ftype.get(), 3);
-  for (const auto& set : kIntSets) make(set.name, set.file_type(), 1);
+  for (const auto& c : kTransitionColumns)
+    make(c.name, c.per_layer ? ftype.get() : file_integer_type(c.type), c.per_layer ? 3 : 1);
   if (H5Fstart_swmr_write(file.get()) < 0) throw DataError(path + ": cannot start SWMR writing");
   return file;
 }
@@ -392,29 +386,26 @@ int64_t append_rows(hid_t file, const std::string& path, TransitionDtype dtype, 
       throw DataError(path + ": writing /" + std::string(name) + " failed (disk full?)");
     bytes += static_cast<int64_t>(c.nbytes());
   };
-  if (dtype == TransitionDtype::kFloat16) {
-    const Handle half = half_type();
-    put("state", half.get(), rows.state.to(torch::kHalf));
-    put("delta", half.get(), rows.delta.to(torch::kHalf));
-  } else {
-    put("state", H5T_NATIVE_FLOAT, rows.state);
-    put("delta", H5T_NATIVE_FLOAT, rows.delta);
+  const bool half = dtype == TransitionDtype::kFloat16;
+  const Handle states = half ? half_type() : Handle(H5Tcopy(H5T_NATIVE_FLOAT), H5Tclose);
+  for (const auto& c : kTransitionColumns) {
+    const auto& t = rows.*c.rows;
+    if (c.per_layer) put(c.name, states.get(), half ? t.to(torch::kHalf) : t);
+    else put(c.name, native_integer_type(c.type), t);
   }
-  put("action", H5T_NATIVE_INT32, rows.action);
-  put("seq", H5T_NATIVE_INT64, rows.seq);
-  put("pos", H5T_NATIVE_INT32, rows.pos);
   if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) throw DataError(path + ": flush failed (disk full?)");
   return bytes;
 }
 
 TransitionRows copy_of(const TransitionRows& r) {
-  return {r.state.clone(), r.delta.clone(), r.action.clone(), r.seq.clone(), r.pos.clone()};
+  return each_column(r, [](const at::Tensor& t) { return t.clone(); });
 }
 
 TransitionRows concat(const TransitionRows& a, const TransitionRows& b) {
   if (a.size() == 0) return b;
-  return {torch::cat({a.state, b.state}), torch::cat({a.delta, b.delta}), torch::cat({a.action, b.action}),
-          torch::cat({a.seq, b.seq}), torch::cat({a.pos, b.pos})};
+  TransitionRows out;
+  for (const auto& c : kTransitionColumns) out.*c.rows = torch::cat({a.*c.rows, b.*c.rows});
+  return out;
 }
 
 void check_field(const std::string& path, const char* field, const std::string& got, const std::string& want) {
@@ -423,6 +414,10 @@ void check_field(const std::string& path, const char* field, const std::string& 
 }
 
 }  // namespace
+
+TransitionRows TransitionRows::slice(int64_t first, int64_t n) const {
+  return each_column(*this, [&](const at::Tensor& t) { return t.narrow(0, first, n); });
+}
 
 TransitionDtype parse_transition_dtype(const std::string& word) {
   if (word == "float32") return TransitionDtype::kFloat32;
@@ -520,11 +515,9 @@ void TransitionWriter::append(TransitionRows rows) {
     if (!t.defined() || t.sizes() != at::IntArrayRef(shape) || t.scalar_type() != type)
       throw std::invalid_argument(std::string("TransitionWriter::append: ") + name + " has the wrong shape or type");
   };
-  shape_is(rows.state, {n, s.num_layers, s.d_model}, at::kFloat, "state");
-  shape_is(rows.delta, {n, s.num_layers, s.d_model}, at::kFloat, "delta");
-  shape_is(rows.action, {n}, at::kInt, "action");
-  shape_is(rows.seq, {n}, at::kLong, "seq");
-  shape_is(rows.pos, {n}, at::kInt, "pos");
+  for (const auto& c : kTransitionColumns)
+    shape_is(rows.*c.rows, c.per_layer ? std::vector<int64_t>{n, s.num_layers, s.d_model} : std::vector<int64_t>{n},
+             c.type, c.name);
   std::unique_lock<std::mutex> lock(mutex_);
   if (closing_) throw std::logic_error("TransitionWriter::append after close");
   const auto start = Clock::now();
@@ -658,8 +651,9 @@ void write_master_file(const std::string& master, const std::vector<std::string>
     for (const auto& i : infos) total += i.rows;
     const auto& s = infos.front().schema;
     const Handle ftype = float_file_type(s.dtype);
-    for (const char* name : kAllSets) {
-      const bool floating = std::string(name) == "state" || std::string(name) == "delta";
+    for (const auto& c : kTransitionColumns) {
+      const char* name = c.name;
+      const bool floating = c.per_layer;
       const int rank = floating ? 3 : 1;
       hsize_t dims[3] = {static_cast<hsize_t>(total), static_cast<hsize_t>(s.num_layers), static_cast<hsize_t>(s.d_model)};
       Handle vspace(H5Screate_simple(rank, dims, nullptr), H5Sclose);
@@ -678,7 +672,7 @@ void write_master_file(const std::string& master, const std::vector<std::string>
         offset += i.rows;
       }
       H5Sselect_all(vspace.get());
-      hid_t type = floating ? ftype.get() : (std::string(name) == "seq" ? H5T_STD_I64LE : H5T_STD_I32LE);
+      hid_t type = floating ? ftype.get() : file_integer_type(c.type);
       Handle ds(must(H5Dcreate2(file.get(), name, type, vspace.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), tmp,
                      "cannot create the virtual dataset /" + std::string(name)),
                 H5Dclose);

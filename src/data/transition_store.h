@@ -62,10 +62,22 @@ struct TransitionRows {
   at::Tensor state, delta, action, seq, pos;
   int64_t size() const { return action.defined() ? action.size(0) : 0; }
   // Rows [first, first + n), as views.
-  TransitionRows slice(int64_t first, int64_t n) const {
-    return {state.narrow(0, first, n), delta.narrow(0, first, n), action.narrow(0, first, n), seq.narrow(0, first, n),
-            pos.narrow(0, first, n)};
-  }
+  TransitionRows slice(int64_t first, int64_t n) const;
+};
+
+// The datasets of a transition file, one per column of TransitionRows, in the order a
+// block is written: /pos last, as it commits the block. The one list every reader and
+// writer of the format goes through.
+struct TransitionColumn {
+  const char* name;
+  at::Tensor TransitionRows::*rows;
+  bool per_layer;       // [N, L, d_model] states in the schema's dtype; else [N] integers
+  at::ScalarType type;  // as rows hold it: float32, int32 or int64
+};
+inline const TransitionColumn kTransitionColumns[] = {
+    {"state", &TransitionRows::state, true, at::kFloat},  {"delta", &TransitionRows::delta, true, at::kFloat},
+    {"action", &TransitionRows::action, false, at::kInt}, {"seq", &TransitionRows::seq, false, at::kLong},
+    {"pos", &TransitionRows::pos, false, at::kInt},
 };
 
 struct WriterOptions {
