@@ -287,17 +287,17 @@ class Pipeline {
     return false;
   }
 
-  void mark_done(const std::string& stage, Clock::time_point started, const json& output) {
-    state_["done"][stage] = {{"minutes", minutes_since(started)}, {"output", output}, {"key", state_["started"][stage]}};
+  void mark_done(const std::string& stage, Clock::time_point started) {
+    state_["done"][stage] = {{"minutes", minutes_since(started)}, {"key", state_["started"][stage]}};
     state_["started"].erase(stage);
     save_state();
   }
 
   // Runs a stage's command, and records the stage done when it finished.
   int run_stage(const std::string& stage, Clock::time_point started, const std::string& command, CommandFn fn,
-                const std::vector<std::string>& args, const std::string& output) {
+                const std::vector<std::string>& args) {
     const int status = run_command(command, fn, args, root_);
-    if (status == kExitOk) mark_done(stage, started, output);
+    if (status == kExitOk) mark_done(stage, started);
     return status;
   }
 
@@ -345,7 +345,7 @@ class Pipeline {
     restart_if_unsaved(run);
     auto args = training_flags(run, "backbone-steps");
     args.insert(args.end(), {"--no-value-loss", "--resume", "auto"});
-    return run_stage("backbone", started, "train", train_command, args, run.string());
+    return run_stage("backbone", started, "train", train_command, args);
   }
 
   int finetune() {
@@ -370,7 +370,7 @@ class Pipeline {
     restart_if_unsaved(run);
     auto args = training_flags(run, "finetune-steps");
     args.insert(args.end(), {"--resume", holds_checkpoint(run) ? "auto" : backbone_});
-    return run_stage("finetune", started, "train", train_command, args, run.string());
+    return run_stage("finetune", started, "train", train_command, args);
   }
 
   int dynamics() {
@@ -398,7 +398,7 @@ class Pipeline {
                                      "--save-every", std::to_string(o_.integer("save-every"))};
     if (o_.has("dynamics-steps")) args.insert(args.end(), {"--max-steps", std::to_string(o_.integer("dynamics-steps"))});
     for (const auto& f : common_flags()) args.push_back(f);
-    return run_stage("dynamics", started, "distill", distill_command, args, out.string());
+    return run_stage("dynamics", started, "distill", distill_command, args);
   }
 
   // One process's work (it writes one checkpoint): rank 0 runs it, the others wait.
@@ -428,7 +428,7 @@ class Pipeline {
       return std::to_string(s);
     });
     if (std::stoi(status) != kExitOk) return std::stoi(status);
-    mark_done("model", started, out.string());
+    mark_done("model", started);
     return kExitOk;
   }
 
@@ -450,7 +450,7 @@ class Pipeline {
     args.push_back("--tasks");
     for (const auto& t : tasks_) args.push_back(t);
     for (const auto& f : common_flags()) args.push_back(f);
-    return run_stage("eval", started, "eval", eval_command, args, out.string());
+    return run_stage("eval", started, "eval", eval_command, args);
   }
 
   const ParsedOptions& o_;

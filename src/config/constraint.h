@@ -39,7 +39,6 @@ class Constraint {
   Constraint or_word(std::string w) const;
 
   bool is_switch() const { return kind_ == Kind::kBoolean; }
-  bool is_list() const { return kind_ == Kind::kIntegerList; }
 
   // What a valid value looks like: "an integer from 1 to 64", "a number in (0, 10]",
   // "one of fp32, bf16".

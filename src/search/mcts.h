@@ -62,7 +62,6 @@ struct SearchStats {
   std::vector<double> target_delta;  // ||target_l - h_l|| per layer
   std::vector<double> chosen_values; // the per-layer values predicted at the chosen child
 
-  double simulations_per_second() const { return seconds > 0 ? simulations / seconds : 0; }
 };
 
 struct SearchResult {
