@@ -22,6 +22,8 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kRngKey = "rng.cpu";
+// By Stage, in its order: what manifests record.
+const char* const kStageNames[] = {"backbone", "finetune", "dynamics"};
 constexpr const char* kParamPrefix = "param/";
 
 std::string piece_key(const std::string& param, int64_t offset) {
@@ -134,14 +136,7 @@ void assemble_parameters(const std::string& dir, const TrainManifest& manifest, 
 
 }  // namespace
 
-std::string to_string(Stage stage) {
-  switch (stage) {
-    case Stage::kBackbone: return "backbone";
-    case Stage::kFinetune: return "finetune";
-    case Stage::kDynamics: return "dynamics";
-  }
-  throw std::logic_error("to_string: invalid Stage");
-}
+std::string to_string(Stage stage) { return kStageNames[static_cast<size_t>(stage)]; }
 
 ShardingInfo sharding_of(const dist::FlatLayout& layout, const dist::ZeroPolicy& zero) {
   ShardingInfo info;
@@ -253,9 +248,10 @@ TrainManifest read_train_manifest(const std::string& dir) {
   const auto& sampler = j.contains("sampler") ? j["sampler"] : nlohmann::json();
   m.state.sampler.epoch = field(sampler, "epoch", count, "sampler.").get<int64_t>();
   m.state.sampler.batch = field(sampler, "batch", count, "sampler.").get<int64_t>();
-  const auto stage = field(j, "stage", Constraint::word({"backbone", "finetune", "dynamics"}), "").get<std::string>();
-  for (const Stage s : {Stage::kBackbone, Stage::kFinetune, Stage::kDynamics})
-    if (to_string(s) == stage) m.state.stage = s;
+  const auto stage = field(j, "stage", Constraint::word({std::begin(kStageNames), std::end(kStageNames)}), "")
+                         .get<std::string>();
+  m.state.stage = static_cast<Stage>(
+      std::find(std::begin(kStageNames), std::end(kStageNames), stage) - std::begin(kStageNames));
   // Checkpoints written before the window was saved resume with an empty one.
   if (j.contains("log_window")) {
     const auto& w = j["log_window"];
