@@ -179,9 +179,19 @@ CollectResult collect_transitions(model::Backbone& model, const data::TokenSplit
     if (writer.rows() > mine)
       throw data::DataError(rank_file_path(options.dir, plan.split, rank) + " holds " + std::to_string(writer.rows()) +
                             " rows, more than the " + std::to_string(mine) + " of this rank's plan");
-    // Rows are written window by window, so the committed count says where to go on.
+    // Rows are written window by window, so the committed count says where to go on: from
+    // the start of the batch it stopped in, as an uninterrupted collection batches the
+    // windows (a window's rows depend in their last bits on the batch around it); the
+    // rows already kept are computed again and skipped.
     int64_t done_before = 0, w = first;
-    while (w < last && done_before + plan.rows_of(w) <= writer.rows()) done_before += plan.rows_of(w++);
+    while (w < last) {
+      const int64_t end = std::min(last, w + options.windows_per_batch);
+      int64_t batch_rows = 0;
+      for (int64_t i = w; i < end; ++i) batch_rows += plan.rows_of(i);
+      if (done_before + batch_rows > writer.rows()) break;
+      done_before += batch_rows;
+      w = end;
+    }
     auto last_report = Clock::now();
     while (w < last && !stopped) {
       const int64_t end = std::min(last, w + options.windows_per_batch);

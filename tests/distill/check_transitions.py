@@ -5,6 +5,7 @@
   check_transitions.py same A B TOL            A and B hold the same rows, matched by (seq, pos)
   check_transitions.py consistent FILE         (seq, pos) unique and gap-free per window; delta(t) = state(t+1) - state(t)
   check_transitions.py rows FILE FIRST N        the rows as JSON lists (state, delta, action, seq, pos)
+  check_transitions.py truncate FILE N         keeps the first N rows of a rank file, as a writer killed there would
 """
 import json
 import sys
@@ -78,6 +79,13 @@ def rows(path, first, n):
         print(json.dumps({k: f[k][first:first + n].tolist() for k in ("state", "delta", "action", "seq", "pos")}))
 
 
+def truncate(path, n):
+    with h5py.File(path, "r+") as f:
+        for k in ("pos", "state", "delta", "action", "seq"):
+            f[k].resize(n, axis=0)
+    print(f"truncated: {n} rows")
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "describe":
@@ -88,5 +96,7 @@ if __name__ == "__main__":
         consistent(args[0])
     elif cmd == "rows":
         rows(args[0], int(args[1]), int(args[2]))
+    elif cmd == "truncate":
+        truncate(args[0], int(args[1]))
     else:
         sys.exit(f"unknown command {cmd}")

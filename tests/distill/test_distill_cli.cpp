@@ -79,6 +79,25 @@ TEST_F(DistillCli, OneAndTwoRanksCollectTheSameTransitions) {
   EXPECT_GT(rows1, 0);
 }
 
+// A collection cut inside a batch (here in the second window of the second batch of 16
+// windows) resumes by computing the later windows in the batches an uninterrupted
+// collection uses: a window's rows depend in their last bits on the batch around it, so
+// only then are the rows exactly those of a collection that never stopped.
+TEST_F(DistillCli, AResumeInsideABatchGivesExactlyTheUninterruptedRows) {
+  const std::string collect = "--data " + work->str("data") + " --num-samples 60000 --val-samples 200 --collect-only";
+  const auto whole = distill(1, "whole", collect);
+  ASSERT_EQ(whole.status, 0) << whole.output;
+  fs::copy(work->str("whole"), work->str("cut"), fs::copy_options::recursive);
+  const int64_t cut = 17 * 32;  // windows of 32 rows (tiny.json's seq_len)
+  const auto truncated = python("truncate " + work->str("cut/transitions/train/rank00000.h5") + " " + std::to_string(cut));
+  ASSERT_EQ(truncated.status, 0) << truncated.output;
+  const auto resumed = distill(1, "cut", collect);
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("(" + std::to_string(cut) + " kept from an earlier run"), std::string::npos) << resumed.output;
+  const auto same = python("same " + master("cut") + " " + master("whole") + " 0");
+  EXPECT_EQ(same.status, 0) << same.output;
+}
+
 // SIGKILL in the middle of collection; the same command again ends with exactly the rows
 // of a collection that never stopped: no duplicates, no gaps.
 TEST_F(DistillCli, AKilledCollectionResumesToExactlyTheUninterruptedRows) {
