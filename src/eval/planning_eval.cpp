@@ -9,6 +9,8 @@
 #include <stdexcept>
 
 #include "base/error.h"
+#include "base/packed.h"
+#include "eval/item_result.h"
 #include "search/deliberation.h"
 
 namespace crsm::eval {
@@ -36,14 +38,12 @@ std::unique_ptr<search::Deliberator> make_decoder(const EvalSetup& setup, const 
   return std::make_unique<search::Deliberator>(setup.backbone, mode.search ? setup.planner : nullptr, d);
 }
 
-// One item in one mode: the answer, its score, and per generated token (while the answer
-// is still right) the value of the state the token was chosen from against whether it
-// was the answer's token.
-json decode_item(search::Deliberator& decoder, const EvalSetup& setup, const EvalItem& item,
-                 const std::vector<int64_t>& prompt, const std::vector<int32_t>& answer, int64_t max_new) {
+// One item in one mode: the answer, its score, and the calibration of its values.
+ModeOutcome decode_item(search::Deliberator& decoder, const EvalSetup& setup, const EvalItem& item,
+                        const std::vector<int64_t>& prompt, const std::vector<int32_t>& answer, int64_t max_new) {
   const auto start = Clock::now();
+  ModeOutcome outcome;
   std::vector<int32_t> out;
-  json calibration = json::array();
   bool on_track = true;
   const int32_t eos = setup.tokenizer->eos_id();
   decoder.generate(prompt, max_new, /*seed=*/0, [&](const search::TokenStep& s) {
@@ -51,7 +51,7 @@ json decode_item(search::Deliberator& decoder, const EvalSetup& setup, const Eva
     if (on_track) {
       const auto values = to_doubles(s.values);
       const bool right = out.size() < answer.size() && s.token == answer[out.size()];
-      calibration.push_back({model::consensus_value(values.data(), static_cast<int64_t>(values.size())), right});
+      outcome.calibration.push_back({model::consensus_value(values.data(), static_cast<int64_t>(values.size())), right});
       on_track = right;
     }
     if (s.token == eos) return search::StepVerdict::kStop;
@@ -64,45 +64,48 @@ json decode_item(search::Deliberator& decoder, const EvalSetup& setup, const Eva
                                           : answer_ended(item.kind, tail_text);
     return ended ? search::StepVerdict::kTakeAndStop : search::StepVerdict::kTake;
   });
-  const std::string text = setup.tokenizer->decode(out);
-  const auto score = score_answer(item, text);
-  const auto& st = decoder.stats();
-  return {{"text", text},
-          {"exact", score.exact},
-          {"cells_right", score.cells_right},
-          {"cells", score.cells},
-          {"calibration", calibration},
-          {"searches", st.searches},
-          {"simulations", st.simulations},
-          {"max_depth", st.max_depth},
-          {"depth_sum", st.depth_sum},
-          {"nodes", st.nodes},
-          {"target_delta", st.target_delta},
-          {"injections", st.injections},
-          {"injected", st.injected_norm},
-          {"search_seconds", st.search_seconds},
-          {"seconds", seconds_since(start)}};
+  outcome.text = setup.tokenizer->decode(out);
+  outcome.score = score_answer(item, outcome.text);
+  outcome.stats = decoder.stats();
+  outcome.seconds = seconds_since(start);
+  return outcome;
 }
 
 // This rank's items, each decoded in every mode.
-json decode_share(const EvalSetup& setup, const std::vector<EvalItem>& items, int rank, int world) {
+std::vector<ItemResult> decode_share(const EvalSetup& setup, const std::vector<EvalItem>& items, int rank, int world) {
   std::vector<std::unique_ptr<search::Deliberator>> decoders;
   for (const auto& mode : setup.modes) decoders.push_back(make_decoder(setup, mode));
-  json results = json::array();
+  std::vector<ItemResult> results;
   for (size_t i = rank; i < items.size(); i += world) {
     if (setup.stop_requested && setup.stop_requested()) break;
     const auto& item = items[i];
     std::vector<int64_t> prompt;
     for (int32_t t : setup.tokenizer->encode(item.prompt)) prompt.push_back(t);
-    json r = {{"index", i}, {"prompt_tokens", prompt.size()}, {"rank", rank}};
-    r["skipped"] = prompt.empty() || static_cast<int64_t>(prompt.size()) > setup.max_prompt_tokens;
-    if (!r["skipped"].get<bool>()) {
+    ItemResult r{static_cast<int64_t>(i), rank, static_cast<int64_t>(prompt.size())};
+    r.skipped = prompt.empty() || r.prompt_tokens > setup.max_prompt_tokens;
+    if (!r.skipped) {
       const auto answer = setup.tokenizer->encode(item.answer);
       const int64_t max_new = setup.max_new_tokens > 0 ? setup.max_new_tokens : 2 * static_cast<int64_t>(answer.size()) + 8;
-      for (size_t m = 0; m < setup.modes.size(); ++m)
-        r["modes"][setup.modes[m].name] = decode_item(*decoders[m], setup, item, prompt, answer, max_new);
+      for (auto& decoder : decoders) r.modes.push_back(decode_item(*decoder, setup, item, prompt, answer, max_new));
     }
     results.push_back(std::move(r));
+  }
+  return results;
+}
+
+// Every rank's results, on rank 0 in item order (empty elsewhere).
+std::vector<ItemResult> gather_results(dist::Communicator& comm, const std::vector<ItemResult>& mine, size_t n_items) {
+  base::Packer packer;
+  packer(mine);
+  const auto parts = dist::all_gather_strings(comm, packer.bytes());
+  std::vector<ItemResult> results(comm.rank() == 0 ? n_items : 0);
+  if (comm.rank() != 0) return results;
+  for (const auto& part : parts) {
+    std::vector<ItemResult> theirs;
+    base::Unpacker unpacker(part);
+    unpacker(theirs);
+    unpacker.finish();
+    for (auto& r : theirs) results.at(static_cast<size_t>(r.index)) = std::move(r);
   }
   return results;
 }
@@ -112,19 +115,13 @@ json rate(int64_t k, int64_t n) {
   return {{"solved", k}, {"tasks", n}, {"accuracy", n ? static_cast<double>(k) / n : 0.0}, {"ci95", {lo, hi}}};
 }
 
-// Adds per-layer sums element by element.
-void add_into(std::vector<double>& sum, const json& values) {
-  sum.resize(std::max(sum.size(), values.size()), 0.0);
-  for (size_t l = 0; l < values.size(); ++l) sum[l] += values[l].get<double>();
-}
-
 std::vector<double> divided(std::vector<double> v, double by) {
   for (double& x : v) x = by > 0 ? x / by : 0.0;
   return v;
 }
 
-// One mode's figures over the items, in item order.
-json mode_report(const std::string& mode, const std::vector<EvalItem>& items, const std::vector<json>& results, int world) {
+// Mode `m`'s figures over the items, in item order.
+json mode_report(size_t m, const std::vector<EvalItem>& items, const std::vector<ItemResult>& results, int world) {
   // A task counts once: solved when every test output of it is exact; skipped when any is.
   struct Task {
     std::string file, family;
@@ -132,36 +129,26 @@ json mode_report(const std::string& mode, const std::vector<EvalItem>& items, co
   };
   std::map<std::pair<std::string, std::string>, size_t> index;  // (file, id) -> position in tasks
   std::vector<Task> tasks;
-  int64_t cells_right = 0, cells = 0, items_exact = 0, searches = 0, simulations = 0, max_depth = 0, nodes = 0;
-  int64_t injections = 0;
-  double depth_sum = 0, search_seconds = 0;
-  std::vector<double> target_delta, injected, rank_seconds(world, 0.0);
+  int64_t cells_right = 0, cells = 0, items_exact = 0;
+  search::DeliberationStats search;
+  std::vector<double> rank_seconds(world, 0.0);
   std::vector<Prediction> predictions;
   for (size_t i = 0; i < items.size(); ++i) {
     const auto [at, fresh] = index.emplace(std::make_pair(items[i].file, items[i].task), tasks.size());
     if (fresh) tasks.push_back({items[i].file, items[i].family});
     Task& task = tasks[at->second];
-    const json& r = results[i];
-    if (r["skipped"].get<bool>()) {
+    if (results[i].skipped) {
       task.skipped = true;
       continue;
     }
-    const json& m = r["modes"][mode];
-    task.solved = task.solved && m["exact"].get<bool>();
-    items_exact += m["exact"].get<bool>() ? 1 : 0;
-    cells_right += m["cells_right"].get<int64_t>();
-    cells += m["cells"].get<int64_t>();
-    for (const auto& p : m["calibration"]) predictions.push_back({p[0].get<double>(), p[1].get<bool>()});
-    searches += m["searches"].get<int64_t>();
-    simulations += m["simulations"].get<int64_t>();
-    max_depth = std::max(max_depth, m["max_depth"].get<int64_t>());
-    depth_sum += m["depth_sum"].get<double>();
-    nodes += m["nodes"].get<int64_t>();
-    add_into(target_delta, m["target_delta"]);
-    injections += m["injections"].get<int64_t>();
-    add_into(injected, m["injected"]);
-    search_seconds += m["search_seconds"].get<double>();
-    rank_seconds[r["rank"].get<int>()] += m["seconds"].get<double>();
+    const ModeOutcome& o = results[i].modes.at(m);
+    task.solved = task.solved && o.score.exact;
+    items_exact += o.score.exact ? 1 : 0;
+    cells_right += o.score.cells_right;
+    cells += o.score.cells;
+    predictions.insert(predictions.end(), o.calibration.begin(), o.calibration.end());
+    search.add(o.stats);
+    rank_seconds.at(static_cast<size_t>(results[i].rank)) += o.seconds;
   }
   int64_t solved = 0, evaluated = 0, skipped = 0;
   std::map<std::string, std::pair<int64_t, int64_t>> by_family, by_file;  // solved, evaluated
@@ -192,24 +179,30 @@ json mode_report(const std::string& mode, const std::vector<EvalItem>& items, co
                            {"token_accuracy", n ? right_tokens / n : 0.0},
                            {"mean_value", n ? value_sum / n : 0.0},
                            {"ece", expected_calibration_error(predictions)}};
-  report["search"] = {{"searches", searches},
-                      {"simulations", simulations},
-                      {"max_depth", max_depth},
-                      {"mean_depth", simulations ? depth_sum / simulations : 0.0},
-                      {"mean_nodes", searches ? static_cast<double>(nodes) / searches : 0.0},
-                      {"mean_target_delta", divided(target_delta, static_cast<double>(searches))},
-                      {"injections", injections},
-                      {"mean_injected_delta", divided(injected, static_cast<double>(injections))}};
+  const auto searches = static_cast<double>(search.searches);
+  report["search"] = {{"searches", search.searches},
+                      {"simulations", search.simulations},
+                      {"max_depth", search.max_depth},
+                      {"mean_depth", search.simulations ? search.depth_sum / search.simulations : 0.0},
+                      {"mean_nodes", searches ? static_cast<double>(search.nodes) / searches : 0.0},
+                      {"mean_target_delta", divided(search.target_delta, searches)},
+                      {"injections", search.injections},
+                      {"mean_injected_delta", divided(search.injected_norm, static_cast<double>(search.injections))}};
   report["timing"] = {{"wall_seconds", *std::max_element(rank_seconds.begin(), rank_seconds.end())},
-                      {"simulations_per_s", search_seconds > 0 ? simulations / search_seconds : 0.0}};
+                      {"simulations_per_s", search.search_seconds > 0 ? search.simulations / search.search_seconds : 0.0}};
   return report;
 }
 
-json item_entry(const EvalItem& item, const json& r) {
+// A byte-level model can generate bytes that are not UTF-8: in a report they become U+FFFD.
+std::string as_utf8(const std::string& text) {
+  return json::parse(json(text).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
+}
+
+json item_entry(const EvalItem& item, const ItemResult& r, const std::vector<EvalMode>& modes) {
   json e = {{"task", item.task}, {"family", item.family}, {"file", item.file}, {"test", item.test_index},
-            {"expected", item.answer}, {"prompt_tokens", r["prompt_tokens"]}, {"skipped", r["skipped"]}};
-  if (r.contains("modes"))
-    for (const auto& [mode, m] : r["modes"].items()) e["answers"][mode] = {{"text", m["text"]}, {"exact", m["exact"]}};
+            {"expected", item.answer}, {"prompt_tokens", r.prompt_tokens}, {"skipped", r.skipped}};
+  for (size_t m = 0; m < r.modes.size(); ++m)
+    e["answers"][modes[m].name] = {{"text", as_utf8(r.modes[m].text)}, {"exact", r.modes[m].score.exact}};
   return e;
 }
 
@@ -254,20 +247,15 @@ json run_planning_eval(const EvalSetup& setup, const std::vector<EvalItem>& item
                 setup.modes.size() == 1 ? "" : "s", comm.world_size(), comm.world_size() == 1 ? "" : "s");
     std::fflush(stdout);
   }
-  const json mine = decode_share(setup, items, comm.rank(), comm.world_size());
+  const auto mine = decode_share(setup, items, comm.rank(), comm.world_size());
   dist::stop_if_preempted_on_any_rank(comm, "eval", "before its report was complete; nothing was written: rerun the command");
-  const auto gathered = dist::all_gather_strings(comm, dump_text(mine));
+  const auto results = gather_results(comm, mine, items.size());
   if (comm.rank() != 0) return nullptr;
-  std::vector<json> results(items.size());
-  for (const auto& part : gathered)
-    for (auto& r : json::parse(part)) {
-      const auto index = r["index"].get<size_t>();
-      results[index] = std::move(r);
-    }
   json report = {{"setup", setup.describe}};
   report["items_total"] = items.size();
-  for (const auto& mode : setup.modes) report["modes"][mode.name] = mode_report(mode.name, items, results, comm.world_size());
-  for (size_t i = 0; i < items.size(); ++i) report["items"].push_back(item_entry(items[i], results[i]));
+  for (size_t m = 0; m < setup.modes.size(); ++m)
+    report["modes"][setup.modes[m].name] = mode_report(m, items, results, comm.world_size());
+  for (size_t i = 0; i < items.size(); ++i) report["items"].push_back(item_entry(items[i], results[i], setup.modes));
   report["timing"] = {{"world_size", comm.world_size()}, {"wall_seconds", seconds_since(start)}};
   return report;
 }

@@ -38,27 +38,41 @@ int64_t sample_token(const at::Tensor& logits, const SamplingOptions& options,
   return order[pick].item<int64_t>();
 }
 
+std::vector<int64_t> decode(Backbone& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
+                            const DecodingHooks& hooks) {
+  if (prompt.empty()) throw std::invalid_argument("generate: the prompt must hold at least one token");
+  const auto device = model->parameters().front().device();
+  ModelState state;
+  auto out = model->prefill(torch::tensor(prompt, torch::kLong).unsqueeze(0).to(device), state);
+  std::vector<int64_t> taken;
+  for (int64_t i = 0; i < max_new_tokens; ++i) {
+    const int64_t next = hooks.choose(out, state);
+    const StepVerdict verdict = hooks.observe(next, out);
+    if (verdict == StepVerdict::kStop) break;
+    taken.push_back(next);
+    if (verdict == StepVerdict::kTakeAndStop || i + 1 == max_new_tokens) break;
+    out = hooks.step(torch::tensor({next}, torch::kLong).to(device), state);
+  }
+  return taken;
+}
+
 std::vector<int64_t> generate(Backbone& model, const std::vector<int64_t>& prompt,
                               int64_t max_new_tokens, const SamplingOptions& options,
                               uint64_t seed, int64_t stop_token,
                               const std::function<void(int64_t)>& on_token) {
-  if (prompt.empty()) throw std::invalid_argument("generate: the prompt must hold at least one token");
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
-  const auto device = model->parameters().front().device();
   std::mt19937_64 rng(seed);
-  ModelState state;
-  const auto tokens = torch::tensor(prompt, torch::kLong).unsqueeze(0).to(device);
-  auto out = model->prefill(tokens, state);
-  std::vector<int64_t> generated;
-  for (int64_t i = 0; i < max_new_tokens; ++i) {
-    const int64_t next = sample_token(out.logits[0], options, rng);
-    if (next == stop_token) break;
-    generated.push_back(next);
-    if (on_token) on_token(next);
-    if (i + 1 < max_new_tokens) out = model->step(torch::tensor({next}, torch::kLong).to(device), state);
-  }
+  DecodingHooks hooks;
+  hooks.choose = [&](const StepOutput& out, const ModelState&) { return sample_token(out.logits[0], options, rng); };
+  hooks.observe = [&](int64_t token, const StepOutput&) {
+    if (token == stop_token) return StepVerdict::kStop;
+    if (on_token) on_token(token);
+    return StepVerdict::kTake;
+  };
+  hooks.step = [&](const at::Tensor& token, ModelState& state) { return model->step(token, state); };
+  const auto generated = decode(model, prompt, max_new_tokens, hooks);
   model->train(was_training);
   return generated;
 }

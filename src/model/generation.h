@@ -22,10 +22,28 @@ struct SamplingOptions {
 int64_t sample_token(const at::Tensor& logits, const SamplingOptions& options,
                      std::mt19937_64& rng);
 
-// Generates up to max_new_tokens after `prompt` (non-empty) in recurrent mode: the
-// prompt is consumed once in parallel mode, then every token costs one O(1) step.
-// on_token sees each new token as it is chosen; generation stops early at stop_token
-// (when >= 0, and not returned).
+// What the decoding loop does with a chosen token.
+enum class StepVerdict { kTake, kTakeAndStop, kStop };  // kStop: not taken (a stop token)
+
+// The one decoding loop's three decisions, supplied by whoever drives it (plain
+// sampling below, a planner in search::Deliberator).
+struct DecodingHooks {
+  // The token at this position, from the output of the step that reached it.
+  std::function<int64_t(const StepOutput& out, const ModelState& state)> choose;
+  // Whether to take it and go on.
+  std::function<StepVerdict(int64_t token, const StepOutput& out)> observe;
+  // The recurrent step that consumes a taken token (token: [1] on the model's device).
+  std::function<StepOutput(const at::Tensor& token, ModelState& state)> step;
+};
+
+// Decodes up to max_new_tokens after `prompt` (non-empty) in recurrent mode: the prompt
+// is consumed once in parallel mode, then every token costs one O(1) step. Returns the
+// tokens taken. The caller holds the model in eval mode with gradients off.
+std::vector<int64_t> decode(Backbone& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
+                            const DecodingHooks& hooks);
+
+// decode() with sampling: on_token sees each new token as it is chosen; generation stops
+// early at stop_token (when >= 0, and not returned).
 std::vector<int64_t> generate(Backbone& model, const std::vector<int64_t>& prompt,
                               int64_t max_new_tokens, const SamplingOptions& options,
                               uint64_t seed, int64_t stop_token = -1,

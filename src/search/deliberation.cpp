@@ -29,6 +29,28 @@ void DeliberationStats::add_search(const SearchStats& s) {
   for (size_t l = 0; l < s.target_delta.size(); ++l) target_delta[l] += s.target_delta[l];
 }
 
+void DeliberationStats::add(const DeliberationStats& o) {
+  const auto add_per_layer = [](std::vector<double>& sum, const std::vector<double>& more) {
+    sum.resize(std::max(sum.size(), more.size()), 0.0);
+    for (size_t l = 0; l < more.size(); ++l) sum[l] += more[l];
+  };
+  tokens += o.tokens;
+  planned_tokens += o.planned_tokens;
+  injections += o.injections;
+  dropped_generation += o.dropped_generation;
+  dropped_lag += o.dropped_lag;
+  dropped_late += o.dropped_late;
+  for (const auto& [lag, n] : o.lags) lags[lag] += n;
+  add_per_layer(injected_norm, o.injected_norm);
+  searches += o.searches;
+  simulations += o.simulations;
+  max_depth = std::max(max_depth, o.max_depth);
+  nodes += o.nodes;
+  search_seconds += o.search_seconds;
+  depth_sum += o.depth_sum;
+  add_per_layer(target_delta, o.target_delta);
+}
+
 void PlanBuffer::offer(Plan plan, int64_t position, DeliberationStats& stats) {
   if (plan.generation != generation_) {
     stats.dropped_generation += 1;
@@ -199,39 +221,40 @@ std::vector<int64_t> Deliberator::generate(const std::vector<int64_t>& prompt, i
 
 std::vector<int64_t> Deliberator::generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens,
                                            uint64_t seed, const StepObserver& observe) {
-  if (prompt.empty()) throw std::invalid_argument("generate: the prompt must hold at least one token");
   torch::NoGradGuard no_grad;
   stats_ = {};
   generation_ += 1;
   PlanBuffer buffer(generation_, options_.max_lag);
-  const auto device = backbone_->parameters().front().device();
   std::mt19937_64 rng(seed);
-  model::ModelState state;
-  auto out = backbone_->prefill(torch::tensor(prompt, torch::kLong).unsqueeze(0).to(device), state);
-  std::vector<int64_t> generated;
-  for (int64_t i = 0; i < max_new_tokens; ++i) {
-    const auto plan = plan_for(state, buffer);
-    const int64_t next = plan ? plan->action : model::sample_token(out.logits[0], options_.sampling, rng);
-    const StepVerdict verdict = observe({next, out.values[0], plan ? &*plan : nullptr});
-    if (verdict == StepVerdict::kStop) break;
-    generated.push_back(next);
+  std::optional<Plan> plan;  // the plan that chose this position's token, if one did
+  model::DecodingHooks hooks;
+  hooks.choose = [&](const model::StepOutput& out, const model::ModelState& state) {
+    plan = plan_for(state, buffer);
+    return plan ? plan->action : model::sample_token(out.logits[0], options_.sampling, rng);
+  };
+  hooks.observe = [&](int64_t token, const model::StepOutput& out) {
+    const StepVerdict verdict = observe({token, out.values[0], plan ? &*plan : nullptr});
+    if (verdict == StepVerdict::kStop) return verdict;
     stats_.tokens += 1;
     if (plan) stats_.planned_tokens += 1, stats_.lags[plan->lag()] += 1;
-    if (verdict == StepVerdict::kTakeAndStop || i + 1 == max_new_tokens) break;
-    const auto token = torch::tensor({next}, torch::kLong).to(device);
-    if (!plan || options_.injection_rate == 0) {
-      out = backbone_->step(token, state);
-      continue;
-    }
-    const auto alpha = injection_alpha(plan->confidence, options_.injection_rate, options_.delta_decay, plan->lag());
-    model::Injection injection{plan->target.unsqueeze(0), alpha.unsqueeze(0), {}};
-    out = backbone_->step(token, state, &injection);
-    const auto moved = injection.moved[0].to(torch::kCPU, torch::kDouble).contiguous();
-    stats_.injected_norm.resize(moved.numel(), 0.0);
-    for (int64_t l = 0; l < moved.numel(); ++l) stats_.injected_norm[l] += moved.data_ptr<double>()[l];
-    stats_.injections += 1;
-  }
-  return generated;
+    return verdict;
+  };
+  hooks.step = [&](const at::Tensor& token, model::ModelState& state) { return step(token, state, plan); };
+  return model::decode(backbone_, prompt, max_new_tokens, hooks);
+}
+
+// The step that consumes a taken token: with the plan's target injected when a plan chose
+// it and injection is on, a plain one otherwise.
+model::StepOutput Deliberator::step(const at::Tensor& token, model::ModelState& state, const std::optional<Plan>& plan) {
+  if (!plan || options_.injection_rate == 0) return backbone_->step(token, state);
+  const auto alpha = injection_alpha(plan->confidence, options_.injection_rate, options_.delta_decay, plan->lag());
+  model::Injection injection{plan->target.unsqueeze(0), alpha.unsqueeze(0), {}};
+  auto out = backbone_->step(token, state, &injection);
+  const auto moved = injection.moved[0].to(torch::kCPU, torch::kDouble).contiguous();
+  stats_.injected_norm.resize(moved.numel(), 0.0);
+  for (int64_t l = 0; l < moved.numel(); ++l) stats_.injected_norm[l] += moved.data_ptr<double>()[l];
+  stats_.injections += 1;
+  return out;
 }
 
 }  // namespace crsm::search

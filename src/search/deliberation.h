@@ -25,6 +25,7 @@
 #include <optional>
 #include <vector>
 
+#include "base/packed.h"
 #include "model/generation.h"
 #include "search/latent_model.h"
 #include "search/mcts.h"
@@ -62,7 +63,16 @@ struct DeliberationStats {
 
   int64_t dropped() const { return dropped_generation + dropped_lag + dropped_late; }
   void add_search(const SearchStats& s);
+  // Another generation's statistics added in (sums; the deepest of the two max_depths).
+  void add(const DeliberationStats& other);
 };
+
+// The fields, listed once for base/packed.h (statistics cross ranks this way).
+template <typename A, typename S, base::if_is<S, DeliberationStats> = 0>
+void fields(A& a, S& s) {
+  a(s.tokens, s.planned_tokens, s.injections, s.dropped_generation, s.dropped_lag, s.dropped_late, s.lags,
+    s.injected_norm, s.searches, s.simulations, s.max_depth, s.nodes, s.search_seconds, s.depth_sum, s.target_delta);
+}
 
 // The plans of one generation waiting for their position.
 class PlanBuffer {
@@ -99,8 +109,7 @@ struct TokenStep {
   const Plan* plan = nullptr;
 };
 
-// What the generator does with a chosen token.
-enum class StepVerdict { kTake, kTakeAndStop, kStop };  // kStop: not taken (a stop token)
+using model::StepVerdict;
 using StepObserver = std::function<StepVerdict(const TokenStep&)>;
 
 class AsyncPlanner;
@@ -128,6 +137,7 @@ class Deliberator {
 
  private:
   std::optional<Plan> plan_for(const model::ModelState& state, PlanBuffer& buffer);
+  model::StepOutput step(const at::Tensor& token, model::ModelState& state, const std::optional<Plan>& plan);
 
   model::Backbone backbone_;
   std::shared_ptr<LatentModel> planner_;
