@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "cli/commands.h"
+#include "cli/stages.h"
 #include "cli/options.h"
 #include "cli/outputs.h"
 #include "data/prepared_corpus.h"
@@ -21,6 +22,29 @@
 #include "train/training_data.h"
 
 namespace crsm::cli {
+
+const std::vector<Option>& assemble_options() {
+  static const std::vector<Option> table = {
+      Option("backbone", Constraint::path(), "backbone checkpoint, or a run directory (its newest complete checkpoint)").mandatory(),
+      Option("dynamics", Constraint::path(), "dynamics.safetensors, or the distill --output-path directory holding it").mandatory(),
+      Option("output", Constraint::path(), "directory for the assembled checkpoint (<output>/checkpoints/step_N)").mandatory(),
+  };
+  return table;
+}
+
+const std::vector<Option>& check_dynamics_options() {
+  static const std::vector<Option> table = {
+      Option("model", Constraint::path(), "assembled checkpoint, or its run directory").mandatory(),
+      Option("data", Constraint::path(), "text file or prepared directory; its val split is the held-out text").mandatory(),
+      Option("samples", Constraint::integer(1, 1 << 24), "held-out transitions to score (the seed's test_samples)").with_default("1000"),
+      Option("seq-len", Constraint::integer(8, 1 << 20), "tokens of context per window (default: the backbone's seq_len)"),
+      Option("seed", config_constraint("seed"), "seed of the windows' choice").with_default("1"),
+      Option("json", Constraint::boolean(), "print the report as one JSON object"),
+      Option("threads", Constraint::integer(0, 4096), "CPU threads (0: all cores)").with_default("0"),
+  };
+  return table;
+}
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -42,28 +66,6 @@ std::vector<Input> assemble_inputs(const std::string& backbone, const ParsedOpti
   return inputs;
 }
 
-const std::vector<Option>& assemble_options() {
-  static const std::vector<Option> table = {
-      Option("backbone", Constraint::path(), "backbone checkpoint, or a run directory (its newest complete checkpoint)").mandatory(),
-      Option("dynamics", Constraint::path(), "dynamics.safetensors, or the distill --output-path directory holding it").mandatory(),
-      Option("output", Constraint::path(), "directory for the assembled checkpoint (<output>/checkpoints/step_N)").mandatory(),
-  };
-  return table;
-}
-
-const std::vector<Option>& check_options() {
-  static const std::vector<Option> table = {
-      Option("model", Constraint::path(), "assembled checkpoint, or its run directory").mandatory(),
-      Option("data", Constraint::path(), "text file or prepared directory; its val split is the held-out text").mandatory(),
-      Option("samples", Constraint::integer(1, 1 << 24), "held-out transitions to score (the seed's test_samples)").with_default("1000"),
-      Option("seq-len", Constraint::integer(8, 1 << 20), "tokens of context per window (default: the backbone's seq_len)"),
-      Option("seed", config_constraint("seed"), "seed of the windows' choice").with_default("1"),
-      Option("json", Constraint::boolean(), "print the report as one JSON object"),
-      Option("threads", Constraint::integer(0, 4096), "CPU threads (0: all cores)").with_default("0"),
-  };
-  return table;
-}
-
 void print_report(const distill::QualityReport& r, const std::string& dir, const std::string& arch) {
   const auto& s = r.one_step;
   std::printf("check-dynamics: %s (%s dynamics) on %lld held-out transitions\n", dir.c_str(), arch.c_str(),
@@ -81,11 +83,7 @@ void print_report(const distill::QualityReport& r, const std::string& dir, const
 
 }  // namespace
 
-int assemble_command(int argc, char** argv) {
-  const auto parsed = parse_options(argc, argv, "usage: crsm_train assemble --backbone CKPT --dynamics FILE --output DIR",
-                                    assemble_options());
-  if (!parsed) return 0;
-  const ParsedOptions& o = *parsed;
+std::string run_assemble(const ParsedOptions& o) {
   std::vector<std::string> skipped;
   const std::string backbone = checkpoint::resolve_checkpoint(o.text("backbone"), "--backbone", &skipped);
   for (const auto& note : skipped) std::fprintf(stderr, "assemble: %s\n", note.c_str());
@@ -95,16 +93,18 @@ int assemble_command(int argc, char** argv) {
   });
   std::printf("assemble: wrote %s (backbone %s with dynamics %s)\n", dir.c_str(), backbone.c_str(),
               dynamics_file(o.text("dynamics")).c_str());
+  return dir;
+}
+
+int assemble_command(int argc, char** argv) {
+  const auto parsed = parse_options(argc, argv, "usage: crsm_train assemble --backbone CKPT --dynamics FILE --output DIR",
+                                    assemble_options());
+  if (parsed) run_assemble(*parsed);
   return 0;
 }
 
-int check_dynamics_command(int argc, char** argv) {
-  const auto parsed = parse_options(argc, argv, "usage: crsm_train check-dynamics --model DIR --data DATA [--samples N] [--json]",
-                                    check_options());
-  if (!parsed) return 0;
-  const ParsedOptions& o = *parsed;
+nlohmann::json run_check_dynamics(const ParsedOptions& o) {
   dist::stop_if_preempted("check-dynamics", "before scoring anything: rerun the command");
-  dist::configure_threads(static_cast<int>(o.integer("threads")), 1);
   std::vector<std::string> skipped;
   const std::string dir = checkpoint::resolve_checkpoint(o.text("model"), "--model", &skipped);
   for (const auto& note : skipped) std::fprintf(stderr, "check-dynamics: %s\n", note.c_str());
@@ -127,14 +127,23 @@ int check_dynamics_command(int argc, char** argv) {
   const auto report = distill::check_dynamics_quality(backbone, *dynamics, corpus.val, o.integer("samples"), seq_len,
                                                     static_cast<uint64_t>(o.integer("seed")), ks, "--data " + data_dir);
   const std::string arch = model::to_string(dynamics->model->config().arch);
-  if (o.is_set("json")) {
-    auto j = report.to_json();
-    j["model"] = dir;
-    j["dynamics_arch"] = arch;
+  auto j = report.to_json();
+  j["model"] = dir;
+  j["dynamics_arch"] = arch;
+  if (o.is_set("json"))
     std::printf("%s\n", j.dump(2).c_str());
-  } else {
+  else
     print_report(report, dir, arch);
-  }
+  return j;
+}
+
+// One process: every CPU of the node unless --threads says otherwise.
+int check_dynamics_command(int argc, char** argv) {
+  const auto parsed = parse_options(argc, argv, "usage: crsm_train check-dynamics --model DIR --data DATA [--samples N] [--json]",
+                                    check_dynamics_options());
+  if (!parsed) return 0;
+  dist::configure_threads(static_cast<int>(parsed->integer("threads")), 1);
+  run_check_dynamics(*parsed);
   return 0;
 }
 

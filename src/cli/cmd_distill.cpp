@@ -9,6 +9,8 @@
 
 #include "base/file_read.h"
 #include "cli/commands.h"
+#include "cli/session.h"
+#include "cli/stages.h"
 #include "cli/options.h"
 #include "cli/outputs.h"
 #include "data/data_error.h"
@@ -28,12 +30,9 @@
 #include "train/training_loop.h"
 
 namespace crsm::cli {
-namespace {
-
-namespace fs = std::filesystem;
 
 const std::vector<Option>& distill_options() {
-  static const std::vector<Option> table = {
+  static const std::vector<Option> table = with_session_flags({
       Option("model-path", Constraint::path(), "backbone checkpoint, or a run directory (its newest complete checkpoint)").mandatory(),
       Option("output-path", Constraint::path(), "directory: transitions/, checkpoints/, metrics.jsonl, dynamics.safetensors, dynamics.json").mandatory(),
       Option("data", Constraint::path(), "text file or prepared directory; transitions come from its train split, validation from its val split"),
@@ -59,13 +58,13 @@ const std::vector<Option>& distill_options() {
       Option("log-every", Constraint::integer(1), "steps between progress lines").with_default("10"),
       Option("save-every", Constraint::integer(0), "steps between checkpoints of dynamics training (0: only at the end)").with_default("0"),
       Option("keep-last", Constraint::integer(0, 1 << 30), "checkpoints kept (0: all)").with_default("2"),
-      Option("threads", Constraint::integer(0, 4096), "CPU threads per rank (0: this rank's CPUs / the ranks on its node sharing them)").with_default("0"),
-      Option("collective-timeout", Constraint::integer(0, dist::kMaxCollectiveTimeout.count()),
-             "seconds a rank waits for one MPI collective before the job is ended (0: forever)")
-          .with_default(std::to_string(dist::kDefaultCollectiveTimeout.count())),
-  };
+  });
   return table;
 }
+
+namespace {
+
+namespace fs = std::filesystem;
 
 // The run config: the checkpoint's, with the --config file's dynamics keys and seed and
 // then the flags. A --config whose model differs from the checkpoint's is refused.
@@ -90,6 +89,14 @@ RunConfig distill_config(const ParsedOptions& o, const RunConfig& saved, const s
       throw UsageError(std::string("--") + flag + " " + std::to_string(o.integer(flag)) + " disagrees with the backbone " +
                        ckpt + ", whose " + key + " is " + to_json(saved)[key].dump());
   return config;
+}
+
+// Distillation runs on the device the backbone was trained on (its config's).
+std::string backbone_device(const ParsedOptions& o) {
+  std::vector<std::string> notes;  // run_distill says them
+  const std::string ckpt = checkpoint::resolve_checkpoint(o.text("model-path"), "--model-path", &notes);
+  const auto manifest = checkpoint::read_train_manifest(ckpt);
+  return parse_run_config(manifest.config, manifest.path).device;
 }
 
 struct Collected {
@@ -173,12 +180,7 @@ Collected existing_collection(const ParsedOptions& o, const RunConfig& config, c
 
 }  // namespace
 
-int distill_command(int argc, char** argv) {
-  const auto parsed = parse_options(argc, argv,
-                                    "usage: crsm_train distill --model-path CKPT --output-path DIR --data DATA [options]",
-                                    distill_options());
-  if (!parsed) return 0;
-  const ParsedOptions& o = *parsed;
+distill::DynamicsResult run_distill(const ParsedOptions& o, Session& session) {
   if (o.has("data") == o.has("transitions"))
     throw UsageError("give exactly one of --data (collect transitions from it) and --transitions (train on an earlier "
                      "collection)");
@@ -196,7 +198,7 @@ int distill_command(int argc, char** argv) {
     throw UsageError("nothing to train: --epochs (or the config's dynamics_epochs) is 0 and --max-steps is not given; "
                      "use --collect-only to collect alone");
 
-  const auto& rt = dist::runtime();
+  const auto& rt = session.runtime;
   const model::DynamicsConfig arch{model::parse_dynamics_arch(config.dynamics.arch), config.model.num_layers,
                                    config.model.d_model, config.dynamics.hidden};
   if (!o.is_set("collect-only")) {
@@ -204,20 +206,22 @@ int distill_command(int argc, char** argv) {
                                                                         std::to_string(arch.resolved_hidden()));
     distill::check_dynamics_resumable(o.text("output-path"), arch);
   }
-  const auto device = dist::rank_device(config.device, rt);
-  auto comm = dist::make_communicator(rt, device, std::chrono::seconds(o.integer("collective-timeout")));
-  dist::configure_threads(static_cast<int>(o.integer("threads")), rt.ranks_sharing_cpus);
+  const auto device = session.device;
+  dist::Communicator& comm = *session.comm;
   for (const auto& note : skipped)
     if (rt.is_root()) std::printf("distill: %s\n", note.c_str());
   model->to(device);
   model->eval();
   const std::string out = o.text("output-path");
-  if (train::preempted_in_startup(*comm, "distill")) return kExitPreempted;
+  distill::DynamicsResult result;
+  result.train.exit_status = kExitPreempted;
+  if (train::preempted_in_startup(comm, "distill")) return result;
 
   const Collected files = o.has("transitions") ? existing_collection(o, config, ckpt)
-                                               : collect(o, config, model, ckpt, out, *comm);
-  if (files.preempted) return kExitPreempted;
-  if (o.is_set("collect-only")) return kExitOk;
+                                               : collect(o, config, model, ckpt, out, comm);
+  if (files.preempted) return result;
+  result.train.exit_status = kExitOk;
+  if (o.is_set("collect-only")) return result;
 
   distill::DynamicsRun run;
   run.train_file = files.train;
@@ -240,14 +244,23 @@ int distill_command(int argc, char** argv) {
                   {"output_path", out},
                   {"num_samples", data::inspect_transition_file(files.train).rows},
                   {"val_samples", data::inspect_transition_file(files.val).rows}};
-  const auto result = distill::train_dynamics(run, *comm);
+  result = distill::train_dynamics(run, comm);
   if (result.train.exit_status == kExitOk && rt.is_root())
     std::printf("distill: done: validation R² %.4f, MSE %.6f (%s); wrote %s and %s\n",
                 result.validation.value("avg_r2", 0.0), result.validation.value("avg_mse", 0.0),
                 result.validation.value("beats_trivial", false) ? "beats both trivial predictors at every layer"
                                                                  : "does NOT beat both trivial predictors at every layer",
                 checkpoint::RunDir(out).dynamics().c_str(), checkpoint::RunDir(out).dynamics_report().c_str());
-  return result.train.exit_status;
+  return result;
+}
+
+int distill_command(int argc, char** argv) {
+  const auto parsed = parse_options(argc, argv,
+                                    "usage: crsm_train distill --model-path CKPT --output-path DIR --data DATA [options]",
+                                    distill_options());
+  if (!parsed) return 0;
+  Session session = start_session(backbone_device(*parsed), *parsed, "distill");
+  return run_distill(*parsed, session).train.exit_status;
 }
 
 }  // namespace crsm::cli

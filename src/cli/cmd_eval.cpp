@@ -10,6 +10,8 @@
 
 #include "base/atomic_file.h"
 #include "cli/commands.h"
+#include "cli/session.h"
+#include "cli/stages.h"
 #include "cli/options.h"
 #include "cli/outputs.h"
 #include "cli/search_setup.h"
@@ -23,12 +25,9 @@
 #include "checkpoint/training_checkpoint.h"
 
 namespace crsm::cli {
-namespace {
-
-namespace fs = std::filesystem;
 
 const std::vector<Option>& eval_options() {
-  static const std::vector<Option> table = with_search_flags({
+  static const std::vector<Option> table = with_session_flags(with_search_flags({
       Option("model", Constraint::path(), "checkpoint (assembled: plans with its dynamics), or a run directory").mandatory(),
       Option("tasks", Constraint::path(), "ARC task directories, .json tasks, or .jsonl files of ARC or prompt/answer tasks").mandatory().many(),
       Option("modes", Constraint::explained(eval::mode_list_problem, eval::kModeListDescription), "decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
@@ -39,13 +38,13 @@ const std::vector<Option>& eval_options() {
       Option("max-new-tokens", Constraint::integer(1, int64_t{1} << 24).or_word("auto"), "answer tokens at most (auto: twice the answer's, plus 8)").with_default("auto"),
       Option("exact", Constraint::boolean(), "search with exact backbone steps even when the model has a dynamics model"),
       Option("device", config_constraint("device"), "cpu | cuda | cuda:N (cuda: the GPU of the local rank)").with_default("cpu"),
-      Option("threads", Constraint::integer(0, 4096), "CPU threads per rank (0: this rank's CPUs / the ranks on its node sharing them)").with_default("0"),
-      Option("collective-timeout", Constraint::integer(0, dist::kMaxCollectiveTimeout.count()),
-             "seconds a rank waits for the others to finish their share (0: forever)")
-          .with_default(std::to_string(dist::kDefaultCollectiveTimeout.count())),
-  });
+  }));
   return table;
 }
+
+namespace {
+
+namespace fs = std::filesystem;
 
 // Where the report goes by default: eval.json in the checkpoint's run, or beside a
 // checkpoint outside a run (never inside one: the checkpoint's files are verified by hash).
@@ -94,13 +93,8 @@ eval::EvalSetup make_setup(const ParsedOptions& o, const std::string& dir, const
 
 }  // namespace
 
-int eval_command(int argc, char** argv) {
-  const auto parsed = parse_options(argc, argv, "usage: crsm_train eval --model DIR --tasks FILE|DIR... [options]",
-                                    eval_options());
-  if (!parsed) return 0;
-  const ParsedOptions& o = *parsed;
-  const auto& rt = dist::runtime();
-  const torch::Device device = dist::rank_device(o.text("device"), rt);
+nlohmann::json run_eval(const ParsedOptions& o, Session& session) {
+  const auto& rt = session.runtime;
   std::vector<std::string> skipped;
   const std::string dir = checkpoint::resolve_checkpoint(o.text("model"), "--model", &skipped);
   const std::string output = o.has("output") ? o.text("output") : default_report(dir);
@@ -111,20 +105,26 @@ int eval_command(int argc, char** argv) {
   auto model = checkpoint::load_checkpoint_model(dir, &config);
   data::check_vocab_matches(*tokenizer, config.model.vocab_size, dir);
   o.apply_to(config);
-  model->to(device);
+  model->to(session.device);
   model->eval();
-
-  auto comm = dist::make_communicator(rt, device, std::chrono::seconds(o.integer("collective-timeout")));
-  dist::configure_threads(static_cast<int>(o.integer("threads")), rt.ranks_sharing_cpus);
   for (const auto& note : skipped)
     if (rt.is_root()) std::fprintf(stderr, "eval: %s\n", note.c_str());
-  const auto setup = make_setup(o, dir, config, model, *tokenizer, device);
-  const auto report = eval::run_planning_eval(setup, items, *comm);
-  if (!rt.is_root()) return 0;
+  const auto setup = make_setup(o, dir, config, model, *tokenizer, session.device);
+  const auto report = eval::run_planning_eval(setup, items, *session.comm);
+  if (!rt.is_root()) return report;
   // Written first: the report outlives anything that goes wrong printing it.
   write_output_file(output, [&] { base::write_file_atomically(output, eval::dump_text(report, 1) + "\n"); });
   std::fputs(eval::format_eval_report(report).c_str(), stdout);
   std::printf("eval: wrote %s\n", output.c_str());
+  return report;
+}
+
+int eval_command(int argc, char** argv) {
+  const auto parsed = parse_options(argc, argv, "usage: crsm_train eval --model DIR --tasks FILE|DIR... [options]",
+                                    eval_options());
+  if (!parsed) return 0;
+  Session session = start_session(parsed->text("device"), *parsed, "eval");
+  run_eval(*parsed, session);
   return 0;
 }
 

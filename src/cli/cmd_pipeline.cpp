@@ -25,7 +25,10 @@
 #include "base/new_directories.h"
 #include "cli/bundled_data.h"
 #include "cli/commands.h"
+#include "cli/session.h"
+#include "cli/stages.h"
 #include "cli/options.h"
+#include "cli/pipeline_stages.h"
 #include "cli/outputs.h"
 #include "data/arc_task.h"
 #include "checkpoint/run_dir.h"
@@ -44,55 +47,14 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-const std::vector<Option>& pipeline_options() {
-  static const std::vector<Option> table = {
-      Option("config", Constraint::path(), "JSON config: the model, every stage's keys, and data and tasks").mandatory(),
-      Option("output-dir", Constraint::path(), "directory of the stages (new, or an earlier pipeline's with --resume auto)").mandatory(),
-      Option("data", Constraint::path(), "corpus: a text file or prepared directory (default: the config's data, else the bundled Tiny Shakespeare)"),
-      Option("tasks", Constraint::path(), "evaluation tasks (default: the config's tasks, else the bundled ARC tasks)").many(),
-      Option("resume", Constraint::word({"auto"}), "auto: continue the pipeline in --output-dir from the stage that was running"),
-      Option("skip-backbone", Constraint::boolean(), "stage 1: reuse the backbone in DIR/backbone instead of training it"),
-      Option("skip-finetune", Constraint::boolean(), "stage 4: reuse DIR/finetune if it holds a checkpoint, else evaluate the stage-1 backbone"),
-      Option("skip-dynamics", Constraint::boolean(), "stage 2: reuse DIR/dynamics if it holds a dynamics model, else search with exact steps"),
-      Option("backbone-steps", Constraint::integer(1), "stage 1: exactly this many steps (default: the config's backbone_epochs)"),
-      Option("finetune-steps", Constraint::integer(1), "stage 4: exactly this many steps (default: finetune_epochs)"),
-      Option("dynamics-steps", Constraint::integer(1), "stage 2: exactly this many dynamics training steps (default: dynamics_epochs)"),
-      Option::for_key("dynamics-samples", "dynamics_samples", "stage 2: training transitions to collect"),
-      Option("check-samples", Constraint::integer(1, 1 << 24), "stage 3: held-out transitions check-dynamics scores").with_default("1000"),
-      Option("max-tasks", Constraint::integer(0, int64_t{1} << 30), "evaluation: only the first N tasks of every source (0: all)").with_default("0"),
-      Option("modes", Constraint::explained(eval::mode_list_problem, eval::kModeListDescription), "evaluation: decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
-      Option("save-every", Constraint::integer(0), "training stages: steps between checkpoints (a resumed stage restarts from the last)").with_default("200"),
-      Option("eval-every", Constraint::integer(0), "training stages: steps between validation passes (0: at the end)").with_default("0"),
-      Option("threads", Constraint::integer(0, 4096), "CPU threads per rank (0: this rank's CPUs / the ranks on its node sharing them)").with_default("0"),
-      Option("collective-timeout", Constraint::integer(0, dist::kMaxCollectiveTimeout.count()),
-             "seconds a rank waits for one MPI collective (0: forever)")
-          .with_default(std::to_string(dist::kDefaultCollectiveTimeout.count())),
-  };
-  return table;
-}
-
-using CommandFn = int (*)(int, char**);
-
-std::string quoted(const std::string& word) {
-  if (!word.empty() && word.find_first_of(" \t\n'\"$") == std::string::npos) return word;
-  std::string q = "'";
-  for (char c : word) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// A stage as a command line: printed, then run in this process.
-int run_command(const std::string& name, CommandFn command, std::vector<std::string> args, bool root) {
-  args.insert(args.begin(), name);
+// A stage's command line, printed as the crsm_train command it stands for (by rank 0:
+// under mpirun every rank runs the stage).
+ParsedOptions announced(const CommandLine& line, bool root) {
   if (root) {
-    std::string line = "$ crsm_train";
-    for (const auto& a : args) line += " " + quoted(a);
-    std::printf("%s\n", line.c_str());
+    std::printf("$ %s\n", line.text().c_str());
     std::fflush(stdout);
   }
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  return command(static_cast<int>(args.size()), argv.data());
+  return line.parse();
 }
 
 bool holds_checkpoint(const fs::path& run_dir) { return checkpoint::RunDir(run_dir.string()).holds_checkpoints(); }
@@ -127,45 +89,71 @@ std::string describe_change(const json& was, const json& now) {
   return text;
 }
 
+// What the stages hand on to the ones after them: the paths they read.
+struct Products {
+  std::string backbone;  // stage 1's run
+  std::string model;     // the language model the later stages use: stage 4's run, or stage 1's
+  std::string dynamics;  // stage 2's run ("" without a dynamics model: exact steps)
+  std::string planner;   // what the evaluation searches with: stage 3's run, or `model`
+};
+
+// A stage's end: the path it hands on, or the status it stopped with (kExitPreempted).
+struct StageEnd {
+  int status = kExitOk;
+  std::string product;
+};
+
 class Pipeline {
  public:
-  Pipeline(const ParsedOptions& o, dist::Communicator& comm)
-      : o_(o), comm_(comm), root_(comm.rank() == 0), dir_(fs::absolute(o.text("output-dir")).lexically_normal()) {
-    config_file_ = fs::absolute(o.text("config")).lexically_normal().string();
-    config_ = load_run_config(config_file_);
+  Pipeline(const ParsedOptions& o, Session& session, RunConfig file_config)
+      : o_(o), session_(session), comm_(*session.comm), root_(comm_.rank() == 0),
+        dir_(fs::absolute(o.text("output-dir")).lexically_normal()), file_config_(std::move(file_config)) {
+    inputs_.config_file = fs::absolute(o.text("config")).lexically_normal().string();
+    config_ = file_config_;
     o.apply_to(config_);
+    inputs_.device = config_.device;
     data_ = o.has("data") ? fs::absolute(o.text("data")).string()
             : !config_.inputs.data.empty() ? config_.inputs.data
                                            : bundled_data("tinyshakespeare.txt", "--data");
     if (o.has("tasks"))
-      for (const auto& t : o.texts("tasks")) tasks_.push_back(fs::absolute(t).string());
+      for (const auto& t : o.texts("tasks")) inputs_.tasks.push_back(fs::absolute(t).string());
     else
-      tasks_.push_back(!config_.inputs.tasks.empty() ? config_.inputs.tasks : bundled_data("arc/eval", "--tasks"));
+      inputs_.tasks.push_back(!config_.inputs.tasks.empty() ? config_.inputs.tasks : bundled_data("arc/eval", "--tasks"));
   }
 
   int run() {
     if (!open_state()) return kExitPreempted;
-    using Step = int (Pipeline::*)();
-    for (const auto& [name, step] : {std::pair<const char*, Step>{"stage 1", &Pipeline::backbone},
-                                     {"stage 4", &Pipeline::finetune}, {"stage 2", &Pipeline::dynamics},
-                                     {"stage 3", &Pipeline::assemble}, {"the evaluation", &Pipeline::evaluate}}) {
-      const std::string resume = std::string("pipeline: stopped in ") + name +
+    // The stages in the order they run, each with the product it sets.
+    struct Stage {
+      const char* name;
+      StageEnd (Pipeline::*run)(const Products&);
+      std::string Products::*product;
+    };
+    static const Stage kStages[] = {{"stage 1", &Pipeline::backbone, &Products::backbone},
+                                    {"stage 4", &Pipeline::finetune, &Products::model},
+                                    {"stage 2", &Pipeline::dynamics, &Products::dynamics},
+                                    {"stage 3", &Pipeline::assemble, &Products::planner},
+                                    {"the evaluation", &Pipeline::evaluate, nullptr}};
+    Products products;
+    for (const auto& stage : kStages) {
+      const std::string resume = std::string("pipeline: stopped in ") + stage.name +
                                  ": rerun the same command with --resume auto to continue there";
-      int status = kExitOk;
+      StageEnd end;
       try {
-        status = (this->*step)();
+        end = (this->*stage.run)(products);
       } catch (const Preempted& e) {
         throw Preempted(std::string(e.what()) + "\n" + resume);
       }
-      if (status == kExitPreempted) say("%s\n", resume.c_str());
-      if (status != kExitOk) return status;
+      if (end.status == kExitPreempted) say("%s\n", resume.c_str());
+      if (end.status != kExitOk) return end.status;
+      if (stage.product) products.*stage.product = end.product;
     }
     std::string stages;
     for (const char* stage : {"backbone", "finetune", "dynamics", "model", "eval"})
       if (state_["done"].contains(stage))
         stages += (stages.empty() ? "" : ", ") + std::string(stage) + " " + duration(state_["done"][stage]["minutes"]);
     say("\npipeline: done in %s (stages, over all runs: %s): the model is %s, the report %s\n",
-        duration(minutes_since(start_)).c_str(), stages.c_str(), model_.c_str(), eval_report_of(dir_).c_str());
+        duration(minutes_since(start_)).c_str(), stages.c_str(), products.planner.c_str(), eval_report_of(dir_).c_str());
     return kExitOk;
   }
 
@@ -187,7 +175,7 @@ class Pipeline {
   // What this pipeline was asked to do: an earlier one in the same directory must have
   // been asked the same to be continued.
   json plan() const {
-    return {{"config_file", config_file_}, {"config", to_json(config_)}, {"data", data_}, {"tasks", tasks_},
+    return {{"config_file", inputs_.config_file}, {"config", to_json(config_)}, {"data", data_}, {"tasks", inputs_.tasks},
             {"backbone_steps", o_.has("backbone-steps") ? json(o_.integer("backbone-steps")) : json()},
             {"finetune_steps", o_.has("finetune-steps") ? json(o_.integer("finetune-steps")) : json()},
             {"dynamics_steps", o_.has("dynamics-steps") ? json(o_.integer("dynamics-steps")) : json()}};
@@ -218,7 +206,7 @@ class Pipeline {
       json state = earlier ? base::read_json_file(file.string())
                            : json{{"format", 1}, {"plan", plan()}, {"done", json::object()}, {"started", json::object()}};
       if (earlier) check_same_plan(state.at("plan"));
-      for (const auto& t : tasks_) data::read_tasks(t, o_.integer("max-tasks"));
+      for (const auto& t : inputs_.tasks) data::read_tasks(t, o_.integer("max-tasks"));
       base::NewDirectories made;
       made.create(dir_.string());
       auto local = dist::make_local_communicator();
@@ -231,7 +219,7 @@ class Pipeline {
     if (text.empty()) return false;
     state_ = json::parse(text);
     if (!state_.contains("started")) state_["started"] = json::object();
-    prepared_ = state_["prepared"];
+    inputs_.prepared = state_["prepared"];
     start_ = Clock::now();
     return true;
   }
@@ -293,14 +281,6 @@ class Pipeline {
     save_state();
   }
 
-  // Runs a stage's command, and records the stage done when it finished.
-  int run_stage(const std::string& stage, Clock::time_point started, const std::string& command, CommandFn fn,
-                const std::vector<std::string>& args) {
-    const int status = run_command(command, fn, args, root_);
-    if (status == kExitOk) mark_done(stage, started);
-    return status;
-  }
-
   // A stage directory an interrupted run left without a checkpoint holds nothing to
   // continue from (its command would refuse it): it starts again.
   void restart_if_unsaved(const fs::path& run_dir) {
@@ -314,155 +294,134 @@ class Pipeline {
     comm_.barrier();
   }
 
-  std::vector<std::string> common_flags() const {
-    return {"--threads", std::to_string(o_.integer("threads")), "--collective-timeout",
-            std::to_string(o_.integer("collective-timeout"))};
+  // A training stage run, recorded done when it finished; its product is its run.
+  StageEnd train(const std::string& stage, const CommandLine& line, const fs::path& run) {
+    const auto started = Clock::now();
+    const auto result = run_train(announced(line, root_), file_config_, session_);
+    if (result.exit_status == kExitOk) mark_done(stage, started);
+    return {result.exit_status, run.string()};
   }
 
-  std::vector<std::string> training_flags(const fs::path& run_dir, const char* steps_flag) const {
-    std::vector<std::string> a = {"--config", config_file_, "--data", prepared_, "--checkpoint-dir", run_dir.string(),
-                                  "--device", config_.device, "--save-every", std::to_string(o_.integer("save-every")),
-                                  "--eval-every", std::to_string(o_.integer("eval-every"))};
-    if (o_.has(steps_flag)) a.insert(a.end(), {"--max-steps", std::to_string(o_.integer(steps_flag))});
-    for (const auto& f : common_flags()) a.push_back(f);
-    return a;
-  }
-
-  int backbone() {
+  StageEnd backbone(const Products&) {
     const fs::path run = dir_ / "backbone";
-    backbone_ = run.string();
     say("\n== stage 1: backbone (language model) ==\n");
     if (o_.is_set("skip-backbone")) {
       std::vector<std::string> notes;
       const auto ckpt = checkpoint::resolve_checkpoint(run.string(), "--skip-backbone: " + run.string(), &notes);
       say("stage 1 skipped (--skip-backbone): reusing %s\n", ckpt.c_str());
-      return kExitOk;
+      return {kExitOk, run.string()};
     }
     // Its inputs (config, corpus, steps) are the plan's, which a resumed run may not change.
-    if (up_to_date("backbone", json::object(), run, checkpoint::RunDir(run.string()).checkpoints(), holds_checkpoint(run)))
-      return say("stage 1 done in an earlier run: %s\n", run.c_str()), kExitOk;
-    const auto started = Clock::now();
+    if (up_to_date("backbone", json::object(), run, checkpoint::RunDir(run.string()).checkpoints(), holds_checkpoint(run))) {
+      say("stage 1 done in an earlier run: %s\n", run.c_str());
+      return {kExitOk, run.string()};
+    }
     restart_if_unsaved(run);
-    auto args = training_flags(run, "backbone-steps");
-    args.insert(args.end(), {"--no-value-loss", "--resume", "auto"});
-    return run_stage("backbone", started, "train", train_command, args);
+    return train("backbone", backbone_line(o_, inputs_, run.string()), run);
   }
 
-  int finetune() {
+  StageEnd finetune(const Products& p) {
     const fs::path run = dir_ / "finetune";
     say("\n== stage 4: fine-tuning with value heads (from stage 1) ==\n");
     if (o_.is_set("skip-finetune")) {
       if (holds_checkpoint(run)) {
-        final_ = run.string();
         say("stage 4 skipped (--skip-finetune): reusing %s\n", run.c_str());
-      } else {
-        final_ = backbone_;
-        say("stage 4 skipped (--skip-finetune): %s holds no checkpoint, so the model is the stage-1 backbone (its value "
-            "heads untrained)\n", run.c_str());
+        return {kExitOk, run.string()};
       }
-      return kExitOk;
+      say("stage 4 skipped (--skip-finetune): %s holds no checkpoint, so the model is the stage-1 backbone (its value "
+          "heads untrained)\n", run.c_str());
+      return {kExitOk, p.backbone};
     }
-    final_ = run.string();
-    if (up_to_date("finetune", {{"backbone", checkpoint_identity(backbone_)}}, run,
-                   checkpoint::RunDir(run.string()).checkpoints(), holds_checkpoint(run)))
-      return say("stage 4 done in an earlier run: %s\n", run.c_str()), kExitOk;
-    const auto started = Clock::now();
+    if (up_to_date("finetune", {{"backbone", checkpoint_identity(p.backbone)}}, run,
+                   checkpoint::RunDir(run.string()).checkpoints(), holds_checkpoint(run))) {
+      say("stage 4 done in an earlier run: %s\n", run.c_str());
+      return {kExitOk, run.string()};
+    }
     restart_if_unsaved(run);
-    auto args = training_flags(run, "finetune-steps");
-    args.insert(args.end(), {"--resume", holds_checkpoint(run) ? "auto" : backbone_});
-    return run_stage("finetune", started, "train", train_command, args);
+    return train("finetune", finetune_line(o_, inputs_, run.string(), holds_checkpoint(run) ? "auto" : p.backbone), run);
   }
 
-  int dynamics() {
+  StageEnd dynamics(const Products& p) {
     const fs::path out = dir_ / "dynamics";
-    say("\n== stage 2: latent dynamics, distilled from %s ==\n", final_.c_str());
-    if (o_.is_set("skip-dynamics")) {
-      std::error_code ec;
-      dynamics_ = fs::exists(checkpoint::RunDir(out.string()).dynamics(), ec) ? out.string() : "";
-      if (dynamics_.empty())
-        say("stage 2 skipped (--skip-dynamics): %s holds no dynamics model, so the search uses exact backbone steps\n",
-            out.c_str());
-      else
-        say("stage 2 skipped (--skip-dynamics): reusing %s\n", checkpoint::RunDir(out.string()).dynamics().c_str());
-      return kExitOk;
-    }
-    dynamics_ = out.string();
-    // A dynamics model describes one backbone: distilled from another, it is distilled again.
     const std::string dynamics_file = checkpoint::RunDir(out.string()).dynamics();
     std::error_code ec;
-    if (up_to_date("dynamics", {{"backbone", checkpoint_identity(final_)}}, out, dynamics_file, fs::exists(dynamics_file, ec)))
-      return say("stage 2 done in an earlier run: %s\n", out.c_str()), kExitOk;
+    say("\n== stage 2: latent dynamics, distilled from %s ==\n", p.model.c_str());
+    if (o_.is_set("skip-dynamics")) {
+      if (!fs::exists(dynamics_file, ec)) {
+        say("stage 2 skipped (--skip-dynamics): %s holds no dynamics model, so the search uses exact backbone steps\n",
+            out.c_str());
+        return {kExitOk, ""};
+      }
+      say("stage 2 skipped (--skip-dynamics): reusing %s\n", dynamics_file.c_str());
+      return {kExitOk, out.string()};
+    }
+    // A dynamics model describes one backbone: distilled from another, it is distilled again.
+    if (up_to_date("dynamics", {{"backbone", checkpoint_identity(p.model)}}, out, dynamics_file, fs::exists(dynamics_file, ec))) {
+      say("stage 2 done in an earlier run: %s\n", out.c_str());
+      return {kExitOk, out.string()};
+    }
     const auto started = Clock::now();
-    std::vector<std::string> args = {"--model-path", final_, "--output-path", out.string(), "--data", prepared_,
-                                     "--config", config_file_, "--num-samples", std::to_string(config_.dynamics.samples),
-                                     "--save-every", std::to_string(o_.integer("save-every"))};
-    if (o_.has("dynamics-steps")) args.insert(args.end(), {"--max-steps", std::to_string(o_.integer("dynamics-steps"))});
-    for (const auto& f : common_flags()) args.push_back(f);
-    return run_stage("dynamics", started, "distill", distill_command, args);
+    const auto line = distill_line(o_, inputs_, p.model, out.string(), config_.dynamics.samples);
+    const auto result = run_distill(announced(line, root_), session_);
+    if (result.train.exit_status == kExitOk) mark_done("dynamics", started);
+    return {result.train.exit_status, out.string()};
   }
 
   // One process's work (it writes one checkpoint): rank 0 runs it, the others wait.
-  int assemble() {
+  StageEnd assemble(const Products& p) {
     const fs::path out = dir_ / "model";
     say("\n== stage 3: backbone + dynamics in one checkpoint, and the dynamics' quality ==\n");
-    if (dynamics_.empty()) {
-      model_ = final_;
-      say("stage 3 skipped: no dynamics model; the evaluation searches %s with exact backbone steps\n", final_.c_str());
-      return kExitOk;
+    if (p.dynamics.empty()) {
+      say("stage 3 skipped: no dynamics model; the evaluation searches %s with exact backbone steps\n", p.model.c_str());
+      return {kExitOk, p.model};
     }
-    model_ = out.string();
-    const json key = {{"backbone", checkpoint_identity(final_)},
-                      {"dynamics", file_identity(checkpoint::RunDir(dynamics_).dynamics())},
+    const json key = {{"backbone", checkpoint_identity(p.model)},
+                      {"dynamics", file_identity(checkpoint::RunDir(p.dynamics).dynamics())},
                       {"--check-samples", o_.integer("check-samples")}};
-    if (up_to_date("model", key, out, checkpoint::RunDir(out.string()).checkpoints(), holds_checkpoint(out)))
-      return say("stage 3 done in an earlier run: %s\n", out.c_str()), kExitOk;
+    if (up_to_date("model", key, out, checkpoint::RunDir(out.string()).checkpoints(), holds_checkpoint(out))) {
+      say("stage 3 done in an earlier run: %s\n", out.c_str());
+      return {kExitOk, out.string()};
+    }
     const auto started = Clock::now();
-    const std::string status = dist::run_on_root(comm_, [&] {
-      int s = kExitOk;
+    dist::run_on_root(comm_, [&] {
       if (!holds_checkpoint(out))
-        s = run_command("assemble", assemble_command, {"--backbone", final_, "--dynamics", dynamics_, "--output", out.string()}, true);
-      if (s == kExitOk)
-        s = run_command("check-dynamics", check_dynamics_command,
-                        {"--model", out.string(), "--data", prepared_, "--samples", std::to_string(o_.integer("check-samples")),
-                         "--threads", std::to_string(o_.integer("threads"))}, true);
-      return std::to_string(s);
+        run_assemble(announced(assemble_line(p.model, p.dynamics, out.string()), true));
+      run_check_dynamics(announced(check_dynamics_line(o_, inputs_, out.string()), true));
+      return std::string();
     });
-    if (std::stoi(status) != kExitOk) return std::stoi(status);
     mark_done("model", started);
-    return kExitOk;
+    return {kExitOk, out.string()};
   }
 
-  int evaluate() {
+  StageEnd evaluate(const Products& p) {
     const fs::path out = eval_report_of(dir_);
-    say("\n== planning evaluation of %s ==\n", model_.c_str());
+    say("\n== planning evaluation of %s ==\n", p.planner.c_str());
     // The tasks and the search's settings are the plan's; these may change on a resume.
-    const json key = {{"model", checkpoint_identity(model_)}, {"--modes", o_.text("modes")},
+    const json key = {{"model", checkpoint_identity(p.planner)}, {"--modes", o_.text("modes")},
                       {"--max-tasks", o_.integer("max-tasks")}};
     std::error_code ec;
     if (up_to_date("eval", key, out.parent_path(), out.string(), fs::exists(out, ec))) {
       say("evaluation done in an earlier run: %s\n\n%s", out.c_str(),
           eval::format_eval_report(base::read_json_file(out.string())).c_str());
-      return kExitOk;
+      return {kExitOk, out.string()};
     }
     const auto started = Clock::now();
-    std::vector<std::string> args = {"--model", model_, "--output", out.string(), "--force", "--device", config_.device,
-                                     "--max-tasks", std::to_string(o_.integer("max-tasks")), "--modes", o_.text("modes")};
-    args.push_back("--tasks");
-    for (const auto& t : tasks_) args.push_back(t);
-    for (const auto& f : common_flags()) args.push_back(f);
-    return run_stage("eval", started, "eval", eval_command, args);
+    run_eval(announced(eval_line(o_, inputs_, p.planner, out.string()), root_), session_);
+    mark_done("eval", started);
+    return {kExitOk, out.string()};
   }
 
   const ParsedOptions& o_;
+  Session& session_;
   dist::Communicator& comm_;
   const bool root_;
   const fs::path dir_;
-  std::string config_file_, data_, prepared_;
-  std::vector<std::string> tasks_;
-  RunConfig config_;
+  const RunConfig file_config_;  // --config as written: the training stages apply their own flags to it
+  std::string data_;
+  PipelineInputs inputs_;
+  RunConfig config_;  // with the pipeline's flags
   json state_;
   Clock::time_point start_;
-  std::string backbone_, final_, dynamics_, model_;  // what the later stages read
 };
 
 }  // namespace
@@ -471,9 +430,11 @@ int pipeline_command(int argc, char** argv) {
   const auto parsed = parse_options(argc, argv, "usage: crsm_train pipeline --config FILE --output-dir DIR [options]",
                                     pipeline_options());
   if (!parsed) return 0;
-  const auto& rt = dist::runtime();
-  auto comm = dist::make_communicator(rt, c10::Device(c10::kCPU), std::chrono::seconds(parsed->integer("collective-timeout")));
-  return Pipeline(*parsed, *comm).run();
+  RunConfig file_config = load_run_config(parsed->text("config"));
+  RunConfig config = file_config;
+  parsed->apply_to(config);
+  Session session = start_session(config.device, *parsed, "pipeline");
+  return Pipeline(*parsed, session, std::move(file_config)).run();
 }
 
 }  // namespace crsm::cli

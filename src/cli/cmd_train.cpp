@@ -4,6 +4,8 @@
 #include <filesystem>
 
 #include "cli/commands.h"
+#include "cli/session.h"
+#include "cli/stages.h"
 #include "cli/options.h"
 #include "cli/outputs.h"
 #include "checkpoint/store.h"
@@ -20,12 +22,14 @@
 namespace crsm::cli {
 namespace {
 
+}  // namespace
+
 const std::vector<Option>& train_options() {
   const train::OptimizerOptions optimizer;
   const train::CadenceOptions cadence;
   const train::ParallelOptions parallel;
   const train::TrainOptions train;
-  static const std::vector<Option> table = {
+  static const std::vector<Option> table = with_session_flags({
       Option("config", Constraint::path(), "JSON config (SPEC §3 keys); defaults for everything below"),
       Option("data", Constraint::path(), "prepared data directory (crsm_train prepare), or a text file to prepare with the byte tokenizer").mandatory(),
       Option("checkpoint-dir", Constraint::path(), "run directory: metrics.jsonl, config.json, checkpoints/").mandatory(),
@@ -50,19 +54,17 @@ const std::vector<Option>& train_options() {
       Option("log-every", Constraint::integer(1), "steps between progress lines").with_default(default_text(cadence.log_every)),
       Option::for_key("seed", "seed", "seed of initialisation and data order"),
       Option::for_key("device", "device", "cpu | cuda | cuda:N"),
-      Option("threads", Constraint::integer(0, 4096), "CPU threads per rank (0: this rank's CPUs / the ranks on its node sharing them)").with_default("0"),
       Option::for_key("zero-stage", "zero_stage", "0 replicated | 1 optimizer state sharded | 2 gradients sharded too | 3 parameters sharded too (gathered a block at a time)"),
       Option("bucket-mb", Constraint::number(1e-3, 4096), "gradient bucket size in MiB for the overlapped all-reduce").with_default(default_text(static_cast<double>(parallel.bucket_bytes >> 20))),
-      Option("collective-timeout", Constraint::integer(0, dist::kMaxCollectiveTimeout.count()),
-             "seconds a rank waits for one MPI collective before the job is ended, naming it (0: forever; must exceed the longest checkpoint save or corpus preparation)")
-          .with_default(std::to_string(dist::kDefaultCollectiveTimeout.count())),
       Option("precision", Constraint::word({"fp32", "bf16"}), "fp32 | bf16 (autocast forward passes to bfloat16; weights, optimizer and losses stay fp32)").with_default("fp32"),
       Option("activation-checkpointing", Constraint::boolean(), "keep only each block's input for backward and recompute the block there (memory for a forward pass)"),
       Option("no-prefetch", Constraint::boolean(), "zero stage 3: gather each unit only when it runs, not while the previous one computes (for comparison)"),
       Option("no-batch-split", Constraint::boolean(), "CPU: spread each operation over the rank's threads instead of giving each thread its own share of every micro-batch (for comparison)"),
-  };
+  });
   return table;
 }
+
+namespace {
 
 // How the step is spread: the ZeRO policy chosen once from the config's zero_stage.
 train::ParallelOptions parallel_options(const ParsedOptions& o, const RunConfig& config) {
@@ -120,30 +122,28 @@ std::vector<Input> resume_inputs(const ParsedOptions& o) {
 
 }  // namespace
 
+train::TrainResult run_train(const ParsedOptions& o, RunConfig config, Session& session) {
+  o.apply_to(config);
+  const train::TrainOptions t = training_options(o, config);
+  check_output_directory("--checkpoint-dir", t.run_dir, resume_inputs(o));
+  const auto result = train::run_training(config, t, *session.comm);
+  if (result.exit_status == kExitOk && result.steps_run > 0 && session.runtime.is_root())
+    std::printf("train: done, %lld steps, val loss %.4f, checkpoint %s\n",
+                static_cast<long long>(result.steps), result.final_val_loss,
+                result.last_checkpoint.c_str());
+  return result;
+}
+
 int train_command(int argc, char** argv) {
   const auto parsed = parse_options(argc, argv, "usage: crsm_train train --checkpoint-dir DIR --data DATA [--config FILE] [options]",
                                     train_options());
   if (!parsed) return 0;
   const ParsedOptions& o = *parsed;
-  RunConfig config = o.has("config") ? load_run_config(o.text("config")) : RunConfig{};
+  const RunConfig file = o.has("config") ? load_run_config(o.text("config")) : RunConfig{};
+  RunConfig config = file;
   o.apply_to(config);
-  const train::TrainOptions t = training_options(o, config);
-  check_output_directory("--checkpoint-dir", t.run_dir, resume_inputs(o));
-
-  const auto& rt = dist::runtime();
-  auto comm = dist::make_communicator(rt, dist::rank_device(config.device, rt),
-                                      std::chrono::seconds(o.integer("collective-timeout")));
-  const int threads = dist::configure_threads(static_cast<int>(o.integer("threads")), rt.ranks_sharing_cpus);
-  if (rt.world_size > 1)
-    std::fprintf(stderr, "%slocal rank %d of %d on this node, %d threads, device %s, %s backend\n",
-                 dist::rank_prefix().c_str(), rt.local_rank, rt.local_world_size, threads,
-                 config.device.c_str(), comm->backend().c_str());
-  const auto result = train::run_training(config, t, *comm);
-  if (result.exit_status == kExitOk && result.steps_run > 0 && rt.is_root())
-    std::printf("train: done, %lld steps, val loss %.4f, checkpoint %s\n",
-                static_cast<long long>(result.steps), result.final_val_loss,
-                result.last_checkpoint.c_str());
-  return result.exit_status;
+  Session session = start_session(config.device, o, "train");
+  return run_train(o, file, session).exit_status;
 }
 
 }  // namespace crsm::cli

@@ -140,4 +140,42 @@ std::optional<ParsedOptions> parse_options(int argc, char** argv, const std::str
   return parsed;
 }
 
+CommandLine::CommandLine(std::string command, const std::vector<Option>& table)
+    : command_(std::move(command)), table_(table) {}
+
+CommandLine& CommandLine::set(const std::string& flag, std::vector<std::string> values) {
+  const auto o = std::find_if(table_.begin(), table_.end(), [&](const Option& x) { return x.flag() == flag; });
+  if (o == table_.end()) throw std::logic_error("crsm_train " + command_ + " has no option --" + flag);
+  const bool fits = o->constraint().is_switch() ? values.empty() : o->is_many() ? !values.empty() : values.size() == 1;
+  if (!fits)
+    throw std::logic_error("crsm_train " + command_ + " --" + flag + " cannot take " + std::to_string(values.size()) +
+                           " values");
+  args_.push_back("--" + flag);
+  args_.insert(args_.end(), values.begin(), values.end());
+  return *this;
+}
+
+std::string CommandLine::text() const {
+  const auto quoted = [](const std::string& word) {
+    if (!word.empty() && word.find_first_of(" \t\n'\"$\\*?;&|<>()`#~{}[]") == std::string::npos) return word;
+    std::string q = "'";
+    for (char c : word) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  std::string line = "crsm_train " + command_;
+  for (const auto& a : args_) line += " " + quoted(a);
+  return line;
+}
+
+ParsedOptions CommandLine::parse() const {
+  std::vector<std::string> words = args_;
+  words.insert(words.begin(), command_);
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  auto parsed = parse_options(static_cast<int>(words.size()), argv.data(), "", table_);
+  if (!parsed) throw std::logic_error("crsm_train " + command_ + ": a built command line asked for --help");
+  return std::move(*parsed);
+}
+
 }  // namespace crsm::cli

@@ -84,4 +84,29 @@ std::string default_text(int64_t value);
 std::optional<ParsedOptions> parse_options(int argc, char** argv, const std::string& usage,
                                            const std::vector<Option>& table);
 
+// A command line built in code (the pipeline's stages): every flag must be in the
+// command's table and every value is checked by its constraint as the command's own argv
+// would be, so a stage that names a renamed flag fails a unit test, not a run. The
+// pipeline prints text() and runs the command with parse().
+class CommandLine {
+ public:
+  CommandLine(std::string command, const std::vector<Option>& table);
+  // std::logic_error for a flag the table lacks, or values it cannot take (a switch with
+  // one, a single-valued flag with several).
+  CommandLine& set(const std::string& flag, std::vector<std::string> values);
+  CommandLine& set(const std::string& flag, const std::string& value) { return set(flag, std::vector<std::string>{value}); }
+  CommandLine& set(const std::string& flag, int64_t value) { return set(flag, std::to_string(value)); }
+  CommandLine& set(const std::string& flag) { return set(flag, std::vector<std::string>{}); }  // a switch
+
+  // "crsm_train train --config 'a b.json' ...", quoted for a POSIX shell.
+  std::string text() const;
+  // The values as the command parses them (defaults filled in, every value checked).
+  ParsedOptions parse() const;
+
+ private:
+  std::string command_;
+  const std::vector<Option>& table_;
+  std::vector<std::string> args_;
+};
+
 }  // namespace crsm::cli

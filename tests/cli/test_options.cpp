@@ -102,3 +102,39 @@ TEST(Options, HelpShowsWhatEachOptionAccepts) {
 }
 
 }  // namespace
+
+namespace {
+
+using crsm::cli::CommandLine;
+
+TEST(CommandLine, ParsesAsTheSameWordsOnACommandLineWould) {
+  CommandLine line("cmd", table());
+  line.set("out", "a dir/x").set("steps", 3).set("force").set("input", std::vector<std::string>{"a", "b'c"});
+  EXPECT_EQ(line.text(), "crsm_train cmd --out 'a dir/x' --steps 3 --force --input a 'b'\\''c'");
+  const auto o = line.parse();
+  EXPECT_EQ(o.text("out"), "a dir/x");
+  EXPECT_EQ(o.integer("steps"), 3);
+  EXPECT_TRUE(o.is_set("force"));
+  EXPECT_EQ(o.texts("input"), (std::vector<std::string>{"a", "b'c"}));
+  EXPECT_FALSE(o.has("rate"));
+}
+
+TEST(CommandLine, AFlagTheTableLacksIsABug) {
+  CommandLine line("cmd", table());
+  try {
+    line.set("output", "x");
+    FAIL() << "an unknown flag was taken";
+  } catch (const std::logic_error& e) {
+    EXPECT_STREQ(e.what(), "crsm_train cmd has no option --output");
+  }
+  EXPECT_THROW(line.set("force", "yes"), std::logic_error);                                 // a switch takes none
+  EXPECT_THROW(line.set("out", std::vector<std::string>{"a", "b"}), std::logic_error);     // one value
+  EXPECT_THROW(line.set("input", std::vector<std::string>{}), std::logic_error);           // at least one
+}
+
+TEST(CommandLine, ValuesAreCheckedByTheirConstraints) {
+  EXPECT_THROW(CommandLine("cmd", table()).set("out", "x").set("steps", 0).parse(), crsm::UsageError);
+  EXPECT_THROW(CommandLine("cmd", table()).set("steps", 2).parse(), crsm::UsageError);  // --out is required
+}
+
+}  // namespace

@@ -1,0 +1,94 @@
+#include "cli/pipeline_stages.h"
+
+#include "cli/session.h"
+#include "cli/stages.h"
+#include "dist/communicator.h"
+#include "eval/planning_eval.h"
+
+namespace crsm::cli {
+
+const std::vector<Option>& pipeline_options() {
+  static const std::vector<Option> table = with_session_flags({
+      Option("config", Constraint::path(), "JSON config: the model, every stage's keys, and data and tasks").mandatory(),
+      Option("output-dir", Constraint::path(), "directory of the stages (new, or an earlier pipeline's with --resume auto)").mandatory(),
+      Option("data", Constraint::path(), "corpus: a text file or prepared directory (default: the config's data, else the bundled Tiny Shakespeare)"),
+      Option("tasks", Constraint::path(), "evaluation tasks (default: the config's tasks, else the bundled ARC tasks)").many(),
+      Option("resume", Constraint::word({"auto"}), "auto: continue the pipeline in --output-dir from the stage that was running"),
+      Option("skip-backbone", Constraint::boolean(), "stage 1: reuse the backbone in DIR/backbone instead of training it"),
+      Option("skip-finetune", Constraint::boolean(), "stage 4: reuse DIR/finetune if it holds a checkpoint, else evaluate the stage-1 backbone"),
+      Option("skip-dynamics", Constraint::boolean(), "stage 2: reuse DIR/dynamics if it holds a dynamics model, else search with exact steps"),
+      Option("backbone-steps", Constraint::integer(1), "stage 1: exactly this many steps (default: the config's backbone_epochs)"),
+      Option("finetune-steps", Constraint::integer(1), "stage 4: exactly this many steps (default: finetune_epochs)"),
+      Option("dynamics-steps", Constraint::integer(1), "stage 2: exactly this many dynamics training steps (default: dynamics_epochs)"),
+      Option::for_key("dynamics-samples", "dynamics_samples", "stage 2: training transitions to collect"),
+      Option("check-samples", Constraint::integer(1, 1 << 24), "stage 3: held-out transitions check-dynamics scores").with_default("1000"),
+      Option("max-tasks", Constraint::integer(0, int64_t{1} << 30), "evaluation: only the first N tasks of every source (0: all)").with_default("0"),
+      Option("modes", Constraint::explained(eval::mode_list_problem, eval::kModeListDescription), "evaluation: decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
+      Option("save-every", Constraint::integer(0), "training stages: steps between checkpoints (a resumed stage restarts from the last)").with_default("200"),
+      Option("eval-every", Constraint::integer(0), "training stages: steps between validation passes (0: at the end)").with_default("0"),
+  });
+  return table;
+}
+
+namespace {
+
+// The flags every stage of several ranks takes from the pipeline's own.
+CommandLine& add_session_flags(const ParsedOptions& o, CommandLine& line) {
+  return line.set("threads", o.integer("threads")).set("collective-timeout", o.integer("collective-timeout"));
+}
+
+CommandLine training_line(const ParsedOptions& o, const PipelineInputs& in, const std::string& run,
+                          const char* steps_flag) {
+  CommandLine line("train", train_options());
+  line.set("config", in.config_file).set("data", in.prepared).set("checkpoint-dir", run).set("device", in.device);
+  line.set("save-every", o.integer("save-every")).set("eval-every", o.integer("eval-every"));
+  if (o.has(steps_flag)) line.set("max-steps", o.integer(steps_flag));
+  return add_session_flags(o, line);
+}
+
+}  // namespace
+
+CommandLine backbone_line(const ParsedOptions& o, const PipelineInputs& in, const std::string& run) {
+  auto line = training_line(o, in, run, "backbone-steps");
+  line.set("no-value-loss").set("resume", "auto");
+  return line;
+}
+
+CommandLine finetune_line(const ParsedOptions& o, const PipelineInputs& in, const std::string& run,
+                          const std::string& resume) {
+  auto line = training_line(o, in, run, "finetune-steps");
+  line.set("resume", resume);
+  return line;
+}
+
+CommandLine distill_line(const ParsedOptions& o, const PipelineInputs& in, const std::string& model,
+                         const std::string& out, int64_t samples) {
+  CommandLine line("distill", distill_options());
+  line.set("model-path", model).set("output-path", out).set("data", in.prepared).set("config", in.config_file);
+  line.set("num-samples", samples).set("save-every", o.integer("save-every"));
+  if (o.has("dynamics-steps")) line.set("max-steps", o.integer("dynamics-steps"));
+  return add_session_flags(o, line);
+}
+
+CommandLine assemble_line(const std::string& model, const std::string& dynamics, const std::string& out) {
+  CommandLine line("assemble", assemble_options());
+  line.set("backbone", model).set("dynamics", dynamics).set("output", out);
+  return line;
+}
+
+CommandLine check_dynamics_line(const ParsedOptions& o, const PipelineInputs& in, const std::string& model) {
+  CommandLine line("check-dynamics", check_dynamics_options());
+  line.set("model", model).set("data", in.prepared).set("samples", o.integer("check-samples"));
+  line.set("threads", o.integer("threads"));
+  return line;
+}
+
+CommandLine eval_line(const ParsedOptions& o, const PipelineInputs& in, const std::string& planner,
+                      const std::string& report) {
+  CommandLine line("eval", eval_options());
+  line.set("model", planner).set("output", report).set("force").set("device", in.device);
+  line.set("max-tasks", o.integer("max-tasks")).set("modes", o.text("modes")).set("tasks", in.tasks);
+  return add_session_flags(o, line);
+}
+
+}  // namespace crsm::cli
