@@ -184,29 +184,19 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
     if (!sharding.zero.sharded_parameters())
       model::save_tensor_file((fs::path(tmp) / kModelFile).string(), model::module_tensors(*contents.module));
     if (contents.write_files) contents.write_files(tmp);
-    nlohmann::json shards = nlohmann::json::object(), parameter_shards = nlohmann::json::object();
+    TrainManifest m;
+    m.world_size = comm.world_size();
+    m.zero_stage = sharding.zero.stage;
+    m.state = state;
+    m.config = contents.config;
     for (size_t r = 0; r < sharding.pieces_by_rank.size(); ++r) {
-      nlohmann::json pieces = nlohmann::json::array();
-      for (const auto& p : sharding.pieces_by_rank[r]) pieces.push_back({p.param, p.offset, p.length});
-      shards[rank_file(static_cast<int>(r))] = pieces;
-      if (r == 0)
-        for (const auto& p : frozen) pieces.push_back({p.param, p.offset, p.length});
-      parameter_shards[rank_file(static_cast<int>(r))] = pieces;
+      const std::string file = rank_file(static_cast<int>(r));
+      m.optimizer_shards[file] = sharding.pieces_by_rank[r];
+      if (!sharding.zero.sharded_parameters()) continue;
+      m.parameter_shards[file] = sharding.pieces_by_rank[r];
+      if (r == 0) m.parameter_shards[file].insert(m.parameter_shards[file].end(), frozen.begin(), frozen.end());
     }
-    nlohmann::json manifest = {
-        {"step", state.step},
-        {"epoch", state.sampler.epoch},
-        {"world_size", comm.world_size()},
-        {"zero_stage", sharding.zero.stage},
-        {"stage", to_string(state.stage)},
-        {"value_loss", trains_value_heads(state.stage)},
-        {"sampler", {{"epoch", state.sampler.epoch}, {"batch", state.sampler.batch}}},
-        {"log_window", {{"steps", state.window.steps}, {"sums", state.window.sums}, {"seconds", state.window.seconds}}},
-        {"rng", {{"cpu", std::string("tensor ") + kRngKey + " of each rank file"}}},
-        {"optimizer_shards", shards},
-        {"config", contents.config},
-    };
-    if (sharding.zero.sharded_parameters()) manifest["parameter_shards"] = parameter_shards;
+    nlohmann::json manifest = train_manifest_json(m);
     for (const auto& [key, value] : contents.manifest_extra.items()) manifest[key] = value;
     final_dir = checkpoint::commit_checkpoint(root, tmp, manifest, keep_last, digests);
   }
@@ -224,6 +214,33 @@ std::string save_train_checkpoint(const std::string& root, const TrainState& sta
   contents.write_files = [&](const std::string& dir) { tokenizer.save(dir); };
   contents.config = config;
   return save_train_checkpoint(root, state, contents, optimizer, sharding, keep_last, comm);
+}
+
+nlohmann::json train_manifest_json(const TrainManifest& m) {
+  const auto shards = [](const std::map<std::string, std::vector<PieceRange>>& by_file) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [file, pieces] : by_file) {
+      j[file] = nlohmann::json::array();
+      for (const auto& p : pieces) j[file].push_back({p.param, p.offset, p.length});
+    }
+    return j;
+  };
+  const TrainState& s = m.state;
+  nlohmann::json j = {
+      {"step", s.step},
+      {"epoch", s.sampler.epoch},
+      {"world_size", m.world_size},
+      {"zero_stage", m.zero_stage},
+      {"stage", to_string(s.stage)},
+      {"value_loss", trains_value_heads(s.stage)},
+      {"sampler", {{"epoch", s.sampler.epoch}, {"batch", s.sampler.batch}}},
+      {"log_window", {{"steps", s.window.steps}, {"sums", s.window.sums}, {"seconds", s.window.seconds}}},
+      {"rng", {{"cpu", std::string("tensor ") + kRngKey + " of each rank file"}}},
+      {"optimizer_shards", shards(m.optimizer_shards)},
+      {"config", m.config},
+  };
+  if (!m.parameter_shards.empty()) j["parameter_shards"] = shards(m.parameter_shards);
+  return j;
 }
 
 TrainManifest read_train_manifest(const std::string& dir) {

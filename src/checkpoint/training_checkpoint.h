@@ -122,6 +122,9 @@ struct TrainManifest {
   std::map<std::string, std::vector<PieceRange>> parameter_shards;
   nlohmann::json config;  // parsed by parse_run_config where it is used
 };
+// The manifest's fields as save_train_checkpoint writes them (the store adds the file
+// list); read_train_manifest reads them back, so the two are one format.
+nlohmann::json train_manifest_json(const TrainManifest& m);
 TrainManifest read_train_manifest(const std::string& dir);
 
 // Collective: every rank of `comm` calls it. Returns the checkpoint's directory.
