@@ -31,6 +31,9 @@ const std::vector<Option>& eval_options() {
       Option("model", Constraint::path(), "checkpoint (assembled: plans with its dynamics), or a run directory").mandatory(),
       Option("tasks", Constraint::path(), "ARC task directories, .json tasks, or .jsonl files of ARC or prompt/answer tasks").mandatory().many(),
       Option("modes", Constraint::explained(eval::mode_list_problem, eval::kModeListDescription), "decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
+      Option("samples", Constraint::integer(1, eval::kMaxSamples), "answers sampled per test output for vote, logprob, value, value-vote and pass without @N").with_default("16"),
+      Option("temperature", Constraint::number(1e-3, 100), "sampling temperature of the sampling modes").with_default("1"),
+      Option("budget", Constraint::integer(1, eval::kMaxSamples), "every mode at about this many times greedy's compute: N of the sampling modes, and budget - 1 simulations per token for mcts (modes then take no @N)"),
       Option("output", Constraint::path(), "the report as JSON (default: eval.json in the model's run directory)"),
       Option("force", Constraint::boolean(), "replace --output if it exists"),
       Option("max-tasks", Constraint::integer(0, int64_t{1} << 30), "evaluate only the first N tasks of every source (0: all)").with_default("0"),
@@ -73,12 +76,20 @@ eval::EvalSetup make_setup(const ParsedOptions& o, const std::string& dir, const
   eval::EvalSetup s;
   s.backbone = model;
   s.tokenizer = &tokenizer;
-  s.modes = eval::eval_modes(o.text("modes"));
+  s.modes = eval::eval_modes(o.text("modes"), o.integer("samples"));
   // The dynamics model is loaded only when a mode searches.
   const bool searching = std::any_of(s.modes.begin(), s.modes.end(), [](const eval::EvalMode& m) { return m.search; });
   const Planner planner = searching ? make_planner(dir, model, device, o.is_set("exact")) : Planner{nullptr, "none"};
   s.planner = planner.model;
+  s.exact_planner = planner.name == "exact";
   s.search = search_options(o, config);
+  if (o.has("budget")) {
+    if (o.text("modes").find('@') != std::string::npos)
+      throw UsageError("--budget " + std::to_string(o.integer("budget")) + " sets every sampling mode's N: --modes " +
+                       o.text("modes") + " must not give one with @N");
+    s.search.n_simulations = eval::apply_budget(s.modes, o.integer("budget"));
+  }
+  s.sampling.temperature = o.number("temperature");
   s.injection_rate = config.search.injection_rate;
   s.delta_decay = config.search.delta_decay;
   s.max_prompt_tokens = o.integer("max-prompt-tokens");
@@ -87,7 +98,8 @@ eval::EvalSetup make_setup(const ParsedOptions& o, const std::string& dir, const
   s.describe = {{"model", dir},           {"tasks", o.texts("tasks")},       {"planner", planner.name},
                 {"modes", o.text("modes")}, {"n_simulations", s.search.n_simulations}, {"c_puct", s.search.c_puct},
                 {"top_k", s.search.top_k}, {"leaf_batch", s.search.leaf_batch}, {"injection_rate", s.injection_rate},
-                {"max_prompt_tokens", s.max_prompt_tokens}, {"max_new_tokens", o.value("max-new-tokens")}};
+                {"max_prompt_tokens", s.max_prompt_tokens}, {"max_new_tokens", o.value("max-new-tokens")},
+                {"temperature", s.sampling.temperature}, {"budget", o.has("budget") ? o.value("budget") : nlohmann::json()}};
   return s;
 }
 

@@ -64,4 +64,14 @@ double expected_calibration_error(const std::vector<Prediction>& predictions, in
   return ece;
 }
 
+double mcnemar_exact_p(int64_t better, int64_t worse) {
+  const int64_t n = better + worse, k = std::min(better, worse);
+  if (n == 0) return 1.0;
+  // The tail sum of C(n, i) / 2^n for i <= k, each term in logs: n can be thousands.
+  double tail = 0;
+  for (int64_t i = 0; i <= k; ++i)
+    tail += std::exp(std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) - n * std::log(2.0));
+  return std::min(1.0, 2 * tail);
+}
+
 }  // namespace crsm::eval

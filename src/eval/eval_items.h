@@ -44,6 +44,11 @@ AnswerScore score_answer(const EvalItem& item, const std::string& generated);
 // Wilson score interval for k successes in n trials at 95 % ({0, 1} when n is 0).
 std::pair<double, double> wilson_interval(int64_t k, int64_t n);
 
+// Two-sided exact McNemar test of paired outcomes: `better` pairs where only the first
+// was right, `worse` where only the second was; the p-value of a difference at least this
+// large if either were equally likely (binomial, n = better + worse, 1/2), at most 1.
+double mcnemar_exact_p(int64_t better, int64_t worse);
+
 // Expected calibration error of predicted probabilities against outcomes: equal-width
 // bins over [0, 1], sum over bins of (share of predictions) * |accuracy - mean prediction|.
 // Predictions outside [0, 1] are clamped into it first; non-finite ones are left out.

@@ -52,6 +52,25 @@ std::string breakdown(const json& report, const std::string& key, const std::str
   return out;
 }
 
+// "+5/-1 p=0.22": tasks only this mode solved, only the other did, and the exact McNemar
+// p-value; "-" when the run has no such comparison.
+std::string comparison(const json& mcnemar, const char* key) {
+  if (!mcnemar.contains(key)) return "-";
+  const json& c = mcnemar[key];
+  return printf_string("+%lld/-%lld p=%.3g", c["better"].get<long long>(), c["worse"].get<long long>(),
+                       c["p"].get<double>());
+}
+
+// Every mode against the best equal-budget baseline, when the run has one.
+std::string baseline_comparisons(const json& report) {
+  std::string out;
+  for (const auto& [mode, m] : report["modes"].items())
+    if (m["mcnemar"].contains("vs_baseline"))
+      out += printf_string("%-14s vs %s: %s\n", mode.c_str(), m["mcnemar"]["vs_baseline"]["against"].get<std::string>().c_str(),
+                           comparison(m["mcnemar"], "vs_baseline").c_str());
+  return out.empty() ? out : "\nagainst the best baseline (vote or log-probability):\n" + out;
+}
+
 // The answers differ between modes, or else one is right: the item that says the most.
 int interest(const json& item) {
   if (item["skipped"].get<bool>()) return -1;
@@ -71,9 +90,9 @@ std::string sample(const json& report) {
   if (!best || interest(*best) < 0) return "";
   const json& item = *best;
   std::string out = "\nsample: task " + item["task"].get<std::string>() + " (" + item["family"].get<std::string>() + ")\n";
-  out += printf_string("  %-12s        %s\n", "expected", dump_text(item["expected"]).c_str());
+  out += printf_string("  %-14s        %s\n", "expected", dump_text(item["expected"]).c_str());
   for (const auto& [mode, answer] : item["answers"].items())
-    out += printf_string("  %-12s %s: %s\n", mode.c_str(), answer["exact"].get<bool>() ? "right" : "wrong",
+    out += printf_string("  %-14s %s: %s\n", mode.c_str(), answer["exact"].get<bool>() ? "right" : "wrong",
                          dump_text(answer["text"]).c_str());
   return out;
 }
@@ -87,29 +106,37 @@ std::string format_eval_report(const json& report) {
       report["items_total"].get<long long>(), setup.value("planner", std::string("-")).c_str(),
       setup.value("n_simulations", 0LL), setup.value("c_puct", 0.0), setup.value("injection_rate", 0.0),
       report["timing"]["world_size"].get<int>());
-  out += printf_string("%-12s %-28s %7s %7s %7s %7s %7s %9s %8s\n", "mode", "exact tasks (95% CI)", "cells", "skipped",
-                       "ECE", "depth", "nodes", "sims/s", "wall s");
+  out += printf_string("%-14s %-28s %7s %7s %7s %7s %7s %9s %8s %9s  %s\n", "mode", "exact tasks (95% CI)", "cells",
+                       "skipped", "ECE", "depth", "nodes", "sims/s", "wall s", "decoding", "vs greedy (tasks +/-, McNemar p)");
   for (const auto& [mode, m] : report["modes"].items()) {
     const json& s = m["search"];
     const bool searched = s["searches"].get<int64_t>() > 0;
-    out += printf_string("%-12s %-28s %6.1f%% %7lld %7.3f %7s %7s %9s %8.1f\n", mode.c_str(), percent(m).c_str(),
+    const json& c = m["compute"];
+    out += printf_string("%-14s %-28s %6.1f%% %7lld %7s %7s %7s %9s %8.1f %9s  %s\n", mode.c_str(), percent(m).c_str(),
                          100 * m["cell_accuracy"].get<double>(), m["skipped"].get<long long>(),
-                         m["calibration"]["ece"].get<double>(),
+                         m["calibration"]["tokens"].get<int64_t>() > 0
+                             ? printf_string("%.3f", m["calibration"]["ece"].get<double>()).c_str()
+                             : "-",
                          searched ? printf_string("%.2f", s["mean_depth"].get<double>()).c_str() : "-",
                          searched ? printf_string("%.0f", s["mean_nodes"].get<double>()).c_str() : "-",
                          searched ? printf_string("%.0f", m["timing"]["simulations_per_s"].get<double>()).c_str() : "-",
-                         m["timing"]["wall_seconds"].get<double>());
+                         m["timing"]["wall_seconds"].get<double>(),
+                         c.contains("vs_greedy") ? printf_string("%.1fx", c["vs_greedy"].get<double>()).c_str()
+                                                 : printf_string("%.0f/item", c["decoding_steps_per_item"].get<double>()).c_str(),
+                         comparison(m["mcnemar"], "vs_greedy").c_str());
   }
+  out += baseline_comparisons(report);
   out += breakdown(report, "by_family", "by family");
   if (report["modes"].begin()->at("by_file").size() > 1) out += breakdown(report, "by_file", "by file");
   out += "\n";
   for (const auto& [mode, m] : report["modes"].items()) {
     const json& c = m["calibration"];
-    out += printf_string("%-12s value calibration: ECE %.3f over %lld tokens (token accuracy %.3f, mean value %.3f)\n",
+    if (c["tokens"].get<int64_t>() == 0) continue;  // a sampling mode: no token followed the answer
+    out += printf_string("%-14s value calibration: ECE %.3f over %lld tokens (token accuracy %.3f, mean value %.3f)\n",
                          mode.c_str(), c["ece"].get<double>(), c["tokens"].get<long long>(),
                          c["token_accuracy"].get<double>(), c["mean_value"].get<double>());
     if (m["search"]["searches"].get<int64_t>() > 0)
-      out += printf_string("%-12s ||target - h_l|| %s; injected ||delta h_l|| %s (%lld injections)\n", "",
+      out += printf_string("%-14s ||target - h_l|| %s; injected ||delta h_l|| %s (%lld injections)\n", "",
                            layers(m["search"]["mean_target_delta"]).c_str(),
                            layers(m["search"]["mean_injected_delta"]).c_str(),
                            m["search"]["injections"].get<long long>());

@@ -13,6 +13,25 @@
 
 namespace crsm::eval {
 
+// What a mode spent on one test output (SPEC §9): positions of the prompt the backbone
+// consumed (once, however many answers follow it), backbone steps after it (every token
+// generated, and a search's exact transitions), transitions of the dynamics model, and
+// evaluations of the value heads that a choice or a search asked for.
+struct Compute {
+  int64_t prompt_steps = 0;
+  int64_t answer_steps = 0;
+  int64_t dynamics_steps = 0;
+  int64_t value_evals = 0;
+  // What decoding cost beyond the shared prompt, the unit budgets are set in: a dynamics
+  // step is counted as a backbone step.
+  int64_t decoding_steps() const { return answer_steps + dynamics_steps; }
+  Compute& operator+=(const Compute& o) {
+    prompt_steps += o.prompt_steps, answer_steps += o.answer_steps, dynamics_steps += o.dynamics_steps;
+    value_evals += o.value_evals;
+    return *this;
+  }
+};
+
 // One test output decoded in one mode.
 struct ModeOutcome {
   std::string text;
@@ -21,6 +40,7 @@ struct ModeOutcome {
   // token was chosen from, against whether it was the answer's token.
   std::vector<Prediction> calibration;
   search::DeliberationStats stats;  // this generation's searches and injections
+  Compute compute;
   double seconds = 0;
 };
 
@@ -38,8 +58,10 @@ template <typename A, typename S, base::if_is<S, AnswerScore> = 0>
 void fields(A& a, S& s) { a(s.exact, s.cells_right, s.cells); }
 template <typename A, typename S, base::if_is<S, Prediction> = 0>
 void fields(A& a, S& s) { a(s.probability, s.correct); }
+template <typename A, typename S, base::if_is<S, Compute> = 0>
+void fields(A& a, S& s) { a(s.prompt_steps, s.answer_steps, s.dynamics_steps, s.value_evals); }
 template <typename A, typename S, base::if_is<S, ModeOutcome> = 0>
-void fields(A& a, S& s) { a(s.text, s.score, s.calibration, s.stats, s.seconds); }
+void fields(A& a, S& s) { a(s.text, s.score, s.calibration, s.stats, s.compute, s.seconds); }
 template <typename A, typename S, base::if_is<S, ItemResult> = 0>
 void fields(A& a, S& s) { a(s.index, s.rank, s.prompt_tokens, s.skipped, s.modes); }
 

@@ -6,10 +6,12 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <stdexcept>
 
 #include "base/error.h"
 #include "base/packed.h"
+#include "eval/decoding.h"
 #include "eval/item_result.h"
 #include "search/deliberation.h"
 
@@ -23,58 +25,15 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-std::vector<double> to_doubles(const at::Tensor& t) {
-  const auto c = t.detach().to(torch::kCPU, torch::kDouble).contiguous();
-  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
-}
-
-std::unique_ptr<search::Deliberator> make_decoder(const EvalSetup& setup, const EvalMode& mode) {
-  search::DeliberationOptions d;
-  d.timing = search::PlanTiming::kSync;
-  d.search = setup.search;
-  d.injection_rate = mode.inject ? setup.injection_rate : 0.0;
-  d.delta_decay = setup.delta_decay;
-  d.sampling.temperature = 0;  // greedy wherever no plan chooses
-  return std::make_unique<search::Deliberator>(setup.backbone, mode.search ? setup.planner : nullptr, d);
-}
-
-// One item in one mode: the answer, its score, and the calibration of its values.
-ModeOutcome decode_item(search::Deliberator& decoder, const EvalSetup& setup, const EvalItem& item,
-                        const std::vector<int64_t>& prompt, const std::vector<int32_t>& answer, int64_t max_new) {
-  const auto start = Clock::now();
-  ModeOutcome outcome;
-  std::vector<int32_t> out;
-  bool on_track = true;
-  const int32_t eos = setup.tokenizer->eos_id();
-  decoder.generate(prompt, max_new, /*seed=*/0, [&](const search::TokenStep& s) {
-    if (setup.stop_requested && setup.stop_requested()) return search::StepVerdict::kStop;
-    if (on_track) {
-      const auto values = to_doubles(s.values);
-      const bool right = out.size() < answer.size() && s.token == answer[out.size()];
-      outcome.calibration.push_back({model::consensus_value(values.data(), static_cast<int64_t>(values.size())), right});
-      on_track = right;
-    }
-    if (s.token == eos) return search::StepVerdict::kStop;
-    out.push_back(static_cast<int32_t>(s.token));
-    // The ending is in the last few tokens: decode those, not the whole answer each time.
-    constexpr size_t kTail = 4;
-    const std::vector<int32_t> tail(out.end() - static_cast<std::ptrdiff_t>(std::min(kTail, out.size())), out.end());
-    const std::string tail_text = setup.tokenizer->decode(tail);
-    const bool ended = out.size() > kTail ? tail_text.size() >= 2 && answer_ended(item.kind, tail_text.substr(tail_text.size() - 2))
-                                          : answer_ended(item.kind, tail_text);
-    return ended ? search::StepVerdict::kTakeAndStop : search::StepVerdict::kTake;
-  });
-  outcome.text = setup.tokenizer->decode(out);
-  outcome.score = score_answer(item, outcome.text);
-  outcome.stats = decoder.stats();
-  outcome.seconds = seconds_since(start);
-  return outcome;
-}
-
-// This rank's items, each decoded in every mode.
+// This rank's items, each decoded in every mode. The sampling modes share one set of
+// samples per item: as many as the mode that asks for the most.
 std::vector<ItemResult> decode_share(const EvalSetup& setup, const std::vector<EvalItem>& items, int rank, int world) {
   std::vector<std::unique_ptr<search::Deliberator>> decoders;
-  for (const auto& mode : setup.modes) decoders.push_back(make_decoder(setup, mode));
+  int64_t most_samples = 0;
+  for (const auto& mode : setup.modes) {
+    decoders.push_back(mode.pick == Pick::kDecode ? make_decoder(setup, mode) : nullptr);
+    most_samples = std::max(most_samples, mode.samples);
+  }
   std::vector<ItemResult> results;
   for (size_t i = rank; i < items.size(); i += world) {
     if (setup.stop_requested && setup.stop_requested()) break;
@@ -86,7 +45,11 @@ std::vector<ItemResult> decode_share(const EvalSetup& setup, const std::vector<E
     if (!r.skipped) {
       const auto answer = setup.tokenizer->encode(item.answer);
       const int64_t max_new = setup.max_new_tokens > 0 ? setup.max_new_tokens : 2 * static_cast<int64_t>(answer.size()) + 8;
-      for (auto& decoder : decoders) r.modes.push_back(decode_item(*decoder, setup, item, prompt, answer, max_new));
+      const auto samples = most_samples > 0 ? sample_answers(setup, item, r.index, prompt, max_new, most_samples)
+                                            : std::vector<SampledAnswer>{};
+      for (size_t m = 0; m < setup.modes.size(); ++m)
+        r.modes.push_back(decoders[m] ? decode_item(*decoders[m], setup, item, prompt, answer, max_new)
+                                      : pick_answer(setup.modes[m], samples, r.prompt_tokens));
     }
     results.push_back(std::move(r));
   }
@@ -120,48 +83,70 @@ std::vector<double> divided(std::vector<double> v, double by) {
   return v;
 }
 
+// The tasks of the items, in first-seen order: a task is named by its file and id and
+// counts once, solved when every test output of it is exact, skipped when any is.
+struct Tasks {
+  std::vector<const EvalItem*> first;  // an item of each task, for its file and family
+  std::vector<size_t> of_item;         // item -> its task
+};
+
+Tasks tasks_of(const std::vector<EvalItem>& items) {
+  Tasks t;
+  std::map<std::pair<std::string, std::string>, size_t> index;
+  for (const auto& item : items) {
+    const auto [at, fresh] = index.emplace(std::make_pair(item.file, item.task), t.first.size());
+    if (fresh) t.first.push_back(&item);
+    t.of_item.push_back(at->second);
+  }
+  return t;
+}
+
+enum class TaskOutcome : int8_t { kSolved, kFailed, kSkipped };
+
+// Mode `m`'s outcome on every task.
+std::vector<TaskOutcome> task_outcomes(size_t m, const Tasks& tasks, const std::vector<ItemResult>& results) {
+  std::vector<TaskOutcome> out(tasks.first.size(), TaskOutcome::kSolved);
+  for (size_t i = 0; i < results.size(); ++i) {
+    TaskOutcome& t = out[tasks.of_item[i]];
+    if (results[i].skipped) t = TaskOutcome::kSkipped;
+    else if (t == TaskOutcome::kSolved && !results[i].modes.at(m).score.exact) t = TaskOutcome::kFailed;
+  }
+  return out;
+}
+
 // Mode `m`'s figures over the items, in item order.
-json mode_report(size_t m, const std::vector<EvalItem>& items, const std::vector<ItemResult>& results, int world) {
-  // A task counts once: solved when every test output of it is exact; skipped when any is.
-  struct Task {
-    std::string file, family;
-    bool solved = true, skipped = false;
-  };
-  std::map<std::pair<std::string, std::string>, size_t> index;  // (file, id) -> position in tasks
-  std::vector<Task> tasks;
-  int64_t cells_right = 0, cells = 0, items_exact = 0;
+json mode_report(size_t m, const Tasks& tasks, const std::vector<ItemResult>& results, int world) {
+  int64_t cells_right = 0, cells = 0, items_exact = 0, evaluated_items = 0;
   search::DeliberationStats search;
+  Compute compute;
   std::vector<double> rank_seconds(world, 0.0);
   std::vector<Prediction> predictions;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const auto [at, fresh] = index.emplace(std::make_pair(items[i].file, items[i].task), tasks.size());
-    if (fresh) tasks.push_back({items[i].file, items[i].family});
-    Task& task = tasks[at->second];
-    if (results[i].skipped) {
-      task.skipped = true;
-      continue;
-    }
-    const ModeOutcome& o = results[i].modes.at(m);
-    task.solved = task.solved && o.score.exact;
+  for (const auto& r : results) {
+    if (r.skipped) continue;
+    const ModeOutcome& o = r.modes.at(m);
+    evaluated_items += 1;
     items_exact += o.score.exact ? 1 : 0;
     cells_right += o.score.cells_right;
     cells += o.score.cells;
     predictions.insert(predictions.end(), o.calibration.begin(), o.calibration.end());
     search.add(o.stats);
-    rank_seconds.at(static_cast<size_t>(results[i].rank)) += o.seconds;
+    compute += o.compute;
+    rank_seconds.at(static_cast<size_t>(r.rank)) += o.seconds;
   }
   int64_t solved = 0, evaluated = 0, skipped = 0;
   std::map<std::string, std::pair<int64_t, int64_t>> by_family, by_file;  // solved, evaluated
-  for (const auto& task : tasks) {
-    if (task.skipped) {
+  const auto outcomes = task_outcomes(m, tasks, results);
+  for (size_t t = 0; t < outcomes.size(); ++t) {
+    if (outcomes[t] == TaskOutcome::kSkipped) {
       skipped += 1;
       continue;
     }
+    const bool right = outcomes[t] == TaskOutcome::kSolved;
     evaluated += 1;
-    solved += task.solved;
-    auto& fam = by_family[task.family];
-    auto& file = by_file[task.file];
-    fam.first += task.solved, fam.second += 1, file.first += task.solved, file.second += 1;
+    solved += right;
+    auto& fam = by_family[tasks.first[t]->family];
+    auto& file = by_file[tasks.first[t]->file];
+    fam.first += right, fam.second += 1, file.first += right, file.second += 1;
   }
   json report = rate(solved, evaluated);
   report["skipped"] = skipped;
@@ -188,9 +173,53 @@ json mode_report(size_t m, const std::vector<EvalItem>& items, const std::vector
                       {"mean_target_delta", divided(search.target_delta, searches)},
                       {"injections", search.injections},
                       {"mean_injected_delta", divided(search.injected_norm, static_cast<double>(search.injections))}};
+  const double per_item = evaluated_items ? 1.0 / static_cast<double>(evaluated_items) : 0.0;
+  report["compute"] = {{"prompt_steps", compute.prompt_steps},
+                       {"answer_steps", compute.answer_steps},
+                       {"dynamics_steps", compute.dynamics_steps},
+                       {"value_evals", compute.value_evals},
+                       {"decoding_steps_per_item", static_cast<double>(compute.decoding_steps()) * per_item}};
   report["timing"] = {{"wall_seconds", *std::max_element(rank_seconds.begin(), rank_seconds.end())},
                       {"simulations_per_s", search.search_seconds > 0 ? search.simulations / search.search_seconds : 0.0}};
   return report;
+}
+
+// Mode `m` against mode `against` on the tasks both evaluated: tasks only m solved, only
+// `against` solved, and the exact McNemar p-value of the difference.
+json paired(size_t m, size_t against, const Tasks& tasks, const std::vector<ItemResult>& results,
+            const std::vector<EvalMode>& modes) {
+  const auto a = task_outcomes(m, tasks, results), b = task_outcomes(against, tasks, results);
+  int64_t better = 0, worse = 0;
+  for (size_t t = 0; t < a.size(); ++t) {
+    if (a[t] == TaskOutcome::kSkipped || b[t] == TaskOutcome::kSkipped) continue;
+    better += a[t] == TaskOutcome::kSolved && b[t] == TaskOutcome::kFailed;
+    worse += a[t] == TaskOutcome::kFailed && b[t] == TaskOutcome::kSolved;
+  }
+  return {{"against", modes[against].name}, {"better", better}, {"worse", worse}, {"p", mcnemar_exact_p(better, worse)}};
+}
+
+// Every mode against greedy and against the best equal-budget baseline (the most accurate
+// of the vote and log-probability modes), when the run has them.
+void add_comparisons(json& report, const Tasks& tasks, const std::vector<ItemResult>& results,
+                     const std::vector<EvalMode>& modes) {
+  std::optional<size_t> greedy, baseline;
+  int64_t baseline_solved = -1;
+  for (size_t m = 0; m < modes.size(); ++m) {
+    if (modes[m].pick == Pick::kDecode && !modes[m].search) greedy = m;
+    const int64_t solved = report["modes"][modes[m].name]["solved"].get<int64_t>();
+    if ((modes[m].pick == Pick::kVote || modes[m].pick == Pick::kLogprob) && solved > baseline_solved)
+      baseline = m, baseline_solved = solved;
+  }
+  for (size_t m = 0; m < modes.size(); ++m) {
+    json& mode = report["modes"][modes[m].name];
+    mode["mcnemar"] = json::object();
+    if (greedy && m != *greedy) mode["mcnemar"]["vs_greedy"] = paired(m, *greedy, tasks, results, modes);
+    if (baseline && m != *baseline) mode["mcnemar"]["vs_baseline"] = paired(m, *baseline, tasks, results, modes);
+    if (greedy) {
+      const double base = report["modes"][modes[*greedy].name]["compute"]["decoding_steps_per_item"].get<double>();
+      mode["compute"]["vs_greedy"] = base > 0 ? mode["compute"]["decoding_steps_per_item"].get<double>() / base : 0.0;
+    }
+  }
 }
 
 // A byte-level model can generate bytes that are not UTF-8: in a report they become U+FFFD.
@@ -213,21 +242,59 @@ std::string dump_text(const json& j, int indent) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }
 
-std::vector<EvalMode> eval_modes(const std::string& comma_list) {
+std::vector<EvalMode> eval_modes(const std::string& comma_list, int64_t samples) {
+  struct Kind {
+    const char* name;
+    bool search, inject;
+    Pick pick;
+  };
+  static const Kind kKinds[] = {
+      {"greedy", false, false, Pick::kDecode},     {"mcts", true, false, Pick::kDecode},
+      {"mcts+inject", true, true, Pick::kDecode},  {"sample", false, false, Pick::kFirstSample},
+      {"vote", false, false, Pick::kVote},         {"logprob", false, false, Pick::kLogprob},
+      {"value", false, false, Pick::kValue},       {"value-vote", false, false, Pick::kValueVote},
+      {"pass", false, false, Pick::kOracle}};
   std::vector<EvalMode> modes;
   size_t start = 0;
   for (;;) {
     const size_t comma = comma_list.find(',', start);
-    const std::string name = comma_list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (name == "greedy") modes.push_back({name, false, false});
-    else if (name == "mcts") modes.push_back({name, true, false});
-    else if (name == "mcts+inject") modes.push_back({name, true, true});
-    else throw std::invalid_argument("unknown decoding mode '" + name + "'");
-    for (size_t m = 0; m + 1 < modes.size(); ++m)
-      if (modes[m].name == name) throw std::invalid_argument("duplicate decoding mode '" + name + "'");
+    const std::string word = comma_list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    const size_t at = word.find('@');
+    const std::string base = word.substr(0, at);
+    const auto kind = std::find_if(std::begin(kKinds), std::end(kKinds), [&](const Kind& k) { return base == k.name; });
+    if (kind == std::end(kKinds)) throw std::invalid_argument("unknown decoding mode '" + word + "'");
+    EvalMode mode{base, kind->search, kind->inject, kind->pick, 0};
+    const bool chooses = kind->pick != Pick::kDecode && kind->pick != Pick::kFirstSample;
+    if (at != std::string::npos) {
+      const std::string n = word.substr(at + 1);
+      if (!chooses) throw std::invalid_argument("decoding mode '" + base + "' takes no @N");
+      if (n.empty() || n.size() > 4 || n.find_first_not_of("0123456789") != std::string::npos || std::stoll(n) < 1 ||
+          std::stoll(n) > kMaxSamples)
+        throw std::invalid_argument("decoding mode '" + word + "': N must be an integer from 1 to " +
+                                    std::to_string(kMaxSamples));
+      mode.samples = std::stoll(n);
+    } else if (chooses) {
+      mode.samples = samples;
+    } else if (kind->pick == Pick::kFirstSample) {
+      mode.samples = 1;
+    }
+    if (chooses) mode.name = base + "@" + std::to_string(mode.samples);
+    for (const auto& m : modes)
+      if (m.name == mode.name) throw std::invalid_argument("duplicate decoding mode '" + mode.name + "'");
+    modes.push_back(mode);
     if (comma == std::string::npos) return modes;
     start = comma + 1;
   }
+}
+
+int64_t apply_budget(std::vector<EvalMode>& modes, int64_t budget) {
+  for (auto& mode : modes) {
+    if (mode.pick == Pick::kDecode || mode.pick == Pick::kFirstSample) continue;
+    const std::string base = mode.name.substr(0, mode.name.find('@'));
+    mode.samples = budget;
+    mode.name = base + "@" + std::to_string(budget);
+  }
+  return std::max<int64_t>(1, budget - 1);
 }
 
 std::string mode_list_problem(const std::string& comma_list) {
@@ -253,8 +320,10 @@ json run_planning_eval(const EvalSetup& setup, const std::vector<EvalItem>& item
   if (comm.rank() != 0) return nullptr;
   json report = {{"setup", setup.describe}};
   report["items_total"] = items.size();
+  const Tasks tasks = tasks_of(items);
   for (size_t m = 0; m < setup.modes.size(); ++m)
-    report["modes"][setup.modes[m].name] = mode_report(m, items, results, comm.world_size());
+    report["modes"][setup.modes[m].name] = mode_report(m, tasks, results, comm.world_size());
+  add_comparisons(report, tasks, results, setup.modes);
   for (size_t i = 0; i < items.size(); ++i) report["items"].push_back(item_entry(items[i], results[i], setup.modes));
   report["timing"] = {{"world_size", comm.world_size()}, {"wall_seconds", seconds_since(start)}};
   return report;

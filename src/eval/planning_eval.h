@@ -18,27 +18,47 @@
 #include "dist/communicator.h"
 #include "eval/eval_items.h"
 #include "model/backbone.h"
+#include "model/generation.h"
 #include "search/latent_model.h"
 #include "search/mcts.h"
 
 namespace crsm::eval {
 
-// How a mode decodes, chosen once: whether a search chooses every token, and whether
-// its plan is injected into the step (sync deliberation, lag 0).
+// How a mode reaches its answer, chosen once (SPEC §9): one deterministic decoding (greedy,
+// or a search choosing every token), or a choice among N answers sampled at the setup's
+// temperature: the first one, the most frequent, the most likely, the one the value heads
+// rate highest, the most frequent weighted by value, or any right one (the oracle pass@N,
+// the ceiling no reranker can pass).
+enum class Pick { kDecode, kFirstSample, kVote, kLogprob, kValue, kValueVote, kOracle };
+
 struct EvalMode {
-  std::string name;
+  std::string name;  // as the report shows it: greedy, mcts, mcts+inject, sample, vote@16, ...
   bool search = false;
   bool inject = false;
+  Pick pick = Pick::kDecode;
+  int64_t samples = 0;  // N of a sampling mode
 };
-// "greedy,mcts": the modes, in that order; std::invalid_argument for anything else.
-std::vector<EvalMode> eval_modes(const std::string& comma_list);
+// "greedy,vote@8,pass": the modes, in that order; a sampling mode without @N takes
+// `samples`. std::invalid_argument for anything else.
+std::vector<EvalMode> eval_modes(const std::string& comma_list, int64_t samples = 16);
 // "" for a good list, else what is wrong with it (an unknown mode, one given twice).
 std::string mode_list_problem(const std::string& comma_list);
-constexpr const char* kModeListDescription = "a comma-separated list of greedy, mcts, mcts+inject";
+constexpr const char* kModeListDescription =
+    "a comma-separated list of greedy, mcts, mcts+inject, sample, vote, logprob, value, value-vote, pass (the last "
+    "five with @N samples, else --samples)";
+constexpr int64_t kMaxSamples = 4096;
+
+// Sets every mode to about `budget` times greedy's compute: N = budget for the sampling
+// modes (each sample costs about one greedy decoding) and budget - 1 simulations per
+// token for the searches (each a transition beside the token's own step; at least 1).
+// Returns the simulations.
+int64_t apply_budget(std::vector<EvalMode>& modes, int64_t budget);
 
 struct EvalSetup {
   model::Backbone backbone{nullptr};
   std::shared_ptr<search::LatentModel> planner;  // for the search modes (null without one)
+  bool exact_planner = false;  // the planner's transitions are backbone steps (else dynamics steps)
+  model::SamplingOptions sampling;  // of the sampling modes
   const data::Tokenizer* tokenizer = nullptr;
   search::SearchOptions search;
   double injection_rate = 0.1, delta_decay = 0.9;

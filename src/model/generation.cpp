@@ -44,6 +44,11 @@ std::vector<int64_t> decode(Backbone& model, const std::vector<int64_t>& prompt,
   const auto device = model->parameters().front().device();
   ModelState state;
   auto out = model->prefill(torch::tensor(prompt, torch::kLong).unsqueeze(0).to(device), state);
+  return decode_from(std::move(out), std::move(state), max_new_tokens, hooks, device);
+}
+
+std::vector<int64_t> decode_from(StepOutput out, ModelState state, int64_t max_new_tokens, const DecodingHooks& hooks,
+                                 const c10::Device& device) {
   std::vector<int64_t> taken;
   for (int64_t i = 0; i < max_new_tokens; ++i) {
     const int64_t next = hooks.choose(out, state);

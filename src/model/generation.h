@@ -41,6 +41,10 @@ struct DecodingHooks {
 // tokens taken. The caller holds the model in eval mode with gradients off.
 std::vector<int64_t> decode(Backbone& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
                             const DecodingHooks& hooks);
+// The same loop after a prompt already consumed: `out` is the prefill's output and `state`
+// the state it left (copies are cheap snapshots: several decodings can start from one).
+std::vector<int64_t> decode_from(StepOutput out, ModelState state, int64_t max_new_tokens, const DecodingHooks& hooks,
+                                 const c10::Device& device);
 
 // decode() with sampling: on_token sees each new token as it is chosen; generation stops
 // early at stop_token (when >= 0, and not returned).

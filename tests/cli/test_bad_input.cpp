@@ -521,8 +521,13 @@ TEST_F(BadInput, Eval) {
   const std::string ev = "eval --model {W}/run --tasks {W}/task.json --output {W}/new_eval.json ";
   expect_rows({
       {ev + "--modes beam", 2, "--modes beam: expected a comma-separated list of greedy, mcts, mcts+inject"},
-      {ev + "--modes greedy,greedy", 2, "--modes greedy,greedy: expected a comma-separated list of greedy, mcts, "
-                                         "mcts+inject (duplicate decoding mode 'greedy')"},
+      {ev + "--modes greedy,greedy", 2, "(duplicate decoding mode 'greedy')"},
+      {ev + "--modes vote@0", 2, "(decoding mode 'vote@0': N must be an integer from 1 to 4096)"},
+      {ev + "--modes greedy@2", 2, "(decoding mode 'greedy' takes no @N)"},
+      {ev + "--samples 0", 2, "--samples 0: expected"},
+      {ev + "--temperature 0", 2, "--temperature 0: expected"},
+      {ev + "--budget 0", 2, "--budget 0: expected"},
+      {ev + "--budget 4 --modes greedy,vote@8", 2, "--budget 4 sets every sampling mode's N: --modes greedy,vote@8 must not give one with @N"},
       {ev + "--simulations 16777216", 2, "--simulations 16777216 with --search-top-k 16 can grow one search's tree"},
       {ev + "--tree-mb 0", 2, "--tree-mb 0: expected"},
       {ev + "--max-tasks -1", 2, "--max-tasks -1: expected"},

@@ -6,6 +6,7 @@
 #include "../model/test_helpers.h"
 #include "data/tokenizer.h"
 #include "dist/communicator.h"
+#include "eval/decoding.h"
 #include "eval/eval_items.h"
 #include "eval/planning_eval.h"
 #include "model/generation.h"
@@ -83,9 +84,69 @@ TEST(EvalModes, ParsesCommaListsAndRefusesTheRest) {
   ASSERT_EQ(modes.size(), 2u);
   EXPECT_TRUE(modes[0].search && modes[0].inject);
   EXPECT_FALSE(modes[1].search);
-  for (const char* bad : {"", "greedy,", "beam", "greedy,greedy", "mcts inject"}) EXPECT_NE(mode_list_problem(bad), "") << bad;
+  for (const char* bad : {"", "greedy,", "beam", "greedy,greedy", "mcts inject", "greedy@4", "sample@2", "vote@0",
+                          "vote@x", "vote@", "vote@5000", "vote@-1", "vote@8,vote@8", "vote,vote@16"})
+    EXPECT_NE(mode_list_problem(bad), "") << bad;
   EXPECT_EQ(mode_list_problem("greedy,mcts"), "");
   EXPECT_NE(mode_list_problem("greedy,greedy").find("duplicate decoding mode 'greedy'"), std::string::npos);
+  EXPECT_NE(mode_list_problem("vote,vote@16").find("duplicate decoding mode 'vote@16'"), std::string::npos);
+}
+
+TEST(EvalModes, SamplingModesTakeTheirNOrTheDefaultAndABudgetSetsIt) {
+  auto modes = eval_modes("vote@8,pass,sample,logprob@3,greedy,mcts", 5);
+  std::vector<std::string> names;
+  for (const auto& m : modes) names.push_back(m.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"vote@8", "pass@5", "sample", "logprob@3", "greedy", "mcts"}));
+  EXPECT_EQ(modes[0].pick, Pick::kVote);
+  EXPECT_EQ(modes[1].pick, Pick::kOracle);
+  EXPECT_EQ(modes[2].samples, 1);
+  EXPECT_EQ(modes[4].samples, 0);
+  EXPECT_EQ(apply_budget(modes, 4), 3);  // mcts: 3 simulations beside each token's step
+  EXPECT_EQ(modes[0].name, "vote@4");
+  EXPECT_EQ(modes[1].samples, 4);
+  EXPECT_EQ(modes[2].name, "sample");  // one sample, whatever the budget
+  EXPECT_EQ(apply_budget(modes, 1), 1);
+}
+
+SampledAnswer answer(const std::string& text, double logprob, double value, bool exact, int64_t tokens) {
+  SampledAnswer a;
+  a.text = text;
+  a.logprob = logprob;
+  a.value = value;
+  a.score.exact = exact;
+  a.tokens = tokens;
+  return a;
+}
+
+// Each pick by its rule, among the first N answers, with ties to the earliest.
+TEST(EvalModes, EachPickChoosesByItsRule) {
+  const std::vector<SampledAnswer> answers = {answer("x", -1, 0.2, false, 3), answer("y", -3, 0.9, true, 4),
+                                              answer("x", -2, 0.1, false, 5), answer("z", -0.5, 0.3, false, 6)};
+  const auto picked = [&](const std::string& mode) { return pick_answer(eval_modes(mode)[0], answers, 10); };
+  EXPECT_EQ(picked("vote@4").text, "x");
+  EXPECT_EQ(picked("logprob@4").text, "z");
+  EXPECT_EQ(picked("logprob@3").text, "x");
+  EXPECT_EQ(picked("value@4").text, "y");
+  EXPECT_EQ(picked("value-vote@4").text, "y");  // x: 0.3, y: 0.9, z: 0.3
+  EXPECT_EQ(picked("value-vote@3").text, "y");
+  EXPECT_TRUE(picked("pass@4").score.exact);
+  EXPECT_FALSE(picked("pass@1").score.exact);
+  EXPECT_EQ(picked("sample").text, "x");
+  // The prompt once, then every sample's tokens; a value pick evaluates each sample's value.
+  EXPECT_EQ(picked("vote@4").compute.prompt_steps, 10);
+  EXPECT_EQ(picked("vote@4").compute.answer_steps, 3 + 4 + 5 + 6);
+  EXPECT_EQ(picked("vote@2").compute.answer_steps, 3 + 4);
+  EXPECT_EQ(picked("vote@4").compute.value_evals, 0);
+  EXPECT_EQ(picked("value@4").compute.value_evals, 4);
+}
+
+TEST(EvalStatistics, ExactMcNemarOfKnownCounts) {
+  EXPECT_DOUBLE_EQ(mcnemar_exact_p(0, 0), 1.0);
+  EXPECT_NEAR(mcnemar_exact_p(0, 5), 2.0 / 32, 1e-12);
+  EXPECT_NEAR(mcnemar_exact_p(9, 1), 2.0 * 11 / 1024, 1e-12);
+  EXPECT_DOUBLE_EQ(mcnemar_exact_p(4, 4), 1.0);
+  EXPECT_NEAR(mcnemar_exact_p(30, 10), 0.002221, 1e-6);  // scipy.stats.binomtest(10, 40).pvalue
+  EXPECT_LT(mcnemar_exact_p(0, 2000), 1e-300);  // far in the tail, and no NaN
 }
 
 // The driver on one rank: an answer the tiny model's greedy decoding gives is exact in
@@ -129,7 +190,7 @@ TEST(PlanningEval, CountsExactAnswersAndSkippedPrompts) {
   EXPECT_TRUE(report["items"][1]["skipped"].get<bool>());
   EXPECT_GT(report["modes"]["mcts"]["search"]["searches"].get<int64_t>(), 0);
   const auto table = format_eval_report(report);
-  EXPECT_NE(table.find("greedy         0/1      0.0% [ 0.0, 79.3]"), std::string::npos) << table;
+  EXPECT_NE(table.find("greedy           0/1      0.0% [ 0.0, 79.3]"), std::string::npos) << table;
 
   // Every prompt too long: counted as skipped, and the report still prints.
   s.max_prompt_tokens = 1;

@@ -82,6 +82,44 @@ TEST_F(EvalCli, TheReportIsTheSameOnOneTwoAndThreeRanks) {
   EXPECT_EQ(report["items"].size(), 2u);
 }
 
+// The sampling modes draw each sample from a seed of its item and index alone: the same
+// report on one and two ranks. The oracle is the ceiling of every pick among the same
+// samples, and a budget sets every mode's N and the search's simulations.
+TEST_F(EvalCli, SampledModesGiveTheSameReportOnAnyRanksAndABudgetSetsTheirN) {
+  const std::string modes = " --modes greedy,sample,vote@3,logprob@3,value@3,value-vote@3,pass@3";
+  nlohmann::json first;
+  for (int world : {1, 2}) {
+    const std::string out = work->str("sampled" + std::to_string(world) + ".json");
+    const auto r = run_command("timeout 240 " + mpirun(world) +
+                               crsm_train("eval --model " + work->str("run") + " --tasks " + work->str("arc/eval") +
+                                          modes + " --output " + out));
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("vs greedy (tasks +/-, McNemar p)"), std::string::npos) << r.output;
+    const auto report = nlohmann::json::parse(read_file(out));
+    if (world == 1) first = without_timing(report);
+    else EXPECT_EQ(without_timing(report), first);
+  }
+  const auto& m = first["modes"];
+  for (const char* pick : {"vote@3", "logprob@3", "value@3", "value-vote@3", "sample"})
+    EXPECT_LE(m[pick]["solved"].get<int>(), m["pass@3"]["solved"].get<int>()) << pick;
+  EXPECT_EQ(m["greedy"]["compute"]["vs_greedy"], 1.0);
+  EXPECT_GT(m["vote@3"]["compute"]["vs_greedy"].get<double>(), m["sample"]["compute"]["vs_greedy"].get<double>());
+  EXPECT_GT(m["value@3"]["compute"]["value_evals"].get<int>(), 0);
+  EXPECT_EQ(m["vote@3"]["mcnemar"]["vs_greedy"]["against"], "greedy");
+  EXPECT_TRUE(m["vote@3"]["mcnemar"].contains("vs_baseline") != m["logprob@3"]["mcnemar"].contains("vs_baseline"))
+      << "one of the two is the baseline the other is compared with";
+  EXPECT_FALSE(m["greedy"]["mcnemar"].contains("vs_greedy"));
+
+  const auto budget = run_command("timeout 240 " + crsm_train("eval --model " + work->str("run") + " --tasks " +
+                                                              work->str("arc/eval") + " --max-tasks 2 --modes greedy,vote,mcts --budget 4 --output " +
+                                                              work->str("budget.json")));
+  ASSERT_EQ(budget.status, 0) << budget.output;
+  const auto b = nlohmann::json::parse(read_file(work->path() / "budget.json"));
+  EXPECT_TRUE(b["modes"].contains("vote@4"));
+  EXPECT_EQ(b["setup"]["n_simulations"], 3);
+  EXPECT_EQ(b["setup"]["budget"], 4);
+}
+
 // A preemption signal while the tasks are decoded ends eval at its next token with status
 // 4 and a line naming the signal, on one rank (SIGTERM) and under mpirun (SIGUSR1, which
 // mpirun forwards); no report is written.

@@ -1,0 +1,43 @@
+#pragma once
+
+// One test output decoded in one mode (SPEC §9): by a decoder (greedy, or a search
+// choosing every token), or as N sampled answers from which the mode picks one.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eval/item_result.h"
+#include "eval/planning_eval.h"
+#include "search/deliberation.h"
+
+namespace crsm::eval {
+
+// The decoder of a deterministic mode: greedy, with the mode's plans where it searches.
+std::unique_ptr<search::Deliberator> make_decoder(const EvalSetup& setup, const EvalMode& mode);
+
+// The decoder's answer, its score, the calibration of its values (per token while the
+// answer is right) and what it cost.
+ModeOutcome decode_item(search::Deliberator& decoder, const EvalSetup& setup, const EvalItem& item,
+                        const std::vector<int64_t>& prompt, const std::vector<int32_t>& answer, int64_t max_new);
+
+struct SampledAnswer {
+  std::string text;
+  AnswerScore score;
+  double logprob = 0;   // of its tokens under the model (temperature 1)
+  double value = 0;     // the consensus value of the state its last token was chosen from
+  int64_t tokens = 0;
+  double seconds = 0;
+};
+
+// n answers sampled after `prompt` (the prompt consumed once), the j-th drawn from a seed
+// of (item_index, j) alone: every rank and every run draws the same ones, and the first k
+// of n are the k a run asking for k draws.
+std::vector<SampledAnswer> sample_answers(const EvalSetup& setup, const EvalItem& item, int64_t item_index,
+                                          const std::vector<int64_t>& prompt, int64_t max_new, int64_t n);
+
+// A sampling mode's answer among the first mode.samples of `answers`, and their cost.
+ModeOutcome pick_answer(const EvalMode& mode, const std::vector<SampledAnswer>& answers, int64_t prompt_tokens);
+
+}  // namespace crsm::eval
