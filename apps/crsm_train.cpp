@@ -7,6 +7,8 @@
 
 #include "cli/commands.h"
 #include "cli/escaped_error.h"
+#include "cli/run_record.h"
+#include "cli/version.h"
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
 #include "base/exit_status.h"
@@ -38,7 +40,8 @@ const Command kCommands[] = {
 
 std::string usage() {
   std::string text = "usage: crsm_train COMMAND [OPTIONS]   (crsm_train COMMAND --help for options)\n"
-                     "       crsm_train --config FILE --output-dir DIR [OPTIONS]   (the pipeline)\n\ncommands:";
+                     "       crsm_train --config FILE --output-dir DIR [OPTIONS]   (the pipeline)\n"
+                     "       crsm_train --version   (the code's git describe and its libraries' versions)\n\ncommands:";
   char line[160];
   for (const auto& c : kCommands) {
     std::snprintf(line, sizeof line, "\n  %-15s %s", c.name, c.summary);
@@ -52,7 +55,8 @@ std::string g_command_name;
 
 // `crsm_train --config FILE --output-dir DIR`, with no command, is the pipeline (SPEC §10).
 bool is_bare_pipeline(int argc, char** argv) {
-  return argc >= 2 && std::strncmp(argv[1], "--", 2) == 0 && std::strcmp(argv[1], "--help") != 0;
+  return argc >= 2 && std::strncmp(argv[1], "--", 2) == 0 && std::strcmp(argv[1], "--help") != 0 &&
+         std::strcmp(argv[1], "--version") != 0;
 }
 
 const Command* find_command(int argc, char** argv) {
@@ -94,6 +98,11 @@ int main(int argc, char** argv) {
     if (crsm::dist::runtime().is_root()) std::printf("%s\n", usage().c_str());
     return 0;
   }
+  if (name == "--version") {
+    if (crsm::dist::runtime().is_root()) std::fputs(crsm::cli::version_text().c_str(), stdout);
+    return 0;
+  }
+  crsm::cli::remember_command_line(argc, argv);
   if (!command) fail_job(crsm::kExitBadInput, "crsm_train: unknown command '" + name + "'\n" + usage());
   try {
     // A signal that came while the program loaded: one process stops before any work (a

@@ -8,6 +8,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   libopenmpi-dev openmpi-bin
   libhdf5-dev
+  libssl-dev  # SHA-256 of checkpoint files, by libcrypto
   libboost-program-options-dev
   libgtest-dev
   nlohmann-json3-dev

@@ -6,8 +6,10 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "base/error.h"
+#include "base/file_read.h"
 
 namespace crsm::base {
 namespace {
@@ -94,6 +96,15 @@ void AtomicFile::commit() {
     throw FileError(path_ + ": cannot replace (" + why + ")");
   }
   sync_directory(parent_directory(path_));
+}
+
+void append_line_atomically(const std::string& path, std::string_view line) {
+  std::error_code ec;
+  std::string text = std::filesystem::exists(path, ec) ? read_file(path) : std::string();
+  if (!text.empty() && text.back() != '\n') text += '\n';
+  text.append(line);
+  text += '\n';
+  write_file_atomically(path, text);
 }
 
 void write_file_atomically(const std::string& path, std::string_view bytes) {

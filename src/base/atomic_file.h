@@ -40,6 +40,10 @@ class AtomicFile {
 // One AtomicFile, written whole.
 void write_file_atomically(const std::string& path, std::string_view bytes);
 
+// A small log file (one line per event) with `line` added at its end, written whole as
+// above: the file is never seen with half a line.
+void append_line_atomically(const std::string& path, std::string_view line);
+
 // fsync(2) of a directory, so that renames and new entries in it survive a crash.
 // FileError naming it when it cannot be opened.
 void sync_directory(const std::string& dir);

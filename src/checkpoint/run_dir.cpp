@@ -17,7 +17,7 @@ std::optional<RunDir> RunDir::of_checkpoint(const std::string& checkpoint) {
 bool RunDir::holds_checkpoints() const { return checkpoint::holds_checkpoints(checkpoints()); }
 
 const std::vector<std::string>& RunDir::own_files() {
-  static const std::vector<std::string> files = {metrics::kMetricsFile, kConfig, kPipelineRecord, kDynamicsFileName, kDynamicsReport};
+  static const std::vector<std::string> files = {metrics::kMetricsFile, kConfig, kRunInfo, kPipelineRecord, kDynamicsFileName, kDynamicsReport};
   return files;
 }
 

@@ -5,6 +5,7 @@
 //   checkpoints/          step_N/ and `latest` (checkpoint/store.h)
 //   metrics.jsonl         one JSON object per logging window and validation
 //   config.json           the run's config
+//   run_info.jsonl        one line per start: command line, every option, versions, hosts
 //   data/                 a text --data, prepared for the run
 //   transitions/          distill's collection (train.h5, train/rankNNNNN.h5, val...)
 //   dynamics.safetensors  distill's dynamics model (checkpoint/dynamics_file.h)
@@ -35,6 +36,7 @@ class RunDir {
   std::string checkpoints() const { return child(kCheckpoints); }
   std::string metrics() const { return child(metrics::kMetricsFile); }
   std::string config() const { return child(kConfig); }
+  std::string run_info() const { return child(kRunInfo); }
   std::string data() const { return child(kData); }
   std::string transitions() const { return child(kTransitions); }
   std::string dynamics() const { return child(kDynamicsFileName); }
@@ -51,6 +53,7 @@ class RunDir {
  private:
   static constexpr const char* kCheckpoints = "checkpoints";
   static constexpr const char* kConfig = "config.json";
+  static constexpr const char* kRunInfo = "run_info.jsonl";
   static constexpr const char* kData = "data";
   static constexpr const char* kTransitions = "transitions";
   static constexpr const char* kDynamicsReport = "dynamics.json";

@@ -9,6 +9,7 @@
 
 #include "base/file_read.h"
 #include "cli/commands.h"
+#include "cli/run_record.h"
 #include "cli/session.h"
 #include "cli/stages.h"
 #include "cli/options.h"
@@ -32,7 +33,7 @@
 namespace crsm::cli {
 
 const std::vector<Option>& distill_options() {
-  static const std::vector<Option> table = with_session_flags({
+  static const std::vector<Option> table = with_config_flags(with_session_flags({
       Option("model-path", Constraint::path(), "backbone checkpoint, or a run directory (its newest complete checkpoint)").mandatory(),
       Option("output-path", Constraint::path(), "directory: transitions/, checkpoints/, metrics.jsonl, dynamics.safetensors, dynamics.json").mandatory(),
       Option("data", Constraint::path(), "text file or prepared directory; transitions come from its train split, validation from its val split"),
@@ -58,13 +59,16 @@ const std::vector<Option>& distill_options() {
       Option("log-every", Constraint::integer(1), "steps between progress lines").with_default("10"),
       Option("save-every", Constraint::integer(0), "steps between checkpoints of dynamics training (0: only at the end)").with_default("0"),
       Option("keep-last", Constraint::integer(0, 1 << 30), "checkpoints kept (0: all)").with_default("2"),
-  });
+  }));
   return table;
 }
 
 namespace {
 
 namespace fs = std::filesystem;
+
+const char* const kModelKeys[] = {"vocab_size", "d_model", "d_state", "d_ffn", "num_layers", "expand", "d_conv",
+                                  "dt_rank", "tie_embeddings"};
 
 // The run config: the checkpoint's, with the --config file's dynamics keys and seed and
 // then the flags. A --config whose model differs from the checkpoint's is refused.
@@ -75,8 +79,7 @@ RunConfig distill_config(const ParsedOptions& o, const RunConfig& saved, const s
     // Only the model keys the file sets are compared: the others take the checkpoint's.
     const auto written = base::read_json_file(o.text("config"));
     const auto a = to_json(file), b = to_json(saved);
-    for (const char* key : {"vocab_size", "d_model", "d_state", "d_ffn", "num_layers", "expand", "d_conv", "dt_rank",
-                            "tie_embeddings"})
+    for (const char* key : kModelKeys)
       if (written.contains(key) && a[key] != b[key])
         throw UsageError("--config " + o.text("config") + ": key '" + key + "' is " + a[key].dump() + ", but the backbone " +
                          ckpt + " has " + b[key].dump());
@@ -88,15 +91,22 @@ RunConfig distill_config(const ParsedOptions& o, const RunConfig& saved, const s
     if (o.has(flag) && nlohmann::json(o.integer(flag)) != to_json(saved)[key])
       throw UsageError(std::string("--") + flag + " " + std::to_string(o.integer(flag)) + " disagrees with the backbone " +
                        ckpt + ", whose " + key + " is " + to_json(saved)[key].dump());
+  // The model is the backbone's: a --set that changes it describes another one.
+  const auto now = to_json(config), was = to_json(saved);
+  for (const char* key : kModelKeys)
+    if (now[key] != was[key])
+      throw UsageError("--set " + std::string(key) + "=" + now[key].dump() + " disagrees with the backbone " + ckpt +
+                       ", whose " + key + " is " + was[key].dump());
   return config;
 }
 
-// Distillation runs on the device the backbone was trained on (its config's).
-std::string backbone_device(const ParsedOptions& o) {
+// The config of the backbone --model-path names, read from its manifest alone.
+std::pair<std::string, RunConfig> backbone_config(const ParsedOptions& o) {
+  if (!o.has("model-path")) throw UsageError("--model-path is required: distill's config is its backbone's");
   std::vector<std::string> notes;  // run_distill says them
   const std::string ckpt = checkpoint::resolve_checkpoint(o.text("model-path"), "--model-path", &notes);
   const auto manifest = checkpoint::read_train_manifest(ckpt);
-  return parse_run_config(manifest.config, manifest.path).device;
+  return {ckpt, parse_run_config(manifest.config, manifest.path)};
 }
 
 struct Collected {
@@ -240,6 +250,7 @@ distill::DynamicsResult run_distill(const ParsedOptions& o, Session& session) {
   run.cadence.keep_last = static_cast<int>(o.integer("keep-last"));
   run.resume = true;
   run.config = to_json(config);
+  run.run_info = run_record("distill", o, config, session);
   run.metadata = {{"model_path", ckpt},
                   {"output_path", out},
                   {"num_samples", data::inspect_transition_file(files.train).rows},
@@ -259,7 +270,10 @@ int distill_command(int argc, char** argv) {
                                     "usage: crsm_train distill --model-path CKPT --output-path DIR --data DATA [options]",
                                     distill_options());
   if (!parsed) return 0;
-  Session session = start_session(backbone_device(*parsed), *parsed, "distill");
+  const auto [ckpt, saved] = backbone_config(*parsed);
+  if (parsed->is_set("print-config")) return print_config(distill_config(*parsed, saved, ckpt));
+  // Distillation runs on the device the backbone was trained on.
+  Session session = start_session(saved.device, *parsed, "distill");
   return run_distill(*parsed, session).train.exit_status;
 }
 

@@ -430,9 +430,10 @@ int pipeline_command(int argc, char** argv) {
   const auto parsed = parse_options(argc, argv, "usage: crsm_train pipeline --config FILE --output-dir DIR [options]",
                                     pipeline_options());
   if (!parsed) return 0;
-  RunConfig file_config = load_run_config(parsed->text("config"));
+  RunConfig file_config = parsed->has("config") ? load_run_config(parsed->text("config")) : RunConfig{};
   RunConfig config = file_config;
   parsed->apply_to(config);
+  if (parsed->is_set("print-config")) return print_config(config);
   Session session = start_session(config.device, *parsed, "pipeline");
   return Pipeline(*parsed, session, std::move(file_config)).run();
 }

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "cli/commands.h"
+#include "cli/run_record.h"
 #include "cli/session.h"
 #include "cli/stages.h"
 #include "cli/options.h"
@@ -29,7 +30,7 @@ const std::vector<Option>& train_options() {
   const train::CadenceOptions cadence;
   const train::ParallelOptions parallel;
   const train::TrainOptions train;
-  static const std::vector<Option> table = with_session_flags({
+  static const std::vector<Option> table = with_config_flags(with_session_flags({
       Option("config", Constraint::path(), "JSON config (SPEC §3 keys); defaults for everything below"),
       Option("data", Constraint::path(), "prepared data directory (crsm_train prepare), or a text file to prepare with the byte tokenizer").mandatory(),
       Option("checkpoint-dir", Constraint::path(), "run directory: metrics.jsonl, config.json, checkpoints/").mandatory(),
@@ -60,7 +61,7 @@ const std::vector<Option>& train_options() {
       Option("activation-checkpointing", Constraint::boolean(), "keep only each block's input for backward and recompute the block there (memory for a forward pass)"),
       Option("no-prefetch", Constraint::boolean(), "zero stage 3: gather each unit only when it runs, not while the previous one computes (for comparison)"),
       Option("no-batch-split", Constraint::boolean(), "CPU: spread each operation over the rank's threads instead of giving each thread its own share of every micro-batch (for comparison)"),
-  });
+  }));
   return table;
 }
 
@@ -124,7 +125,8 @@ std::vector<Input> resume_inputs(const ParsedOptions& o) {
 
 train::TrainResult run_train(const ParsedOptions& o, RunConfig config, Session& session) {
   o.apply_to(config);
-  const train::TrainOptions t = training_options(o, config);
+  train::TrainOptions t = training_options(o, config);
+  t.run_info = run_record("train", o, config, session);
   check_output_directory("--checkpoint-dir", t.run_dir, resume_inputs(o));
   const auto result = train::run_training(config, t, *session.comm);
   if (result.exit_status == kExitOk && result.steps_run > 0 && session.runtime.is_root())
@@ -142,6 +144,7 @@ int train_command(int argc, char** argv) {
   const RunConfig file = o.has("config") ? load_run_config(o.text("config")) : RunConfig{};
   RunConfig config = file;
   o.apply_to(config);
+  if (o.is_set("print-config")) return print_config(config);
   Session session = start_session(config.device, o, "train");
   return run_train(o, file, session).exit_status;
 }

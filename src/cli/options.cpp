@@ -46,7 +46,55 @@ json checked_values(const Option& o, const std::vector<std::string>& texts) {
   return list;
 }
 
+// "batch_size=8" as a config key and its checked value.
+std::pair<std::string, json> parse_setting(const std::string& text) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos) throw UsageError("--set " + text + ": no '=' between a key and its value");
+  if (eq == 0) throw UsageError("--set " + text + ": no key before '='");
+  const std::string key = text.substr(0, eq), value = text.substr(eq + 1);
+  const Constraint* c = nullptr;
+  try {
+    c = &config_constraint(key);
+  } catch (const std::out_of_range&) {
+    std::string keys;
+    for (const auto& k : config_key_names()) keys += (keys.empty() ? "" : ", ") + k;
+    throw UsageError("--set " + text + ": '" + key + "' is not a config key (keys: " + keys + ")");
+  }
+  if (c->is_switch()) {
+    if (value == "true" || value == "false") return {key, value == "true"};
+    throw UsageError("--set " + text + ": " + key + " takes true or false");
+  }
+  try {
+    return {key, c->from_text(value, "--set " + key)};
+  } catch (const UsageError&) {
+    throw UsageError("--set " + text + ": " + key + " takes " + c->expected());
+  }
+}
+
+std::string setting_problem(const std::string& text) {
+  try {
+    parse_setting(text);
+    return "";
+  } catch (const UsageError& e) {
+    const std::string what = e.what();
+    return what.substr(what.find(": ") + 2);
+  }
+}
+
 }  // namespace
+
+std::vector<Option> with_config_flags(std::vector<Option> table) {
+  table.push_back(Option("set", Constraint::explained(setting_problem, "KEY=VALUE with KEY a config key"),
+                         "a config key's value, checked as in the config file (repeatable: --set lr=1e-3 --set seed=7)")
+                      .many());
+  table.push_back(Option("print-config", Constraint::boolean(), "print the resolved config as JSON and exit"));
+  return table;
+}
+
+int print_config(const RunConfig& config) {
+  if (dist::runtime().is_root()) std::printf("%s\n", to_json(config).dump(2).c_str());
+  return 0;
+}
 
 Option::Option(std::string flag, Constraint constraint, std::string help)
     : flag_(std::move(flag)), constraint_(std::move(constraint)), help_(std::move(help)) {}
@@ -97,11 +145,25 @@ const json& ParsedOptions::value(const std::string& flag) const {
   return *it;
 }
 
+std::string ParsedOptions::value_text(const std::string& flag) const {
+  const json& v = value(flag);
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
 std::vector<std::string> ParsedOptions::texts(const std::string& flag) const {
   return value(flag).get<std::vector<std::string>>();
 }
 
 void ParsedOptions::apply_to(RunConfig& config) const {
+  if (has("set"))
+    for (const auto& text : texts("set")) {
+      const auto [key, value] = parse_setting(text);
+      for (const auto& o : table_)
+        if (o.config_key() == key && given(o.flag()))
+          throw UsageError("--set " + text + " and --" + o.flag() + " " + value_text(o.flag()) + " both set " + key +
+                           ": give one");
+      set_config_value(config, key, value, "--set " + text);
+    }
   for (const auto& o : table_)
     if (!o.config_key().empty() && given(o.flag()))
       set_config_value(config, o.config_key(), value(o.flag()), "--" + o.flag());
@@ -120,8 +182,10 @@ std::optional<ParsedOptions> parse_options(int argc, char** argv, const std::str
     if (dist::runtime().is_root()) std::cout << usage << "\n\n" << description << "\n";
     return std::nullopt;
   }
+  const bool printing_config = vm.count("print-config") && vm["print-config"].as<bool>();
   ParsedOptions parsed;
   parsed.table_ = table;
+  parsed.arguments_.assign(argv + std::min(argc, 1), argv + argc);
   for (const auto& o : table) {
     const std::string flag = "--" + o.flag();
     if (o.constraint().is_switch()) {
@@ -133,7 +197,7 @@ std::optional<ParsedOptions> parse_options(int argc, char** argv, const std::str
       parsed.given_.push_back(o.flag());
     } else if (o.default_text()) {
       parsed.values_[o.flag()] = checked_values(o, {*o.default_text()});
-    } else if (o.is_mandatory()) {
+    } else if (o.is_mandatory() && !printing_config) {  // printing the config needs no more
       throw UsageError(flag + " is required (" + o.help() + "; expected " + o.constraint().expected() + ")");
     }
   }

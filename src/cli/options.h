@@ -66,12 +66,27 @@ class ParsedOptions {
   // Sets the config key of every given for_key flag, then checks the rules between keys.
   void apply_to(RunConfig& config) const;
 
+  // The words parsed (after the command's name), and every option with a value, given or
+  // defaulted, as the command uses it.
+  const std::vector<std::string>& arguments() const { return arguments_; }
+  const nlohmann::json& resolved() const { return values_; }
+  std::string value_text(const std::string& flag) const;  // as given: 8, 1e-3, bf16
+
  private:
   friend std::optional<ParsedOptions> parse_options(int, char**, const std::string&, const std::vector<Option>&);
   std::vector<Option> table_;
   nlohmann::json values_ = nlohmann::json::object();
   std::vector<std::string> given_;
+  std::vector<std::string> arguments_;
 };
+
+// A command's option table with the config's own two: --set KEY=VALUE (repeatable: any
+// config key, checked by the constraint the config file's value would be; apply_to sets
+// them after the file and refuses a key that a flag sets too) and --print-config (the
+// command prints the resolved config as JSON and exits).
+std::vector<Option> with_config_flags(std::vector<Option> table);
+// --print-config's output (rank 0); the command's exit status.
+int print_config(const RunConfig& config);
 
 // A default as an option table shows it ("0.1", "250"), from the value a group of options
 // holds (train/options.h), so that the value is written once.

@@ -8,7 +8,7 @@
 namespace crsm::cli {
 
 const std::vector<Option>& pipeline_options() {
-  static const std::vector<Option> table = with_session_flags({
+  static const std::vector<Option> table = with_config_flags(with_session_flags({
       Option("config", Constraint::path(), "JSON config: the model, every stage's keys, and data and tasks").mandatory(),
       Option("output-dir", Constraint::path(), "directory of the stages (new, or an earlier pipeline's with --resume auto)").mandatory(),
       Option("data", Constraint::path(), "corpus: a text file or prepared directory (default: the config's data, else the bundled Tiny Shakespeare)"),
@@ -26,15 +26,18 @@ const std::vector<Option>& pipeline_options() {
       Option("modes", Constraint::explained(eval::mode_list_problem, eval::kModeListDescription), "evaluation: decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
       Option("save-every", Constraint::integer(0), "training stages: steps between checkpoints (a resumed stage restarts from the last)").with_default("200"),
       Option("eval-every", Constraint::integer(0), "training stages: steps between validation passes (0: at the end)").with_default("0"),
-  });
+  }));
   return table;
 }
 
 namespace {
 
-// The flags every stage of several ranks takes from the pipeline's own.
+// The flags every stage of several ranks takes from the pipeline's own, and its --set
+// settings of config keys, which the stage applies over the same config file.
 CommandLine& add_session_flags(const ParsedOptions& o, CommandLine& line) {
-  return line.set("threads", o.integer("threads")).set("collective-timeout", o.integer("collective-timeout"));
+  line.set("threads", o.integer("threads")).set("collective-timeout", o.integer("collective-timeout"));
+  if (o.has("set")) line.set("set", o.texts("set"));
+  return line;
 }
 
 CommandLine training_line(const ParsedOptions& o, const PipelineInputs& in, const std::string& run,
@@ -88,7 +91,7 @@ CommandLine eval_line(const ParsedOptions& o, const PipelineInputs& in, const st
   CommandLine line("eval", eval_options());
   line.set("model", planner).set("output", report).set("force").set("device", in.device);
   line.set("max-tasks", o.integer("max-tasks")).set("modes", o.text("modes")).set("tasks", in.tasks);
-  return add_session_flags(o, line);
+  return line.set("threads", o.integer("threads")).set("collective-timeout", o.integer("collective-timeout"));
 }
 
 }  // namespace crsm::cli

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string_view>
 
@@ -26,18 +27,50 @@ constexpr int64_t kByteVocab = 258;
 // Text handed to one encode() call, so a large corpus is never encoded as one string.
 constexpr size_t kChunkBytes = size_t{1} << 20;
 
+// An input file as documents, each encoded and ended with the end-of-sequence token:
+// a text file is one document in each split (its train part, its val part), a JSONL
+// file one per line, the last val_fraction of its documents validation.
 struct Input {
   std::string path;
   MappedFile text;
-  size_t train_bytes = 0;  // the rest is validation
+  InputFormat format = InputFormat::kText;
+  std::string json_key;
+  size_t train_bytes = 0;        // kText: the rest is validation
+  int64_t documents = 0;         // kJsonl
+  int64_t train_documents = 0;   // kJsonl: the rest are validation
   int64_t train_tokens = 0;
   int64_t val_tokens = 0;
 
-  std::string_view train() const {
-    return {reinterpret_cast<const char*>(text.data()), train_bytes};
+  std::string_view bytes() const { return {reinterpret_cast<const char*>(text.data()), text.size()}; }
+
+  // The documents of one split, in file order.
+  void for_each_document(bool train, const std::function<void(std::string_view)>& take) const {
+    if (format == InputFormat::kText) return take(train ? bytes().substr(0, train_bytes) : bytes().substr(train_bytes));
+    int64_t index = 0;
+    for_each_json_line([&](const std::string& document, int64_t) {
+      if ((index++ < train_documents) == train) take(document);
+    });
   }
-  std::string_view val() const {
-    return {reinterpret_cast<const char*>(text.data()) + train_bytes, text.size() - train_bytes};
+
+  // Each non-blank line's text under json_key, with its line number. DataError naming
+  // the file, the line and what is wrong.
+  void for_each_json_line(const std::function<void(const std::string&, int64_t)>& take) const {
+    const std::string_view all = bytes();
+    int64_t number = 0;
+    for (size_t pos = 0; pos < all.size();) {
+      const size_t end = std::min(all.find('\n', pos), all.size());
+      const std::string_view line = all.substr(pos, end - pos);
+      pos = end + 1;
+      ++number;
+      if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      const std::string where = path + " line " + std::to_string(number);
+      const auto object = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (!object.is_object()) throw DataError(where + ": expected a JSON object (JSON Lines: one per line)");
+      const auto field = object.find(json_key);
+      if (field == object.end() || !field->is_string())
+        throw DataError(where + ": expected a string field \"" + json_key + "\" (--json-key)");
+      take(field->get<std::string>(), number);
+    }
   }
 };
 
@@ -57,16 +90,27 @@ void check_options(const PrepareOptions& opt) {
     throw DataError("prepare: vocab_size must be >= 0, got " + std::to_string(opt.vocab_size));
 }
 
-// Maps the input and places the train/val cut: the last val_fraction of its bytes,
-// moved back to the start of a UTF-8 character.
-Input open_input(const std::string& path, double val_fraction) {
-  Input in{path, MappedFile(path)};
+// Maps the input and places the train/val cut: a text file's last val_fraction of its
+// bytes, moved back to the start of a UTF-8 character; a JSONL file's last val_fraction
+// of its documents, every line checked first.
+Input open_input(const std::string& path, const PrepareOptions& opt) {
+  Input in{path, MappedFile(path), opt.format, opt.json_key};
   const size_t n = in.text.size();
   if (n == 0) throw DataError(path + ": input is empty (expected text)");
-  size_t cut = static_cast<size_t>(std::floor(static_cast<double>(n) * (1 - val_fraction)));
+  const double keep = 1 - opt.val_fraction;
+  const std::string fraction = "val_fraction " + std::to_string(opt.val_fraction);
+  if (opt.format == InputFormat::kJsonl) {
+    in.for_each_json_line([&](const std::string&, int64_t) { ++in.documents; });
+    in.train_documents = static_cast<int64_t>(std::floor(static_cast<double>(in.documents) * keep));
+    const std::string sizes = " (" + std::to_string(in.documents) + " documents, " + fraction + ")";
+    if (in.documents == 0) throw DataError(path + ": holds no document (every line is blank)");
+    if (in.train_documents == 0) throw DataError(path + ": its train part would be empty" + sizes);
+    if (in.train_documents == in.documents) throw DataError(path + ": its validation part would be empty" + sizes);
+    return in;
+  }
+  size_t cut = static_cast<size_t>(std::floor(static_cast<double>(n) * keep));
   while (cut > 0 && cut < n && (in.text.data()[cut] & 0xC0) == 0x80) --cut;
-  const std::string sizes = " (" + std::to_string(n) + " bytes, val_fraction " +
-                            std::to_string(val_fraction) + ")";
+  const std::string sizes = " (" + std::to_string(n) + " bytes, " + fraction + ")";
   if (cut == 0) throw DataError(path + ": its train part would be empty" + sizes);
   if (cut == n) throw DataError(path + ": its validation part would be empty" + sizes);
   in.train_bytes = cut;
@@ -83,7 +127,10 @@ std::unique_ptr<Tokenizer> make_tokenizer(const PrepareOptions& opt,
     for (size_t i = 0; i < inputs.size(); ++i) {
       parts.push_back((fs::path(scratch_dir) / ("train_part_" + std::to_string(i) + ".txt")).string());
       std::ofstream out(parts.back(), std::ios::binary);
-      out.write(inputs[i].train().data(), static_cast<std::streamsize>(inputs[i].train_bytes));
+      inputs[i].for_each_document(true, [&](std::string_view document) {
+        out.write(document.data(), static_cast<std::streamsize>(document.size()));
+        out.put('\n');
+      });
       out.close();
       if (!out) throw DataError(parts.back() + ": cannot be written");
     }
@@ -140,6 +187,12 @@ nlohmann::json split_json(const std::vector<ShardInfo>& shards) {
 
 }  // namespace
 
+InputFormat parse_input_format(const std::string& word) {
+  if (word == "text") return InputFormat::kText;
+  if (word == "jsonl") return InputFormat::kJsonl;
+  throw DataError("input format must be text or jsonl, got '" + word + "'");
+}
+
 PrepareSummary prepare_corpus(const PrepareOptions& opt) {
   check_options(opt);
   const fs::path out_dir = fresh_output(opt.output_dir, opt.output_dir + ": already exists and is not empty; prepare "
@@ -147,7 +200,7 @@ PrepareSummary prepare_corpus(const PrepareOptions& opt) {
 
   // Every input is checked before any slow work (tokenizer training) starts.
   std::vector<Input> inputs;
-  for (const auto& path : opt.inputs) inputs.push_back(open_input(path, opt.val_fraction));
+  for (const auto& path : opt.inputs) inputs.push_back(open_input(path, opt));
 
   StagedOutput staging(out_dir);
   const auto tok = make_tokenizer(opt, inputs, staging.path());
@@ -157,14 +210,18 @@ PrepareSummary prepare_corpus(const PrepareOptions& opt) {
   nlohmann::json input_list = nlohmann::json::array();
   PrepareSummary summary{0, 0, tok->vocab_size(), dtype_name(dtype)};
   for (auto& in : inputs) {
-    in.train_tokens = encode_into(*tok, in.train(), train, opt.stop_requested);
-    in.val_tokens = encode_into(*tok, in.val(), val, opt.stop_requested);
+    in.for_each_document(true, [&](std::string_view d) { in.train_tokens += encode_into(*tok, d, train, opt.stop_requested); });
+    in.for_each_document(false, [&](std::string_view d) { in.val_tokens += encode_into(*tok, d, val, opt.stop_requested); });
     summary.train_tokens += in.train_tokens;
     summary.val_tokens += in.val_tokens;
     input_list.push_back({{"path", in.path},
                           {"bytes", in.text.size()},
                           {"train_tokens", in.train_tokens},
                           {"val_tokens", in.val_tokens}});
+    if (in.format == InputFormat::kJsonl) {
+      input_list.back()["documents"] = in.documents;
+      input_list.back()["val_documents"] = in.documents - in.train_documents;
+    }
   }
 
   tok->save(staging.path());

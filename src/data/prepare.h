@@ -12,8 +12,16 @@
 
 namespace crsm::data {
 
+// What an input file holds: plain text (one document, its last val_fraction of bytes
+// validation), or JSON Lines (one document per line, under a key; its last val_fraction
+// of documents validation), as Megatron's preprocessing and most public corpora ship.
+enum class InputFormat { kText, kJsonl };
+InputFormat parse_input_format(const std::string& word);  // "text" | "jsonl"
+
 struct PrepareOptions {
-  std::vector<std::string> inputs;  // text files
+  std::vector<std::string> inputs;  // text or JSONL files
+  InputFormat format = InputFormat::kText;
+  std::string json_key = "text";    // kJsonl: the field of each line's object that holds its text
   std::string tokenizer = "byte";   // "byte" | "sentencepiece" | path to an existing .model file
   int64_t vocab_size = 0;           // required for sentencepiece training; for byte 0 or 258
   double val_fraction = 0.1;        // last fraction of EACH input (by bytes) is validation

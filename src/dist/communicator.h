@@ -108,6 +108,10 @@ std::unique_ptr<Communicator> make_communicator(const Runtime& rt, const c10::De
 
 std::unique_ptr<Communicator> make_mpi_communicator(std::chrono::seconds timeout = kDefaultCollectiveTimeout);
 std::unique_ptr<Communicator> make_local_communicator();
+// The NCCL library and CUDA runtime this build links ("not built" without NCCL).
+std::string nccl_version();
+std::string cuda_runtime_version();
+
 // Throws CommError when this build has no NCCL.
 std::unique_ptr<Communicator> make_nccl_communicator(int device_index,
                                                      std::chrono::seconds timeout = kDefaultCollectiveTimeout);

@@ -379,6 +379,20 @@ EventState event_state(cudaError_t query) {
   return EventState::kFailed;
 }
 
+std::string nccl_version() {
+  int v = 0;
+  if (ncclGetVersion(&v) != ncclSuccess) return "unknown";
+  // NCCL 2.9 and later encode major * 10000 + minor * 100 + patch; earlier, * 1000 and * 100.
+  const int major = v >= 10000 ? v / 10000 : v / 1000, minor = v >= 10000 ? v / 100 % 100 : v / 100 % 10;
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(v % 100);
+}
+
+std::string cuda_runtime_version() {
+  int v = 0;
+  if (cudaRuntimeGetVersion(&v) != cudaSuccess) return "unknown";
+  return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+}
+
 std::unique_ptr<Communicator> make_nccl_communicator(int device_index, std::chrono::seconds timeout) {
   return std::make_unique<NcclCommunicator>(device_index, timeout);
 }

@@ -9,4 +9,7 @@ std::unique_ptr<Communicator> make_nccl_communicator(int device_index, std::chro
                   "(configure where the CUDA toolkit with NCCL is installed: -DCRSM_CUDA_ROOT=/usr/local/cuda)");
 }
 
+std::string nccl_version() { return "not built"; }
+std::string cuda_runtime_version() { return "not built"; }
+
 }  // namespace crsm::dist

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <signal.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/exit_status.h"
 #include "dist/cpu_affinity.h"
 
 namespace crsm::dist {
@@ -30,6 +32,20 @@ bool launched_by_mpi() {
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"})
     if (std::getenv(var)) return true;
   return false;
+}
+
+// torchrun (and launchers like it) start W copies that find each other through WORLD_SIZE,
+// RANK and a rendezvous; ours find each other through MPI. Started that way, each copy
+// would run alone as world size 1, beside the others, on the same run directory.
+void refuse_launch_without_mpi() {
+  const char* world = std::getenv("WORLD_SIZE");
+  if (!world || std::atoll(world) <= 1) return;
+  const char* rank = std::getenv("RANK");
+  fail_job(kExitBadInput,
+           std::string("crsm_train: started as one of WORLD_SIZE=") + world + " processes (RANK=" + (rank ? rank : "?") +
+               ": torchrun or a launcher like it) but not by an MPI launcher; crsm_train's ranks find each other "
+               "through MPI, so each copy would run alone as world size 1 on the same run directory. Launch it with "
+               "mpirun -np " + world + " crsm_train ..., or srun --mpi=pmix crsm_train ... under Slurm");
 }
 
 void finalize_at_exit() {
@@ -64,7 +80,11 @@ int count_ranks_sharing_cpus(MPI_Comm node, int local_rank, int local_size) {
 }  // namespace
 
 const Runtime& init_runtime(int* argc, char*** argv) {
-  if (g_runtime.mpi || !launched_by_mpi()) return g_runtime;
+  if (g_runtime.mpi) return g_runtime;
+  if (!launched_by_mpi()) {
+    refuse_launch_without_mpi();
+    return g_runtime;
+  }
   // Open MPI's nonblocking all-reduce (which the gradient buckets use) picks a
   // reduce-then-broadcast algorithm for fewer than 4 ranks or in-place buffers, at
   // half the bandwidth of MPI_Allreduce; its ring algorithm matches MPI_Allreduce
@@ -130,6 +150,20 @@ const Runtime& runtime() { return g_runtime; }
     print("");
   if (g_collectives_abandoned) abort_job(status);
   std::exit(status);
+}
+
+std::string mpi_library_version() {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING];
+  int length = 0;
+  MPI_Get_library_version(text, &length);
+  const std::string all(text, static_cast<size_t>(length));
+  return all.substr(0, all.find_first_of("\n,"));
+}
+
+std::string host_name() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
 }
 
 void abandon_collectives() { g_collectives_abandoned = true; }

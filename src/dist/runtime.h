@@ -43,6 +43,10 @@ const Runtime& runtime();
 // wait: the job then ends by the abort, though every rank failed.
 [[noreturn]] void fail_job(int status, const std::string& message);
 
+// The MPI library's own description of itself (its first line), and this host's name.
+std::string mpi_library_version();
+std::string host_name();
+
 // A collective that timed out is abandoned with its MPI request still active. From then
 // on other waits give up at once instead of each waiting out its own timeout, and the
 // process may only end by MPI_Abort: MPI_Finalize must not meet an active request.

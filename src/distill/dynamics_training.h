@@ -64,6 +64,7 @@ struct DynamicsRun {
   train::CadenceOptions cadence;     // its eval_every is an epoch
   bool resume = false;               // continue <run_dir>/checkpoints when it holds one
   nlohmann::json config;             // the run config, recorded
+  nlohmann::json run_info;           // how this start was asked for, appended to run_info.jsonl
   nlohmann::json metadata;           // more fields for dynamics.json (the seed's)
 };
 

@@ -159,6 +159,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   loop.stage = opt.stage;
   loop.run_dir = opt.run_dir;
   loop.config = to_json(config);
+  loop.run_info = opt.run_info;
   loop.write_files = [&](const std::string& dir) { corpus.tokenizer->save(dir); };
   loop.items_per_step = batch_size * seq_len;
   loop.seed = config.seed;

@@ -27,6 +27,7 @@ struct TrainOptions {
   OptimizerOptions optimizer;
   CadenceOptions cadence;
   ParallelOptions parallel;
+  nlohmann::json run_info;  // how this start was asked for, appended to run_info.jsonl
 };
 
 // Runs stage 1 or stage 4 on every rank of `comm` (each rank

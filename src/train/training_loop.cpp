@@ -143,6 +143,7 @@ void start_run(Reporter& report, const checkpoint::RunDir& run, const LoopOption
   if (rank == 0) {
     fs::create_directories(run.checkpoints());
     base::write_file_atomically(run.config(), opt.config.dump(2) + "\n");
+    if (!opt.run_info.is_null()) base::append_line_atomically(run.run_info(), opt.run_info.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
   report.open_metrics(opt.continue_from ? state.step : -1);
   if (opt.created) opt.created->keep();

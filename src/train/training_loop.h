@@ -33,6 +33,7 @@ struct LoopOptions {
   checkpoint::Stage stage = checkpoint::Stage::kBackbone;  // recorded in checkpoints
   std::string run_dir;    // metrics.jsonl, config.json, checkpoints/
   nlohmann::json config;  // written to config.json and every manifest's "config"
+  nlohmann::json run_info;  // appended to run_info.jsonl when the run starts (null: nothing)
   nlohmann::json manifest_extra;  // more manifest fields (merged at the top level)
   // Rank 0 writes these into each checkpoint directory besides the model (a tokenizer).
   std::function<void(const std::string& dir)> write_files;

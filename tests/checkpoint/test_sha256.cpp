@@ -1,17 +1,13 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
-#include <random>
 #include <string>
-#include <vector>
 
 #include "checkpoint/sha256.h"
-#include "checkpoint/sha256_blocks.h"
 
 namespace {
 
 using crsm::checkpoint::Sha256;
-namespace detail = crsm::checkpoint::detail;
 
 TEST(DistSha256, KnownVectors) {
   Sha256 empty;
@@ -33,21 +29,6 @@ TEST(DistSha256, MillionAsFedInOddPieces) {
   for (size_t at = 0, piece = 1; at < million.size(); at += piece, piece = piece * 3 % 1000 + 1)
     hash.update(million.data() + at, std::min(piece, million.size() - at));
   EXPECT_EQ(hash.hex_digest(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
-}
-
-TEST(DistSha256, AcceleratedBlocksMatchTheReference) {
-  const auto accelerated = detail::sha256_blocks_accelerated();
-  if (!accelerated) GTEST_SKIP() << "this CPU has no SHA extensions";
-  std::mt19937 rng(7);
-  std::vector<uint8_t> data(64 * 37);
-  for (auto& byte : data) byte = static_cast<uint8_t>(rng());
-  for (size_t count : {0, 1, 2, 3, 16, 37}) {
-    uint32_t expected[8], got[8];
-    for (int i = 0; i < 8; ++i) expected[i] = got[i] = static_cast<uint32_t>(rng());
-    detail::sha256_blocks_reference(expected, data.data(), count);
-    accelerated(got, data.data(), count);
-    for (int i = 0; i < 8; ++i) EXPECT_EQ(got[i], expected[i]) << count << " blocks, word " << i;
-  }
 }
 
 }  // namespace

@@ -172,6 +172,10 @@ TEST_F(BadInput, Prepare) {
       {"prepare --input {W}/corpus.txt --output {W}/data", 2, "already exists and is not empty"},
       {"prepare" + out, 2, "--input is required"},
       {"prepare --input {W}/corpus.txt", 2, "--output is required"},
+      {"prepare --input {W}/corpus.txt --input-format jsonl" + out, 2, "{W}/corpus.txt line 1: expected a JSON object"},
+      {"prepare --input {W}/corpus.txt --input-format csv" + out, 2, "--input-format csv: expected one of"},
+      {"prepare --input {W}/corpus.txt --json-key body" + out, 2, "--json-key applies to --input-format jsonl (this run reads text)"},
+      {"prepare --input {W}/corpus.txt --input-format jsonl --json-key ''" + out, 2, "--json-key \"\": expected a field name"},
       {"prepare --input {W}/corpus.txt --output ''", 2, "--output \"\": expected a non-empty path"},
       {"prepare --input {W}/corpus.txt --output {W}/deep/er/data --val-fraction 0", 2, "--val-fraction 0: expected a number in (0, 1)"},
       {"prepare --input {W}/corpus.txt" + out + " --val-fraction 1", 2, "--val-fraction 1: expected"},
@@ -193,6 +197,12 @@ TEST_F(BadInput, TrainOptions) {
   expect_rows({
       {kTrain + "--max-steps -5", 2, "--max-steps -5: expected an integer >= 1"},
       {kTrain + "--max-steps 0", 2, "--max-steps 0: expected"},
+      {kTrain + "--set nokey=1", 2, "--set nokey=1: expected KEY=VALUE with KEY a config key ('nokey' is not a config key (keys: vocab_size,"},
+      {kTrain + "--set batch_size=0", 2, "--set batch_size=0: expected KEY=VALUE with KEY a config key (batch_size takes an integer"},
+      {kTrain + "--set batch_size", 2, "--set batch_size: expected KEY=VALUE with KEY a config key (no '=' between a key and its value)"},
+      {kTrain + "--set tie_embeddings=maybe", 2, "(tie_embeddings takes true or false)"},
+      {kTrain + "--set batch_size=8 --batch-size 16", 2, "--set batch_size=8 and --batch-size 16 both set batch_size: give one"},
+      {kTrain + "--set d_model=30 --set num_layers=2 --set dt_rank=100", 2, "dt_rank"},
       {kTrain + "--max-steps 2.5", 2, "--max-steps 2.5: expected"},
       {kTrain + "--save-every -1", 2, "--save-every -1: expected an integer >= 0"},
       {kTrain + "--keep-last -2", 2, "--keep-last -2: expected"},
@@ -294,6 +304,19 @@ TEST_F(BadInput, UnderMpirun) {
   const auto at = r.output.find("input is empty");
   ASSERT_NE(at, std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("input is empty", at + 1), std::string::npos) << "said once, by rank 0:\n" << r.output;
+}
+
+// Started by torchrun's variables without an MPI launcher: refused before any work, naming
+// the launchers that work; WORLD_SIZE=1 is one process and runs.
+TEST_F(BadInput, LaunchedByTorchrunWithoutMpi) {
+  expect_rows({{kTrain + "--max-steps 1", 2,
+                "crsm_train: started as one of WORLD_SIZE=2 processes (RANK=1: torchrun or a launcher like it) but not "
+                "by an MPI launcher; crsm_train's ranks find each other through MPI, so each copy would run alone as "
+                "world size 1 on the same run directory. Launch it with mpirun -np 2 crsm_train ..., or srun "
+                "--mpi=pmix crsm_train ... under Slurm"}},
+              "env WORLD_SIZE=2 RANK=1 LOCAL_RANK=1 ");
+  const auto one = run_command("env WORLD_SIZE=1 RANK=0 " + crsm_train("memory --config " + source_path("configs/tiny.json")));
+  EXPECT_EQ(one.status, 0) << one.output;
 }
 
 TEST_F(BadInput, CudaWithoutAGpu) {

@@ -138,3 +138,28 @@ TEST(CommandLine, ValuesAreCheckedByTheirConstraints) {
 }
 
 }  // namespace
+
+namespace {
+
+// --print-config needs no more than the config: a command's required flags are not
+// required with it, and are without it.
+TEST(ConfigFlags, PrintConfigAloneLiftsTheRequiredFlags) {
+  const auto t = crsm::cli::with_config_flags({Option("out", Constraint::path(), "where").mandatory()});
+  const auto parse_words = [&](std::vector<std::string> words) {
+    words.insert(words.begin(), "cmd");
+    std::vector<char*> argv;
+    for (auto& w : words) argv.push_back(w.data());
+    return parse_options(static_cast<int>(argv.size()), argv.data(), "usage", t);
+  };
+  EXPECT_THROW(parse_words({}), crsm::UsageError);
+  EXPECT_THROW(parse_words({"--set", "lr=0.1"}), crsm::UsageError);
+  const auto printing = parse_words({"--print-config", "--set", "lr=0.1", "--set", "seed=3"});
+  ASSERT_TRUE(printing);
+  EXPECT_TRUE(printing->is_set("print-config"));
+  crsm::RunConfig config;
+  printing->apply_to(config);
+  EXPECT_DOUBLE_EQ(config.train.lr, 0.1);
+  EXPECT_EQ(config.seed, 3);
+}
+
+}  // namespace

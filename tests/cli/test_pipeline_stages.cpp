@@ -34,6 +34,16 @@ TEST(PipelineStages, TrainingStagesCarryTheSharedFlags) {
   EXPECT_EQ(f.text("resume"), "/out/backbone");
 }
 
+TEST(PipelineStages, SettingsOfConfigKeysReachTheTrainingAndDistillStages) {
+  CommandLine line("pipeline", pipeline_options());
+  line.set("config", "/c.json").set("output-dir", "/out").set("set", std::vector<std::string>{"lr=0.01", "dynamics_lr=0.002"});
+  const auto o = line.parse();
+  const std::vector<std::string> settings = {"lr=0.01", "dynamics_lr=0.002"};
+  EXPECT_EQ(backbone_line(o, kInputs, "/b").parse().texts("set"), settings);
+  EXPECT_EQ(finetune_line(o, kInputs, "/f", "/b").parse().texts("set"), settings);
+  EXPECT_EQ(distill_line(o, kInputs, "/f", "/d", 10).parse().texts("set"), settings);
+}
+
 TEST(PipelineStages, DistillAssembleCheckAndEvalParse) {
   const auto o = pipeline({"dynamics-steps", "9", "check-samples", "11", "max-tasks", "4", "modes", "greedy,mcts"});
   const auto d = distill_line(o, kInputs, "/out/finetune", "/out/dynamics", 512).parse();

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fstream>
 
 #include "cli_test_support.h"
 
@@ -139,6 +140,62 @@ TEST_F(CliTrain, ResumedRunReproducesTheUninterruptedLosses) {
     EXPECT_EQ(b[i]["loss"].get<double>(), a[i + 4]["loss"].get<double>()) << "step " << b[i]["step"];
   }
   EXPECT_LT(a.back()["loss"].get<double>(), a.front()["loss"].get<double>());
+}
+
+// Every start of a run appends a line to run_info.jsonl that says what made it: the
+// command line, every resolved option (flag-only ones too), the versions, the hosts.
+TEST_F(CliTrain, EveryStartRecordsItsCommandOptionsAndVersions) {
+  const std::string args = "--no-value-loss --save-every 1 --eval-every 0 --weight-decay 0.05 ";
+  ASSERT_EQ(run_command(crsm_train(train_args("provenance", args + "--max-steps 2"))).status, 0);
+  const auto resumed = run_command(crsm_train(train_args("provenance", args + "--max-steps 3 --resume auto")));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(work->path() / "provenance" / "run_info.jsonl");
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 2u);
+  const auto& first = lines[0];
+  EXPECT_EQ(first["command"], "train");
+  EXPECT_EQ(first["options"]["weight-decay"], 0.05);
+  EXPECT_EQ(first["options"]["grad-clip"], 1.0);  // not given: its default, recorded
+  EXPECT_EQ(first["options"]["precision"], "fp32");
+  EXPECT_EQ(first["options"]["warmup-steps"], "auto");
+  EXPECT_EQ(first["config"]["d_model"], 32);
+  EXPECT_EQ(first["world_size"], 1);
+  EXPECT_EQ(first["hosts"].size(), 1u);
+  EXPECT_EQ(first["versions"]["libtorch"].get<std::string>().rfind("1.", 0), 0u) << first["versions"];
+  EXPECT_FALSE(first["versions"]["crsm"].get<std::string>().empty());
+  EXPECT_NE(first["command_line"].dump().find("--weight-decay"), std::string::npos);
+  EXPECT_EQ(lines[1]["options"]["resume"], "auto");
+  EXPECT_EQ(lines[1]["options"]["max-steps"], 3);
+  EXPECT_GE(lines[1]["time"].get<std::string>(), first["time"].get<std::string>());
+
+  const auto version = run_command(crsm_train("--version"));
+  EXPECT_EQ(version.status, 0) << version.output;
+  EXPECT_EQ(version.output.rfind("crsm_train " + first["versions"]["crsm"].get<std::string>() + "\n", 0), 0u)
+      << version.output;
+  EXPECT_NE(version.output.find("  libtorch: 1."), std::string::npos) << version.output;
+  EXPECT_NE(version.output.find("  mpi: "), std::string::npos) << version.output;
+}
+
+// --set takes any config key over the config file; --print-config shows the result and
+// runs nothing (its command's other required flags are not needed for it).
+TEST_F(CliTrain, SetOverridesAnyConfigKeyAndPrintConfigShowsTheResult) {
+  const auto printed = run_command(crsm_train("train --config " + source_path("configs/tiny.json") +
+                                              " --set lr=0.005 --set tie_embeddings=true --set seed=9 --print-config"));
+  ASSERT_EQ(printed.status, 0) << printed.output;
+  const auto config = nlohmann::json::parse(printed.output);
+  EXPECT_EQ(config["lr"], 0.005);
+  EXPECT_EQ(config["tie_embeddings"], true);
+  EXPECT_EQ(config["seed"], 9);
+  EXPECT_EQ(config["d_model"], 32);  // the file's
+  const auto pipeline = run_command(crsm_train("pipeline --config " + source_path("configs/tiny.json") +
+                                               " --set dynamics_samples=77 --print-config"));
+  ASSERT_EQ(pipeline.status, 0) << pipeline.output;
+  EXPECT_EQ(nlohmann::json::parse(pipeline.output)["dynamics_samples"], 77);
+  // A run trained with --set records the value it used.
+  ASSERT_EQ(run_command(crsm_train(train_args("set_run", "--no-value-loss --max-steps 1 --eval-every 0 --set lr=0.0042"))).status, 0);
+  const auto recorded = nlohmann::json::parse(read_file(work->path() / "set_run" / "config.json"));
+  EXPECT_EQ(recorded["lr"], 0.0042);
 }
 
 // A preemption lands anywhere: a run resumed in the middle of a logging window reports

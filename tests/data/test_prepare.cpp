@@ -70,6 +70,45 @@ std::vector<int64_t> concat(std::vector<int64_t> a, const std::vector<int64_t>& 
   return a;
 }
 
+// JSON Lines: each line's text under the key is a document ended by the end-of-sequence
+// token, JSON escapes decoded; the last val_fraction of the documents is validation;
+// blank lines are skipped; a line that is not an object with that string field is
+// refused naming the file and the line, before anything is written.
+TEST_F(DataPrepare, JsonLinesDocumentsEachEndWithEndOfSequence) {
+  std::vector<std::string> docs;
+  std::string jsonl;
+  for (int i = 0; i < 10; ++i) {
+    docs.push_back("doc " + std::to_string(i) + (i == 3 ? "\nwith a line, \"quotes\" and \u00e9" : ""));
+    jsonl += nlohmann::json{{"id", i}, {"body", docs.back()}}.dump() + (i == 5 ? "\n\n" : "\n");
+  }
+  auto opt = options({write_file("docs.jsonl", jsonl)});
+  opt.format = crsm::data::InputFormat::kJsonl;
+  opt.json_key = "body";
+  opt.val_fraction = 0.2;
+  prepare_corpus(opt);
+  const auto tok = make_byte_tokenizer();
+  std::vector<int64_t> train, val;
+  for (int i = 0; i < 10; ++i) (i < 8 ? train : val) = concat(i < 8 ? train : val, with_eos(tok->encode(docs[i]), 257));
+  EXPECT_EQ(tokens_of("train"), train);
+  EXPECT_EQ(tokens_of("val"), val);
+  EXPECT_EQ(index()["inputs"][0]["documents"], 10);
+  EXPECT_EQ(index()["inputs"][0]["val_documents"], 2);
+
+  for (const auto& [text, says] : std::vector<std::pair<std::string, std::string>>{
+           {"{\"body\": \"a\"}\n[1, 2]\n", "bad.jsonl line 2: expected a JSON object (JSON Lines: one per line)"},
+           {"{\"body\": \"a\"}\n{\"text\": \"b\"}\n", "bad.jsonl line 2: expected a string field \"body\" (--json-key)"},
+           {"{\"body\": 7}\n", "bad.jsonl line 1: expected a string field \"body\""},
+           {"{\"body\": \"a\"\n", "bad.jsonl line 1: expected a JSON object"},
+           {"{\"body\": \"only one\"}\n", "bad.jsonl: its train part would be empty (1 documents, val_fraction 0.2"},
+           {"\n  \n", "bad.jsonl: holds no document (every line is blank)"}}) {
+    fs::remove_all(path("out"));
+    auto bad = opt;
+    bad.inputs = {write_file("bad.jsonl", text)};
+    EXPECT_NE(data_error_of([&] { prepare_corpus(bad); }).find(says), std::string::npos) << text;
+    EXPECT_FALSE(fs::exists(path("out"))) << text;
+  }
+}
+
 TEST_F(DataPrepare, ByteCorpusWritesIndexShardsAndTokenizer) {
   const std::string a = generated_corpus(40, 1), b = generated_corpus(25, 2);
   const auto summary = prepare_corpus(options({write_file("a.txt", a), write_file("b.txt", b)}));
