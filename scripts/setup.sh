@@ -6,7 +6,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${CRSM_PREFIX:-/usr/local}
 
 bash "$root/scripts/install_deps.sh"
-bash "$root/scripts/build.sh"
+# Only what is installed: the tests are built by the test command (scripts/test.sh).
+CRSM_BUILD_TARGET=crsm_programs bash "$root/scripts/build.sh"
 
 sudo=()
 [[ -w "$prefix" ]] || sudo=(sudo)

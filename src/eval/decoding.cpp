@@ -88,13 +88,15 @@ ModeOutcome decode_item(search::Deliberator& decoder, const EvalSetup& setup, co
   return outcome;
 }
 
-std::vector<SampledAnswer> sample_answers(const EvalSetup& setup, const EvalItem& item, int64_t item_index,
-                                          const std::vector<int64_t>& prompt, int64_t max_new, int64_t n) {
+SampledAnswers sample_answers(const EvalSetup& setup, const EvalItem& item, int64_t item_index,
+                              const std::vector<int64_t>& prompt, int64_t max_new, int64_t n) {
   model::Backbone backbone = setup.backbone;  // a handle: the module is shared
   const auto device = backbone->parameters().front().device();
+  const auto prefill_start = Clock::now();
   model::ModelState prefilled;
   const auto first = backbone->prefill(torch::tensor(prompt, torch::kLong).unsqueeze(0).to(device), prefilled);
-  std::vector<SampledAnswer> answers;
+  SampledAnswers sampled{static_cast<int64_t>(prompt.size()), seconds_since(prefill_start), {}};
+  auto& answers = sampled.answers;
   for (int64_t j = 0; j < n; ++j) {
     const auto start = Clock::now();
     std::mt19937_64 rng((static_cast<uint64_t>(item_index) << 20) ^ static_cast<uint64_t>(j));
@@ -118,10 +120,11 @@ std::vector<SampledAnswer> sample_answers(const EvalSetup& setup, const EvalItem
     a.seconds = seconds_since(start);
     answers.push_back(std::move(a));
   }
-  return answers;
+  return sampled;
 }
 
-ModeOutcome pick_answer(const EvalMode& mode, const std::vector<SampledAnswer>& answers, int64_t prompt_tokens) {
+ModeOutcome pick_answer(const EvalMode& mode, const SampledAnswers& sampled) {
+  const auto& answers = sampled.answers;
   const size_t n = static_cast<size_t>(std::min<int64_t>(mode.samples, static_cast<int64_t>(answers.size())));
   // Each answer's score under the mode; the first of the highest wins.
   std::vector<double> score(n, 0.0);
@@ -144,8 +147,10 @@ ModeOutcome pick_answer(const EvalMode& mode, const std::vector<SampledAnswer>& 
   outcome.text = answers[best].text;
   outcome.score = answers[best].score;
   // The prompt is consumed once; every sample's tokens are steps of their own.
-  outcome.compute.prompt_steps = prompt_tokens;
+  outcome.compute.prompt_steps = sampled.prompt_tokens;
+  outcome.seconds = sampled.prompt_seconds;
   for (size_t j = 0; j < n; ++j) {
+    outcome.outcomes.push_back({answers[j].value, answers[j].score.exact});
     outcome.compute.answer_steps += answers[j].tokens;
     outcome.seconds += answers[j].seconds;
   }

@@ -31,13 +31,21 @@ struct SampledAnswer {
   double seconds = 0;
 };
 
-// n answers sampled after `prompt` (the prompt consumed once), the j-th drawn from a seed
-// of (item_index, j) alone: every rank and every run draws the same ones, and the first k
-// of n are the k a run asking for k draws.
-std::vector<SampledAnswer> sample_answers(const EvalSetup& setup, const EvalItem& item, int64_t item_index,
-                                          const std::vector<int64_t>& prompt, int64_t max_new, int64_t n);
+// The answers sampled after one prompt, consumed once for all of them.
+struct SampledAnswers {
+  int64_t prompt_tokens = 0;
+  double prompt_seconds = 0;
+  std::vector<SampledAnswer> answers;
+};
 
-// A sampling mode's answer among the first mode.samples of `answers`, and their cost.
-ModeOutcome pick_answer(const EvalMode& mode, const std::vector<SampledAnswer>& answers, int64_t prompt_tokens);
+// n answers sampled after `prompt`, the j-th drawn from a seed of (item_index, j) alone:
+// every rank and every run draws the same ones, and the first k of n are the k a run
+// asking for k draws.
+SampledAnswers sample_answers(const EvalSetup& setup, const EvalItem& item, int64_t item_index,
+                              const std::vector<int64_t>& prompt, int64_t max_new, int64_t n);
+
+// A sampling mode's answer among the first mode.samples answers, and their cost (the
+// prompt's included, as if the mode had drawn them alone).
+ModeOutcome pick_answer(const EvalMode& mode, const SampledAnswers& sampled);
 
 }  // namespace crsm::eval

@@ -58,4 +58,9 @@ struct Prediction {
 };
 double expected_calibration_error(const std::vector<Prediction>& predictions, int bins = 10);
 
+// Area under the ROC curve of predicted probabilities against outcomes: the chance that a
+// right prediction scores above a wrong one, ties counting half (Mann-Whitney). NaN when
+// either kind is missing; non-finite predictions are left out.
+double roc_auc(const std::vector<Prediction>& predictions);
+
 }  // namespace crsm::eval

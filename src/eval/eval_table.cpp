@@ -129,6 +129,16 @@ std::string format_eval_report(const json& report) {
   out += breakdown(report, "by_family", "by family");
   if (report["modes"].begin()->at("by_file").size() > 1) out += breakdown(report, "by_file", "by file");
   out += "\n";
+  std::set<int64_t> sample_sets;  // modes that share samples would print the same line
+  for (const auto& [mode, m] : report["modes"].items()) {
+    if (!m.contains("outcome_calibration")) continue;
+    const json& o = m["outcome_calibration"];
+    if (!sample_sets.insert(o["answers"].get<int64_t>()).second) continue;
+    out += printf_string("%-14s value against outcomes: AUC %s, ECE %.3f over %lld sampled answers (%lld right, mean value %.3f)\n",
+                         mode.c_str(), o["auc"].is_null() ? "-" : printf_string("%.3f", o["auc"].get<double>()).c_str(),
+                         o["ece"].get<double>(), o["answers"].get<long long>(), o["right"].get<long long>(),
+                         o["mean_value"].get<double>());
+  }
   for (const auto& [mode, m] : report["modes"].items()) {
     const json& c = m["calibration"];
     if (c["tokens"].get<int64_t>() == 0) continue;  // a sampling mode: no token followed the answer

@@ -40,6 +40,8 @@ struct ModeOutcome {
   // token was chosen from, against whether it was the answer's token.
   std::vector<Prediction> calibration;
   search::DeliberationStats stats;  // this generation's searches and injections
+  // A sampling mode's answers: each one's value against whether it was right.
+  std::vector<Prediction> outcomes;
   Compute compute;
   double seconds = 0;
 };
@@ -61,7 +63,7 @@ void fields(A& a, S& s) { a(s.probability, s.correct); }
 template <typename A, typename S, base::if_is<S, Compute> = 0>
 void fields(A& a, S& s) { a(s.prompt_steps, s.answer_steps, s.dynamics_steps, s.value_evals); }
 template <typename A, typename S, base::if_is<S, ModeOutcome> = 0>
-void fields(A& a, S& s) { a(s.text, s.score, s.calibration, s.stats, s.compute, s.seconds); }
+void fields(A& a, S& s) { a(s.text, s.score, s.calibration, s.stats, s.outcomes, s.compute, s.seconds); }
 template <typename A, typename S, base::if_is<S, ItemResult> = 0>
 void fields(A& a, S& s) { a(s.index, s.rank, s.prompt_tokens, s.skipped, s.modes); }
 

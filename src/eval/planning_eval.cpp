@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -46,10 +47,10 @@ std::vector<ItemResult> decode_share(const EvalSetup& setup, const std::vector<E
       const auto answer = setup.tokenizer->encode(item.answer);
       const int64_t max_new = setup.max_new_tokens > 0 ? setup.max_new_tokens : 2 * static_cast<int64_t>(answer.size()) + 8;
       const auto samples = most_samples > 0 ? sample_answers(setup, item, r.index, prompt, max_new, most_samples)
-                                            : std::vector<SampledAnswer>{};
+                                            : SampledAnswers{};
       for (size_t m = 0; m < setup.modes.size(); ++m)
         r.modes.push_back(decoders[m] ? decode_item(*decoders[m], setup, item, prompt, answer, max_new)
-                                      : pick_answer(setup.modes[m], samples, r.prompt_tokens));
+                                      : pick_answer(setup.modes[m], samples));
     }
     results.push_back(std::move(r));
   }
@@ -120,7 +121,7 @@ json mode_report(size_t m, const Tasks& tasks, const std::vector<ItemResult>& re
   search::DeliberationStats search;
   Compute compute;
   std::vector<double> rank_seconds(world, 0.0);
-  std::vector<Prediction> predictions;
+  std::vector<Prediction> predictions, outcomes;  // per token while right; per sampled answer
   for (const auto& r : results) {
     if (r.skipped) continue;
     const ModeOutcome& o = r.modes.at(m);
@@ -129,19 +130,20 @@ json mode_report(size_t m, const Tasks& tasks, const std::vector<ItemResult>& re
     cells_right += o.score.cells_right;
     cells += o.score.cells;
     predictions.insert(predictions.end(), o.calibration.begin(), o.calibration.end());
+    outcomes.insert(outcomes.end(), o.outcomes.begin(), o.outcomes.end());
     search.add(o.stats);
     compute += o.compute;
     rank_seconds.at(static_cast<size_t>(r.rank)) += o.seconds;
   }
   int64_t solved = 0, evaluated = 0, skipped = 0;
   std::map<std::string, std::pair<int64_t, int64_t>> by_family, by_file;  // solved, evaluated
-  const auto outcomes = task_outcomes(m, tasks, results);
-  for (size_t t = 0; t < outcomes.size(); ++t) {
-    if (outcomes[t] == TaskOutcome::kSkipped) {
+  const auto per_task = task_outcomes(m, tasks, results);
+  for (size_t t = 0; t < per_task.size(); ++t) {
+    if (per_task[t] == TaskOutcome::kSkipped) {
       skipped += 1;
       continue;
     }
-    const bool right = outcomes[t] == TaskOutcome::kSolved;
+    const bool right = per_task[t] == TaskOutcome::kSolved;
     evaluated += 1;
     solved += right;
     auto& fam = by_family[tasks.first[t]->family];
@@ -164,6 +166,17 @@ json mode_report(size_t m, const Tasks& tasks, const std::vector<ItemResult>& re
                            {"token_accuracy", n ? right_tokens / n : 0.0},
                            {"mean_value", n ? value_sum / n : 0.0},
                            {"ece", expected_calibration_error(predictions)}};
+  if (!outcomes.empty()) {
+    int64_t right = 0;
+    double values = 0;
+    for (const auto& p : outcomes) right += p.correct, values += p.probability;
+    const double auc = roc_auc(outcomes);
+    report["outcome_calibration"] = {{"answers", outcomes.size()},
+                                     {"right", right},
+                                     {"mean_value", values / static_cast<double>(outcomes.size())},
+                                     {"auc", std::isfinite(auc) ? json(auc) : json()},
+                                     {"ece", expected_calibration_error(outcomes)}};
+  }
   const auto searches = static_cast<double>(search.searches);
   report["search"] = {{"searches", search.searches},
                       {"simulations", search.simulations},

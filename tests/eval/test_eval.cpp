@@ -120,9 +120,9 @@ SampledAnswer answer(const std::string& text, double logprob, double value, bool
 
 // Each pick by its rule, among the first N answers, with ties to the earliest.
 TEST(EvalModes, EachPickChoosesByItsRule) {
-  const std::vector<SampledAnswer> answers = {answer("x", -1, 0.2, false, 3), answer("y", -3, 0.9, true, 4),
-                                              answer("x", -2, 0.1, false, 5), answer("z", -0.5, 0.3, false, 6)};
-  const auto picked = [&](const std::string& mode) { return pick_answer(eval_modes(mode)[0], answers, 10); };
+  const SampledAnswers answers{10, 0.5, {answer("x", -1, 0.2, false, 3), answer("y", -3, 0.9, true, 4),
+                                         answer("x", -2, 0.1, false, 5), answer("z", -0.5, 0.3, false, 6)}};
+  const auto picked = [&](const std::string& mode) { return pick_answer(eval_modes(mode)[0], answers); };
   EXPECT_EQ(picked("vote@4").text, "x");
   EXPECT_EQ(picked("logprob@4").text, "z");
   EXPECT_EQ(picked("logprob@3").text, "x");
@@ -136,8 +136,23 @@ TEST(EvalModes, EachPickChoosesByItsRule) {
   EXPECT_EQ(picked("vote@4").compute.prompt_steps, 10);
   EXPECT_EQ(picked("vote@4").compute.answer_steps, 3 + 4 + 5 + 6);
   EXPECT_EQ(picked("vote@2").compute.answer_steps, 3 + 4);
+  EXPECT_EQ(picked("sample").seconds, 0.5);  // the prompt's time, charged to every mode that reads it
   EXPECT_EQ(picked("vote@4").compute.value_evals, 0);
   EXPECT_EQ(picked("value@4").compute.value_evals, 4);
+  // Each answer's value against whether it was right, for the outcome calibration.
+  const auto outcomes = picked("vote@3").outcomes;
+  ASSERT_EQ(outcomes.size(), 3u);
+  EXPECT_EQ(outcomes[1].probability, 0.9);
+  EXPECT_TRUE(outcomes[1].correct);
+}
+
+TEST(EvalStatistics, RocAucCountsRightAboveWrongWithTiesAsHalves) {
+  // Pairs (right, wrong): 0.9 > 0.8, 0.9 > 0.1, 0.7 < 0.8, 0.7 > 0.1: three of four.
+  EXPECT_DOUBLE_EQ(roc_auc({{0.9, true}, {0.8, false}, {0.7, true}, {0.1, false}}), 0.75);
+  EXPECT_DOUBLE_EQ(roc_auc({{0.5, true}, {0.5, false}}), 0.5);
+  EXPECT_DOUBLE_EQ(roc_auc({{0.2, true}, {0.6, false}, {0.6, true}, {NAN, false}}), 0.25);  // 0 + half of one tie
+  EXPECT_TRUE(std::isnan(roc_auc({{0.3, true}, {0.4, true}})));
+  EXPECT_TRUE(std::isnan(roc_auc({})));
 }
 
 TEST(EvalStatistics, ExactMcNemarOfKnownCounts) {

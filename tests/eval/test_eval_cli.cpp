@@ -109,6 +109,8 @@ TEST_F(EvalCli, SampledModesGiveTheSameReportOnAnyRanksAndABudgetSetsTheirN) {
   EXPECT_TRUE(m["vote@3"]["mcnemar"].contains("vs_baseline") != m["logprob@3"]["mcnemar"].contains("vs_baseline"))
       << "one of the two is the baseline the other is compared with";
   EXPECT_FALSE(m["greedy"]["mcnemar"].contains("vs_greedy"));
+  EXPECT_EQ(m["vote@3"]["outcome_calibration"]["answers"], 6 * 3);  // every sampled answer's value against its outcome
+  EXPECT_FALSE(m["greedy"].contains("outcome_calibration"));
 
   const auto budget = run_command("timeout 240 " + crsm_train("eval --model " + work->str("run") + " --tasks " +
                                                               work->str("arc/eval") + " --max-tasks 2 --modes greedy,vote,mcts --budget 4 --output " +
