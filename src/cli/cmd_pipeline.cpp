@@ -282,16 +282,17 @@ class Pipeline {
   }
 
   // A stage directory an interrupted run left without a checkpoint holds nothing to
-  // continue from (its command would refuse it): it starts again.
+  // continue from (its command would refuse it): it starts again. Rank 0 alone looks:
+  // a rank that looked for itself could already see the directory that rank 0, gone on
+  // into the stage, has just created, and wait in a barrier the others never join.
   void restart_if_unsaved(const fs::path& run_dir) {
-    std::error_code ec;
-    if (!fs::exists(run_dir, ec) || holds_checkpoint(run_dir)) return;
-    comm_.barrier();
-    if (root_) {
+    dist::run_on_root(comm_, [&] {
+      std::error_code ec;
+      if (!fs::exists(run_dir, ec) || holds_checkpoint(run_dir)) return std::string();
       std::printf("pipeline: %s holds no checkpoint of the interrupted run: starting it again\n", run_dir.c_str());
       fs::remove_all(run_dir);
-    }
-    comm_.barrier();
+      return run_dir.string();
+    });
   }
 
   // A training stage run, recorded done when it finished; its product is its run.
