@@ -100,15 +100,6 @@ RunConfig distill_config(const ParsedOptions& o, const RunConfig& saved, const s
   return config;
 }
 
-// The config of the backbone --model-path names, read from its manifest alone.
-std::pair<std::string, RunConfig> backbone_config(const ParsedOptions& o) {
-  if (!o.has("model-path")) throw UsageError("--model-path is required: distill's config is its backbone's");
-  std::vector<std::string> notes;  // run_distill says them
-  const std::string ckpt = checkpoint::resolve_checkpoint(o.text("model-path"), "--model-path", &notes);
-  const auto manifest = checkpoint::read_train_manifest(ckpt);
-  return {ckpt, parse_run_config(manifest.config, manifest.path)};
-}
-
 struct Collected {
   bool preempted = false;
   std::string train, val;  // master files
@@ -190,20 +181,28 @@ Collected existing_collection(const ParsedOptions& o, const RunConfig& config, c
 
 }  // namespace
 
-distill::DynamicsResult run_distill(const ParsedOptions& o, Session& session) {
+DistillBackbone distill_backbone(const ParsedOptions& o) {
+  if (!o.has("model-path")) throw UsageError("--model-path is required: distill's config is its backbone's");
+  DistillBackbone b;
+  b.checkpoint = checkpoint::resolve_checkpoint(o.text("model-path"), "--model-path", &b.skipped);
+  const auto manifest = checkpoint::read_train_manifest(b.checkpoint);
+  b.config = parse_run_config(manifest.config, manifest.path);
+  return b;
+}
+
+distill::DynamicsResult run_distill(const ParsedOptions& o, const DistillBackbone& backbone, Session& session) {
   if (o.has("data") == o.has("transitions"))
     throw UsageError("give exactly one of --data (collect transitions from it) and --transitions (train on an earlier "
                      "collection)");
   if (o.has("transitions") && o.is_set("collect-only"))
     throw UsageError("--collect-only and --transitions exclude each other: there is nothing to collect");
-  std::vector<std::string> skipped;
-  const std::string ckpt = checkpoint::resolve_checkpoint(o.text("model-path"), "--model-path", &skipped);
+  const std::string& ckpt = backbone.checkpoint;
+  const std::vector<std::string>& skipped = backbone.skipped;
   std::vector<Input> inputs = checkpoint_inputs(ckpt, o.text("model-path"));
   if (o.has("transitions")) inputs.push_back({Input::Kind::kCollection, o.text("transitions")});
   check_output_directory("--output-path", o.text("output-path"), inputs);
-  RunConfig saved;
-  auto model = checkpoint::load_checkpoint_model(ckpt, &saved);
-  const RunConfig config = distill_config(o, saved, ckpt);
+  auto model = checkpoint::load_checkpoint_model(ckpt);
+  const RunConfig config = distill_config(o, backbone.config, ckpt);
   if (config.dynamics.epochs == 0 && !o.has("max-steps") && !o.is_set("collect-only"))
     throw UsageError("nothing to train: --epochs (or the config's dynamics_epochs) is 0 and --max-steps is not given; "
                      "use --collect-only to collect alone");
@@ -270,11 +269,11 @@ int distill_command(int argc, char** argv) {
                                     "usage: crsm_train distill --model-path CKPT --output-path DIR --data DATA [options]",
                                     distill_options());
   if (!parsed) return 0;
-  const auto [ckpt, saved] = backbone_config(*parsed);
-  if (parsed->is_set("print-config")) return print_config(distill_config(*parsed, saved, ckpt));
-  // Distillation runs on the device the backbone was trained on.
-  Session session = start_session(saved.device, *parsed, "distill");
-  return run_distill(*parsed, session).train.exit_status;
+  // Resolved (and verified) once; distillation runs on the device the backbone was trained on.
+  const DistillBackbone backbone = distill_backbone(*parsed);
+  if (parsed->is_set("print-config")) return print_config(distill_config(*parsed, backbone.config, backbone.checkpoint));
+  Session session = start_session(backbone.config.device, *parsed, "distill");
+  return run_distill(*parsed, backbone, session).train.exit_status;
 }
 
 }  // namespace crsm::cli

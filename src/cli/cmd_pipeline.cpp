@@ -363,7 +363,8 @@ class Pipeline {
     }
     const auto started = Clock::now();
     const auto line = distill_line(o_, inputs_, p.model, out.string(), config_.dynamics.samples);
-    const auto result = run_distill(announced(line, root_), session_);
+    const auto options = announced(line, root_);
+    const auto result = run_distill(options, distill_backbone(options), session_);
     if (result.train.exit_status == kExitOk) mark_done("dynamics", started);
     return {result.train.exit_status, out.string()};
   }

@@ -22,10 +22,18 @@ namespace crsm::cli {
 const std::vector<Option>& train_options();
 train::TrainResult run_train(const ParsedOptions& o, RunConfig config, Session& session);
 
-// distill: the dynamics model lands in --output-path (RunDir::dynamics()); its result's
+// distill: the backbone --model-path names (its newest complete checkpoint, verified
+// once, with the notes on damaged ones skipped) and its config, then the distillation.
+// The dynamics model lands in --output-path (RunDir::dynamics()); the result's
 // train.exit_status says whether it got there.
 const std::vector<Option>& distill_options();
-distill::DynamicsResult run_distill(const ParsedOptions& o, Session& session);
+struct DistillBackbone {
+  std::string checkpoint;
+  RunConfig config;
+  std::vector<std::string> skipped;
+};
+DistillBackbone distill_backbone(const ParsedOptions& o);
+distill::DynamicsResult run_distill(const ParsedOptions& o, const DistillBackbone& backbone, Session& session);
 
 // assemble (one process): the checkpoint written.
 const std::vector<Option>& assemble_options();
