@@ -332,6 +332,25 @@ TEST_F(Mutation, CorpusIndex) {
                   {(data / "index.json").string(), data.string()}, file_budget(data), 3);
 }
 
+// A JSON Lines corpus prepared as documents: a damaged line is refused naming the file,
+// and nothing is left in the output.
+TEST_F(Mutation, JsonLinesCorpus) {
+  std::string lines;
+  for (int i = 0; i < 40; ++i)
+    lines += nlohmann::json{{"id", i}, {"text", "document " + std::to_string(i * 7919 % 1000) + "\nof the corpus"}}.dump() + "\n";
+  const auto path = dir / "docs.jsonl";
+  crsm::base::write_file_atomically(path.string(), lines);
+  const auto read = [&] {
+    fs::remove_all(dir / "jsonl_data");
+    crsm::data::PrepareOptions p;
+    p.inputs = {path.string()};
+    p.format = crsm::data::InputFormat::kJsonl;
+    p.output_dir = (dir / "jsonl_data").string();
+    crsm::data::prepare_corpus(p);
+  };
+  expect_survives(path, read, {path.string()}, file_budget(path), 15);
+}
+
 TEST_F(Mutation, TokenShard) {
   const fs::path data = prepared_corpus();
   const auto read = [&] {
