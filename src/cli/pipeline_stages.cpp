@@ -32,12 +32,16 @@ const std::vector<Option>& pipeline_options() {
 
 namespace {
 
-// The flags every stage of several ranks takes from the pipeline's own, and its --set
-// settings of config keys, which the stage applies over the same config file.
+// The flags every stage of several ranks takes from the pipeline's own.
 CommandLine& add_session_flags(const ParsedOptions& o, CommandLine& line) {
-  line.set("threads", o.integer("threads")).set("collective-timeout", o.integer("collective-timeout"));
+  return line.set("threads", o.integer("threads")).set("collective-timeout", o.integer("collective-timeout"));
+}
+
+// The pipeline's --set settings of config keys, for the stages that read the config file
+// and apply them over it.
+CommandLine& add_settings(const ParsedOptions& o, CommandLine& line) {
   if (o.has("set")) line.set("set", o.texts("set"));
-  return line;
+  return add_session_flags(o, line);
 }
 
 CommandLine training_line(const ParsedOptions& o, const PipelineInputs& in, const std::string& run,
@@ -46,7 +50,7 @@ CommandLine training_line(const ParsedOptions& o, const PipelineInputs& in, cons
   line.set("config", in.config_file).set("data", in.prepared).set("checkpoint-dir", run).set("device", in.device);
   line.set("save-every", o.integer("save-every")).set("eval-every", o.integer("eval-every"));
   if (o.has(steps_flag)) line.set("max-steps", o.integer(steps_flag));
-  return add_session_flags(o, line);
+  return add_settings(o, line);
 }
 
 }  // namespace
@@ -70,7 +74,7 @@ CommandLine distill_line(const ParsedOptions& o, const PipelineInputs& in, const
   line.set("model-path", model).set("output-path", out).set("data", in.prepared).set("config", in.config_file);
   line.set("num-samples", samples).set("save-every", o.integer("save-every"));
   if (o.has("dynamics-steps")) line.set("max-steps", o.integer("dynamics-steps"));
-  return add_session_flags(o, line);
+  return add_settings(o, line);
 }
 
 CommandLine assemble_line(const std::string& model, const std::string& dynamics, const std::string& out) {
@@ -91,7 +95,7 @@ CommandLine eval_line(const ParsedOptions& o, const PipelineInputs& in, const st
   CommandLine line("eval", eval_options());
   line.set("model", planner).set("output", report).set("force").set("device", in.device);
   line.set("max-tasks", o.integer("max-tasks")).set("modes", o.text("modes")).set("tasks", in.tasks);
-  return line.set("threads", o.integer("threads")).set("collective-timeout", o.integer("collective-timeout"));
+  return add_session_flags(o, line);
 }
 
 }  // namespace crsm::cli

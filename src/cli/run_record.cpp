@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "cli/version.h"
+#include "dist/communicator.h"
+#include "dist/runtime.h"
 
 namespace crsm::cli {
 namespace {
@@ -37,7 +39,7 @@ nlohmann::json run_record(const std::string& command, const ParsedOptions& o, co
           {"config", to_json(config)},
           {"versions", version_info()},
           {"world_size", session.runtime.world_size},
-          {"hosts", session.hosts}};
+          {"hosts", dist::all_gather_strings(*session.comm, dist::host_name())}};
 }
 
 }  // namespace crsm::cli

@@ -20,6 +20,7 @@ namespace crsm::cli {
 // main() keeps the process's command line for the records.
 void remember_command_line(int argc, char** argv);
 
+// Collective: every rank of the session calls it (the hosts are gathered).
 nlohmann::json run_record(const std::string& command, const ParsedOptions& o, const RunConfig& config,
                           const Session& session);
 

@@ -27,8 +27,7 @@ Session start_session(const std::string& device, const ParsedOptions& o, const s
     std::fprintf(stderr, "%s%s: local rank %d of %d on this node, %d threads, device %s, %s backend\n",
                  dist::rank_prefix().c_str(), command.c_str(), rt.local_rank, rt.local_world_size, threads,
                  device.c_str(), comm->backend().c_str());
-  auto hosts = dist::all_gather_strings(*comm, dist::host_name());
-  return {rt, rank_device, threads, std::move(comm), std::move(hosts)};
+  return {rt, rank_device, std::move(comm)};
 }
 
 }  // namespace crsm::cli

@@ -19,9 +19,7 @@ namespace crsm::cli {
 struct Session {
   const dist::Runtime& runtime;
   torch::Device device;
-  int threads;  // intra-op threads of this rank
   std::unique_ptr<dist::Communicator> comm;
-  std::vector<std::string> hosts;  // of every rank, in rank order
 };
 
 // A command's option table with the flags start_session reads: --threads and
