@@ -13,6 +13,7 @@ packages=(
   libgtest-dev
   nlohmann-json3-dev
   libsentencepiece-dev
+  protobuf-compiler  # protoc --decode_raw: a test decodes a run's TensorBoard event files with it
   python3-numpy python3-h5py  # tests read our safetensors and HDF5 files from Python, as users do
   slurm-wlm munge  # the slurm/ scripts are tested under a private single-node Slurm
   procps  # ps and pgrep: the Slurm harness and the multi-rank tests find processes with them

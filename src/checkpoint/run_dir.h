@@ -4,6 +4,8 @@
 // (and `assemble`, and each stage of the pipeline):
 //   checkpoints/          step_N/ and `latest` (checkpoint/store.h)
 //   metrics.jsonl         one JSON object per logging window and validation
+//   tensorboard/          the same records as TensorBoard event files, by default
+//                         (metrics/tensorboard_writer.h)
 //   config.json           the run's config
 //   run_info.jsonl        one line per start: command line, every option, versions, hosts
 //   data/                 a text --data, prepared for the run
@@ -35,6 +37,7 @@ class RunDir {
   const std::string& path() const { return path_; }
   std::string checkpoints() const { return child(kCheckpoints); }
   std::string metrics() const { return child(metrics::kMetricsFile); }
+  std::string tensorboard() const { return child(kTensorBoard); }
   std::string config() const { return child(kConfig); }
   std::string run_info() const { return child(kRunInfo); }
   std::string data() const { return child(kData); }
@@ -52,6 +55,7 @@ class RunDir {
 
  private:
   static constexpr const char* kCheckpoints = "checkpoints";
+  static constexpr const char* kTensorBoard = "tensorboard";
   static constexpr const char* kConfig = "config.json";
   static constexpr const char* kRunInfo = "run_info.jsonl";
   static constexpr const char* kData = "data";

@@ -33,9 +33,9 @@
 namespace crsm::cli {
 
 const std::vector<Option>& distill_options() {
-  static const std::vector<Option> table = with_config_flags(with_session_flags({
+  static const std::vector<Option> table = with_config_flags(with_session_flags(with_tensorboard_flags({
       Option("model-path", Constraint::path(), "backbone checkpoint, or a run directory (its newest complete checkpoint)").mandatory(),
-      Option("output-path", Constraint::path(), "directory: transitions/, checkpoints/, metrics.jsonl, dynamics.safetensors, dynamics.json").mandatory(),
+      Option("output-path", Constraint::path(), "directory: transitions/, checkpoints/, metrics.jsonl, tensorboard/, dynamics.safetensors, dynamics.json").mandatory(),
       Option("data", Constraint::path(), "text file or prepared directory; transitions come from its train split, validation from its val split"),
       Option("transitions", Constraint::path(), "train on an existing collection (a directory with train.h5 and val.h5) instead of collecting"),
       Option("collect-only", Constraint::boolean(), "stop after collecting the transitions"),
@@ -59,7 +59,7 @@ const std::vector<Option>& distill_options() {
       Option("log-every", Constraint::integer(1), "steps between progress lines").with_default("10"),
       Option("save-every", Constraint::integer(0), "steps between checkpoints of dynamics training (0: only at the end)").with_default("0"),
       Option("keep-last", Constraint::integer(0, 1 << 30), "checkpoints kept (0: all)").with_default("2"),
-  }));
+  })));
   return table;
 }
 
@@ -201,6 +201,7 @@ distill::DynamicsResult run_distill(const ParsedOptions& o, const DistillBackbon
   std::vector<Input> inputs = checkpoint_inputs(ckpt, o.text("model-path"));
   if (o.has("transitions")) inputs.push_back({Input::Kind::kCollection, o.text("transitions")});
   check_output_directory("--output-path", o.text("output-path"), inputs);
+  const std::string tensorboard = tensorboard_directory(o, o.text("output-path"), inputs);
   auto model = checkpoint::load_checkpoint_model(ckpt);
   const RunConfig config = distill_config(o, backbone.config, ckpt);
   if (config.dynamics.epochs == 0 && !o.has("max-steps") && !o.is_set("collect-only"))
@@ -236,6 +237,7 @@ distill::DynamicsResult run_distill(const ParsedOptions& o, const DistillBackbon
   run.train_file = files.train;
   run.val_file = files.val;
   run.run_dir = out;
+  run.tensorboard_dir = tensorboard;
   run.backbone_dir = ckpt;
   run.embeddings = model->embed(torch::arange(config.model.vocab_size, torch::kLong).to(device)).detach().clone();
   run.arch = arch;

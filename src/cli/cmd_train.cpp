@@ -30,10 +30,10 @@ const std::vector<Option>& train_options() {
   const train::CadenceOptions cadence;
   const train::ParallelOptions parallel;
   const train::TrainOptions train;
-  static const std::vector<Option> table = with_config_flags(with_session_flags({
+  static const std::vector<Option> table = with_config_flags(with_session_flags(with_tensorboard_flags({
       Option("config", Constraint::path(), "JSON config (SPEC §3 keys); defaults for everything below"),
       Option("data", Constraint::path(), "prepared data directory (crsm_train prepare), or a text file to prepare with the byte tokenizer").mandatory(),
-      Option("checkpoint-dir", Constraint::path(), "run directory: metrics.jsonl, config.json, checkpoints/").mandatory(),
+      Option("checkpoint-dir", Constraint::path(), "run directory: metrics.jsonl, tensorboard/, config.json, checkpoints/").mandatory(),
       Option("resume", Constraint::path(), "auto | checkpoint dir | run dir; a stage-1 checkpoint starts stage 4 (weights only)"),
       Option("no-value-loss", Constraint::boolean(), "stage 1: train the language model alone (default: with value heads, stage 4)"),
       Option("epochs", config_constraint("backbone_epochs"), "epochs over the training split (config: backbone_epochs / finetune_epochs)"),
@@ -61,7 +61,7 @@ const std::vector<Option>& train_options() {
       Option("activation-checkpointing", Constraint::boolean(), "keep only each block's input for backward and recompute the block there (memory for a forward pass)"),
       Option("no-prefetch", Constraint::boolean(), "zero stage 3: gather each unit only when it runs, not while the previous one computes (for comparison)"),
       Option("no-batch-split", Constraint::boolean(), "CPU: spread each operation over the rank's threads instead of giving each thread its own share of every micro-batch (for comparison)"),
-  }));
+  })));
   return table;
 }
 
@@ -127,7 +127,9 @@ train::TrainResult run_train(const ParsedOptions& o, RunConfig config, Session& 
   o.apply_to(config);
   train::TrainOptions t = training_options(o, config);
   t.run_info = run_record("train", o, config, session);
-  check_output_directory("--checkpoint-dir", t.run_dir, resume_inputs(o));
+  const std::vector<Input> inputs = resume_inputs(o);
+  check_output_directory("--checkpoint-dir", t.run_dir, inputs);
+  t.tensorboard_dir = tensorboard_directory(o, t.run_dir, inputs);
   const auto result = train::run_training(config, t, *session.comm);
   if (result.exit_status == kExitOk && result.steps_run > 0 && session.runtime.is_root())
     std::printf("train: done, %lld steps, val loss %.4f, checkpoint %s\n",

@@ -91,6 +91,29 @@ void check_output_file(const std::string& flag, const std::string& path, bool fo
   check_parents(named, path);
 }
 
+std::vector<Option> with_tensorboard_flags(std::vector<Option> table) {
+  table.insert(table.end(),
+               {Option("tensorboard-dir", Constraint::path(),
+                       "directory of the TensorBoard event files, the scalars of metrics.jsonl (default: " +
+                           checkpoint::RunDir("RUN").tensorboard() + ", RUN being the run directory)"),
+                Option("no-tensorboard", Constraint::boolean(), "write no TensorBoard event files")});
+  return table;
+}
+
+std::string tensorboard_directory(const ParsedOptions& o, const std::string& run_dir,
+                                  const std::vector<Input>& inputs) {
+  if (o.is_set("no-tensorboard")) {
+    if (o.has("tensorboard-dir"))
+      throw UsageError("--tensorboard-dir " + o.text("tensorboard-dir") +
+                       " and --no-tensorboard exclude each other: give one");
+    return "";
+  }
+  const std::string dir =
+      o.has("tensorboard-dir") ? o.text("tensorboard-dir") : checkpoint::RunDir(run_dir).tensorboard();
+  check_output_directory("--tensorboard-dir", dir, inputs);
+  return dir;
+}
+
 void write_output_file(const std::string& path, const std::function<void()>& write) {
   base::NewDirectories created;
   created.create(base::parent_directory(path));

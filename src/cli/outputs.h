@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/options.h"
+
 namespace crsm::cli {
 
 // Something a command reads, named by its kind in messages.
@@ -31,6 +33,15 @@ std::vector<Input> checkpoint_inputs(const std::string& checkpoint, const std::s
 
 void check_output_directory(const std::string& flag, const std::string& path, const std::vector<Input>& inputs);
 void check_output_file(const std::string& flag, const std::string& path, bool force, const std::vector<Input>& inputs);
+
+// The flags of the commands that write metrics.jsonl (train, distill): --tensorboard-dir
+// DIR and --no-tensorboard.
+std::vector<Option> with_tensorboard_flags(std::vector<Option> table);
+// Where the run in `run_dir` writes its TensorBoard event files: --tensorboard-dir, by
+// default RunDir::tensorboard(), "" with --no-tensorboard; checked as an output directory
+// against `inputs`. UsageError when both flags are given.
+std::string tensorboard_directory(const ParsedOptions& o, const std::string& run_dir,
+                                  const std::vector<Input>& inputs);
 
 // Runs `write` (which writes `path` through base::AtomicFile) after creating the
 // directories `path` needs; if it throws, the new ones that are still empty go again.

@@ -26,6 +26,7 @@ const std::vector<Option>& pipeline_options() {
       Option("modes", Constraint::explained(eval::mode_list_problem, eval::kModeListDescription), "evaluation: decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
       Option("save-every", Constraint::integer(0), "training stages: steps between checkpoints (a resumed stage restarts from the last)").with_default("200"),
       Option("eval-every", Constraint::integer(0), "training stages: steps between validation passes (0: at the end)").with_default("0"),
+      Option("no-tensorboard", Constraint::boolean(), "training and distillation stages: write no TensorBoard event files"),
   }));
   return table;
 }
@@ -50,6 +51,7 @@ CommandLine training_line(const ParsedOptions& o, const PipelineInputs& in, cons
   line.set("config", in.config_file).set("data", in.prepared).set("checkpoint-dir", run).set("device", in.device);
   line.set("save-every", o.integer("save-every")).set("eval-every", o.integer("eval-every"));
   if (o.has(steps_flag)) line.set("max-steps", o.integer(steps_flag));
+  if (o.is_set("no-tensorboard")) line.set("no-tensorboard");
   return add_settings(o, line);
 }
 
@@ -74,6 +76,7 @@ CommandLine distill_line(const ParsedOptions& o, const PipelineInputs& in, const
   line.set("model-path", model).set("output-path", out).set("data", in.prepared).set("config", in.config_file);
   line.set("num-samples", samples).set("save-every", o.integer("save-every"));
   if (o.has("dynamics-steps")) line.set("max-steps", o.integer("dynamics-steps"));
+  if (o.is_set("no-tensorboard")) line.set("no-tensorboard");
   return add_settings(o, line);
 }
 

@@ -3,7 +3,7 @@
 #include <filesystem>
 
 #include "data/data_error.h"
-#include "data/protobuf_wire.h"
+#include "base/protobuf_wire.h"
 #include "base/atomic_file.h"
 #include "base/file_read.h"
 #include "data/sentencepiece_loader.h"
@@ -63,10 +63,10 @@ class SentencePieceTokenizer final : public Tokenizer {
 // The messages inside sentencepiece_model.proto's ModelProto: pieces (1), trainer_spec
 // (2), normalizer_spec (3), self_test_data (4, holding samples, 1) and
 // denormalizer_spec (5). Their other length-delimited fields are strings.
-const WireSchema& model_proto_schema() {
-  static const WireSchema leaf;
-  static const WireSchema self_test_data{{{1, &leaf}}};
-  static const WireSchema model{{{1, &leaf}, {2, &leaf}, {3, &leaf}, {4, &self_test_data}, {5, &leaf}}};
+const base::WireSchema& model_proto_schema() {
+  static const base::WireSchema leaf;
+  static const base::WireSchema self_test_data{{{1, &leaf}}};
+  static const base::WireSchema model{{{1, &leaf}, {2, &leaf}, {3, &leaf}, {4, &self_test_data}, {5, &leaf}}};
   return model;
 }
 
@@ -74,7 +74,7 @@ const WireSchema& model_proto_schema() {
 
 std::unique_ptr<Tokenizer> sentencepiece_from_bytes(const std::string& model_bytes,
                                                     const std::string& source) {
-  const std::string damage = wire_format_problem(model_bytes, model_proto_schema());
+  const std::string damage = base::wire_format_problem(model_bytes, model_proto_schema());
   if (!damage.empty()) throw DataError(source + ": not a SentencePiece model (" + damage + ")");
   std::string error;
   auto sp = sentencepiece_library().load(model_bytes, &error);

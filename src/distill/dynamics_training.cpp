@@ -250,6 +250,7 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
   }
   loop.stage = checkpoint::Stage::kDynamics;
   loop.run_dir = run.run_dir;
+  loop.tensorboard_dir = run.tensorboard_dir;
   loop.config = run.config;
   loop.run_info = run.run_info;
   loop.manifest_extra = {{"dynamics", {{"arch", model::to_string(run.arch.arch)},

@@ -55,6 +55,7 @@ checkpoint::DeltaMoments delta_moments(const std::string& path, dist::Communicat
 struct DynamicsRun {
   std::string train_file, val_file;  // master files
   std::string run_dir;               // metrics.jsonl, checkpoints/, dynamics.safetensors, dynamics.json
+  std::string tensorboard_dir;       // TensorBoard event files of metrics.jsonl's records ("": none)
   std::string backbone_dir;          // the checkpoint the transitions came from
   at::Tensor embeddings;             // the backbone's token embeddings [V, D], frozen
   model::DynamicsConfig arch;

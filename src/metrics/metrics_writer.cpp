@@ -2,6 +2,7 @@
 
 #include "metrics/metrics_log.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <stdexcept>
 
@@ -12,7 +13,8 @@
 
 namespace crsm::metrics {
 
-MetricsWriter::MetricsWriter(const std::string& run_dir, int64_t keep_through_step) {
+MetricsWriter::MetricsWriter(const std::string& run_dir, int64_t keep_through_step,
+                             const std::string& tensorboard_dir) {
   namespace fs = std::filesystem;
   const fs::path path = fs::path(run_dir) / kMetricsFile;
   std::string kept;
@@ -28,11 +30,13 @@ MetricsWriter::MetricsWriter(const std::string& run_dir, int64_t keep_through_st
   base::write_file_atomically(path.string(), kept);
   out_.open(path, std::ios::app);
   if (!out_) throw FileError(path.string() + ": cannot open for writing");
+  if (!tensorboard_dir.empty()) tensorboard_.emplace(tensorboard_dir, std::max<int64_t>(keep_through_step, -1) + 1);
 }
 
 void MetricsWriter::write(const nlohmann::json& record) {
   out_ << record.dump() << "\n";
   out_.flush();
+  if (tensorboard_) tensorboard_->write(record);
 }
 
 }  // namespace crsm::metrics

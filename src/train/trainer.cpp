@@ -158,6 +158,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   loop.banner = banner(config, opt, corpus, source.batches_per_epoch(), loop, comm, device);
   loop.stage = opt.stage;
   loop.run_dir = opt.run_dir;
+  loop.tensorboard_dir = opt.tensorboard_dir;
   loop.config = to_json(config);
   loop.run_info = opt.run_info;
   loop.write_files = [&](const std::string& dir) { corpus.tokenizer->save(dir); };

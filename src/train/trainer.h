@@ -19,6 +19,7 @@ struct TrainOptions {
   checkpoint::Stage stage = checkpoint::Stage::kFinetune;  // stage 1 (backbone) or 4 (finetune)
   std::string data;      // a directory written by `crsm_train prepare`, or a text file
   std::string run_dir;   // metrics.jsonl, config.json, checkpoints/
+  std::string tensorboard_dir;  // TensorBoard event files of metrics.jsonl's records ("": none)
   std::string resume;    // "" = fresh run, "auto", or a checkpoint or run directory
   double value_weight = 1.0;
   int64_t eval_batches = 20;  // 0: the whole validation split

@@ -39,14 +39,15 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-// Everything rank 0 tells the user and writes to metrics.jsonl; on the other ranks
-// every call does nothing, so the loop itself never asks which rank it is.
+// Everything rank 0 tells the user and writes to metrics.jsonl (and its TensorBoard event
+// files); on the other ranks every call does nothing, so the loop itself never asks which
+// rank it is.
 class Reporter {
  public:
   Reporter(bool root, const LoopOptions& options) : root_(root), options_(options) {}
 
   void open_metrics(int64_t keep_through_step) {
-    if (root_) metrics_.emplace(options_.run_dir, keep_through_step);
+    if (root_) metrics_.emplace(options_.run_dir, keep_through_step, options_.tensorboard_dir);
   }
   void line(const char* format, ...) __attribute__((format(printf, 2, 3))) {
     if (!root_) return;

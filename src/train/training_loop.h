@@ -5,7 +5,7 @@
 // and a BatchSource (where the rows come from, objective.h); the step itself is the
 // engine's (engine.h). The loop adds, once for every stage: exact resume from a
 // checkpoint, warm-up + cosine, NaN/Inf detection, preemption, sharded checkpoints,
-// metrics.jsonl and rank 0's progress lines. Every cadence.log_every steps the window's
+// metrics.jsonl with its TensorBoard event files, and rank 0's progress lines. Every cadence.log_every steps the window's
 // mean losses are reported; every cadence.eval_every steps (and at the end)
 // Objective::validate().
 
@@ -32,6 +32,7 @@ namespace crsm::train {
 struct LoopOptions {
   checkpoint::Stage stage = checkpoint::Stage::kBackbone;  // recorded in checkpoints
   std::string run_dir;    // metrics.jsonl, config.json, checkpoints/
+  std::string tensorboard_dir;  // TensorBoard event files of metrics.jsonl's records ("": none)
   nlohmann::json config;  // written to config.json and every manifest's "config"
   nlohmann::json run_info;  // appended to run_info.jsonl when the run starts (null: nothing)
   nlohmann::json manifest_extra;  // more manifest fields (merged at the top level)

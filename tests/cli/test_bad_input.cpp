@@ -651,6 +651,31 @@ TEST_F(BadInput, EveryCommandStopsOnASignalFromItsFirstInstruction) {
     const auto job = spawn(crsm_train(command), logs.str("command" + std::to_string(i) + ".log"));
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (!blocks_preemption_signals(job.pid) && std::chrono::steady_clock::now() < deadline)
+// --tensorboard-dir is an output directory as --checkpoint-dir is, checked before any
+// work; --no-tensorboard excludes it.
+TEST_F(BadInput, TensorBoardFlags) {
+  need_dynamics();
+  const std::string d = "distill --model-path {W}/run --output-path {W}/new_dist --data {W}/data ";
+  expect_rows({
+      {kTrain + "--tensorboard-dir ''", 2, "--tensorboard-dir \"\": expected a non-empty path"},
+      {kTrain + "--tensorboard-dir {W}/existing.safetensors", 2,
+       "--tensorboard-dir {W}/existing.safetensors: is a file (expected a directory)"},
+      {kTrain + "--tensorboard-dir {W}/existing.safetensors/tb", 2, "{W}/existing.safetensors is a file, not a directory"},
+      {kTrain + "--tensorboard-dir {W}/tb --no-tensorboard", 2, "--tensorboard-dir {W}/tb and --no-tensorboard exclude each other"},
+      {kTrain + "--no-tensorboard=1", 2, "option '--no-tensorboard' does not take any arguments"},
+      {kTrain + "--resume {W}/run --tensorboard-dir {W}/run/tb", 2,
+       "--tensorboard-dir {W}/run/tb: inside the run directory {W}/run this command reads"},
+      {d + "--tensorboard-dir ''", 2, "--tensorboard-dir \"\": expected a non-empty path"},
+      {d + "--tensorboard-dir {W}/run/checkpoints/step_00000002/tb", 2,
+       "--tensorboard-dir {W}/run/checkpoints/step_00000002/tb: inside the checkpoint {W}/run/checkpoints/step_00000002"},
+      {d + "--tensorboard-dir {W}/existing.safetensors", 2,
+       "--tensorboard-dir {W}/existing.safetensors: is a file (expected a directory)"},
+      {d + "--no-tensorboard --tensorboard-dir {W}/tb", 2, "--tensorboard-dir {W}/tb and --no-tensorboard exclude each other"},
+      {"pipeline --config {CFG} --output-dir {W}/new_pipe --data {W}/corpus.txt --tasks {W}/task.json --no-tensorboard=yes", 2,
+       "option '--no-tensorboard' does not take any arguments"},
+  });
+}
+
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     ASSERT_TRUE(blocks_preemption_signals(job.pid)) << "the signals were never blocked while the program loads";
     ::kill(job.pid, sig);

@@ -44,6 +44,16 @@ TEST(PipelineStages, SettingsOfConfigKeysReachTheTrainingAndDistillStages) {
   EXPECT_EQ(distill_line(o, kInputs, "/f", "/d", 10).parse().texts("set"), settings);
 }
 
+TEST(PipelineStages, NoTensorBoardReachesTheStagesThatWriteMetrics) {
+  CommandLine line("pipeline", pipeline_options());
+  line.set("config", "/c.json").set("output-dir", "/out").set("no-tensorboard");
+  const auto o = line.parse();
+  EXPECT_TRUE(backbone_line(o, kInputs, "/b").parse().is_set("no-tensorboard"));
+  EXPECT_TRUE(finetune_line(o, kInputs, "/f", "/b").parse().is_set("no-tensorboard"));
+  EXPECT_TRUE(distill_line(o, kInputs, "/f", "/d", 10).parse().is_set("no-tensorboard"));
+  EXPECT_FALSE(backbone_line(pipeline(), kInputs, "/b").parse().is_set("no-tensorboard"));
+}
+
 TEST(PipelineStages, DistillAssembleCheckAndEvalParse) {
   const auto o = pipeline({"dynamics-steps", "9", "check-samples", "11", "max-tasks", "4", "modes", "greedy,mcts"});
   const auto d = distill_line(o, kInputs, "/out/finetune", "/out/dynamics", 512).parse();

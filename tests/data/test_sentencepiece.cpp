@@ -1,6 +1,5 @@
 #include <gtest/gtest.h>
 
-#include "data/protobuf_wire.h"
 #include "data/tokenizer.h"
 #include "data_test_util.h"
 
@@ -65,28 +64,6 @@ TEST_F(DataSentencePiece, ImpossibleRequestsNameTheirInput) {
   const std::string garbage = write_file("bad.model", "not a model");
   EXPECT_NE(data_error_of([&] { load_sentencepiece_model(garbage); }).find(garbage),
             std::string::npos);
-}
-
-}  // namespace
-
-namespace {
-
-// Protobuf reserves what a string field claims before it checks the bytes are there:
-// the walk refuses such a field first, whatever the depth.
-TEST(ProtobufWire, AFieldClaimingMoreBytesThanRemainIsRefused) {
-  using crsm::data::wire_format_problem;
-  using crsm::data::WireSchema;
-  const WireSchema leaf;
-  const WireSchema schema{{{1, &leaf}}};
-  EXPECT_EQ(wire_format_problem(std::string("\x0a\x03\x0a\x01x", 5), schema), "");
-  // Field 1 (a message) holds field 1 (a string) claiming 1000000 bytes: 0xc0 0x84 0x3d.
-  const std::string nested("\x0a\x05\x0a\xc0\x84\x3d" "x", 7);
-  EXPECT_NE(wire_format_problem(nested, schema).find("claims 1000000 bytes"), std::string::npos)
-      << wire_format_problem(nested, schema);
-  EXPECT_NE(wire_format_problem(std::string("\x0a\x7f", 2), schema).find("claims 127 bytes"), std::string::npos);
-  EXPECT_NE(wire_format_problem(std::string("\x0b\x0a", 2), schema), "") << "an unclosed group";
-  EXPECT_NE(wire_format_problem(std::string("\x0f", 1), schema), "") << "wire type 7";
-  EXPECT_NE(wire_format_problem(std::string("\x08\xff", 2), schema), "") << "a truncated varint";
 }
 
 }  // namespace

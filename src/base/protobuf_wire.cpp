@@ -1,8 +1,8 @@
-#include "data/protobuf_wire.h"
+#include "base/protobuf_wire.h"
 
-#include <cstdint>
+#include <cstring>
 
-namespace crsm::data {
+namespace crsm::base {
 namespace {
 
 constexpr int kMaxDepth = 100;  // protobuf's own recursion limit
@@ -89,4 +89,47 @@ std::string wire_format_problem(std::string_view bytes, const WireSchema& schema
   return Walker(bytes).message(bytes.size(), &schema, 0, 0);
 }
 
-}  // namespace crsm::data
+WireWriter& WireWriter::varint(int field, uint64_t value) {
+  key(field, 0);
+  raw_varint(value);
+  return *this;
+}
+
+WireWriter& WireWriter::fixed64(int field, double value) {
+  uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof bits);
+  key(field, 1);
+  little_endian(bits, 8);
+  return *this;
+}
+
+WireWriter& WireWriter::fixed32(int field, float value) {
+  uint32_t bits = 0;
+  std::memcpy(&bits, &value, sizeof bits);
+  key(field, 5);
+  little_endian(bits, 4);
+  return *this;
+}
+
+WireWriter& WireWriter::bytes(int field, std::string_view value) {
+  key(field, 2);
+  raw_varint(value.size());
+  data_.append(value);
+  return *this;
+}
+
+// A field's key: its number and how its value is encoded (protobuf's wire type).
+void WireWriter::key(int field, int wire_type) {
+  raw_varint(static_cast<uint64_t>(field) << 3 | static_cast<uint64_t>(wire_type));
+}
+
+void WireWriter::raw_varint(uint64_t value) {
+  for (; value >= 0x80; value >>= 7) data_.push_back(static_cast<char>((value & 0x7f) | 0x80));
+  data_.push_back(static_cast<char>(value));
+}
+
+void WireWriter::little_endian(uint64_t bits, int bytes) {
+  for (int i = 0; i < bytes; ++i) data_.push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
+}
+
+}  // namespace crsm::base
