@@ -15,6 +15,7 @@ packages=(
   libsentencepiece-dev
   protobuf-compiler  # protoc --decode_raw: a test decodes a run's TensorBoard event files with it
   python3-numpy python3-h5py  # tests read our safetensors and HDF5 files from Python, as users do
+  python3-torch  # python/crsm.py, the model in plain PyTorch, is tested against crsm_train
   slurm-wlm munge  # the slurm/ scripts are tested under a private single-node Slurm
   procps  # ps and pgrep: the Slurm harness and the multi-rank tests find processes with them
   binutils  # readelf: a test checks the load order of our executables (build-essential brings it too)
