@@ -32,6 +32,7 @@ const Command kCommands[] = {
     {"check-dynamics", crsm::cli::check_dynamics_command, "stage 3: score a dynamics model against exact backbone steps"},
     {"generate", crsm::cli::generate_command, "sample text from a checkpoint in recurrent mode"},
     {"pipeline", crsm::cli::pipeline_command, "every stage in one command: 1, 4, 2, 3 and the planning evaluation"},
+    {"rollouts", crsm::cli::rollouts_command, "sample answers to training tasks, labelled right or wrong, to HDF5 (outcome values)"},
     {"eval", crsm::cli::eval_command, "planning evaluation across ranks: greedy vs MCTS vs MCTS with injection on tasks"},
     {"export", crsm::cli::export_command, "write a checkpoint's model as safetensors"},
     {"plot", crsm::cli::plot_command, "draw train/val loss curves of runs to an SVG file"},

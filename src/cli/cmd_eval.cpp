@@ -15,6 +15,7 @@
 #include "cli/options.h"
 #include "cli/outputs.h"
 #include "cli/search_setup.h"
+#include "cli/task_flags.h"
 #include "data/tokenizer.h"
 #include "checkpoint/store.h"
 #include "checkpoint/run_dir.h"
@@ -27,21 +28,17 @@
 namespace crsm::cli {
 
 const std::vector<Option>& eval_options() {
-  static const std::vector<Option> table = with_session_flags(with_search_flags({
+  static const std::vector<Option> table = with_session_flags(with_search_flags(with_task_flags({
       Option("model", Constraint::path(), "checkpoint (assembled: plans with its dynamics), or a run directory").mandatory(),
-      Option("tasks", Constraint::path(), "ARC task directories, .json tasks, or .jsonl files of ARC or prompt/answer tasks").mandatory().many(),
       Option("modes", Constraint::explained(eval::mode_list_problem, eval::kModeListDescription), "decoding modes to compare").with_default("greedy,mcts,mcts+inject"),
       Option("samples", Constraint::integer(1, eval::kMaxSamples), "answers sampled per test output for vote, logprob, value, value-vote and pass without @N").with_default("16"),
       Option("temperature", Constraint::number(1e-3, 100), "sampling temperature of the sampling modes").with_default("1"),
       Option("budget", Constraint::integer(1, eval::kMaxSamples), "every mode at about this many times greedy's compute: N of the sampling modes, and budget - 1 simulations per token for mcts (modes then take no @N)"),
       Option("output", Constraint::path(), "the report as JSON (default: eval.json in the model's run directory)"),
       Option("force", Constraint::boolean(), "replace --output if it exists"),
-      Option("max-tasks", Constraint::integer(0, int64_t{1} << 30), "evaluate only the first N tasks of every source (0: all)").with_default("0"),
-      Option("max-prompt-tokens", Constraint::integer(1, int64_t{1} << 24), "longer prompts are skipped and counted as skipped").with_default("4096"),
-      Option("max-new-tokens", Constraint::integer(1, int64_t{1} << 24).or_word("auto"), "answer tokens at most (auto: twice the answer's, plus 8)").with_default("auto"),
       Option("exact", Constraint::boolean(), "search with exact backbone steps even when the model has a dynamics model"),
       Option("device", config_constraint("device"), "cpu | cuda | cuda:N (cuda: the GPU of the local rank)").with_default("cpu"),
-  }));
+  })));
   return table;
 }
 
@@ -54,21 +51,6 @@ namespace fs = std::filesystem;
 std::string default_report(const std::string& dir) {
   const auto run = checkpoint::RunDir::of_checkpoint(dir);
   return (run ? *run : checkpoint::RunDir(fs::path(dir).lexically_normal().parent_path().string())).eval_report();
-}
-
-std::vector<eval::EvalItem> read_items(const ParsedOptions& o) {
-  std::vector<data::TaskSource> sources;
-  const int64_t cap = o.integer("max-tasks");
-  const auto paths = o.texts("tasks");
-  for (size_t i = 0; i < paths.size(); ++i) {
-    const std::string& path = paths[i];
-    // A task is named by its file and id: a source twice would count its tasks once.
-    for (size_t j = 0; j < i; ++j)
-      if (fs::weakly_canonical(paths[j]) == fs::weakly_canonical(path))
-        throw UsageError("--tasks " + path + ": given twice (also as " + paths[j] + ")");
-    sources.push_back(data::read_tasks(path, cap));
-  }
-  return eval::eval_items(sources);
 }
 
 eval::EvalSetup make_setup(const ParsedOptions& o, const std::string& dir, const RunConfig& config,
@@ -93,7 +75,7 @@ eval::EvalSetup make_setup(const ParsedOptions& o, const std::string& dir, const
   s.injection_rate = config.search.injection_rate;
   s.delta_decay = config.search.delta_decay;
   s.max_prompt_tokens = o.integer("max-prompt-tokens");
-  s.max_new_tokens = o.value("max-new-tokens").is_string() ? 0 : o.integer("max-new-tokens");
+  s.max_new_tokens = max_new_tokens(o);
   s.stop_requested = dist::preemption_signalled;
   s.describe = {{"model", dir},           {"tasks", o.texts("tasks")},       {"planner", planner.name},
                 {"modes", o.text("modes")}, {"n_simulations", s.search.n_simulations}, {"c_puct", s.search.c_puct},
@@ -111,7 +93,7 @@ nlohmann::json run_eval(const ParsedOptions& o, Session& session) {
   const std::string dir = checkpoint::resolve_checkpoint(o.text("model"), "--model", &skipped);
   const std::string output = o.has("output") ? o.text("output") : default_report(dir);
   check_output_file("--output", output, o.is_set("force"), checkpoint_inputs(dir, o.text("model")));
-  const auto items = read_items(o);
+  const auto items = read_task_items(o);
   auto tokenizer = data::load_tokenizer(dir);
   RunConfig config;
   auto model = checkpoint::load_checkpoint_model(dir, &config);

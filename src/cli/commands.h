@@ -15,6 +15,7 @@ int assemble_command(int argc, char** argv);
 int check_dynamics_command(int argc, char** argv);
 int prepare_arc_command(int argc, char** argv);
 int eval_command(int argc, char** argv);
+int rollouts_command(int argc, char** argv);
 int pipeline_command(int argc, char** argv);
 
 }  // namespace crsm::cli

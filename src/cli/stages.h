@@ -43,6 +43,10 @@ std::string run_assemble(const ParsedOptions& o);
 const std::vector<Option>& check_dynamics_options();
 nlohmann::json run_check_dynamics(const ParsedOptions& o);
 
+// rollouts: the master file of the rollouts, written in --output-path.
+const std::vector<Option>& rollouts_options();
+std::string run_rollouts(const ParsedOptions& o, Session& session);
+
 // eval: the report, on rank 0 (null elsewhere), written to --output.
 const std::vector<Option>& eval_options();
 nlohmann::json run_eval(const ParsedOptions& o, Session& session);

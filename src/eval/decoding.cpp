@@ -39,6 +39,7 @@ class AnswerTracker {
     return ended ? search::StepVerdict::kTakeAndStop : search::StepVerdict::kTake;
   }
   size_t size() const { return out_.size(); }
+  const std::vector<int32_t>& tokens() const { return out_; }
   std::string text() const { return tokenizer_.decode(out_); }
 
  private:
@@ -116,7 +117,7 @@ SampledAnswers sample_answers(const EvalSetup& setup, const EvalItem& item, int6
     model::decode_from(first, prefilled, max_new, hooks, device);
     a.text = tracker.text();
     a.score = score_answer(item, a.text);
-    a.tokens = static_cast<int64_t>(tracker.size());
+    a.tokens = tracker.tokens();
     a.seconds = seconds_since(start);
     answers.push_back(std::move(a));
   }
@@ -151,7 +152,7 @@ ModeOutcome pick_answer(const EvalMode& mode, const SampledAnswers& sampled) {
   outcome.seconds = sampled.prompt_seconds;
   for (size_t j = 0; j < n; ++j) {
     outcome.outcomes.push_back({answers[j].value, answers[j].score.exact});
-    outcome.compute.answer_steps += answers[j].tokens;
+    outcome.compute.answer_steps += static_cast<int64_t>(answers[j].tokens.size());
     outcome.seconds += answers[j].seconds;
   }
   if (mode.pick == Pick::kValue || mode.pick == Pick::kValueVote) outcome.compute.value_evals = static_cast<int64_t>(n);

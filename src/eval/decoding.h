@@ -27,7 +27,7 @@ struct SampledAnswer {
   AnswerScore score;
   double logprob = 0;   // of its tokens under the model (temperature 1)
   double value = 0;     // the consensus value of the state its last token was chosen from
-  int64_t tokens = 0;
+  std::vector<int32_t> tokens;
   double seconds = 0;
 };
 

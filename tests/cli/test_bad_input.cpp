@@ -577,6 +577,48 @@ TEST_F(BadInput, Eval) {
   });
 }
 
+// A rollout collection of the run's last checkpoint ({W}/ro), and a copy whose rank file
+// is cut in half ({W}/cut_ro).
+TEST_F(BadInput, Rollouts) {
+  need_run();
+  if (!fs::exists(work->path() / "cut_ro")) {
+    const auto r = run_command(crsm_train("rollouts --model " + work->str("run") + " --tasks " + work->str("task.json") +
+                                          " --output-path " + work->str("ro") + " --samples 2 --threads 1"));
+    ASSERT_EQ(r.status, 0) << r.output;
+    fs::copy(work->path() / "ro", work->path() / "cut_ro", fs::copy_options::recursive);
+    const auto rank_file = work->path() / "cut_ro" / "rollouts" / "rank00000.h5";
+    fs::resize_file(rank_file, fs::file_size(rank_file) / 2);
+  }
+  const std::string ro = "rollouts --model {W}/run --tasks {W}/task.json --output-path {W}/new_rollouts ";
+  expect_rows({
+      {ro + "--samples 0", 2, "--samples 0: expected"},
+      {ro + "--samples 4097", 2, "--samples 4097: expected"},
+      {ro + "--temperature 0", 2, "--temperature 0: expected"},
+      {ro + "--compression lzf", 2, "--compression lzf: expected"},
+      {ro + "--chunk-rows 0", 2, "--chunk-rows 0: expected"},
+      {ro + "--max-tasks -1", 2, "--max-tasks -1: expected"},
+      {ro + "--max-prompt-tokens 0", 2, "--max-prompt-tokens 0: expected"},
+      {ro + "--max-new-tokens 0", 2, "--max-new-tokens 0: expected"},
+      {ro + "--device tpu", 2, "--device tpu: expected"},
+      {ro + "--threads -1", 2, "--threads -1: expected"},
+      {"rollouts --model {W}/run --tasks {W}/task.json", 2, "--output-path is required"},
+      {"rollouts --model {W}/run --output-path {W}/new_rollouts", 2, "--tasks is required"},
+      {"rollouts --tasks {W}/task.json --output-path {W}/new_rollouts", 2, "--model is required"},
+      {"rollouts --model {W}/empty_dir --tasks {W}/task.json --output-path {W}/new_rollouts", 2,
+       "--model {W}/empty_dir: holds no complete checkpoint"},
+      {"rollouts --model {W}/run --tasks {W}/ragged.jsonl --output-path {W}/new_rollouts", 2, "{W}/ragged.jsonl line 2"},
+      {"rollouts --model {W}/run --tasks {W}/task.json --output-path {W}/run/checkpoints/step_00000002/ro", 2,
+       "inside the checkpoint"},
+      {"rollouts --model {W}/run --tasks {W}/task.json --output-path {W}/run/ro", 2,
+       "--output-path {W}/run/ro: inside the run directory {W}/run"},
+      {"rollouts --model {W}/run --tasks {W}/task.json --output-path {W}/existing.svg", 2, "--output-path {W}/existing.svg"},
+      {"rollouts --model {W}/run --tasks {W}/task.json --output-path {W}/cut_ro --samples 2", 2,
+       "{W}/cut_ro/rollouts/rank00000.h5: not a readable HDF5 file"},
+      {"rollouts --model {W}/run --tasks {W}/task.json --output-path {W}/ro --samples 3", 2,
+       "{W}/ro/rollouts/rank00000.h5: field 'samples' is 2, but this collection has 3"},
+  });
+}
+
 TEST_F(BadInput, Pipeline) {
   need_run();
   const std::string pipe = "pipeline --config {CFG} --output-dir {W}/new_pipe --data {W}/corpus.txt --tasks {W}/task.json ";
@@ -606,6 +648,31 @@ TEST_F(BadInput, Pipeline) {
       {"pipeline --output-dir {W}/new_pipe", 2, "--config is required"},
       {"pipeline --config {CFG}", 2, "--output-dir is required"},
       {"--config {CFG} --output-dir {W}/new_pipe --max-tasks -1", 2, "--max-tasks -1: expected"},
+  });
+}
+
+// --tensorboard-dir is an output directory as --checkpoint-dir is, checked before any
+// work; --no-tensorboard excludes it.
+TEST_F(BadInput, TensorBoardFlags) {
+  need_dynamics();
+  const std::string d = "distill --model-path {W}/run --output-path {W}/new_dist --data {W}/data ";
+  expect_rows({
+      {kTrain + "--tensorboard-dir ''", 2, "--tensorboard-dir \"\": expected a non-empty path"},
+      {kTrain + "--tensorboard-dir {W}/existing.safetensors", 2,
+       "--tensorboard-dir {W}/existing.safetensors: is a file (expected a directory)"},
+      {kTrain + "--tensorboard-dir {W}/existing.safetensors/tb", 2, "{W}/existing.safetensors is a file, not a directory"},
+      {kTrain + "--tensorboard-dir {W}/tb --no-tensorboard", 2, "--tensorboard-dir {W}/tb and --no-tensorboard exclude each other"},
+      {kTrain + "--no-tensorboard=1", 2, "option '--no-tensorboard' does not take any arguments"},
+      {kTrain + "--resume {W}/run --tensorboard-dir {W}/run/tb", 2,
+       "--tensorboard-dir {W}/run/tb: inside the run directory {W}/run this command reads"},
+      {d + "--tensorboard-dir ''", 2, "--tensorboard-dir \"\": expected a non-empty path"},
+      {d + "--tensorboard-dir {W}/run/checkpoints/step_00000002/tb", 2,
+       "--tensorboard-dir {W}/run/checkpoints/step_00000002/tb: inside the checkpoint {W}/run/checkpoints/step_00000002"},
+      {d + "--tensorboard-dir {W}/existing.safetensors", 2,
+       "--tensorboard-dir {W}/existing.safetensors: is a file (expected a directory)"},
+      {d + "--no-tensorboard --tensorboard-dir {W}/tb", 2, "--tensorboard-dir {W}/tb and --no-tensorboard exclude each other"},
+      {"pipeline --config {CFG} --output-dir {W}/new_pipe --data {W}/corpus.txt --tasks {W}/task.json --no-tensorboard=yes", 2,
+       "option '--no-tensorboard' does not take any arguments"},
   });
 }
 
@@ -651,31 +718,6 @@ TEST_F(BadInput, EveryCommandStopsOnASignalFromItsFirstInstruction) {
     const auto job = spawn(crsm_train(command), logs.str("command" + std::to_string(i) + ".log"));
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (!blocks_preemption_signals(job.pid) && std::chrono::steady_clock::now() < deadline)
-// --tensorboard-dir is an output directory as --checkpoint-dir is, checked before any
-// work; --no-tensorboard excludes it.
-TEST_F(BadInput, TensorBoardFlags) {
-  need_dynamics();
-  const std::string d = "distill --model-path {W}/run --output-path {W}/new_dist --data {W}/data ";
-  expect_rows({
-      {kTrain + "--tensorboard-dir ''", 2, "--tensorboard-dir \"\": expected a non-empty path"},
-      {kTrain + "--tensorboard-dir {W}/existing.safetensors", 2,
-       "--tensorboard-dir {W}/existing.safetensors: is a file (expected a directory)"},
-      {kTrain + "--tensorboard-dir {W}/existing.safetensors/tb", 2, "{W}/existing.safetensors is a file, not a directory"},
-      {kTrain + "--tensorboard-dir {W}/tb --no-tensorboard", 2, "--tensorboard-dir {W}/tb and --no-tensorboard exclude each other"},
-      {kTrain + "--no-tensorboard=1", 2, "option '--no-tensorboard' does not take any arguments"},
-      {kTrain + "--resume {W}/run --tensorboard-dir {W}/run/tb", 2,
-       "--tensorboard-dir {W}/run/tb: inside the run directory {W}/run this command reads"},
-      {d + "--tensorboard-dir ''", 2, "--tensorboard-dir \"\": expected a non-empty path"},
-      {d + "--tensorboard-dir {W}/run/checkpoints/step_00000002/tb", 2,
-       "--tensorboard-dir {W}/run/checkpoints/step_00000002/tb: inside the checkpoint {W}/run/checkpoints/step_00000002"},
-      {d + "--tensorboard-dir {W}/existing.safetensors", 2,
-       "--tensorboard-dir {W}/existing.safetensors: is a file (expected a directory)"},
-      {d + "--no-tensorboard --tensorboard-dir {W}/tb", 2, "--tensorboard-dir {W}/tb and --no-tensorboard exclude each other"},
-      {"pipeline --config {CFG} --output-dir {W}/new_pipe --data {W}/corpus.txt --tasks {W}/task.json --no-tensorboard=yes", 2,
-       "option '--no-tensorboard' does not take any arguments"},
-  });
-}
-
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     ASSERT_TRUE(blocks_preemption_signals(job.pid)) << "the signals were never blocked while the program loads";
     ::kill(job.pid, sig);

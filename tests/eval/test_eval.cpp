@@ -114,7 +114,7 @@ SampledAnswer answer(const std::string& text, double logprob, double value, bool
   a.logprob = logprob;
   a.value = value;
   a.score.exact = exact;
-  a.tokens = tokens;
+  a.tokens.assign(static_cast<size_t>(tokens), 0);
   return a;
 }
 

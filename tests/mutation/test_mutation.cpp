@@ -26,6 +26,7 @@
 #include "data/arc_task.h"
 #include "data/prepare.h"
 #include "data/prepared_corpus.h"
+#include "data/rollout_store.h"
 #include "data/transition_store.h"
 #include "data/tokenizer.h"
 #include "checkpoint/store.h"
@@ -239,6 +240,29 @@ TEST_F(Mutation, TransitionMasterOverADamagedRankFile) {
         reader.read(0, reader.rows());
       },
       {second}, file_budget(dir / "c"), 13);
+}
+
+// A rank file of rollouts (gzip: strings, padded tokens, float64, uint8), read whole and
+// every row taken apart.
+TEST_F(Mutation, RolloutFile) {
+  const auto path = dir / "rollouts.h5";
+  {
+    const crsm::data::RolloutSchema schema{12, 9, 6, 4, 50, std::string(64, 'c'), "p"};
+    crsm::data::RolloutWriter w(path.string(), schema, {4, crsm::data::Compression::kGzip, 2});
+    std::vector<crsm::data::Rollout> rows;
+    for (int32_t i = 0; i < 20; ++i)
+      rows.push_back({"task-" + std::to_string(i / 4), i % 2, i / 4, i % 4, std::vector<int32_t>(1 + i % 9, i),
+                      std::vector<int32_t>(i % 7, 2 * i), -0.5 * i, i % 5, 9, i % 3 == 0});
+    w.append(crsm::data::rollout_rows(rows, schema));
+  }
+  expect_survives(
+      path,
+      [&] {
+        crsm::data::RolloutReader reader(path.string());
+        const auto rows = reader.read(0, reader.rows());
+        for (int64_t r = 0; r < rows.size(); ++r) crsm::data::rollout_at(rows, r);
+      },
+      {path.string()}, file_budget(path), 17);
 }
 
 TEST_F(Mutation, DynamicsFile) {
