@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "../support/scratch_dir.h"
+#include "../cli/cli_test_support.h"
 #include "config/run_config.h"
 #include "model/backbone.h"
 #include "model/tensor_file.h"
@@ -22,24 +22,6 @@
 namespace crsm::testing {
 namespace {
 
-struct CommandResult {
-  int status = -1;
-  std::string output;  // stdout and stderr together
-};
-
-CommandResult run(const std::string& command) {
-  CommandResult r;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
-  const int raw = ::pclose(pipe);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  return r;
-}
-
-const std::string kTrain = CRSM_TRAIN_BIN;
 const std::string kSource = CRSM_SOURCE_DIR;
 const std::string kPrompt = "Before we proceed any further, hear me speak.";
 constexpr int64_t kMaxLength = 80;
@@ -102,16 +84,19 @@ void make_run(const ScratchDir& dir, const std::string& config_flags) {
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
   ASSERT_TRUE(in) << "data/tinyshakespeare.txt";
   std::ofstream(dir.str("text.txt"), std::ios::binary) << text;
-  const auto trained = run(kTrain + " train --config " + kSource + "/configs/tiny.json --data " + dir.str("text.txt") +
-                           " --checkpoint-dir " + dir.str("run") +
-                           " --no-value-loss --max-steps 200 --eval-every 0 --log-every 100 --threads 1 " + config_flags);
+  const auto trained = run_command(crsm_train("train --config " + kSource + "/configs/tiny.json --data " +
+                                               dir.str("text.txt") + " --checkpoint-dir " + dir.str("run") +
+                                               " --no-value-loss --max-steps 200 --eval-every 0 --log-every 100 "
+                                               "--threads 1 " + config_flags));
   ASSERT_EQ(trained.status, 0) << trained.output;
-  const auto exported = run(kTrain + " export --checkpoint " + dir.str("run") + " --output " + dir.str("model.safetensors"));
+  const auto exported =
+      run_command(crsm_train("export --checkpoint " + dir.str("run") + " --output " + dir.str("model.safetensors")));
   ASSERT_EQ(exported.status, 0) << exported.output;
   // Braces: only stdout goes to the file, stderr stays with the output shown on failure.
-  const auto greedy = run("{ " + kTrain + " generate --model " + dir.str("run") + " --prompt '" + kPrompt +
-                          "' --max-length " + std::to_string(kMaxLength) + " --temperature 0 --threads 1 > " +
-                          dir.str("greedy.txt") + "; }");
+  const auto greedy = run_command("{ " + crsm_train("generate --model " + dir.str("run") + " --prompt '" + kPrompt +
+                                                     "' --max-length " + std::to_string(kMaxLength) +
+                                                     " --temperature 0 --threads 1 > " + dir.str("greedy.txt")) +
+                                  "; }");
   ASSERT_EQ(greedy.status, 0) << greedy.output;
 }
 
@@ -130,11 +115,11 @@ TEST_P(PythonModule, MatchesCrsmTrainLogitsAndGreedyTextAndNoticesOnePerturbedWe
   ScratchDir dir("python_module");
   ASSERT_NO_FATAL_FAILURE(make_run(dir, GetParam()));
   write_reference(dir.str("model.safetensors"), dir.str("reference.safetensors"));
-  const auto same = run(python_check(dir));
+  const auto same = run_command(python_check(dir));
   std::cout << same.output;  // the measured differences, in the test's log
   EXPECT_EQ(same.status, 0) << same.output;
   // The comparison can fail: one weight moved by 1e-3 is out of tolerance.
-  const auto perturbed = run(python_check(dir) + " --perturb layers.1.mixer.out_proj.weight");
+  const auto perturbed = run_command(python_check(dir) + " --perturb layers.1.mixer.out_proj.weight");
   EXPECT_EQ(perturbed.status, 1) << perturbed.output;
   EXPECT_NE(perturbed.output.find("FAIL: parallel logits differ"), std::string::npos) << perturbed.output;
   EXPECT_NE(perturbed.output.find("FAIL: recurrent logits"), std::string::npos) << perturbed.output;
