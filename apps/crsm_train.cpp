@@ -34,7 +34,7 @@ const Command kCommands[] = {
     {"pipeline", crsm::cli::pipeline_command, "every stage in one command: 1, 4, 2, 3 and the planning evaluation"},
     {"rollouts", crsm::cli::rollouts_command, "sample answers to training tasks, labelled right or wrong, to HDF5 (outcome values)"},
     {"eval", crsm::cli::eval_command, "planning evaluation across ranks: greedy vs MCTS vs MCTS with injection on tasks"},
-    {"export", crsm::cli::export_command, "write a checkpoint's model as safetensors"},
+    {"export", crsm::cli::export_command, "write a checkpoint's model as safetensors, or (--format hf) for Hugging Face transformers"},
     {"plot", crsm::cli::plot_command, "draw train/val loss curves of runs to an SVG file"},
     {"memory", crsm::cli::memory_command, "tabulate per-rank training memory by world size and zero stage"},
 };

@@ -4,10 +4,12 @@ Loads the file `crsm_train export` writes and runs the model as crsm_train does:
 parallel forward over a sequence, the recurrent O(1) step with a per-layer state, and
 greedy or sampled generation. Parameter names and shapes are the C++ model's
 (src/model/*.cpp), so the export loads with a strict load_state_dict. Needs only
-PyTorch (1.13 or newer).
+PyTorch (1.13 or newer). It also loads a Hugging Face Mamba directory (config.json of
+model_type "mamba" and model.safetensors), such as `crsm_train export --format hf`
+writes: that model has no value heads, so its values are None.
 
     import crsm
-    model = crsm.load("model.safetensors")
+    model = crsm.load("model.safetensors")              # or crsm.load("hf_dir")
     logits, values, state = model(tokens)               # tokens [batch, T]
     logits, values, state = model.step(next_tokens, state)  # next_tokens [batch]
 """
@@ -67,6 +69,9 @@ class Config:
     dt_rank: int = 0  # 0: ceil(d_model / 16), the config's "auto"
     tie_embeddings: bool = False
     dropout: float = 0.0
+    norm_eps: float = 1e-5  # every RMSNorm's
+    value_heads: bool = True  # a Hugging Face Mamba model has none
+    value_target: str = "next_token"  # "outcome": the heads' outputs go through a sigmoid
 
     @property
     def d_inner(self):
@@ -81,9 +86,34 @@ class Config:
         keys = {k: run_config[k] for k in cls.__dataclass_fields__ if k in run_config}
         if keys.get("dt_rank") == "auto":
             keys["dt_rank"] = 0
+        if keys.get("value_target", "next_token") not in ("next_token", "outcome"):
+            raise ValueError(f"value_target {keys['value_target']!r}: expected next_token or outcome")
         if run_config.get("norm", "rmsnorm") != "rmsnorm":
             raise ValueError(f"norm {run_config['norm']!r}: only rmsnorm is known here")
         return cls(**keys)
+
+    @classmethod
+    def from_hf_config(cls, hf, path):
+        """The shape of a transformers MambaConfig (config.json): its block is ours with
+        d_ffn 0. Keys that would change the arithmetic away from ours are refused."""
+        def key(name, default=None):
+            if name not in hf and default is None:
+                raise ValueError(f"{path}: config.json has no {name}")
+            return hf.get(name, default)
+        for name, supported in (("use_bias", False), ("use_conv_bias", True), ("hidden_act", "silu")):
+            if key(name, supported) != supported:
+                raise ValueError(f"{path}: config.json has {name} {hf[name]!r}; this module supports only {supported!r}")
+        rank = key("time_step_rank", "auto")
+        cfg = cls(vocab_size=key("vocab_size"), d_model=key("hidden_size"), d_state=key("state_size"), d_ffn=0,
+                  num_layers=key("num_hidden_layers"), expand=key("expand", 2), d_conv=key("conv_kernel", 4),
+                  dt_rank=0 if rank == "auto" else rank,
+                  # transformers' PretrainedConfig ties by default
+                  tie_embeddings=key("tie_word_embeddings", True),
+                  norm_eps=key("layer_norm_epsilon", 1e-5), value_heads=False)
+        if key("intermediate_size", cfg.d_inner) != cfg.d_inner:
+            raise ValueError(f"{path}: config.json has intermediate_size {hf['intermediate_size']}, "
+                             f"not expand * hidden_size = {cfg.d_inner}")
+        return cfg
 
 
 class RMSNorm(nn.Module):
@@ -156,42 +186,48 @@ class MambaMixer(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm residual block: x + Mixer(Norm(x)), then + FFN(Norm(.))."""
+    """Pre-norm residual block: x + Mixer(Norm(x)), then + FFN(Norm(.)); with d_ffn 0 the
+    first branch alone, the Mamba-1 block (transformers' MambaBlock)."""
 
     def __init__(self, cfg):
         super().__init__()
-        self.norm = RMSNorm(cfg.d_model)
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mixer = MambaMixer(cfg)
-        self.ffn_norm = RMSNorm(cfg.d_model)
-        # Indices 0 and 3 hold the weights, as in the C++ block.
-        self.ffn = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ffn), nn.GELU(),
-                                 nn.Dropout(cfg.dropout), nn.Linear(cfg.d_ffn, cfg.d_model))
+        self.has_ffn = cfg.d_ffn > 0
+        if self.has_ffn:
+            self.ffn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+            # Indices 0 and 3 hold the weights, as in the C++ block.
+            self.ffn = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ffn), nn.GELU(),
+                                     nn.Dropout(cfg.dropout), nn.Linear(cfg.d_ffn, cfg.d_model))
+
+    def _ffn_branch(self, h):
+        return h + self.ffn(self.ffn_norm(h)) if self.has_ffn else h
 
     def forward(self, x):
         mixed, state = self.mixer(self.norm(x))
-        h = x + mixed
-        return h + self.ffn(self.ffn_norm(h)), state
+        return self._ffn_branch(x + mixed), state
 
     def step(self, x, state):
         mixed, state = self.mixer.step(self.norm(x), state)
-        h = x + mixed
-        return h + self.ffn(self.ffn_norm(h)), state
+        return self._ffn_branch(x + mixed), state
 
 
 class CRSM(nn.Module):
     """Mamba language model with one value head per layer (read from the layer's output).
 
     forward(tokens [batch, T]) and step(tokens [batch], state) both return
-    (logits, values, state): logits [..., vocab], values [..., num_layers] and the
-    per-layer list of mixer states that the next step continues from."""
+    (logits, values, state): logits [..., vocab], values [..., num_layers] (None for a
+    model without value heads) and the per-layer list of mixer states that the next step
+    continues from."""
 
     def __init__(self, cfg):
         super().__init__()
         self.config = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
-        self.value_heads = nn.ModuleList(nn.Linear(cfg.d_model, 1) for _ in range(cfg.num_layers))
-        self.norm_f = RMSNorm(cfg.d_model)
+        if cfg.value_heads:
+            self.value_heads = nn.ModuleList(nn.Linear(cfg.d_model, 1) for _ in range(cfg.num_layers))
+        self.norm_f = RMSNorm(cfg.d_model, cfg.norm_eps)
         if not cfg.tie_embeddings:
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
 
@@ -199,8 +235,11 @@ class CRSM(nn.Module):
         """Logits from the last layer's output; each value head on its own layer's."""
         head = self.embedding.weight if self.config.tie_embeddings else self.lm_head.weight
         logits = F.linear(self.norm_f(latents[-1]), head)
+        if not self.config.value_heads:
+            return logits, None
         values = torch.cat([v(h) for v, h in zip(self.value_heads, latents)], dim=-1)
-        return logits, values
+        # Outcome heads say the probability that the answer is right (SPEC §3).
+        return logits, values.sigmoid() if self.config.value_target == "outcome" else values
 
     def forward(self, tokens):
         h = self.embedding(tokens)
@@ -264,12 +303,41 @@ def sample_token(logits, temperature=0.0, top_k=0, top_p=1.0, generator=None):
 
 
 def load(path, device="cpu"):
-    """The model in a file `crsm_train export` wrote, in eval mode."""
+    """The model in a file `crsm_train export` wrote, or in a Hugging Face Mamba directory
+    (`crsm_train export --format hf`), in eval mode."""
+    if os.path.isdir(path):
+        return load_hf(path, device)
     tensors, metadata = read_safetensors(path)
     if metadata.get("format") != "crsm-backbone" or "config" not in metadata:
         raise ValueError(f"{path}: not a crsm_train export (no crsm-backbone format and config in its metadata)")
     model = CRSM(Config.from_run_config(json.loads(metadata["config"])))
     model.load_state_dict(tensors)  # strict: any name or shape the two disagree on is an error
+    return model.to(device).eval()
+
+
+def load_hf(directory, device="cpu"):
+    """A transformers MambaForCausalLM directory: config.json (model_type "mamba") and
+    model.safetensors, the names renamed to ours (backbone.embeddings -> embedding,
+    backbone.layers/norm_f -> layers/norm_f, lm_head as it is)."""
+    config_path = os.path.join(directory, "config.json")
+    if not os.path.exists(config_path):
+        raise ValueError(f"{directory}: no config.json: not a Hugging Face model directory")
+    with open(config_path) as f:
+        hf = json.load(f)
+    if hf.get("model_type") != "mamba":
+        raise ValueError(f"{config_path}: model_type {hf.get('model_type')!r}; this module loads only 'mamba'")
+    cfg = Config.from_hf_config(hf, config_path)
+    tensors, _ = read_safetensors(os.path.join(directory, "model.safetensors"))
+    ours = {}
+    for name, tensor in tensors.items():
+        if name == "lm_head.weight" and cfg.tie_embeddings:
+            continue  # a copy of the embedding that some writers keep; the tied model has none
+        renamed = name[len("backbone."):] if name.startswith("backbone.") else name
+        # transformers renames the old "embedding." to "embeddings." when it loads; both come here.
+        renamed = renamed.replace("embeddings.", "embedding.", 1) if renamed.startswith("embeddings.") else renamed
+        ours[renamed] = tensor
+    model = CRSM(cfg)
+    model.load_state_dict(ours)  # strict, as above
     return model.to(device).eval()
 
 

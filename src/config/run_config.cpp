@@ -52,7 +52,8 @@ const std::vector<Key>& keys() {
       plain<int64_t>("vocab_size", Constraint::integer(2, kMaxVocab), CRSM_FIELD(model.vocab_size)),
       plain<int64_t>("d_model", Constraint::integer(1, kMaxDim), CRSM_FIELD(model.d_model)),
       plain<int64_t>("d_state", Constraint::integer(1, kMaxDim), CRSM_FIELD(model.d_state)),
-      plain<int64_t>("d_ffn", Constraint::integer(1, kMaxDim), CRSM_FIELD(model.d_ffn)),
+      // 0: blocks without the feed-forward branch (the Mamba-1 block, exportable to HF).
+      plain<int64_t>("d_ffn", Constraint::integer(0, kMaxDim), CRSM_FIELD(model.d_ffn)),
       plain<int64_t>("num_layers", Constraint::integer(1, 4096), CRSM_FIELD(model.num_layers)),
       plain<double>("dropout", Constraint::number(0.0, 1.0, false, /*hi_open=*/true), CRSM_FIELD(model.dropout)),
       plain<int64_t>("expand", Constraint::integer(1, 64), CRSM_FIELD(model.expand)),

@@ -11,7 +11,8 @@ namespace {
 // rms_norm.cpp), with d = d_model, e = d_inner, f = d_ffn, as the CPU allocator counts
 // them (tests/model/test_activation_memory.cpp):
 //   each RMSNorm: its input, two d-wide intermediates and the rsqrt, and its output,
-//     which the next linear keeps (4 d + 1; the block's two: 8 d + 2)
+//     which the next linear keeps (4 d + 1; the block's two: 8 d + 2, or one without
+//     the feed-forward branch, d_ffn = 0, which then adds nothing below either)
 //   in_proj's output xz (2 e): x and z are views of it, and the scan keeps z
 //   the fused causal convolution with its SiLU keeps only x and recomputes its
 //   pre-activation in backward; the plain one (a product per tap, then SiLU) holds one
@@ -25,7 +26,8 @@ double block_floats_per_token(const ModelConfig& cfg, ConvKernel conv) {
   const double proj = static_cast<double>(cfg.resolved_dt_rank() + 2 * cfg.d_state);
   const double dropout_mask = cfg.dropout > 0 ? f / 4 : 0;
   const double convolution = conv == ConvKernel::kPlain ? e : 0;
-  return 8 * d + 2 + 6 * e + convolution + proj + 2 * f + dropout_mask;
+  const double norms = cfg.d_ffn > 0 ? 2 : 1;
+  return norms * (4 * d + 1) + 6 * e + convolution + proj + 2 * f + dropout_mask;
 }
 
 // And per block whatever the tokens: A = -exp(A_log) and the exp (2 e d_state).

@@ -12,6 +12,7 @@ BlockImpl::BlockImpl(const ModelConfig& cfg) {
   namespace nn = torch::nn;
   norm_ = register_module("norm", RMSNorm(cfg.d_model));
   mixer_ = register_module("mixer", MambaMixer(cfg));
+  if (cfg.d_ffn == 0) return;  // the Mamba-1 block: nothing more to register
   ffn_norm_ = register_module("ffn_norm", RMSNorm(cfg.d_model));
   ffn_ = register_module(
       "ffn", nn::Sequential(nn::Linear(cfg.d_model, cfg.d_ffn), nn::GELU(),
@@ -21,14 +22,14 @@ BlockImpl::BlockImpl(const ModelConfig& cfg) {
 }
 
 at::Tensor BlockImpl::forward(const at::Tensor& x, LayerCache* cache) {
-  const auto h = x + mixer_->forward(norm_(x), cache);
-  return h + ffn(ffn_norm_(h));
+  return ffn_branch(x + mixer_->forward(norm_(x), cache));
 }
 
 at::Tensor BlockImpl::step(const at::Tensor& x, LayerCache& cache) {
-  const auto h = x + mixer_->step(norm_(x), cache);
-  return h + ffn(ffn_norm_(h));
+  return ffn_branch(x + mixer_->step(norm_(x), cache));
 }
+
+at::Tensor BlockImpl::ffn_branch(const at::Tensor& h) { return ffn_ ? h + ffn(ffn_norm_(h)) : h; }
 
 // ffn's layers one by one, its products shared over the threads (parallel_linear.h).
 at::Tensor BlockImpl::ffn(const at::Tensor& x) {

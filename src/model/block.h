@@ -14,6 +14,8 @@ namespace crsm::model {
 // One pre-norm residual block with two branches (SPEC §3):
 //   x = x + Mixer(Norm(x));  x = x + FFN(Norm(x))
 // FFN = Linear(d_model -> d_ffn), GELU, Dropout, Linear(d_ffn -> d_model): ffn.{0,3}.
+// With d_ffn = 0 the second branch is absent (no ffn_norm, no ffn): the Mamba-1 block of
+// the reference implementation, x = x + Mixer(Norm(x)).
 class BlockImpl : public torch::nn::Module {
  public:
   explicit BlockImpl(const ModelConfig& cfg);
@@ -25,6 +27,8 @@ class BlockImpl : public torch::nn::Module {
 
  private:
   at::Tensor ffn(const at::Tensor& x);
+  // h + FFN(Norm(h)), or h itself without the branch.
+  at::Tensor ffn_branch(const at::Tensor& h);
 
   RMSNorm norm_{nullptr}, ffn_norm_{nullptr};
   MambaMixer mixer_{nullptr};

@@ -38,8 +38,10 @@ MambaMixerImpl::MambaMixerImpl(const ModelConfig& cfg)
   A_log_ = register_parameter(
       "A_log", torch::log(torch::arange(1, d_state_ + 1, torch::kFloat)).repeat({d_inner_, 1}));
   D_ = register_parameter("D", torch::ones({d_inner_}));
-  // Each layer adds two residual branches: keep the stream's variance flat with depth.
-  out_proj_->weight.div_(std::sqrt(2.0 * cfg.num_layers));
+  // Each layer adds two residual branches (one without the FFN): keep the stream's
+  // variance flat with depth.
+  const double branches = cfg.d_ffn > 0 ? 2.0 : 1.0;
+  out_proj_->weight.div_(std::sqrt(branches * static_cast<double>(cfg.num_layers)));
 }
 
 at::Tensor MambaMixerImpl::decay_matrix() const { return -torch::exp(A_log_); }

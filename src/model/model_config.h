@@ -10,7 +10,7 @@ struct ModelConfig {
   int64_t vocab_size = 256;
   int64_t d_model = 128;
   int64_t d_state = 16;
-  int64_t d_ffn = 512;
+  int64_t d_ffn = 512;  // 0: blocks without the feed-forward branch (block.h)
   int64_t num_layers = 4;
   double dropout = 0.0;
   int64_t expand = 2;

@@ -19,6 +19,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const
     out.push_back({b + "mixer.dt_proj.weight", {di, r}});
     out.push_back({b + "mixer.dt_proj.bias", {di}});
     out.push_back({b + "mixer.out_proj.weight", {d, di}});
+    if (c.d_ffn == 0) continue;  // the Mamba-1 block: no feed-forward branch
     out.push_back({b + "ffn_norm.weight", {d}});
     out.push_back({b + "ffn.0.weight", {c.d_ffn, d}});
     out.push_back({b + "ffn.0.bias", {c.d_ffn}});

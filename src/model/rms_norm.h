@@ -5,10 +5,13 @@
 
 namespace crsm::model {
 
+// Every norm of the backbone uses it; exports name it (transformers' layer_norm_epsilon).
+inline constexpr double kRmsNormEps = 1e-5;
+
 // y = x / sqrt(mean(x^2) + eps) * weight, over the last dimension.
 class RMSNormImpl : public torch::nn::Module {
  public:
-  explicit RMSNormImpl(int64_t dim, double eps = 1e-5);
+  explicit RMSNormImpl(int64_t dim, double eps = kRmsNormEps);
   at::Tensor forward(const at::Tensor& x);
 
  private:

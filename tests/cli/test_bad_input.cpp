@@ -381,6 +381,11 @@ TEST_F(BadInput, Export) {
       {"export --checkpoint {W}/empty_dir --output {W}/x.safetensors", 2, "--checkpoint {W}/empty_dir: holds no complete checkpoint"},
       {"export --checkpoint {W}/run", 2, "--output is required"},
       {"export --checkpoint auto --output {W}/x.safetensors", 2, "--checkpoint auto: holds no complete checkpoint"},
+      {"export --checkpoint {W}/run --output {W}/x.safetensors --format onnx", 2, "--format onnx: expected"},
+      {"export --checkpoint {W}/run --output {W}/hf_out --format hf", 2,
+       "has no Hugging Face Mamba form: its blocks have the feed-forward branch (d_ffn = 64)"},
+      {"export --checkpoint {W}/run --output {W}/existing.safetensors --format hf", 2,
+       "--output {W}/existing.safetensors: is a file (expected a directory)"},
   });
 }
 

@@ -194,4 +194,18 @@ TEST(ActivationMemory, ThePlanHoldsToTheMeasuredPeak) {
   crsm::model::set_fused_cpu_kernels(true);
 }
 
+// d_ffn = 0: each block keeps one norm and nothing of a feed-forward branch.
+TEST(ActivationMemory, ThePlanHoldsWithoutTheFeedForwardBranch) {
+  at::set_num_threads(1);
+  auto cfg = crsm::load_run_config(std::string(CRSM_SOURCE_DIR) + "/configs/small.json").model;
+  cfg.d_ffn = 0;
+  for (const bool checkpointing : {false, true}) {
+    const auto plan = crsm::model::activation_bytes(cfg, 4, 64, crsm::model::ConvKernel::kFused);
+    const double planned = checkpointing ? plan.checkpointed : plan.full;
+    const double measured = measured_activation_bytes(cfg, checkpointing, 4, 64);
+    EXPECT_NEAR(planned / measured, 1.0, 0.15)
+        << (checkpointing ? "checkpointed" : "full") << ": planned " << planned << ", measured " << measured;
+  }
+}
+
 }  // namespace activation_memory_test

@@ -2,11 +2,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <iostream>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "model/backbone.h"
+#include "model/parameter_count.h"
 #include "test_helpers.h"
 
 namespace {
@@ -139,6 +142,47 @@ TEST(BackboneNames, ParameterNamesAndShapesFollowTheReferenceModule) {
     expected["value_heads." + std::to_string(l) + ".bias"] = {1};
   }
   EXPECT_EQ(shapes, expected);
+}
+
+// d_ffn = 0: the Mamba-1 block of the reference implementation, x + Mixer(Norm(x)) alone.
+TEST(BackboneWithoutFfn, HasNoFeedForwardParametersAndTheCountedShapes) {
+  auto cfg = tiny_model_config();
+  cfg.d_ffn = 0;
+  Backbone model(cfg);
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+  int64_t total = 0;
+  for (const auto& p : model->named_parameters()) {
+    EXPECT_EQ(p.key().find("ffn"), std::string::npos) << p.key();
+    shapes.emplace_back(p.key(), p.value().sizes().vec());
+    total += p.value().numel();
+  }
+  EXPECT_EQ(shapes, crsm::model::parameter_shapes(cfg));
+  EXPECT_EQ(total, crsm::model::analytic_parameter_count(cfg));
+  // Each block lost ffn_norm (d) and ffn's two linears (d f + f and f d + d).
+  auto with_ffn = cfg;
+  with_ffn.d_ffn = 40;
+  const int64_t d = cfg.d_model, f = with_ffn.d_ffn;
+  EXPECT_EQ(crsm::model::analytic_parameter_count(with_ffn) - total, cfg.num_layers * (d + d * f + f + f * d + d));
+}
+
+TEST(BackboneWithoutFfn, RecurrentStepsMatchParallelLogits) {
+  auto cfg = tiny_model_config();
+  cfg.d_ffn = 0;
+  torch::manual_seed(11);
+  Backbone model(cfg);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto tokens = torch::randint(0, cfg.vocab_size, {3, 48}, torch::kLong);
+  const auto parallel = model->forward(tokens);
+  ModelState state = model->empty_state(3);
+  double worst = 0;
+  for (int64_t t = 0; t < tokens.size(1); ++t) {
+    const auto out = model->step(tokens.select(1, t), state);
+    worst = std::max(worst, max_abs_diff(out.logits, parallel.logits.select(1, t)));
+    ASSERT_LE(max_abs_diff(out.values, parallel.values.select(1, t)), 1e-4) << "position " << t;
+  }
+  EXPECT_LE(worst, 1e-4);
+  std::cout << "d_ffn 0: max |recurrent - parallel| logit = " << worst << "\n";
 }
 
 TEST(BackboneInit, FollowsTheMambaInitialisation) {

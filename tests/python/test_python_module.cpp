@@ -129,5 +129,29 @@ INSTANTIATE_TEST_SUITE_P(Configs, PythonModule,
                          ::testing::Values("", "--set tie_embeddings=true --set d_conv=3 --set dt_rank=5 --set expand=1"),
                          [](const auto& info) { return std::string(info.index == 0 ? "TinyJson" : "TiedShortConv"); });
 
+// d_ffn 0, the Mamba-1 block, trained (at ZeRO stage 3: its units are the blocks without
+// the branch), checkpointed, sampled by crsm_train generate and exported both ways: the
+// module holds the crsm export to C++ as above, finds transformers' keys and names in the
+// Hugging Face directory (check_python_module.py lists them from transformers' source)
+// and gets the crsm export's logits from it within 1e-5.
+TEST(PythonModuleHf, LoadsTheHuggingFaceExportWithTheCrsmExportsLogits) {
+  ScratchDir dir("python_module_hf");
+  ASSERT_NO_FATAL_FAILURE(make_run(dir, "--set d_ffn=0 --set d_conv=3 --zero-stage 3"));
+  const auto exported = run_command(
+      crsm_train("export --checkpoint " + dir.str("run") + " --format hf --output " + dir.str("hf")));
+  ASSERT_EQ(exported.status, 0) << exported.output;
+  EXPECT_NE(exported.output.find("the 2 value heads are dropped"), std::string::npos) << exported.output;
+  write_reference(dir.str("model.safetensors"), dir.str("reference.safetensors"));
+  const auto same = run_command(python_check(dir) + " --hf " + dir.str("hf"));
+  std::cout << same.output;  // the measured differences, in the test's log
+  EXPECT_EQ(same.status, 0) << same.output;
+  EXPECT_NE(same.output.find("Hugging Face load's recurrent logits"), std::string::npos) << same.output;
+  const auto perturbed = run_command(python_check(dir) + " --hf " + dir.str("hf") +
+                                     " --perturb layers.0.mixer.x_proj.weight");
+  EXPECT_EQ(perturbed.status, 1) << perturbed.output;
+  EXPECT_NE(perturbed.output.find("FAIL: Hugging Face load's parallel logits differ"), std::string::npos)
+      << perturbed.output;
+}
+
 }  // namespace
 }  // namespace crsm::testing
