@@ -1,5 +1,6 @@
 #include "checkpoint/run_dir.h"
 
+#include <cstdio>
 #include <filesystem>
 
 #include "checkpoint/store.h"
@@ -19,6 +20,12 @@ bool RunDir::holds_checkpoints() const { return checkpoint::holds_checkpoints(ch
 const std::vector<std::string>& RunDir::own_files() {
   static const std::vector<std::string> files = {metrics::kMetricsFile, kConfig, kRunInfo, kPipelineRecord, kDynamicsFileName, kDynamicsReport};
   return files;
+}
+
+std::string RunDir::trace(int rank) const {
+  char name[32];
+  std::snprintf(name, sizeof name, "rank%05d.json", rank);
+  return (fs::path(child(kTraces)) / name).string();
 }
 
 std::string RunDir::child(const char* name) const { return (fs::path(path_) / name).string(); }

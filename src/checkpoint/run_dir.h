@@ -8,6 +8,7 @@
 //                         (metrics/tensorboard_writer.h)
 //   config.json           the run's config
 //   run_info.jsonl        one line per start: command line, every option, versions, hosts
+//   traces/rankNNNNN.json each rank's Chrome trace of --profile-steps (train/step_trace.h)
 //   data/                 a text --data, prepared for the run
 //   transitions/          distill's collection (train.h5, train/rankNNNNN.h5, val...)
 //   dynamics.safetensors  distill's dynamics model (checkpoint/dynamics_file.h)
@@ -40,6 +41,7 @@ class RunDir {
   std::string tensorboard() const { return child(kTensorBoard); }
   std::string config() const { return child(kConfig); }
   std::string run_info() const { return child(kRunInfo); }
+  std::string trace(int rank) const;
   std::string data() const { return child(kData); }
   std::string transitions() const { return child(kTransitions); }
   std::string dynamics() const { return child(kDynamicsFileName); }
@@ -58,6 +60,7 @@ class RunDir {
   static constexpr const char* kTensorBoard = "tensorboard";
   static constexpr const char* kConfig = "config.json";
   static constexpr const char* kRunInfo = "run_info.jsonl";
+  static constexpr const char* kTraces = "traces";
   static constexpr const char* kData = "data";
   static constexpr const char* kTransitions = "transitions";
   static constexpr const char* kDynamicsReport = "dynamics.json";

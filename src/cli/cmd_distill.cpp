@@ -14,6 +14,7 @@
 #include "cli/stages.h"
 #include "cli/options.h"
 #include "cli/outputs.h"
+#include "cli/profile_flags.h"
 #include "data/data_error.h"
 #include "data/prepared_corpus.h"
 #include "checkpoint/store.h"
@@ -33,7 +34,7 @@
 namespace crsm::cli {
 
 const std::vector<Option>& distill_options() {
-  static const std::vector<Option> table = with_config_flags(with_session_flags(with_tensorboard_flags({
+  static const std::vector<Option> table = with_config_flags(with_session_flags(with_profile_flags(with_tensorboard_flags({
       Option("model-path", Constraint::path(), "backbone checkpoint, or a run directory (its newest complete checkpoint)").mandatory(),
       Option("output-path", Constraint::path(), "directory: transitions/, checkpoints/, metrics.jsonl, tensorboard/, dynamics.safetensors, dynamics.json").mandatory(),
       Option("data", Constraint::path(), "text file or prepared directory; transitions come from its train split, validation from its val split"),
@@ -59,7 +60,7 @@ const std::vector<Option>& distill_options() {
       Option("log-every", Constraint::integer(1), "steps between progress lines").with_default("10"),
       Option("save-every", Constraint::integer(0), "steps between checkpoints of dynamics training (0: only at the end)").with_default("0"),
       Option("keep-last", Constraint::integer(0, 1 << 30), "checkpoints kept (0: all)").with_default("2"),
-  })));
+  }))));
   return table;
 }
 
@@ -249,6 +250,7 @@ distill::DynamicsResult run_distill(const ParsedOptions& o, const DistillBackbon
   run.cadence.log_every = o.integer("log-every");
   run.cadence.save_every = o.integer("save-every");
   run.cadence.keep_last = static_cast<int>(o.integer("keep-last"));
+  run.profile = profile_options(o);
   run.resume = true;
   run.config = to_json(config);
   run.run_info = run_record("distill", o, config, session);

@@ -9,6 +9,7 @@
 #include "cli/stages.h"
 #include "cli/options.h"
 #include "cli/outputs.h"
+#include "cli/profile_flags.h"
 #include "checkpoint/store.h"
 #include "config/run_config.h"
 #include "dist/communicator.h"
@@ -30,7 +31,7 @@ const std::vector<Option>& train_options() {
   const train::CadenceOptions cadence;
   const train::ParallelOptions parallel;
   const train::TrainOptions train;
-  static const std::vector<Option> table = with_config_flags(with_session_flags(with_tensorboard_flags({
+  static const std::vector<Option> table = with_config_flags(with_session_flags(with_profile_flags(with_tensorboard_flags({
       Option("config", Constraint::path(), "JSON config (SPEC §3 keys); defaults for everything below"),
       Option("data", Constraint::path(), "prepared data directory (crsm_train prepare), or a text file to prepare with the byte tokenizer").mandatory(),
       Option("checkpoint-dir", Constraint::path(), "run directory: metrics.jsonl, tensorboard/, config.json, checkpoints/").mandatory(),
@@ -61,7 +62,7 @@ const std::vector<Option>& train_options() {
       Option("activation-checkpointing", Constraint::boolean(), "keep only each block's input for backward and recompute the block there (memory for a forward pass)"),
       Option("no-prefetch", Constraint::boolean(), "zero stage 3: gather each unit only when it runs, not while the previous one computes (for comparison)"),
       Option("no-batch-split", Constraint::boolean(), "CPU: spread each operation over the rank's threads instead of giving each thread its own share of every micro-batch (for comparison)"),
-  })));
+  }))));
   return table;
 }
 
@@ -121,6 +122,7 @@ std::vector<Input> resume_inputs(const ParsedOptions& o) {
                                                          : std::vector<Input>{{Input::Kind::kRun, spec.string()}};
 }
 
+  t.profile = profile_options(o);
 }  // namespace
 
 train::TrainResult run_train(const ParsedOptions& o, RunConfig config, Session& session) {

@@ -1,5 +1,6 @@
 #include "dist/data_parallel.h"
 
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
@@ -264,6 +265,7 @@ void DataParallel::launch_ready_in_order() {
   torch::NoGradGuard no_grad;
   // Every rank must issue collectives in the same order, whatever order hooks fire in.
   while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready) {
+    RECORD_USER_SCOPE("crsm::bucket_reduce");  // the profiler's range (--profile-steps)
     buckets_[next_launch_]->work = gradients_->launch(next_launch_);
     ++next_launch_;
     while (next_launch_ - retired_ > gradients_->max_in_flight()) retire(retired_++);
@@ -271,6 +273,7 @@ void DataParallel::launch_ready_in_order() {
 }
 
 void DataParallel::retire(size_t b) {
+  RECORD_USER_SCOPE("crsm::bucket_wait");
   torch::NoGradGuard no_grad;
   auto& state = *buckets_[b];
   if (state.work) state.work->wait();

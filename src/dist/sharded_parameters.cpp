@@ -1,5 +1,6 @@
 #include "dist/sharded_parameters.h"
 
+#include <ATen/record_function.h>
 #include <c10/core/DeviceGuard.h>
 #include <torch/torch.h>
 
@@ -79,6 +80,7 @@ void ShardedParameters::launch(int u) {
   if (!has(u)) return;
   auto& unit = units_[static_cast<size_t>(u)];
   if (unit.state != Unit::State::kReleased) return;
+  RECORD_USER_SCOPE("crsm::zero3_gather");  // the profiler's range (--profile-steps)
   torch::NoGradGuard no_grad;
   resize_storage(unit.full, unit.bytes);
   gathered_ += unit.bytes;
@@ -99,6 +101,7 @@ void ShardedParameters::gather(int u) {
   if (!has(u)) return;
   launch(u);
   auto& unit = units_[static_cast<size_t>(u)];
+  RECORD_USER_SCOPE("crsm::zero3_gather_wait");
   const auto start = std::chrono::steady_clock::now();
   for (auto& w : unit.works) w->wait();
   waited_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

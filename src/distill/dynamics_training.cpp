@@ -263,6 +263,7 @@ DynamicsResult train_dynamics(const DynamicsRun& run, dist::Communicator& comm) 
   loop.optimizer = run.optimizer;
   loop.cadence = run.cadence;
   loop.cadence.eval_every = source.batches_per_epoch();
+  loop.profile = run.profile;
   loop.seed = static_cast<int64_t>(seed);
   char banner[320];
   std::snprintf(banner, sizeof banner,

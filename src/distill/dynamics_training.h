@@ -63,6 +63,7 @@ struct DynamicsRun {
   train::LengthOptions length;
   train::OptimizerOptions optimizer;
   train::CadenceOptions cadence;     // its eval_every is an epoch
+  train::ProfileOptions profile;
   bool resume = false;               // continue <run_dir>/checkpoints when it holds one
   nlohmann::json config;             // the run config, recorded
   nlohmann::json run_info;           // how this start was asked for, appended to run_info.jsonl

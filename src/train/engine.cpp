@@ -23,7 +23,7 @@ dist::DataParallelOptions data_parallel_options(const ParallelOptions& p) {
 bool Engine::StepResult::finite() const { return std::isfinite(losses.at(0)) && std::isfinite(grad_norm); }
 
 Engine::Engine(Objective& objective, const ParallelOptions& parallel, const OptimizerOptions& optimizer, int64_t rows,
-               dist::Communicator& comm)
+               dist::Communicator& comm, bool sync_timers)
     : objective_(objective),
       parallel_(parallel),
       optimizer_options_(optimizer),
@@ -33,10 +33,12 @@ Engine::Engine(Objective& objective, const ParallelOptions& parallel, const Opti
       // The parameters' and gradients' traffic is counted, to be set against the analytic volume.
       dp_(trainable_.params, trainable_.decay, counted_, data_parallel_options(parallel), trainable_.units),
       optimizer_(optimizer_slots(dp_), {0.9, 0.95, 1e-8, optimizer.weight_decay}),
-      sharding_(checkpoint::sharding_of(dp_.layout(), parallel.zero)) {
+      sharding_(checkpoint::sharding_of(dp_.layout(), parallel.zero)),
+      device_(objective.module().parameters().front().device()),
+      timer_(sync_timers && device_.is_cuda() ? std::optional<c10::Device>(device_) : std::nullopt) {
   if (dp_.sharded_parameters()) gathering_.emplace(*dp_.sharded_parameters());
   objective_.set_unit_hooks(gathering_ ? &*gathering_ : nullptr);
-  thread_inputs_ = {parallel.batch_split, objective.module().parameters().front().device().is_cpu(),
+  thread_inputs_ = {parallel.batch_split, device_.is_cpu(),
                     at::get_num_threads(), rows / parallel.grad_accum, gathering_.has_value(),
                     objective.draws_random_numbers()};
   thread_use_ = choose_thread_use(thread_inputs_);
@@ -56,8 +58,11 @@ Engine::StepResult Engine::step(const Batch& batch, double lr) {
     for (const auto& t : batch) part.push_back(t.narrow(0, k * micro, micro));
     std::vector<at::Tensor> reported = forward_backward(
         thread_use_, [&](const Batch& rows) { return objective_.losses(rows); }, part, params_,
-        1.0 / static_cast<double>(accum), parallel_.precision);
-    dp_.end_micro_batch();
+        1.0 / static_cast<double>(accum), parallel_.precision, &timer_);
+    {
+      const auto wait = timer_.time(Phase::kGradReduceWait);
+      dp_.end_micro_batch();
+    }
     for (auto& r : reported) r = r.to(torch::kDouble);
     reported.push_back(torch::zeros({}, reported[0].options()));
     const auto stacked = torch::stack(reported) / static_cast<double>(accum);
@@ -71,12 +76,17 @@ Engine::StepResult Engine::step(const Batch& batch, double lr) {
   StepResult result;
   for (int64_t i = 0; i < n; ++i) result.losses.push_back(shared[i].item<double>() / comm_.world_size());
   result.preempted = shared[n].item<double>() > 0;
-  result.grad_norm = dp_.grad_norm();
-  if (!result.finite()) return result;
-  const double clip = optimizer_options_.grad_clip;
-  if (clip > 0 && result.grad_norm > clip) dp_.scale_grads(clip / (result.grad_norm + 1e-6));
-  optimizer_.step(lr, dp_.owned_grads());
-  dp_.gather_params();
+  {
+    const auto update = timer_.time(Phase::kOptimizer);
+    result.grad_norm = dp_.grad_norm();
+    if (result.finite()) {
+      const double clip = optimizer_options_.grad_clip;
+      if (clip > 0 && result.grad_norm > clip) dp_.scale_grads(clip / (result.grad_norm + 1e-6));
+      optimizer_.step(lr, dp_.owned_grads());
+      dp_.gather_params();
+    }
+  }
+  result.phases = timer_.take();
   return result;
 }
 
@@ -91,7 +101,7 @@ at::Tensor Engine::memory_per_rank() {
   all[4 * rank] = m.params;
   all[4 * rank + 1] = m.grads;
   all[4 * rank + 2] = optimizer_.state_bytes();
-  all[4 * rank + 3] = dist::device_peak_bytes(objective_.module().parameters().front().device());
+  all[4 * rank + 3] = dist::device_peak_bytes(device_);
   all = all.to(comm_.device());
   comm_.all_gather(all)->wait();
   return all.cpu().reshape({world, 4});

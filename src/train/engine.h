@@ -8,6 +8,7 @@
 //   for each of grad_accum micro-batches: forward and backward of Objective::losses()[0];
 //   one reduction of the reported losses and of whether any rank was signalled;
 //   clipping of the global gradient norm, the update, the gather of updated parameters.
+// Each step reports the time of its phases on this rank (step_timer.h).
 // The loop around it (training_loop.h) resumes, reports, validates, saves and stops.
 
 #include <ATen/core/Tensor.h>
@@ -25,6 +26,7 @@
 #include "train/adamw.h"
 #include "train/objective.h"
 #include "train/options.h"
+#include "train/step_timer.h"
 #include "train/thread_shares.h"
 #include "train/unit_gathering.h"
 
@@ -33,17 +35,20 @@ namespace crsm::train {
 class Engine {
  public:
   // What one step did: the reported losses averaged over micro-batches and ranks, the
-  // gradient norm before clipping, and whether a rank was signalled to stop.
+  // gradient norm before clipping, whether a rank was signalled to stop, and this rank's
+  // seconds in each phase.
   struct StepResult {
     std::vector<double> losses;
     double grad_norm = 0;
     bool preempted = false;
+    PhaseSeconds phases{};
     bool finite() const;  // the headline loss and the gradient norm
   };
 
-  // `rows`: this rank's rows of each batch (the source's). Collective.
+  // `rows`: this rank's rows of each batch (the source's). `sync_timers`: on CUDA, time
+  // each phase by synchronizing the device at its ends (step_timer.h). Collective.
   Engine(Objective& objective, const ParallelOptions& parallel, const OptimizerOptions& optimizer, int64_t rows,
-         dist::Communicator& comm);
+         dist::Communicator& comm, bool sync_timers = false);
   ~Engine();  // the model's unit hooks are removed before the shards they gather go
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -59,6 +64,9 @@ class Engine {
   // The run log's line on how the threads share the work (empty with one thread).
   std::string describe_threads() const { return describe_thread_use(thread_inputs_); }
   ThreadUse thread_use() const { return thread_use_; }
+  // The parameters that train (N of MFU's 6N FLOPs per token).
+  int64_t trainable_parameters() const { return dp_.layout().data_elements(); }
+  const c10::Device& device() const { return device_; }
 
   // Bytes this rank asked to send for parameters and gradients since the last reset,
   // against the analytic volume of one step.
@@ -83,6 +91,8 @@ class Engine {
   std::vector<at::Tensor> params_;
   AdamW optimizer_;
   checkpoint::ShardingInfo sharding_;
+  c10::Device device_;
+  StepTimer timer_;
 };
 
 }  // namespace crsm::train

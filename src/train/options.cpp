@@ -18,4 +18,10 @@ Schedule plan_schedule(const LengthOptions& length, int64_t batches_per_epoch, i
   return s;
 }
 
+void check_trace_steps(const ProfileOptions& profile, int64_t total_steps) {
+  if (profile.trace_last > total_steps)
+    throw UsageError("--profile-steps " + std::to_string(profile.trace_first) + ":" +
+                     std::to_string(profile.trace_last) + ": the run ends at step " + std::to_string(total_steps));
+}
+
 }  // namespace crsm::train

@@ -42,6 +42,16 @@ struct CadenceOptions {
   int keep_last = 3;          // checkpoints kept; 0: all
 };
 
+// What the loop measures of its steps besides the losses (README "What a step costs").
+struct ProfileOptions {
+  double peak_tflops = 0;       // one device's peak, for MFU; 0: a known GPU's (none on the CPU)
+  int64_t trace_first = 0;      // a Chrome trace of steps trace_first..trace_last; 0: none
+  int64_t trace_last = 0;
+  bool sync_timers = false;     // CUDA: synchronize the device at each phase boundary to time it
+};
+// UsageError naming --profile-steps when its last step lies past the run's `total_steps`.
+void check_trace_steps(const ProfileOptions& profile, int64_t total_steps);
+
 // How a step is spread over ranks and threads, and in what precision.
 struct ParallelOptions {
   dist::ZeroPolicy zero = dist::ZeroPolicy::for_stage(0);

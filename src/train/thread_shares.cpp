@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <chrono>
 #include <optional>
 
 #include "model/cpu_kernels.h"
@@ -17,20 +19,25 @@ std::vector<at::Tensor> detached_reports(const std::vector<at::Tensor>& losses, 
 }
 
 std::vector<at::Tensor> whole(const LossFunction& losses, const std::vector<at::Tensor>& micro_batch,
-                              double scale, Precision precision) {
+                              double scale, Precision precision, StepTimer& timer) {
   std::vector<at::Tensor> l;
   {
+    const auto forward = timer.time(Phase::kForward);
     // Forward only: backward runs outside autocast, as autograd expects.
     AutocastScope autocast(precision, micro_batch.at(0).device().type());
     l = losses(micro_batch);
   }
-  (l.at(0) * scale).backward();
+  {
+    const auto backward = timer.time(Phase::kBackward);
+    (l.at(0) * scale).backward();
+  }
   return detached_reports(l, 1.0);
 }
 
 struct Share {
   std::vector<at::Tensor> grads;    // per parameter; undefined where it got none
   std::vector<at::Tensor> reports;  // weighted by the share's rows
+  double forward_seconds = 0;
 };
 
 // Runs on a thread of the pool, inside its parallel region: every operation in here
@@ -39,15 +46,21 @@ struct Share {
 Share run_share(const LossFunction& losses, const std::vector<at::Tensor>& rows,
                 const std::vector<at::Tensor>& params, double scale, double weight, Precision precision) {
   torch::AutoGradMode grad_mode(true);
+  StepTimer timer;  // this thread's: the CPU's, never synchronized
   std::vector<at::Tensor> l;
   {
+    const auto forward = timer.time(Phase::kForward);
     AutocastScope autocast(precision, rows.at(0).device().type());
     l = losses(rows);
   }
   Share share;
-  share.grads = torch::autograd::grad({l.at(0) * (scale * weight)}, params, {}, /*retain_graph=*/false,
-                                      /*create_graph=*/false, /*allow_unused=*/true);
+  {
+    const auto backward = timer.time(Phase::kBackward);
+    share.grads = torch::autograd::grad({l.at(0) * (scale * weight)}, params, {}, /*retain_graph=*/false,
+                                        /*create_graph=*/false, /*allow_unused=*/true);
+  }
   share.reports = detached_reports(l, weight);
+  share.forward_seconds = timer.take()[static_cast<size_t>(Phase::kForward)];
   return share;
 }
 
@@ -102,8 +115,11 @@ std::string describe_thread_use(const ThreadUseInputs& in) {
 std::vector<at::Tensor> forward_backward(ThreadUse use, const LossFunction& losses,
                                          const std::vector<at::Tensor>& micro_batch,
                                          const std::vector<at::Tensor>& params, double scale,
-                                         Precision precision) {
-  if (use == ThreadUse::kPerOp) return whole(losses, micro_batch, scale, precision);
+                                         Precision precision, StepTimer* timer) {
+  StepTimer untimed;
+  StepTimer& phases = timer ? *timer : untimed;
+  if (use == ThreadUse::kPerOp) return whole(losses, micro_batch, scale, precision, phases);
+  const auto started = std::chrono::steady_clock::now();
   const int64_t rows = micro_batch.at(0).size(0);
   // Keyed by first row, so the shares are summed in row order whichever thread ran them.
   std::vector<std::optional<Share>> by_first_row(static_cast<size_t>(rows));
@@ -117,6 +133,11 @@ std::vector<at::Tensor> forward_backward(ThreadUse use, const LossFunction& loss
   for (auto& share : by_first_row)
     if (share) shares.push_back(std::move(*share));
   accumulate(shares, params);
+  double forward = 0;
+  for (const auto& share : shares) forward = std::max(forward, share.forward_seconds);
+  phases.add(Phase::kForward, forward);
+  phases.add(Phase::kBackward,
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() - forward);
   std::vector<at::Tensor> reports = shares[0].reports;
   for (size_t s = 1; s < shares.size(); ++s)
     for (size_t i = 0; i < reports.size(); ++i) reports[i] = reports[i] + shares[s].reports[i];

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "train/mixed_precision.h"
+#include "train/step_timer.h"
 
 namespace crsm::train {
 
@@ -62,10 +63,11 @@ using LossFunction = std::function<std::vector<at::Tensor>(const std::vector<at:
 // Forward under `precision`, then backward of losses[0] * scale into the .grad of
 // `params` (those that get a gradient). Per share, the rows are cut into as many shares
 // as there are threads (or rows, if fewer). Returns losses[1..], detached: over the whole
-// micro-batch, whichever way it ran.
+// micro-batch, whichever way it ran. `timer` gets the forward and backward time; per
+// share, forward is the slowest share's forward and backward the rest of the call.
 std::vector<at::Tensor> forward_backward(ThreadUse use, const LossFunction& losses,
                                          const std::vector<at::Tensor>& micro_batch,
                                          const std::vector<at::Tensor>& params, double scale,
-                                         Precision precision);
+                                         Precision precision, StepTimer* timer = nullptr);
 
 }  // namespace crsm::train

@@ -173,3 +173,4 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
 }
 
 }  // namespace crsm::train
+  loop.profile = opt.profile;

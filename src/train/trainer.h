@@ -29,6 +29,7 @@ struct TrainOptions {
   CadenceOptions cadence;
   ParallelOptions parallel;
   nlohmann::json run_info;  // how this start was asked for, appended to run_info.jsonl
+  ProfileOptions profile;
 };
 
 // Runs stage 1 or stage 4 on every rank of `comm` (each rank

@@ -1,5 +1,6 @@
 #include "train/training_loop.h"
 
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -14,6 +15,8 @@
 #include "metrics/metrics_writer.h"
 #include "train/engine.h"
 #include "train/lr_schedule.h"
+#include "train/step_cost.h"
+#include "train/step_trace.h"
 
 namespace crsm::train {
 namespace {
@@ -67,13 +70,15 @@ class Reporter {
     std::printf("\n");
     std::fflush(stdout);
   }
-  void window(int64_t step, const Report& report, double lr, double rate, double grad_norm, double eta) {
+  void window(int64_t step, const Report& report, double lr, double rate, double grad_norm, double eta,
+              const nlohmann::json& cost) {
     if (!root_) return;
     nlohmann::json record = {{"step", step}, {"split", "train"}};
     record.update(report.record);
     record["lr"] = lr;
     record[options_.rate_key] = rate;
     record["grad_norm"] = grad_norm;
+    record.update(cost);
     metrics_->write(record);
     std::printf("step %6lld/%lld | %s | lr %.2e | %6.0f %s | ETA %s\n", static_cast<long long>(step),
                 static_cast<long long>(options_.schedule.total_steps), report.line.c_str(), lr, rate,
@@ -170,8 +175,9 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
                               dist::Communicator& comm) {
   const int rank = comm.rank();
   const checkpoint::RunDir run(opt.run_dir);
+  check_trace_steps(opt.profile, opt.schedule.total_steps);
   Reporter report(rank == 0, opt);
-  Engine engine(objective, opt.parallel, opt.optimizer, source.rows(), comm);
+  Engine engine(objective, opt.parallel, opt.optimizer, source.rows(), comm, opt.profile.sync_timers);
   checkpoint::TrainState state;
   state.stage = opt.stage;
   torch::manual_seed(checkpoint::rank_seed(opt.seed, rank));
@@ -196,6 +202,7 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
   }
   const checkpoint::CheckpointContents contents{&objective.module(), opt.write_files, opt.config, opt.manifest_extra};
   const auto save = [&] {
+    RECORD_USER_SCOPE("crsm::checkpoint_save");  // the profiler's range (--profile-steps)
     state.sampler = source.position();
     result.last_checkpoint = checkpoint::save_train_checkpoint(run.checkpoints(), state, contents, engine.optimizer(),
                                                                engine.sharding(), opt.cadence.keep_last, comm);
@@ -210,7 +217,13 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
                             opt.schedule.warmup_steps, opt.schedule.total_steps};
   const int64_t first_step = state.step;
   double run_seconds = 0;
+  StepCost cost(opt.profile, engine.device(), engine.trainable_parameters());
+  if (cost.peak_tflops() > 0)
+    report.line("mfu: 6N FLOPs per item, N = %lld trainable parameters, against %g TFLOP/s per device (%s)\n",
+                static_cast<long long>(engine.trainable_parameters()), cost.peak_tflops(), cost.peak_source().c_str());
+  StepTrace trace(opt.profile, run.trace(rank), rank);
   while (state.step < opt.schedule.total_steps) {
+    trace.before(state.step + 1);
     const auto started = Clock::now();
     engine.reset_traffic();
     const double lr = schedule.at(state.step);
@@ -224,6 +237,7 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
     const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
     run_seconds += seconds;
     add_to_window(state.window, step.losses, seconds);
+    cost.add(step.phases, seconds);
     if (state.step == first_step + 1) {
       report.traffic(engine.bytes_sent(), engine.analytic_bytes_per_step());
       report.memory(engine.memory_per_rank());
@@ -231,12 +245,14 @@ TrainResult run_training_loop(Objective& objective, BatchSource& source, const L
     const bool last = state.step == opt.schedule.total_steps;
     if (due(state.step, opt.cadence.log_every) || last) {
       const double eta = run_seconds / (state.step - first_step) * (opt.schedule.total_steps - state.step);
-      report.window(state.step, objective.train_report(window_means(state.window)), lr,
-                    state.window.steps * opt.items_per_step / state.window.seconds, step.grad_norm, eta);
+      const double rate = state.window.steps * opt.items_per_step / state.window.seconds;
+      report.window(state.step, objective.train_report(window_means(state.window)), lr, rate, step.grad_norm, eta,
+                    cost.window(comm, rate));
       state.window = checkpoint::LogWindow{};
     }
     if (due(state.step, opt.cadence.eval_every) || last) evaluate();
     if (due(state.step, opt.cadence.save_every) || last || step.preempted) save();
+    trace.after(state.step, step.preempted);
     if (step.preempted && !last) {
       report.line("train: preempted by %s: checkpoint %s written at step %lld; resume with --resume auto\n",
                   dist::signal_name(dist::preemption_signal_on_any_rank(comm)).c_str(),

@@ -6,8 +6,9 @@
 // engine's (engine.h). The loop adds, once for every stage: exact resume from a
 // checkpoint, warm-up + cosine, NaN/Inf detection, preemption, sharded checkpoints,
 // metrics.jsonl with its TensorBoard event files, and rank 0's progress lines. Every cadence.log_every steps the window's
-// mean losses are reported; every cadence.eval_every steps (and at the end)
-// Objective::validate().
+// mean losses are reported, with what its steps cost (step_cost.h); every cadence.eval_every
+// steps (and at the end) Objective::validate(). profile.trace_first..trace_last are traced
+// (step_trace.h).
 
 #include <ATen/core/Tensor.h>
 
@@ -47,6 +48,7 @@ struct LoopOptions {
   OptimizerOptions optimizer;
   CadenceOptions cadence;
   ParallelOptions parallel;
+  ProfileOptions profile;
   base::NewDirectories* created = nullptr;  // kept once the run has written its first file
 };
 
@@ -60,7 +62,7 @@ struct TrainResult {
 };
 
 // Collective: every rank of `comm` calls it with its own source. Throws on bad input
-// (a damaged checkpoint to continue from); a non-finite loss or gradient stops the run
+// (a damaged checkpoint to continue from, a trace past the last step); a non-finite loss or gradient stops the run
 // with kExitNonFinite, checkpoints untouched; a preemption signal on any rank saves at
 // the step boundary and returns kExitPreempted.
 TrainResult run_training_loop(Objective& objective, BatchSource& source, const LoopOptions& options,

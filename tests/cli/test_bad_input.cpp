@@ -708,6 +708,28 @@ TEST_F(BadInput, EveryCommandStopsOnASignalFromItsFirstInstruction) {
       "check-dynamics --model {W}/full --data {W}/data --samples 64",
       "generate --model {W}/run --max-length 5",
       "generate --model {W}/full --deliberate --sync --max-length 5",
+// What a step costs: --profile-steps A:B (steps from 1, B not before A nor past the run's
+// last step), --peak-tflops (> 0), --sync-timers (a switch), for train and distill alike.
+TEST_F(BadInput, StepCostFlags) {
+  need_dynamics();
+  const std::string d = "distill --model-path {W}/run --output-path {W}/new_dist --data {W}/data ";
+  expect_rows({
+      {kTrain + "--profile-steps 0:0", 2, "--profile-steps 0:0: expected A:B, steps A to B of the run (1 <= A <= B) (steps count from 1)"},
+      {kTrain + "--profile-steps 5:2", 2, "--profile-steps 5:2: expected A:B, steps A to B of the run (1 <= A <= B) (B comes before A)"},
+      {kTrain + "--profile-steps a:b", 2, "--profile-steps a:b: expected A:B, steps A to B of the run (1 <= A <= B) (two step numbers joined by ':')"},
+      {kTrain + "--profile-steps 3", 2, "--profile-steps 3: expected A:B"},
+      {kTrain + "--profile-steps 2:-4", 2, "--profile-steps 2:-4: expected A:B"},
+      {kTrain + "--profile-steps 1:99999999999999999999", 2, "--profile-steps 1:99999999999999999999: expected A:B"},
+      {kTrain + "--profile-steps 2:3 --max-steps 2", 2, "--profile-steps 2:3: the run ends at step 2"},
+      {kTrain + "--peak-tflops 0", 2, "--peak-tflops 0: expected a finite number > 0"},
+      {kTrain + "--peak-tflops -312", 2, "--peak-tflops -312: expected a finite number > 0"},
+      {kTrain + "--peak-tflops nan", 2, "--peak-tflops nan: expected"},
+      {kTrain + "--sync-timers=1", 2, "option '--sync-timers' does not take any arguments"},
+      {d + "--profile-steps 4:1", 2, "--profile-steps 4:1: expected A:B"},
+      {d + "--peak-tflops 0", 2, "--peak-tflops 0: expected a finite number > 0"},
+  });
+}
+
       "eval --model {W}/run --tasks {W}/task.json --output {W}/sig_eval.json --modes greedy",
       "export --checkpoint {W}/run --output {W}/sig.safetensors",
       "plot {W}/run --output {W}/sig.svg",
