@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 
 constexpr const char* kRngKey = "rng.cpu";
 // By Stage, in its order: what manifests record.
-const char* const kStageNames[] = {"backbone", "finetune", "dynamics"};
+const char* const kStageNames[] = {"backbone", "finetune", "dynamics", "outcome"};
 constexpr const char* kParamPrefix = "param/";
 
 std::string piece_key(const std::string& param, int64_t offset) {

@@ -47,10 +47,11 @@ enum class Stage {
   kBackbone,  // stage 1: the language model ("backbone")
   kFinetune,  // stage 4: with value heads ("finetune")
   kDynamics,  // stage 2: the latent dynamics ("dynamics")
+  kOutcome,   // stage 4 with value_target outcome: the value heads alone, on rollouts ("outcome")
 };
 std::string to_string(Stage stage);
 // The value heads train (stage 4) or are frozen.
-inline bool trains_value_heads(Stage stage) { return stage == Stage::kFinetune; }
+inline bool trains_value_heads(Stage stage) { return stage == Stage::kFinetune || stage == Stage::kOutcome; }
 
 // Where a training run stands: enough, with the model and optimizer tensors, to carry
 // on exactly as if it had never stopped.

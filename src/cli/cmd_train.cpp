@@ -33,7 +33,9 @@ const std::vector<Option>& train_options() {
   const train::TrainOptions train;
   static const std::vector<Option> table = with_config_flags(with_session_flags(with_profile_flags(with_tensorboard_flags({
       Option("config", Constraint::path(), "JSON config (SPEC §3 keys); defaults for everything below"),
-      Option("data", Constraint::path(), "prepared data directory (crsm_train prepare), or a text file to prepare with the byte tokenizer").mandatory(),
+      Option("data", Constraint::path(), "prepared data directory (crsm_train prepare), or a text file to prepare with the byte tokenizer (required unless --value-target outcome)"),
+      Option::for_key("value-target", "value_target", "what the value heads learn: next_token (stage 4 with the language model) | outcome (the heads alone, on --rollouts, from the --resume backbone)"),
+      Option("rollouts", Constraint::path(), "value_target outcome: the rollout file (crsm_train rollouts) the value heads learn from"),
       Option("checkpoint-dir", Constraint::path(), "run directory: metrics.jsonl, tensorboard/, config.json, checkpoints/").mandatory(),
       Option("resume", Constraint::path(), "auto | checkpoint dir | run dir; a stage-1 checkpoint starts stage 4 (weights only)"),
       Option("no-value-loss", Constraint::boolean(), "stage 1: train the language model alone (default: with value heads, stage 4)"),
@@ -83,12 +85,29 @@ train::ParallelOptions parallel_options(const ParsedOptions& o, const RunConfig&
   return p;
 }
 
+// Stage 1, stage 4, or stage 4 on outcomes, from the flags and the config's value target;
+// each reads its own data flag.
+checkpoint::Stage training_stage(const ParsedOptions& o, const RunConfig& config) {
+  const bool outcome = config.model.value_target == model::ValueTarget::kOutcome;
+  if (outcome && o.is_set("no-value-loss"))
+    throw UsageError("--no-value-loss trains no value heads, but value_target outcome trains nothing else");
+  if (outcome != o.has("rollouts"))
+    throw UsageError(outcome ? "value_target outcome needs --rollouts (a file written by crsm_train rollouts)"
+                             : "--rollouts " + o.text("rollouts") + " is read with --value-target outcome only");
+  if (outcome == o.has("data"))
+    throw UsageError(outcome ? "--data " + o.text("data") + ": value_target outcome learns from --rollouts, not text"
+                             : "--data is required");
+  if (outcome) return checkpoint::Stage::kOutcome;
+  return o.is_set("no-value-loss") ? checkpoint::Stage::kBackbone : checkpoint::Stage::kFinetune;
+}
+
 train::TrainOptions training_options(const ParsedOptions& o, const RunConfig& config) {
   train::TrainOptions t;
-  t.stage = o.is_set("no-value-loss") ? checkpoint::Stage::kBackbone : checkpoint::Stage::kFinetune;
+  t.stage = training_stage(o, config);
   const bool value_loss = checkpoint::trains_value_heads(t.stage);
   t.run_dir = o.text("checkpoint-dir");
-  t.data = o.text("data");
+  if (o.has("data")) t.data = o.text("data");
+  if (o.has("rollouts")) t.rollouts = o.text("rollouts");
   if (o.has("resume")) t.resume = o.text("resume");
   t.length.epochs = o.has("epochs") ? o.integer("epochs")
                                     : (value_loss ? config.train.finetune_epochs : config.train.backbone_epochs);
@@ -103,6 +122,7 @@ train::TrainOptions training_options(const ParsedOptions& o, const RunConfig& co
   t.cadence = {o.integer("log-every"), o.integer("eval-every"), o.integer("save-every"),
                static_cast<int>(o.integer("keep-last"))};
   t.parallel = parallel_options(o, config);
+  t.profile = profile_options(o);
   t.value_weight = o.number("value-weight");
   t.eval_batches = o.integer("eval-batches");
   t.activation_checkpointing = o.is_set("activation-checkpointing");
@@ -122,7 +142,6 @@ std::vector<Input> resume_inputs(const ParsedOptions& o) {
                                                          : std::vector<Input>{{Input::Kind::kRun, spec.string()}};
 }
 
-  t.profile = profile_options(o);
 }  // namespace
 
 train::TrainResult run_train(const ParsedOptions& o, RunConfig config, Session& session) {

@@ -64,6 +64,12 @@ const std::vector<Key>& keys() {
        [](const RunConfig& c) { return c.model.dt_rank > 0 ? json(c.model.dt_rank) : json("auto"); }},
       plain<bool>("tie_embeddings", Constraint::boolean(), CRSM_FIELD(model.tie_embeddings)),
       plain<std::string>("norm", Constraint::word({"rmsnorm"}), CRSM_FIELD(model.norm)),
+      {"value_target", Constraint::word({"next_token", "outcome"}),
+       [](RunConfig& c, const json& v) {
+         c.model.value_target = v.get<std::string>() == "outcome" ? model::ValueTarget::kOutcome
+                                                                  : model::ValueTarget::kNextToken;
+       },
+       [](const RunConfig& c) { return json(c.model.value_target == model::ValueTarget::kOutcome ? "outcome" : "next_token"); }},
       plain<int64_t>("backbone_epochs", Constraint::integer(0, kMaxEpochs), CRSM_FIELD(train.backbone_epochs)),
       plain<int64_t>("finetune_epochs", Constraint::integer(0, kMaxEpochs), CRSM_FIELD(train.finetune_epochs)),
       plain<int64_t>("batch_size", Constraint::integer(1, kMaxDim), CRSM_FIELD(train.batch_size)),

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "data/arc_task.h"
+#include "metrics/calibration.h"
 
 namespace crsm::eval {
 
@@ -49,18 +50,9 @@ std::pair<double, double> wilson_interval(int64_t k, int64_t n);
 // large if either were equally likely (binomial, n = better + worse, 1/2), at most 1.
 double mcnemar_exact_p(int64_t better, int64_t worse);
 
-// Expected calibration error of predicted probabilities against outcomes: equal-width
-// bins over [0, 1], sum over bins of (share of predictions) * |accuracy - mean prediction|.
-// Predictions outside [0, 1] are clamped into it first; non-finite ones are left out.
-struct Prediction {
-  double probability = 0;
-  bool correct = false;
-};
-double expected_calibration_error(const std::vector<Prediction>& predictions, int bins = 10);
-
-// Area under the ROC curve of predicted probabilities against outcomes: the chance that a
-// right prediction scores above a wrong one, ties counting half (Mann-Whitney). NaN when
-// either kind is missing; non-finite predictions are left out.
-double roc_auc(const std::vector<Prediction>& predictions);
+// How well predicted probabilities (the value heads') match outcomes: metrics/calibration.h.
+using metrics::expected_calibration_error;
+using metrics::Prediction;
+using metrics::roc_auc;
 
 }  // namespace crsm::eval

@@ -58,8 +58,6 @@ struct ItemResult {
 // The fields of each, listed once for base/packed.h.
 template <typename A, typename S, base::if_is<S, AnswerScore> = 0>
 void fields(A& a, S& s) { a(s.exact, s.cells_right, s.cells); }
-template <typename A, typename S, base::if_is<S, Prediction> = 0>
-void fields(A& a, S& s) { a(s.probability, s.correct); }
 template <typename A, typename S, base::if_is<S, Compute> = 0>
 void fields(A& a, S& s) { a(s.prompt_steps, s.answer_steps, s.dynamics_steps, s.value_evals); }
 template <typename A, typename S, base::if_is<S, ModeOutcome> = 0>
@@ -68,3 +66,9 @@ template <typename A, typename S, base::if_is<S, ItemResult> = 0>
 void fields(A& a, S& s) { a(s.index, s.rank, s.prompt_tokens, s.skipped, s.modes); }
 
 }  // namespace crsm::eval
+
+namespace crsm::metrics {
+// Beside its type, where the packer finds it.
+template <typename A, typename S, base::if_is<S, Prediction> = 0>
+void fields(A& a, S& s) { a(s.probability, s.correct); }
+}  // namespace crsm::metrics

@@ -77,7 +77,8 @@ at::Tensor BackboneImpl::values_of(const std::vector<at::Tensor>& latents) {
   values.reserve(latents.size());
   for (size_t l = 0; l < latents.size(); ++l)
     values.push_back(heads_[l](latents[l]).squeeze(-1));
-  return use.mark(torch::stack(values, -1));
+  const auto stacked = torch::stack(values, -1);
+  return use.mark(cfg_.value_target == ValueTarget::kOutcome ? stacked.sigmoid() : stacked);
 }
 
 std::vector<at::Tensor> BackboneImpl::run_blocks(const at::Tensor& tokens) {

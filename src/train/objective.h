@@ -2,7 +2,8 @@
 
 // What a training stage supplies to the engine and the loop (SPEC §10): an Objective
 // (what trains, its loss, its validation) and a BatchSource (where its rows come from).
-// Stages 1 and 4 train the backbone's language model (train/lm_objective.h), stage 2 the
+// Stages 1 and 4 train the backbone's language model (train/lm_objective.h), stage 4 on
+// outcomes the value heads alone on rollouts (train/outcome_objective.h), stage 2 the
 // latent dynamics (distill/dynamics_training.h).
 
 #include <ATen/core/Tensor.h>

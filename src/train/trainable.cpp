@@ -18,6 +18,20 @@ TrainableParameters trainable_parameters(model::Backbone& model, bool value_head
   return out;
 }
 
+TrainableParameters value_head_parameters(model::Backbone& model) {
+  TrainableParameters out;
+  for (const auto& p : model->named_parameters(/*recurse=*/true)) {
+    if (!is_value_head(p.key())) {
+      p.value().set_requires_grad(false);
+      continue;
+    }
+    out.params.emplace_back(p.key(), p.value());
+    out.decay.push_back(decays(p.key(), p.value().dim()));
+    out.units.push_back(model::parameter_unit(model->config(), p.key()));
+  }
+  return out;
+}
+
 std::vector<AdamW::Slot> optimizer_slots(const dist::DataParallel& dp) {
   std::vector<AdamW::Slot> slots;
   for (size_t i = 0; i < dp.owned_segments().size(); ++i) {

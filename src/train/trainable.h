@@ -27,6 +27,8 @@ struct TrainableParameters {
 // The model's parameters that train, in registration order; the value heads only when
 // `value_heads`, and otherwise they are set to require no gradient.
 TrainableParameters trainable_parameters(model::Backbone& model, bool value_heads);
+// The value heads alone; every other parameter is set to require no gradient.
+TrainableParameters value_head_parameters(model::Backbone& model);
 
 // One AdamW slot per piece of parameter this rank owns under `dp`.
 std::vector<AdamW::Slot> optimizer_slots(const dist::DataParallel& dp);

@@ -624,6 +624,33 @@ TEST_F(BadInput, Rollouts) {
   });
 }
 
+// Outcome values (value_target outcome): the heads of a trained backbone, on rollouts.
+TEST_F(BadInput, OutcomeValues) {
+  need_run();
+  if (!fs::exists(work->path() / "few_rollouts")) {
+    const auto r = run_command(crsm_train("rollouts --model " + work->str("run") + " --tasks " + work->str("task.json") +
+                                          " --output-path " + work->str("few_rollouts") + " --samples 2 --threads 1"));
+    ASSERT_EQ(r.status, 0) << r.output;
+    fs::copy(work->path() / "few_rollouts" / "rollouts" / "rank00000.h5", work->path() / "cut_rollouts.h5");
+    fs::resize_file(work->path() / "cut_rollouts.h5", fs::file_size(work->path() / "cut_rollouts.h5") / 2);
+  }
+  const std::string outcome = "train --config {CFG} --checkpoint-dir {W}/new_run --value-target outcome ";
+  const std::string rollouts = "--rollouts {W}/few_rollouts/rollouts.h5 ";
+  expect_rows({
+      {kTrain + "--value-target bogus", 2, "--value-target bogus: expected"},
+      {kTrain + "--set value_target=bogus", 2, "value_target"},
+      {outcome + "--resume {W}/run", 2, "value_target outcome needs --rollouts"},
+      {kTrain + rollouts, 2, "--rollouts {W}/few_rollouts/rollouts.h5 is read with --value-target outcome only"},
+      {outcome + rollouts + "--data {W}/data --resume {W}/run", 2,
+       "--data {W}/data: value_target outcome learns from --rollouts, not text"},
+      {outcome + rollouts + "--resume {W}/run --no-value-loss", 2, "--no-value-loss trains no value heads"},
+      {outcome + rollouts, 2, "value_target outcome trains the value heads of a trained backbone: pass --resume"},
+      {outcome + "--rollouts {W}/missing.h5 --resume {W}/run", 2, "{W}/missing.h5: no such rollout file"},
+      {outcome + "--rollouts {W}/cut_rollouts.h5 --resume {W}/run", 2, "{W}/cut_rollouts.h5: not a readable HDF5 file"},
+      {outcome + rollouts + "--resume {W}/run", 2, "2 rollouts leave"},
+  });
+}
+
 TEST_F(BadInput, Pipeline) {
   need_run();
   const std::string pipe = "pipeline --config {CFG} --output-dir {W}/new_pipe --data {W}/corpus.txt --tasks {W}/task.json ";
@@ -681,6 +708,28 @@ TEST_F(BadInput, TensorBoardFlags) {
   });
 }
 
+// What a step costs: --profile-steps A:B (steps from 1, B not before A nor past the run's
+// last step), --peak-tflops (> 0), --sync-timers (a switch), for train and distill alike.
+TEST_F(BadInput, StepCostFlags) {
+  need_dynamics();
+  const std::string d = "distill --model-path {W}/run --output-path {W}/new_dist --data {W}/data ";
+  expect_rows({
+      {kTrain + "--profile-steps 0:0", 2, "--profile-steps 0:0: expected A:B, steps A to B of the run (1 <= A <= B) (steps count from 1)"},
+      {kTrain + "--profile-steps 5:2", 2, "--profile-steps 5:2: expected A:B, steps A to B of the run (1 <= A <= B) (B comes before A)"},
+      {kTrain + "--profile-steps a:b", 2, "--profile-steps a:b: expected A:B, steps A to B of the run (1 <= A <= B) (two step numbers joined by ':')"},
+      {kTrain + "--profile-steps 3", 2, "--profile-steps 3: expected A:B"},
+      {kTrain + "--profile-steps 2:-4", 2, "--profile-steps 2:-4: expected A:B"},
+      {kTrain + "--profile-steps 1:99999999999999999999", 2, "--profile-steps 1:99999999999999999999: expected A:B"},
+      {kTrain + "--profile-steps 2:3 --max-steps 2", 2, "--profile-steps 2:3: the run ends at step 2"},
+      {kTrain + "--peak-tflops 0", 2, "--peak-tflops 0: expected a finite number > 0"},
+      {kTrain + "--peak-tflops -312", 2, "--peak-tflops -312: expected a finite number > 0"},
+      {kTrain + "--peak-tflops nan", 2, "--peak-tflops nan: expected"},
+      {kTrain + "--sync-timers=1", 2, "option '--sync-timers' does not take any arguments"},
+      {d + "--profile-steps 4:1", 2, "--profile-steps 4:1: expected A:B"},
+      {d + "--peak-tflops 0", 2, "--peak-tflops 0: expected a finite number > 0"},
+  });
+}
+
 // Whether `pid` blocks SIGTERM and SIGUSR1 (the SigBlk mask of /proc/PID/status): what
 // crsm_train's launcher does before the program loads LibTorch.
 bool blocks_preemption_signals(pid_t pid) {
@@ -708,28 +757,6 @@ TEST_F(BadInput, EveryCommandStopsOnASignalFromItsFirstInstruction) {
       "check-dynamics --model {W}/full --data {W}/data --samples 64",
       "generate --model {W}/run --max-length 5",
       "generate --model {W}/full --deliberate --sync --max-length 5",
-// What a step costs: --profile-steps A:B (steps from 1, B not before A nor past the run's
-// last step), --peak-tflops (> 0), --sync-timers (a switch), for train and distill alike.
-TEST_F(BadInput, StepCostFlags) {
-  need_dynamics();
-  const std::string d = "distill --model-path {W}/run --output-path {W}/new_dist --data {W}/data ";
-  expect_rows({
-      {kTrain + "--profile-steps 0:0", 2, "--profile-steps 0:0: expected A:B, steps A to B of the run (1 <= A <= B) (steps count from 1)"},
-      {kTrain + "--profile-steps 5:2", 2, "--profile-steps 5:2: expected A:B, steps A to B of the run (1 <= A <= B) (B comes before A)"},
-      {kTrain + "--profile-steps a:b", 2, "--profile-steps a:b: expected A:B, steps A to B of the run (1 <= A <= B) (two step numbers joined by ':')"},
-      {kTrain + "--profile-steps 3", 2, "--profile-steps 3: expected A:B"},
-      {kTrain + "--profile-steps 2:-4", 2, "--profile-steps 2:-4: expected A:B"},
-      {kTrain + "--profile-steps 1:99999999999999999999", 2, "--profile-steps 1:99999999999999999999: expected A:B"},
-      {kTrain + "--profile-steps 2:3 --max-steps 2", 2, "--profile-steps 2:3: the run ends at step 2"},
-      {kTrain + "--peak-tflops 0", 2, "--peak-tflops 0: expected a finite number > 0"},
-      {kTrain + "--peak-tflops -312", 2, "--peak-tflops -312: expected a finite number > 0"},
-      {kTrain + "--peak-tflops nan", 2, "--peak-tflops nan: expected"},
-      {kTrain + "--sync-timers=1", 2, "option '--sync-timers' does not take any arguments"},
-      {d + "--profile-steps 4:1", 2, "--profile-steps 4:1: expected A:B"},
-      {d + "--peak-tflops 0", 2, "--peak-tflops 0: expected a finite number > 0"},
-  });
-}
-
       "eval --model {W}/run --tasks {W}/task.json --output {W}/sig_eval.json --modes greedy",
       "export --checkpoint {W}/run --output {W}/sig.safetensors",
       "plot {W}/run --output {W}/sig.svg",

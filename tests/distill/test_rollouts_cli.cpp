@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "../cli/cli_test_support.h"
+#include "model/tensor_file.h"
 
 namespace {
 
@@ -138,6 +139,46 @@ TEST_F(RolloutsCli, AContinuationOfAnotherPlanIsRefusedNamingTheFile) {
   const auto described = check_rollouts("describe " + work->str("kept/rollouts.h5"));
   ASSERT_EQ(described.status, 0) << described.output;
   EXPECT_EQ(nlohmann::json::parse(described.output)["rows"], 6);
+}
+
+// Outcome values (SPEC §3) train the value heads alone on the rollouts, on the shared
+// loop: a run continued from its step-4 checkpoint ends bit-identical to one that never
+// stopped, and the backbone it started from is unchanged in it.
+TEST_F(RolloutsCli, OutcomeValueTrainingResumesExactlyAndLeavesTheBackbone) {
+  const auto tasks = write_text_tasks(work->path() / "outcome_tasks.jsonl", 40);
+  const auto collected = rollouts(1, tasks, "outcome_rollouts", "--samples 6 --max-new-tokens 16");
+  ASSERT_EQ(collected.status, 0) << collected.output;
+  const std::string args = "train --config " + source_path("configs/tiny.json") + " --value-target outcome --rollouts " +
+                           work->str("outcome_rollouts/rollouts.h5") + " --max-steps 8 --save-every 4 --keep-last 0 "
+                           "--batch-size 16 --eval-every 4 --log-every 2 --threads 1 --checkpoint-dir ";
+  const auto whole = run_command(crsm_train(args + work->str("outcome_whole") + " --resume " + work->str("backbone")));
+  ASSERT_EQ(whole.status, 0) << whole.output;
+  EXPECT_NE(whole.output.find("held-out rollouts"), std::string::npos) << whole.output;
+  const auto val = metrics_of(work->path() / "outcome_whole", "val");
+  ASSERT_EQ(val.size(), 2u);
+  for (const char* key : {"loss", "auc_first", "auc_mid", "auc_end", "ece_end", "pick", "first", "any"})
+    EXPECT_TRUE(val[1].contains(key)) << key;
+  fs::copy(work->path() / "outcome_whole", work->path() / "outcome_cut", fs::copy_options::recursive);
+  fs::remove_all(work->path() / "outcome_cut" / "checkpoints" / "step_00000008");
+  write_file(work->path() / "outcome_cut" / "checkpoints" / "latest", "step_00000004\n");
+  const auto resumed = run_command(crsm_train(args + work->str("outcome_cut") + " --resume auto"));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resume: continuing from"), std::string::npos) << resumed.output;
+  const auto end = crsm::model::load_tensor_file(work->str("outcome_whole/checkpoints/step_00000008/model.safetensors"));
+  const auto again = crsm::model::load_tensor_file(work->str("outcome_cut/checkpoints/step_00000008/model.safetensors"));
+  ASSERT_EQ(end.size(), again.size());
+  for (size_t i = 0; i < end.size(); ++i) EXPECT_TRUE(end[i].second.equal(again[i].second)) << end[i].first;
+  const auto start = crsm::model::load_tensor_file(
+      work->str("backbone/checkpoints/" + read_file(work->path() / "backbone" / "checkpoints" / "latest").substr(0, 13) +
+                "/model.safetensors"));
+  ASSERT_EQ(start.size(), end.size());
+  int heads = 0;
+  for (size_t i = 0; i < end.size(); ++i) {
+    const bool head = end[i].first.rfind("value_heads.", 0) == 0;
+    heads += head;
+    EXPECT_EQ(start[i].second.equal(end[i].second), !head) << end[i].first;
+  }
+  EXPECT_GT(heads, 0);
 }
 
 }  // namespace
