@@ -111,7 +111,7 @@ std::optional<std::string> load_resumed_weights(const std::optional<std::string>
 
 // Where a stage's rows come from and what it trains toward, chosen once from the config's
 // value target: the language model (stages 1 and 4 with next-token values) on token
-// windows, or outcome values on rollouts.
+// windows, or outcome values on rollouts. No source: a preemption signal stopped it.
 struct Feed {
   std::shared_ptr<void> keep;  // what the source reads from (the corpus)
   std::unique_ptr<BatchSource> source;
@@ -126,6 +126,8 @@ Feed language_model_feed(const RunConfig& config, const TrainOptions& opt, int64
                          const torch::Device& device) {
   const int rank = comm.rank(), world = comm.world_size();
   const std::string data_dir = resolve_training_data(opt.data, opt.run_dir, comm);
+  // Preparing a text file can take a while: a signal that stopped it ends the run here.
+  if (preempted_in_startup(comm, "train")) return {};
   auto corpus = std::make_shared<data::PreparedCorpus>(data::PreparedCorpus::open(data_dir));
   data::check_vocab_matches(*corpus->tokenizer, config.model.vocab_size, "--data " + data_dir + " with this config");
   const int64_t batch_size = config.train.batch_size, seq_len = config.train.seq_len;
@@ -203,6 +205,7 @@ TrainResult run_training(const RunConfig& config, const TrainOptions& opt, dist:
   const auto resume_from = checkpoint_to_resume(opt, run, comm);
   Feed feed = outcome ? outcome_feed(config, opt, local_batch, *resume_from, comm, device)
                       : language_model_feed(config, opt, local_batch, comm, device);
+  if (!feed.source) return preempted_result(0);
   LoopOptions loop;
   loop.schedule = plan_schedule(opt.length, feed.source->batches_per_epoch(), /*warmup_cap=*/200);
   if (preempted_in_startup(comm, "train")) return preempted_result(0);
