@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -65,7 +66,7 @@ void put_tokens(at::Tensor& rows, int64_t r, const std::vector<int32_t>& tokens,
   if (static_cast<int64_t>(tokens.size()) > rows.size(1))
     throw std::invalid_argument(std::string("rollout_rows: ") + what + " of " + std::to_string(tokens.size()) +
                                 " tokens, wider than its " + std::to_string(rows.size(1)));
-  std::memcpy(rows[r].data_ptr<int32_t>(), tokens.data(), tokens.size() * sizeof(int32_t));
+  std::copy(tokens.begin(), tokens.end(), rows[r].data_ptr<int32_t>());  // an empty answer has no data()
 }
 
 std::vector<int32_t> tokens_at(const at::Tensor& rows, const at::Tensor& lengths, int64_t r) {
