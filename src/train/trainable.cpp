@@ -4,10 +4,15 @@ namespace crsm::train {
 
 bool is_value_head(const std::string& name) { return name.rfind("value_heads.", 0) == 0; }
 
-TrainableParameters trainable_parameters(model::Backbone& model, bool value_heads) {
+namespace {
+
+// The parameters `trains` names, in registration order; the others are set to require no
+// gradient.
+template <typename Trains>
+TrainableParameters parameters_where(model::Backbone& model, Trains trains) {
   TrainableParameters out;
   for (const auto& p : model->named_parameters(/*recurse=*/true)) {
-    if (is_value_head(p.key()) && !value_heads) {
+    if (!trains(p.key())) {
       p.value().set_requires_grad(false);
       continue;
     }
@@ -18,18 +23,14 @@ TrainableParameters trainable_parameters(model::Backbone& model, bool value_head
   return out;
 }
 
+}  // namespace
+
+TrainableParameters trainable_parameters(model::Backbone& model, bool value_heads) {
+  return parameters_where(model, [&](const std::string& name) { return value_heads || !is_value_head(name); });
+}
+
 TrainableParameters value_head_parameters(model::Backbone& model) {
-  TrainableParameters out;
-  for (const auto& p : model->named_parameters(/*recurse=*/true)) {
-    if (!is_value_head(p.key())) {
-      p.value().set_requires_grad(false);
-      continue;
-    }
-    out.params.emplace_back(p.key(), p.value());
-    out.decay.push_back(decays(p.key(), p.value().dim()));
-    out.units.push_back(model::parameter_unit(model->config(), p.key()));
-  }
-  return out;
+  return parameters_where(model, [](const std::string& name) { return is_value_head(name); });
 }
 
 std::vector<AdamW::Slot> optimizer_slots(const dist::DataParallel& dp) {
