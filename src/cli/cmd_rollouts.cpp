@@ -49,6 +49,17 @@ distill::RolloutOptions rollout_options(const ParsedOptions& o) {
   return r;
 }
 
+// A chunk of --chunk-rows rows must fit HDF5's 4 GiB: refused before any work, naming
+// what makes the rows wide.
+void check_chunk_fits(const distill::RolloutPlan& plan, const distill::RolloutOptions& options) {
+  const int64_t most = data::max_chunk_rows(data::rollout_format().columns(data::rollout_attributes(plan.schema)));
+  if (options.writer.chunk_rows > most)
+    throw UsageError("--chunk-rows " + std::to_string(options.writer.chunk_rows) + ": rows of " +
+                     std::to_string(plan.schema.prompt_width) + " prompt and " + std::to_string(plan.schema.answer_width) +
+                     " answer tokens (--max-new-tokens) fit at most " + std::to_string(most) +
+                     " to an HDF5 chunk of 4 GiB");
+}
+
 }  // namespace
 
 std::string run_rollouts(const ParsedOptions& o, Session& session) {
@@ -69,7 +80,9 @@ std::string run_rollouts(const ParsedOptions& o, Session& session) {
   auto& comm = *session.comm;
   const auto plan = distill::plan_rollouts(items, *tokenizer, config.model.vocab_size, checkpoint::backbone_sha256(dir),
                                            options, comm.world_size());
+  check_chunk_fits(plan, options);
   distill::check_rollouts_resumable(plan, options, comm);
+  dist::stop_if_preempted_on_any_rank(comm, "rollouts", "before writing anything: rerun the command");
   if (rt.is_root())
     std::printf("rollouts: %lld test outputs (%lld skipped: prompt over --max-prompt-tokens), %lld samples each, "
                 "temperature %g, on %d ranks, from %s\n",

@@ -606,6 +606,8 @@ TEST_F(BadInput, Rollouts) {
       {ro + "--max-new-tokens 0", 2, "--max-new-tokens 0: expected"},
       {ro + "--device tpu", 2, "--device tpu: expected"},
       {ro + "--threads -1", 2, "--threads -1: expected"},
+      {ro + "--max-new-tokens 16777216", 2, "--chunk-rows 64: rows of"},
+      {ro + "--max-new-tokens 16777216 --samples 2", 2, "answer tokens (--max-new-tokens) fit at most 63 to an HDF5 chunk of 4 GiB"},
       {"rollouts --model {W}/run --tasks {W}/task.json", 2, "--output-path is required"},
       {"rollouts --model {W}/run --output-path {W}/new_rollouts", 2, "--tasks is required"},
       {"rollouts --tasks {W}/task.json --output-path {W}/new_rollouts", 2, "--model is required"},
@@ -760,6 +762,7 @@ TEST_F(BadInput, EveryCommandStopsOnASignalFromItsFirstInstruction) {
       "eval --model {W}/run --tasks {W}/task.json --output {W}/sig_eval.json --modes greedy",
       "export --checkpoint {W}/run --output {W}/sig.safetensors",
       "plot {W}/run --output {W}/sig.svg",
+      "rollouts --model {W}/run --tasks {W}/task.json --output-path {W}/sig_rollouts --samples 2",
       "memory --config {CFG}",
       "pipeline --config {CFG} --output-dir {W}/sig_pipe --data {W}/corpus.txt --tasks {W}/task.json",
   };

@@ -119,6 +119,35 @@ TEST_F(RolloutsCli, AKilledCollectionResumesToExactlyTheUninterruptedRows) {
   EXPECT_NE(same.output.find("same: 480 rows"), std::string::npos) << same.output;
 }
 
+// SIGUSR1 (mpirun passes it to the ranks) while sampling on 2 ranks: status 4 between test outputs, every flushed row
+// kept, and the same command again ends with the rows of a collection that never stopped.
+TEST_F(RolloutsCli, APreemptionSignalStopsBetweenTestOutputsAndTheRerunCompletes) {
+  const auto tasks = write_text_tasks(work->path() / "signal_tasks.jsonl", 60);
+  const std::string args = "--samples 8 --max-new-tokens 24 --chunk-rows 8";
+  const std::string rank_file = work->str("signalled/rollouts/rank00000.h5");
+  Job job = spawn(mpirun(2) + crsm_train("rollouts --model " + work->str("backbone") + " --tasks " + tasks +
+                                         " --output-path " + work->str("signalled") + " --threads 1 " + args),
+                  work->str("signalled.log"));
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  std::error_code ec;
+  while (Clock::now() < deadline && !(fs::exists(rank_file, ec) && fs::file_size(rank_file, ec) > (24u << 10)))
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ::kill(job.pid, SIGUSR1);
+  const int status = wait_for(job, 120);
+  const std::string log = read_file(job.log);
+  EXPECT_EQ(status, 4) << log;
+  EXPECT_NE(log.find("rollouts: preempted by SIGUSR1; every flushed row is kept"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(work->path() / "signalled" / "rollouts.h5")) << "no master for an unfinished collection";
+  const auto resumed = rollouts(2, tasks, "signalled", args);
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("rows kept from an earlier run"), std::string::npos) << resumed.output;
+  const auto clean = rollouts(1, tasks, "signal_clean", args);
+  ASSERT_EQ(clean.status, 0) << clean.output;
+  const auto same = check_rollouts("same " + work->str("signalled/rollouts.h5") + " " + work->str("signal_clean/rollouts.h5"));
+  EXPECT_EQ(same.status, 0) << same.output;
+  EXPECT_NE(same.output.find("same: 480 rows"), std::string::npos) << same.output;
+}
+
 // Continuing on another number of ranks, or with other settings, is refused before any
 // work, naming the file and what to do; the kept rows stay.
 TEST_F(RolloutsCli, AContinuationOfAnotherPlanIsRefusedNamingTheFile) {
