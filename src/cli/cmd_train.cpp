@@ -16,6 +16,7 @@
 #include "dist/cpu_setup.h"
 #include "dist/runtime.h"
 #include "dist/zero_policy.h"
+#include "distill/rollouts.h"
 #include "checkpoint/training_checkpoint.h"
 #include "train/mixed_precision.h"
 #include "train/options.h"
@@ -129,17 +130,28 @@ train::TrainOptions training_options(const ParsedOptions& o, const RunConfig& co
   return t;
 }
 
-// What --resume reads when it names another run or checkpoint; a checkpoint of the run
-// being continued (inside --checkpoint-dir) is this run's own.
-std::vector<Input> resume_inputs(const ParsedOptions& o) {
+// What --resume reads when it names another run or checkpoint (a checkpoint of the run
+// being continued, inside --checkpoint-dir, is this run's own), and the collection
+// --rollouts belongs to.
+std::vector<Input> read_inputs(const ParsedOptions& o) {
   namespace fs = std::filesystem;
-  if (!o.has("resume") || o.text("resume") == "auto") return {};
+  std::vector<Input> inputs;
+  if (o.has("rollouts")) {
+    // A master written by `rollouts` stands for its directory, where its rank files lie.
+    const fs::path file = fs::absolute(o.text("rollouts")).lexically_normal();
+    const bool master = distill::rollout_master_file(file.parent_path().string()) == file.string();
+    inputs.push_back({Input::Kind::kRollouts, master ? file.parent_path().string() : file.string()});
+  }
+  if (!o.has("resume") || o.text("resume") == "auto") return inputs;
   const fs::path spec = fs::absolute(o.text("resume")).lexically_normal();
   const fs::path run = fs::absolute(o.text("checkpoint-dir")).lexically_normal();
   const fs::path relative = spec.lexically_relative(run);
-  if (!relative.empty() && *relative.begin() != "..") return {};
-  return checkpoint::looks_like_checkpoint(spec.string()) ? checkpoint_inputs(spec.string())
-                                                         : std::vector<Input>{{Input::Kind::kRun, spec.string()}};
+  if (!relative.empty() && *relative.begin() != "..") return inputs;
+  const auto resumed = checkpoint::looks_like_checkpoint(spec.string())
+                           ? checkpoint_inputs(spec.string())
+                           : std::vector<Input>{{Input::Kind::kRun, spec.string()}};
+  inputs.insert(inputs.end(), resumed.begin(), resumed.end());
+  return inputs;
 }
 
 }  // namespace
@@ -148,7 +160,7 @@ train::TrainResult run_train(const ParsedOptions& o, RunConfig config, Session& 
   o.apply_to(config);
   train::TrainOptions t = training_options(o, config);
   t.run_info = run_record("train", o, config, session);
-  const std::vector<Input> inputs = resume_inputs(o);
+  const std::vector<Input> inputs = read_inputs(o);
   check_output_directory("--checkpoint-dir", t.run_dir, inputs);
   t.tensorboard_dir = tensorboard_directory(o, t.run_dir, inputs);
   const auto result = train::run_training(config, t, *session.comm);

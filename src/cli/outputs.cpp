@@ -32,6 +32,7 @@ std::string what(Input::Kind kind) {
     case Input::Kind::kCheckpoint: return "the checkpoint ";
     case Input::Kind::kRun: return "the run directory ";
     case Input::Kind::kCollection: return "the transition collection ";
+    case Input::Kind::kRollouts: return "the rollout collection ";
   }
   return "";
 }

@@ -3,7 +3,7 @@
 // Where a command may write, one rule for every output of every command, checked before
 // any work. A command never writes into what it reads:
 //   - nothing inside a checkpoint it reads (its files are verified by their digests) or
-//     inside a transition collection it reads;
+//     inside a transition or rollout collection it reads;
 //   - no output directory inside a run directory it reads, or as one: a run's
 //     checkpoints, metrics and data would mix with that run's own;
 //   - an output file in a run directory it reads only directly in it, beside the run's
@@ -22,7 +22,7 @@ namespace crsm::cli {
 
 // Something a command reads, named by its kind in messages.
 struct Input {
-  enum class Kind { kCheckpoint, kRun, kCollection };
+  enum class Kind { kCheckpoint, kRun, kCollection, kRollouts };  // kCollection: of transitions
   Kind kind;
   std::string path;
 };

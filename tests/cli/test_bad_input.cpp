@@ -650,6 +650,8 @@ TEST_F(BadInput, OutcomeValues) {
       {outcome + "--rollouts {W}/missing.h5 --resume {W}/run", 2, "{W}/missing.h5: no such rollout file"},
       {outcome + "--rollouts {W}/cut_rollouts.h5 --resume {W}/run", 2, "{W}/cut_rollouts.h5: not a readable HDF5 file"},
       {outcome + rollouts + "--resume {W}/run", 2, "2 rollouts leave"},
+      {"train --config {CFG} --checkpoint-dir {W}/few_rollouts/outcome --value-target outcome " + rollouts +
+           "--resume {W}/run", 2, "--checkpoint-dir {W}/few_rollouts/outcome: inside the rollout collection {W}/few_rollouts"},
   });
 }
 
@@ -760,9 +762,9 @@ TEST_F(BadInput, EveryCommandStopsOnASignalFromItsFirstInstruction) {
       "generate --model {W}/run --max-length 5",
       "generate --model {W}/full --deliberate --sync --max-length 5",
       "eval --model {W}/run --tasks {W}/task.json --output {W}/sig_eval.json --modes greedy",
+      "rollouts --model {W}/run --tasks {W}/task.json --output-path {W}/sig_rollouts --samples 2",
       "export --checkpoint {W}/run --output {W}/sig.safetensors",
       "plot {W}/run --output {W}/sig.svg",
-      "rollouts --model {W}/run --tasks {W}/task.json --output-path {W}/sig_rollouts --samples 2",
       "memory --config {CFG}",
       "pipeline --config {CFG} --output-dir {W}/sig_pipe --data {W}/corpus.txt --tasks {W}/task.json",
   };
