@@ -7,6 +7,8 @@
 #include <map>
 #include <random>
 
+#include "search/beam.h"
+
 namespace crsm::eval {
 namespace {
 
@@ -21,22 +23,31 @@ double consensus_of(const at::Tensor& values) {
   return model::consensus_value(c.data_ptr<double>(), c.numel());
 }
 
-// An answer as it is generated: the end-of-sequence token stops it untaken; the token
-// that ends the answer (a grid's blank line, a text's line end) is its last.
+// Whether `token`, after the answer's `taken` tokens, is taken and whether it ends the
+// answer: the end-of-sequence token stops it untaken; the token that ends the answer (a
+// grid's blank line, a text's line end) is its last.
+search::StepVerdict answer_verdict(const data::Tokenizer& tokenizer, AnswerKind kind,
+                                   const std::vector<int32_t>& taken, int64_t token) {
+  if (token == tokenizer.eos_id()) return search::StepVerdict::kStop;
+  // The ending is in the last few tokens: decode those, not the whole answer each time.
+  constexpr size_t kTail = 4;
+  std::vector<int32_t> tail(taken.end() - static_cast<std::ptrdiff_t>(std::min(kTail - 1, taken.size())), taken.end());
+  tail.push_back(static_cast<int32_t>(token));
+  const std::string text = tokenizer.decode(tail);
+  const bool ended = taken.size() + 1 > kTail ? text.size() >= 2 && answer_ended(kind, text.substr(text.size() - 2))
+                                              : answer_ended(kind, text);
+  return ended ? search::StepVerdict::kTakeAndStop : search::StepVerdict::kTake;
+}
+
+// An answer as it is generated, token by token.
 class AnswerTracker {
  public:
   AnswerTracker(const EvalSetup& setup, const EvalItem& item) : tokenizer_(*setup.tokenizer), kind_(item.kind) {}
 
   search::StepVerdict take(int64_t token) {
-    if (token == tokenizer_.eos_id()) return search::StepVerdict::kStop;
-    out_.push_back(static_cast<int32_t>(token));
-    // The ending is in the last few tokens: decode those, not the whole answer each time.
-    constexpr size_t kTail = 4;
-    const std::vector<int32_t> tail(out_.end() - static_cast<std::ptrdiff_t>(std::min(kTail, out_.size())), out_.end());
-    const std::string text = tokenizer_.decode(tail);
-    const bool ended = out_.size() > kTail ? text.size() >= 2 && answer_ended(kind_, text.substr(text.size() - 2))
-                                           : answer_ended(kind_, text);
-    return ended ? search::StepVerdict::kTakeAndStop : search::StepVerdict::kTake;
+    const auto verdict = answer_verdict(tokenizer_, kind_, out_, token);
+    if (verdict != search::StepVerdict::kStop) out_.push_back(static_cast<int32_t>(token));
+    return verdict;
   }
   size_t size() const { return out_.size(); }
   const std::vector<int32_t>& tokens() const { return out_; }
@@ -47,6 +58,23 @@ class AnswerTracker {
   AnswerKind kind_;
   std::vector<int32_t> out_;
 };
+
+std::vector<int32_t> narrowed(const std::vector<int64_t>& tokens) { return {tokens.begin(), tokens.end()}; }
+
+// The beam's view of answers: their ending as the tracker sees it, and a block that ends
+// with a line (a grid row).
+search::BeamRules beam_rules(const EvalSetup& setup, const EvalItem& item) {
+  const data::Tokenizer* tokenizer = setup.tokenizer;
+  const AnswerKind kind = item.kind;
+  search::BeamRules rules;
+  rules.verdict = [tokenizer, kind](const std::vector<int64_t>& taken, int64_t token) {
+    return answer_verdict(*tokenizer, kind, narrowed(taken), token);
+  };
+  rules.ends_block = [tokenizer](const std::vector<int64_t>& taken) {
+    return !taken.empty() && tokenizer->decode({static_cast<int32_t>(taken.back())}).find('\n') != std::string::npos;
+  };
+  return rules;
+}
 
 }  // namespace
 
@@ -85,6 +113,32 @@ ModeOutcome decode_item(search::Deliberator& decoder, const EvalSetup& setup, co
   outcome.compute.answer_steps = outcome.stats.tokens + (setup.exact_planner ? simulations : 0);
   outcome.compute.dynamics_steps = setup.exact_planner ? 0 : simulations;
   outcome.compute.value_evals = simulations;
+  outcome.seconds = seconds_since(start);
+  return outcome;
+}
+
+ModeOutcome beam_item(const EvalSetup& setup, const EvalItem& item, const EvalMode& mode,
+                      const std::vector<int64_t>& prompt, int64_t max_new) {
+  const auto start = Clock::now();
+  model::Backbone backbone = setup.backbone;  // a handle: the module is shared
+  const auto device = backbone->parameters().front().device();
+  model::ModelState prefilled;
+  backbone->prefill(torch::tensor(prompt, torch::kLong).unsqueeze(0).to(device), prefilled);
+  auto root = search::states_of(prefilled);
+  if (!setup.planner->needs_caches()) root.caches.clear();
+  search::BeamOptions options;
+  options.width = mode.width;
+  options.unit = mode.pick == Pick::kBeamBlock ? search::BeamUnit::kBlock : search::BeamUnit::kToken;
+  options.max_tokens = max_new;
+  options.stop_requested = setup.stop_requested;
+  const auto found = search::beam_search(*setup.planner, root, options, beam_rules(setup, item));
+  ModeOutcome outcome;
+  outcome.text = setup.tokenizer->decode(narrowed(found.tokens));
+  outcome.score = score_answer(item, outcome.text);
+  outcome.stats.tokens = static_cast<int64_t>(found.tokens.size());
+  outcome.compute.prompt_steps = static_cast<int64_t>(prompt.size());
+  (setup.exact_planner ? outcome.compute.answer_steps : outcome.compute.dynamics_steps) = found.transitions;
+  outcome.compute.value_evals = found.transitions + 1;  // every state reached, and the root
   outcome.seconds = seconds_since(start);
   return outcome;
 }
@@ -140,7 +194,9 @@ ModeOutcome pick_answer(const EvalMode& mode, const SampledAnswers& sampled) {
       case Pick::kValue: score[j] = a.value; break;
       case Pick::kOracle: score[j] = a.score.exact ? 1.0 : 0.0; break;
       case Pick::kFirstSample:
-      case Pick::kDecode: score[j] = j == 0 ? 1.0 : 0.0; break;
+      case Pick::kDecode:
+      case Pick::kBeam:
+      case Pick::kBeamBlock: score[j] = j == 0 ? 1.0 : 0.0; break;
     }
   }
   const size_t best = static_cast<size_t>(std::max_element(score.begin(), score.end()) - score.begin());

@@ -1,7 +1,7 @@
 #pragma once
 
 // One test output decoded in one mode (SPEC §9): by a decoder (greedy, or a search
-// choosing every token), or as N sampled answers from which the mode picks one.
+// choosing every token), by a beam, or as N sampled answers from which the mode picks one.
 
 #include <cstdint>
 #include <memory>
@@ -21,6 +21,12 @@ std::unique_ptr<search::Deliberator> make_decoder(const EvalSetup& setup, const 
 // answer is right) and what it cost.
 ModeOutcome decode_item(search::Deliberator& decoder, const EvalSetup& setup, const EvalItem& item,
                         const std::vector<int64_t>& prompt, const std::vector<int32_t>& answer, int64_t max_new);
+
+// A beam mode's answer (mode.samples wide, per token or per block) over the setup's
+// planner, and what it cost: its transitions are backbone steps on exact states,
+// dynamics steps otherwise.
+ModeOutcome beam_item(const EvalSetup& setup, const EvalItem& item, const EvalMode& mode,
+                      const std::vector<int64_t>& prompt, int64_t max_new);
 
 struct SampledAnswer {
   std::string text;

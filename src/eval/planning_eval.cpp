@@ -26,6 +26,13 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// The widest beam that costs no more than `budget` samples: width^2 <= budget.
+int64_t beam_width(int64_t budget) {
+  int64_t w = 1;
+  while ((w + 1) * (w + 1) <= budget) ++w;
+  return w;
+}
+
 // This rank's items, each decoded in every mode. The sampling modes share one set of
 // samples per item: as many as the mode that asks for the most.
 std::vector<ItemResult> decode_share(const EvalSetup& setup, const std::vector<EvalItem>& items, int rank, int world) {
@@ -48,9 +55,12 @@ std::vector<ItemResult> decode_share(const EvalSetup& setup, const std::vector<E
       const int64_t max_new = setup.max_new_tokens > 0 ? setup.max_new_tokens : 2 * static_cast<int64_t>(answer.size()) + 8;
       const auto samples = most_samples > 0 ? sample_answers(setup, item, r.index, prompt, max_new, most_samples)
                                             : SampledAnswers{};
-      for (size_t m = 0; m < setup.modes.size(); ++m)
-        r.modes.push_back(decoders[m] ? decode_item(*decoders[m], setup, item, prompt, answer, max_new)
-                                      : pick_answer(setup.modes[m], samples));
+      for (size_t m = 0; m < setup.modes.size(); ++m) {
+        const EvalMode& mode = setup.modes[m];
+        r.modes.push_back(decoders[m]   ? decode_item(*decoders[m], setup, item, prompt, answer, max_new)
+                          : mode.beam() ? beam_item(setup, item, mode, prompt, max_new)
+                                        : pick_answer(mode, samples));
+      }
     }
     results.push_back(std::move(r));
   }
@@ -266,7 +276,8 @@ std::vector<EvalMode> eval_modes(const std::string& comma_list, int64_t samples)
       {"mcts+inject", true, true, Pick::kDecode},  {"sample", false, false, Pick::kFirstSample},
       {"vote", false, false, Pick::kVote},         {"logprob", false, false, Pick::kLogprob},
       {"value", false, false, Pick::kValue},       {"value-vote", false, false, Pick::kValueVote},
-      {"pass", false, false, Pick::kOracle}};
+      {"pass", false, false, Pick::kOracle},       {"beam", true, false, Pick::kBeam},
+      {"beam-row", true, false, Pick::kBeamBlock}};
   std::vector<EvalMode> modes;
   size_t start = 0;
   for (;;) {
@@ -276,22 +287,21 @@ std::vector<EvalMode> eval_modes(const std::string& comma_list, int64_t samples)
     const std::string base = word.substr(0, at);
     const auto kind = std::find_if(std::begin(kKinds), std::end(kKinds), [&](const Kind& k) { return base == k.name; });
     if (kind == std::end(kKinds)) throw std::invalid_argument("unknown decoding mode '" + word + "'");
-    EvalMode mode{base, kind->search, kind->inject, kind->pick, 0};
-    const bool chooses = kind->pick != Pick::kDecode && kind->pick != Pick::kFirstSample;
+    EvalMode mode{base, kind->search, kind->inject, kind->pick, 0, 0};
+    const bool sampling = kind->pick != Pick::kDecode && kind->pick != Pick::kFirstSample && !mode.beam();
+    int64_t n = sampling ? samples : mode.beam() ? beam_width(samples) : 1;
     if (at != std::string::npos) {
-      const std::string n = word.substr(at + 1);
-      if (!chooses) throw std::invalid_argument("decoding mode '" + base + "' takes no @N");
-      if (n.empty() || n.size() > 4 || n.find_first_not_of("0123456789") != std::string::npos || std::stoll(n) < 1 ||
-          std::stoll(n) > kMaxSamples)
+      const std::string digits = word.substr(at + 1);
+      if (!sampling && !mode.beam()) throw std::invalid_argument("decoding mode '" + base + "' takes no @N");
+      if (digits.empty() || digits.size() > 4 || digits.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoll(digits) < 1 || std::stoll(digits) > kMaxSamples)
         throw std::invalid_argument("decoding mode '" + word + "': N must be an integer from 1 to " +
                                     std::to_string(kMaxSamples));
-      mode.samples = std::stoll(n);
-    } else if (chooses) {
-      mode.samples = samples;
-    } else if (kind->pick == Pick::kFirstSample) {
-      mode.samples = 1;
+      n = std::stoll(digits);
     }
-    if (chooses) mode.name = base + "@" + std::to_string(mode.samples);
+    if (sampling || kind->pick == Pick::kFirstSample) mode.samples = n;
+    if (mode.beam()) mode.width = n;
+    if (sampling || mode.beam()) mode.name = base + "@" + std::to_string(n);
     for (const auto& m : modes)
       if (m.name == mode.name) throw std::invalid_argument("duplicate decoding mode '" + mode.name + "'");
     modes.push_back(mode);
@@ -304,8 +314,8 @@ int64_t apply_budget(std::vector<EvalMode>& modes, int64_t budget) {
   for (auto& mode : modes) {
     if (mode.pick == Pick::kDecode || mode.pick == Pick::kFirstSample) continue;
     const std::string base = mode.name.substr(0, mode.name.find('@'));
-    mode.samples = budget;
-    mode.name = base + "@" + std::to_string(budget);
+    (mode.beam() ? mode.width : mode.samples) = mode.beam() ? beam_width(budget) : budget;
+    mode.name = base + "@" + std::to_string(mode.beam() ? mode.width : mode.samples);
   }
   return std::max<int64_t>(1, budget - 1);
 }

@@ -28,8 +28,9 @@ namespace crsm::eval {
 // or a search choosing every token), or a choice among N answers sampled at the setup's
 // temperature: the first one, the most frequent, the most likely, the one the value heads
 // rate highest, the most frequent weighted by value, or any right one (the oracle pass@N,
-// the ceiling no reranker can pass).
-enum class Pick { kDecode, kFirstSample, kVote, kLogprob, kValue, kValueVote, kOracle };
+// the ceiling no reranker can pass); or a beam scored by the value, per token or per block
+// (a grid row), over the planner's transitions.
+enum class Pick { kDecode, kFirstSample, kVote, kLogprob, kValue, kValueVote, kOracle, kBeam, kBeamBlock };
 
 struct EvalMode {
   std::string name;  // as the report shows it: greedy, mcts, mcts+inject, sample, vote@16, ...
@@ -37,21 +38,26 @@ struct EvalMode {
   bool inject = false;
   Pick pick = Pick::kDecode;
   int64_t samples = 0;  // N of a sampling mode
+  int64_t width = 0;    // of a beam
+
+  bool beam() const { return pick == Pick::kBeam || pick == Pick::kBeamBlock; }
 };
-// "greedy,vote@8,pass": the modes, in that order; a sampling mode without @N takes
-// `samples`. std::invalid_argument for anything else.
+// "greedy,vote@8,pass,beam@4": the modes, in that order; a sampling mode without @N
+// takes `samples`, a beam without @W is sqrt(samples) wide. std::invalid_argument for
+// anything else.
 std::vector<EvalMode> eval_modes(const std::string& comma_list, int64_t samples = 16);
 // "" for a good list, else what is wrong with it (an unknown mode, one given twice).
 std::string mode_list_problem(const std::string& comma_list);
 constexpr const char* kModeListDescription =
-    "a comma-separated list of greedy, mcts, mcts+inject, sample, vote, logprob, value, value-vote, pass (the last "
-    "five with @N samples, else --samples)";
+    "a comma-separated list of greedy, mcts, mcts+inject, sample, vote, logprob, value, value-vote, pass (these five "
+    "with @N samples, else --samples), beam, beam-row (with @W, the beam's width, else the square root of --samples)";
 constexpr int64_t kMaxSamples = 4096;
 
 // Sets every mode to about `budget` times greedy's compute: N = budget for the sampling
-// modes (each sample costs about one greedy decoding) and budget - 1 simulations per
-// token for the searches (each a transition beside the token's own step; at least 1).
-// Returns the simulations.
+// modes (each sample costs about one greedy decoding), a beam floor(sqrt(budget)) wide
+// (width^2 transitions per token), and budget - 1 simulations per token for the
+// searches (each a transition beside the token's own step; at least 1). Returns the
+// simulations.
 int64_t apply_budget(std::vector<EvalMode>& modes, int64_t budget);
 
 struct EvalSetup {

@@ -548,7 +548,10 @@ TEST_F(BadInput, Eval) {
   need_run();
   const std::string ev = "eval --model {W}/run --tasks {W}/task.json --output {W}/new_eval.json ";
   expect_rows({
-      {ev + "--modes beam", 2, "--modes beam: expected a comma-separated list of greedy, mcts, mcts+inject"},
+      {ev + "--modes beams", 2, "--modes beams: expected a comma-separated list of greedy, mcts, mcts+inject"},
+      {ev + "--modes beam@0", 2, "(decoding mode 'beam@0': N must be an integer from 1 to 4096)"},
+      {ev + "--modes greedy,beam-row@x", 2, "(decoding mode 'beam-row@x': N must be an integer from 1 to 4096)"},
+      {ev + "--modes beam,beam@4", 2, "(duplicate decoding mode 'beam@4')"},
       {ev + "--modes greedy,greedy", 2, "(duplicate decoding mode 'greedy')"},
       {ev + "--modes vote@0", 2, "(decoding mode 'vote@0': N must be an integer from 1 to 4096)"},
       {ev + "--modes greedy@2", 2, "(decoding mode 'greedy' takes no @N)"},
@@ -666,7 +669,7 @@ TEST_F(BadInput, Pipeline) {
       {pipe + "--dynamics-samples 0", 2, "--dynamics-samples 0: expected"},
       {pipe + "--check-samples 0", 2, "--check-samples 0: expected"},
       {pipe + "--max-tasks -1", 2, "--max-tasks -1: expected"},
-      {pipe + "--modes beam", 2, "--modes beam: expected a comma-separated list"},
+      {pipe + "--modes beams", 2, "--modes beams: expected a comma-separated list"},
       {pipe + "--save-every -1", 2, "--save-every -1: expected"},
       {pipe + "--eval-every -1", 2, "--eval-every -1: expected"},
       {pipe + "--threads -1", 2, "--threads -1: expected"},

@@ -84,7 +84,7 @@ TEST(EvalModes, ParsesCommaListsAndRefusesTheRest) {
   ASSERT_EQ(modes.size(), 2u);
   EXPECT_TRUE(modes[0].search && modes[0].inject);
   EXPECT_FALSE(modes[1].search);
-  for (const char* bad : {"", "greedy,", "beam", "greedy,greedy", "mcts inject", "greedy@4", "sample@2", "vote@0",
+  for (const char* bad : {"", "greedy,", "beams", "beam@0", "beam-row@", "beam,beam@4", "greedy,greedy", "mcts inject", "greedy@4", "sample@2", "vote@0",
                           "vote@x", "vote@", "vote@5000", "vote@-1", "vote@8,vote@8", "vote,vote@16"})
     EXPECT_NE(mode_list_problem(bad), "") << bad;
   EXPECT_EQ(mode_list_problem("greedy,mcts"), "");
@@ -106,6 +106,23 @@ TEST(EvalModes, SamplingModesTakeTheirNOrTheDefaultAndABudgetSetsIt) {
   EXPECT_EQ(modes[1].samples, 4);
   EXPECT_EQ(modes[2].name, "sample");  // one sample, whatever the budget
   EXPECT_EQ(apply_budget(modes, 1), 1);
+}
+
+TEST(EvalModes, ABeamIsAsWideAsItsWOrTheSquareRootOfTheSamplesOrOfTheBudget) {
+  auto modes = eval_modes("beam,beam-row@3,vote", 10);
+  EXPECT_EQ(modes[0].name, "beam@3");  // 3 x 3 <= 10 < 4 x 4
+  EXPECT_EQ(modes[0].pick, Pick::kBeam);
+  EXPECT_EQ(modes[0].width, 3);
+  EXPECT_EQ(modes[0].samples, 0);  // it samples nothing
+  EXPECT_TRUE(modes[0].search);    // it looks ahead with the planner
+  EXPECT_EQ(modes[1].pick, Pick::kBeamBlock);
+  EXPECT_EQ(modes[1].width, 3);
+  apply_budget(modes, 16);
+  EXPECT_EQ(modes[0].name, "beam@4");
+  EXPECT_EQ(modes[1].name, "beam-row@4");
+  EXPECT_EQ(modes[2].name, "vote@16");
+  apply_budget(modes, 3);
+  EXPECT_EQ(modes[0].width, 1);
 }
 
 SampledAnswer answer(const std::string& text, double logprob, double value, bool exact, int64_t tokens) {

@@ -86,7 +86,7 @@ TEST_F(EvalCli, TheReportIsTheSameOnOneTwoAndThreeRanks) {
 // report on one and two ranks. The oracle is the ceiling of every pick among the same
 // samples, and a budget sets every mode's N and the search's simulations.
 TEST_F(EvalCli, SampledModesGiveTheSameReportOnAnyRanksAndABudgetSetsTheirN) {
-  const std::string modes = " --modes greedy,sample,vote@3,logprob@3,value@3,value-vote@3,pass@3";
+  const std::string modes = " --modes greedy,sample,vote@3,logprob@3,value@3,value-vote@3,pass@3,beam@2,beam-row@2";
   nlohmann::json first;
   for (int world : {1, 2}) {
     const std::string out = work->str("sampled" + std::to_string(world) + ".json");
@@ -111,13 +111,19 @@ TEST_F(EvalCli, SampledModesGiveTheSameReportOnAnyRanksAndABudgetSetsTheirN) {
   EXPECT_FALSE(m["greedy"]["mcnemar"].contains("vs_greedy"));
   EXPECT_EQ(m["vote@3"]["outcome_calibration"]["answers"], 6 * 3);  // every sampled answer's value against its outcome
   EXPECT_FALSE(m["greedy"].contains("outcome_calibration"));
+  for (const char* beam : {"beam@2", "beam-row@2"}) {  // on exact steps (the run has no dynamics)
+    EXPECT_GT(m[beam]["compute"]["answer_steps"].get<int>(), 0) << beam;
+    EXPECT_EQ(m[beam]["compute"]["dynamics_steps"], 0) << beam;
+    EXPECT_GT(m[beam]["compute"]["value_evals"].get<int>(), 0) << beam;
+  }
 
   const auto budget = run_command("timeout 240 " + crsm_train("eval --model " + work->str("run") + " --tasks " +
-                                                              work->str("arc/eval") + " --max-tasks 2 --modes greedy,vote,mcts --budget 4 --output " +
+                                                              work->str("arc/eval") + " --max-tasks 2 --modes greedy,vote,mcts,beam --budget 4 --output " +
                                                               work->str("budget.json")));
   ASSERT_EQ(budget.status, 0) << budget.output;
   const auto b = nlohmann::json::parse(read_file(work->path() / "budget.json"));
   EXPECT_TRUE(b["modes"].contains("vote@4"));
+  EXPECT_TRUE(b["modes"].contains("beam@2"));
   EXPECT_EQ(b["setup"]["n_simulations"], 3);
   EXPECT_EQ(b["setup"]["budget"], 4);
 }
