@@ -1,5 +1,6 @@
 #include <cstdio>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <torch/torch.h>
@@ -78,6 +79,25 @@ void print_stats(const search::DeliberationStats& s) {
                s.simulations ? s.depth_sum / s.simulations : 0.0);
 }
 
+// A token as text, with line ends and quotes visible.
+std::string shown(const data::Tokenizer& tokenizer, int64_t token) {
+  std::string out;
+  for (char c : tokenizer.decode({static_cast<int32_t>(token)})) out += c == '\n' ? "\\n" : c == '\'' ? "\\'" : std::string(1, c);
+  return "'" + out + "'";
+}
+
+// The root's children of the search that chose the token at `position`: token, prior,
+// visits and Q, most likely first.
+std::string root_line(size_t position, const search::Plan& plan, const data::Tokenizer& tokenizer) {
+  std::string line = "  token " + std::to_string(position) + " " + shown(tokenizer, plan.action) + ":";
+  for (const auto& c : plan.search.root) {
+    char figures[80];
+    std::snprintf(figures, sizeof figures, " p=%.3f n=%lld q=%.3f", c.prior, static_cast<long long>(c.visits), c.q);
+    line += " " + shown(tokenizer, c.action) + figures;
+  }
+  return line + "\n";
+}
+
 }  // namespace
 
 int generate_command(int argc, char** argv) {
@@ -134,8 +154,17 @@ int generate_command(int argc, char** argv) {
   if (!deliberator) {
     model::generate(model, prompt, o.integer("max-length"), sampling, seed, tokenizer->eos_id(), print_token);
   } else {
-    deliberator->generate(prompt, o.integer("max-length"), seed, tokenizer->eos_id(), print_token);
-    if (o.is_set("stats")) print_stats(deliberator->stats());
+    std::vector<std::string> roots;  // printed after the text, which goes to stdout as it comes
+    deliberator->generate(prompt, o.integer("max-length"), seed, [&](const search::TokenStep& s) {
+      if (s.token == tokenizer->eos_id()) return search::StepVerdict::kStop;
+      if (s.plan) roots.push_back(root_line(generated.size(), *s.plan, *tokenizer));
+      print_token(s.token);
+      return search::StepVerdict::kTake;
+    });
+    if (o.is_set("stats")) {
+      print_stats(deliberator->stats());
+      for (const auto& line : roots) std::fputs(line.c_str(), stderr);
+    }
   }
   std::fputs("\n", stdout);
   return 0;

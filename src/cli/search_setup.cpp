@@ -11,6 +11,8 @@ std::vector<Option> with_search_flags(std::vector<Option> own) {
   std::vector<Option> search = {
       Option::for_key("simulations", "n_simulations", "leaf evaluations per search"),
       Option::for_key("c-puct", "c_puct", "exploration weight of PUCT"),
+      Option::for_key("root-choice", "root_choice",
+                      "how a search picks its token among the root's children: the most visited, or the highest mean value"),
       Option::for_key("search-top-k", "top_k", "children expanded per search node, by policy"),
       Option::for_key("leaf-batch", "leaf_batch", "leaves evaluated per batched network call (1: sequential MCTS)"),
       Option::for_key("injection-rate", "injection_rate", "alpha_l = injection_rate * sigmoid(conf_l) * delta_decay^lag"),

@@ -138,6 +138,10 @@ std::string format_eval_report(const json& report) {
                          mode.c_str(), o["auc"].is_null() ? "-" : printf_string("%.3f", o["auc"].get<double>()).c_str(),
                          o["ece"].get<double>(), o["answers"].get<long long>(), o["right"].get<long long>(),
                          o["mean_value"].get<double>());
+    for (const auto& [family, f] : o["by_family"].items())
+      out += printf_string("  %-26s AUC %s, ECE %.3f over %lld answers (%lld right)\n", family.c_str(),
+                           f["auc"].is_null() ? "-" : printf_string("%.3f", f["auc"].get<double>()).c_str(),
+                           f["ece"].get<double>(), f["answers"].get<long long>(), f["right"].get<long long>());
   }
   for (const auto& [mode, m] : report["modes"].items()) {
     const json& c = m["calibration"];

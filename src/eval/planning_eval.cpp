@@ -125,6 +125,20 @@ std::vector<TaskOutcome> task_outcomes(size_t m, const Tasks& tasks, const std::
   return out;
 }
 
+// How sampled answers' values tell right from wrong: AUC (null where every answer is
+// right or every one wrong) and ECE.
+json outcome_calibration(const std::vector<Prediction>& outcomes) {
+  int64_t right = 0;
+  double values = 0;
+  for (const auto& p : outcomes) right += p.correct, values += p.probability;
+  const double auc = roc_auc(outcomes);
+  return {{"answers", outcomes.size()},
+          {"right", right},
+          {"mean_value", outcomes.empty() ? 0.0 : values / static_cast<double>(outcomes.size())},
+          {"auc", std::isfinite(auc) ? json(auc) : json()},
+          {"ece", expected_calibration_error(outcomes)}};
+}
+
 // Mode `m`'s figures over the items, in item order.
 json mode_report(size_t m, const Tasks& tasks, const std::vector<ItemResult>& results, int world) {
   int64_t cells_right = 0, cells = 0, items_exact = 0, evaluated_items = 0;
@@ -132,9 +146,12 @@ json mode_report(size_t m, const Tasks& tasks, const std::vector<ItemResult>& re
   Compute compute;
   std::vector<double> rank_seconds(world, 0.0);
   std::vector<Prediction> predictions, outcomes;  // per token while right; per sampled answer
+  std::map<std::string, std::vector<Prediction>> family_outcomes;
   for (const auto& r : results) {
     if (r.skipped) continue;
     const ModeOutcome& o = r.modes.at(m);
+    auto& family = family_outcomes[tasks.first[tasks.of_item[static_cast<size_t>(r.index)]]->family];
+    family.insert(family.end(), o.outcomes.begin(), o.outcomes.end());
     evaluated_items += 1;
     items_exact += o.score.exact ? 1 : 0;
     cells_right += o.score.cells_right;
@@ -177,15 +194,10 @@ json mode_report(size_t m, const Tasks& tasks, const std::vector<ItemResult>& re
                            {"mean_value", n ? value_sum / n : 0.0},
                            {"ece", expected_calibration_error(predictions)}};
   if (!outcomes.empty()) {
-    int64_t right = 0;
-    double values = 0;
-    for (const auto& p : outcomes) right += p.correct, values += p.probability;
-    const double auc = roc_auc(outcomes);
-    report["outcome_calibration"] = {{"answers", outcomes.size()},
-                                     {"right", right},
-                                     {"mean_value", values / static_cast<double>(outcomes.size())},
-                                     {"auc", std::isfinite(auc) ? json(auc) : json()},
-                                     {"ece", expected_calibration_error(outcomes)}};
+    report["outcome_calibration"] = outcome_calibration(outcomes);
+    report["outcome_calibration"]["by_family"] = json::object();
+    for (const auto& [family, predictions] : family_outcomes)
+      if (!predictions.empty()) report["outcome_calibration"]["by_family"][family] = outcome_calibration(predictions);
   }
   const auto searches = static_cast<double>(search.searches);
   report["search"] = {{"searches", search.searches},

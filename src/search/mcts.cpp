@@ -20,6 +20,7 @@ SearchOptions SearchOptions::from(const SearchConfig& config) {
   o.n_simulations = config.n_simulations;
   o.top_k = config.top_k;
   o.leaf_batch = config.leaf_batch;
+  o.root_choice = config.root_choice == "value" ? RootChoice::kValue : RootChoice::kVisits;
   return o;
 }
 
@@ -153,9 +154,11 @@ class Tree {
     const Node& root = nodes_[0];
     int32_t best = -1;
     for (int32_t c = root.first_child; c < root.first_child + root.num_children; ++c) {
-      r.actions.push_back(nodes_[c].action);
-      r.visits.push_back(nodes_[c].visits);
-      if (best < 0 || nodes_[c].visits > nodes_[best].visits) best = c;
+      const Node& child = nodes_[c];
+      r.actions.push_back(child.action);
+      r.visits.push_back(child.visits);
+      stats.root.push_back({child.action, child.prior, child.visits, q_of(child)});
+      if (best < 0 || better_choice(child, nodes_[best])) best = c;
     }
     r.action = nodes_[best].action;
     if (!nodes_[best].evaluated) throw std::logic_error("search: the chosen child was never evaluated");
@@ -171,6 +174,15 @@ class Tree {
   }
 
  private:
+  static double q_of(const Node& n) { return n.visits > 0 ? n.value_sum / n.visits : 0.0; }
+
+  // Whether `child` is a better answer than `best`, a child before it (so of no lower prior).
+  bool better_choice(const Node& child, const Node& best) const {
+    if (options_.root_choice == RootChoice::kVisits || child.visits == 0) return child.visits > best.visits;
+    if (best.visits == 0) return true;
+    return q_of(child) > q_of(best) || (q_of(child) == q_of(best) && child.visits > best.visits);
+  }
+
   double puct(const Node& parent, const Node& child) const {
     const int32_t n = child.visits + child.pending;
     const double q = n > 0 ? child.value_sum / n : 0.0;

@@ -30,8 +30,15 @@
 
 namespace crsm::search {
 
+// How the search's answer is chosen among the root's children: the most visited (ties:
+// the higher prior), or the highest mean value Q among the visited ones (ties: the more
+// visited, then the higher prior). Visits follow PUCT, which spends them on priors as
+// much as on values; Q is what the values said.
+enum class RootChoice { kVisits, kValue };
+
 struct SearchOptions {
   double c_puct = 1.0;
+  RootChoice root_choice = RootChoice::kVisits;
   int64_t n_simulations = 50;   // leaf evaluations per search (the root's is extra)
   int64_t top_k = 16;           // children per expanded node
   int64_t leaf_batch = 16;      // leaves per network call
@@ -51,6 +58,14 @@ double tree_bytes_needed(const SearchOptions& options, int64_t num_layers);
 // Whether such a tree fits options.tree_bytes and the tree's 32-bit node indices.
 bool tree_fits(const SearchOptions& options, int64_t num_layers);
 
+// One child of the root as the search left it.
+struct RootChild {
+  int64_t action = -1;
+  double prior = 0;
+  int64_t visits = 0;
+  double q = 0;  // its mean backed-up value (0 unvisited)
+};
+
 struct SearchStats {
   int64_t simulations = 0;
   int64_t network_calls = 0;  // batched steps that evaluated leaves
@@ -61,11 +76,12 @@ struct SearchStats {
   double seconds = 0;
   std::vector<double> target_delta;  // ||target_l - h_l|| per layer
   std::vector<double> chosen_values; // the per-layer values predicted at the chosen child
+  std::vector<RootChild> root;       // the root's children, by prior, most likely first
 
 };
 
 struct SearchResult {
-  int64_t action = -1;               // the most visited child's (ties: the higher prior)
+  int64_t action = -1;               // the chosen child's (SearchOptions::root_choice)
   std::vector<int64_t> actions;      // the root's children, by prior, most likely first
   std::vector<int64_t> visits;       // and their visit counts
   at::Tensor confidence;             // [L]: the chosen child's per-layer values

@@ -349,6 +349,7 @@ TEST_F(BadInput, Generate) {
       {gen + "--exact", 2, "--exact applies to deliberative generation"},
       {gen + "--deliberate --simulations 0", 2, "--simulations 0: expected an integer"},
       {gen + "--deliberate --c-puct -1", 2, "--c-puct -1: expected"},
+      {gen + "--deliberate --root-choice best", 2, "--root-choice best: expected one of"},
       {gen + "--deliberate --search-top-k 0", 2, "--search-top-k 0: expected"},
       {gen + "--deliberate --leaf-batch 0", 2, "--leaf-batch 0: expected"},
       {gen + "--deliberate --injection-rate 1.5", 2, "--injection-rate 1.5: expected a number in [0, 1]"},
@@ -550,6 +551,7 @@ TEST_F(BadInput, Eval) {
   expect_rows({
       {ev + "--modes beams", 2, "--modes beams: expected a comma-separated list of greedy, mcts, mcts+inject"},
       {ev + "--modes beam@0", 2, "(decoding mode 'beam@0': N must be an integer from 1 to 4096)"},
+      {ev + "--root-choice q", 2, "--root-choice q: expected one of"},
       {ev + "--modes greedy,beam-row@x", 2, "(decoding mode 'beam-row@x': N must be an integer from 1 to 4096)"},
       {ev + "--modes beam,beam@4", 2, "(duplicate decoding mode 'beam@4')"},
       {ev + "--modes greedy,greedy", 2, "(duplicate decoding mode 'greedy')"},
@@ -644,6 +646,7 @@ TEST_F(BadInput, OutcomeValues) {
   expect_rows({
       {kTrain + "--value-target bogus", 2, "--value-target bogus: expected"},
       {kTrain + "--set value_target=bogus", 2, "value_target"},
+      {kTrain + "--set root_choice=most", 2, "root_choice"},
       {outcome + "--resume {W}/run", 2, "value_target outcome needs --rollouts"},
       {kTrain + rollouts, 2, "--rollouts {W}/few_rollouts/rollouts.h5 is read with --value-target outcome only"},
       {outcome + rollouts + "--data {W}/data --resume {W}/run", 2,

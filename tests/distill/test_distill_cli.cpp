@@ -163,6 +163,25 @@ TEST_F(DistillCli, TrainsAssemblesGeneratesAndChecksTheDynamics) {
   const auto sync = run_command(crsm_train(deliberate + "--model " + work->str("full") + " --sync --seed 4"));
   ASSERT_EQ(sync.status, 0) << sync.output;
   EXPECT_TRUE(std::regex_search(sync.output, all_planned)) << sync.output;
+  // --stats ends with the root's children of every search that chose a token: 8
+  // simulations spread over them.
+  std::smatch planned;
+  ASSERT_TRUE(std::regex_search(sync.output, planned, all_planned));
+  const std::regex root_line("\n  token (\\d+) [^\\n]*");
+  int lines = 0;
+  for (auto it = std::sregex_iterator(sync.output.begin(), sync.output.end(), root_line); it != std::sregex_iterator();
+       ++it, ++lines) {
+    const std::string line = it->str();
+    EXPECT_EQ(std::stoi((*it)[1]), lines) << line;
+    int visits = 0;
+    const std::regex n(" n=(\\d+) ");
+    for (auto v = std::sregex_iterator(line.begin(), line.end(), n); v != std::sregex_iterator(); ++v) visits += std::stoi((*v)[1]);
+    EXPECT_EQ(visits, 8) << line;
+  }
+  EXPECT_EQ(lines, std::stoi(planned[1])) << sync.output;
+  const auto by_value = run_command(crsm_train(deliberate + "--model " + work->str("full") + " --sync --root-choice value"));
+  ASSERT_EQ(by_value.status, 0) << by_value.output;
+  EXPECT_TRUE(std::regex_search(by_value.output, all_planned)) << by_value.output;
   const auto again = run_command(crsm_train(deliberate + "--model " + work->str("full") + " --sync --seed 4"));
   const auto text_of = [](const std::string& out) { return out.substr(0, out.find("deliberation:")); };
   EXPECT_EQ(text_of(again.output), text_of(sync.output));

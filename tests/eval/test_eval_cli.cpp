@@ -110,6 +110,10 @@ TEST_F(EvalCli, SampledModesGiveTheSameReportOnAnyRanksAndABudgetSetsTheirN) {
       << "one of the two is the baseline the other is compared with";
   EXPECT_FALSE(m["greedy"]["mcnemar"].contains("vs_greedy"));
   EXPECT_EQ(m["vote@3"]["outcome_calibration"]["answers"], 6 * 3);  // every sampled answer's value against its outcome
+  int64_t by_family = 0;  // and per family: six tasks, one of each
+  for (const auto& [family, f] : m["vote@3"]["outcome_calibration"]["by_family"].items()) by_family += f["answers"].get<int64_t>();
+  EXPECT_EQ(by_family, 6 * 3);
+  EXPECT_EQ(m["vote@3"]["outcome_calibration"]["by_family"].size(), 6u);
   EXPECT_FALSE(m["greedy"].contains("outcome_calibration"));
   for (const char* beam : {"beam@2", "beam-row@2"}) {  // on exact steps (the run has no dynamics)
     EXPECT_GT(m[beam]["compute"]["answer_steps"].get<int>(), 0) << beam;

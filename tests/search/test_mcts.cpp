@@ -103,6 +103,30 @@ TEST(Mcts, SequentialSearchFollowsPuctOnAToyWithKnownValues) {
   EXPECT_GT(r.stats.max_depth, 1);
 }
 
+TEST(Mcts, TheRootChoiceByValueTakesTheHighestMeanValueWhereVisitsFollowThePrior) {
+  ToyModel toy(kLogits, kValues);
+  auto o = toy_options(12, 1);
+  o.c_puct = 20;  // visits follow the prior
+  const auto by_visits = run_search(toy, toy_root(), o);
+  EXPECT_EQ(by_visits.action, 0);
+  o.root_choice = RootChoice::kValue;
+  const auto by_value = run_search(toy, toy_root(), o);
+  EXPECT_EQ(by_value.visits, by_visits.visits);  // the same search, another choice
+  EXPECT_EQ(by_value.action, 2);
+  EXPECT_NEAR(by_value.confidence.item<double>(), 0.90, 1e-12);
+  // The root's children as the search left them: prior, visits, Q (each child's value
+  // is its first action's, at any depth).
+  const auto priors = torch::softmax(torch::tensor(kLogits, torch::kDouble), 0);
+  ASSERT_EQ(by_value.stats.root.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    const auto& c = by_value.stats.root[i];
+    EXPECT_EQ(c.action, static_cast<int64_t>(i));
+    EXPECT_NEAR(c.prior, priors[static_cast<int64_t>(i)].item<double>(), 1e-6);
+    EXPECT_EQ(c.visits, by_value.visits[i]);
+    EXPECT_NEAR(c.q, kValues[i], 1e-12);
+  }
+}
+
 TEST(Mcts, UnvisitedChildrenComeFirstInPolicyOrder) {
   ToyModel toy(kLogits, kValues);
   const auto r = run_search(toy, toy_root(), toy_options(4, 1));
