@@ -5,6 +5,9 @@
 //   DIR/data           the corpus, prepared once
 //   DIR/backbone       stage 1: the language model           (train --no-value-loss)
 //   DIR/finetune       stage 4: with value heads, from stage 1 (train --resume)
+//   DIR/rollouts       stage 4, with value_target outcome: the fine-tuned model's
+//                      answers to the rollout tasks, labelled     (rollouts)
+//   DIR/outcome        and its value heads trained on them       (train --value-target outcome)
 //   DIR/dynamics       stage 2: transitions and the dynamics  (distill)
 //   DIR/model          stage 3: backbone + dynamics, checked  (assemble, check-dynamics)
 //   DIR/eval           the planning evaluation                (eval)
@@ -15,7 +18,9 @@
 //
 // Stage 4 runs before stages 2 and 3: the dynamics model must describe the backbone the
 // planner searches with, and fine-tuning changes that backbone's latents (assemble
-// refuses a dynamics model distilled from another backbone).
+// refuses a dynamics model distilled from another backbone). Outcome values leave the
+// backbone as it was (only the heads train), so the dynamics distilled after them are
+// the fine-tuned backbone's.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -92,6 +97,7 @@ std::string describe_change(const json& was, const json& now) {
 // What the stages hand on to the ones after them: the paths they read.
 struct Products {
   std::string backbone;  // stage 1's run
+  std::string rollouts;  // stage 4's rollout file, with value_target outcome
   std::string model;     // the language model the later stages use: stage 4's run, or stage 1's
   std::string dynamics;  // stage 2's run ("" without a dynamics model: exact steps)
   std::string planner;   // what the evaluation searches with: stage 3's run, or `model`
@@ -119,6 +125,8 @@ class Pipeline {
       for (const auto& t : o.texts("tasks")) inputs_.tasks.push_back(fs::absolute(t).string());
     else
       inputs_.tasks.push_back(!config_.inputs.tasks.empty() ? config_.inputs.tasks : bundled_data("arc/eval", "--tasks"));
+    if (outcome_values())
+      inputs_.rollout_tasks = o.has("rollout-tasks") ? fs::absolute(o.text("rollout-tasks")).string() : config_.inputs.rollout_tasks;
   }
 
   int run() {
@@ -131,6 +139,8 @@ class Pipeline {
     };
     static const Stage kStages[] = {{"stage 1", &Pipeline::backbone, &Products::backbone},
                                     {"stage 4", &Pipeline::finetune, &Products::model},
+                                    {"stage 4's rollouts", &Pipeline::rollouts, &Products::rollouts},
+                                    {"stage 4's outcome values", &Pipeline::outcome, &Products::model},
                                     {"stage 2", &Pipeline::dynamics, &Products::dynamics},
                                     {"stage 3", &Pipeline::assemble, &Products::planner},
                                     {"the evaluation", &Pipeline::evaluate, nullptr}};
@@ -149,7 +159,7 @@ class Pipeline {
       if (stage.product) products.*stage.product = end.product;
     }
     std::string stages;
-    for (const char* stage : {"backbone", "finetune", "dynamics", "model", "eval"})
+    for (const char* stage : {"backbone", "finetune", "rollouts", "outcome", "dynamics", "model", "eval"})
       if (state_["done"].contains(stage))
         stages += (stages.empty() ? "" : ", ") + std::string(stage) + " " + duration(state_["done"][stage]["minutes"]);
     say("\npipeline: done in %s (stages, over all runs: %s): the model is %s, the report %s\n",
@@ -171,6 +181,9 @@ class Pipeline {
   }
 
   static double minutes_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count() / 60; }
+
+  // The one place the pipeline decides whether stage 4 ends with outcome values.
+  bool outcome_values() const { return config_.model.value_target == model::ValueTarget::kOutcome; }
 
   // What this pipeline was asked to do: an earlier one in the same directory must have
   // been asked the same to be continued.
@@ -201,6 +214,10 @@ class Pipeline {
       if (earlier && !reusing)
         throw UsageError("--output-dir " + dir_.string() + " holds an earlier pipeline: add --resume auto to continue it, "
                          "or choose a new directory");
+      if (outcome_values() && inputs_.rollout_tasks.empty())
+        throw UsageError("value_target outcome: stage 4 samples rollouts on tasks with answers: give --rollout-tasks "
+                         "FILE|DIR or the config's rollout_tasks (or --set value_target=next_token)");
+      if (outcome_values()) data::read_tasks(inputs_.rollout_tasks, o_.integer("rollout-max-tasks"));
       if (o_.is_set("skip-backbone") && !holds_checkpoint(dir_ / "backbone"))
         throw UsageError("--skip-backbone: " + (dir_ / "backbone").string() + " holds no checkpoint to reuse");
       json state = earlier ? base::read_json_file(file.string())
@@ -340,6 +357,47 @@ class Pipeline {
     }
     restart_if_unsaved(run);
     return train("finetune", finetune_line(o_, inputs_, run.string(), holds_checkpoint(run) ? "auto" : p.backbone), run);
+  }
+
+  // With value_target outcome, the model's answers to the rollout tasks; nothing otherwise.
+  StageEnd rollouts(const Products& p) {
+    if (!outcome_values()) return {kExitOk, ""};
+    const fs::path out = dir_ / "rollouts";
+    const std::string master = (out / "rollouts.h5").string();
+    say("\n== stage 4: rollouts of %s on %s ==\n", p.model.c_str(), inputs_.rollout_tasks.c_str());
+    const json key = {{"model", checkpoint_identity(p.model)}, {"tasks", inputs_.rollout_tasks},
+                      {"--rollout-max-tasks", o_.integer("rollout-max-tasks")},
+                      {"--rollout-samples", o_.integer("rollout-samples")}};
+    std::error_code ec;
+    if (up_to_date("rollouts", key, out, master, fs::exists(master, ec))) {
+      say("stage 4's rollouts done in an earlier run: %s\n", master.c_str());
+      return {kExitOk, master};
+    }
+    // An interrupted collection continues from its rank files (the rollouts command's own resume).
+    const auto started = Clock::now();
+    run_rollouts(announced(rollouts_line(o_, inputs_, p.model, out.string()), root_), session_);
+    mark_done("rollouts", started);
+    return {kExitOk, master};
+  }
+
+  // With value_target outcome, the value heads of stage 4's model trained on its
+  // rollouts (its backbone frozen); the model unchanged otherwise.
+  StageEnd outcome(const Products& p) {
+    if (!outcome_values()) return {kExitOk, p.model};
+    const fs::path run = dir_ / "outcome";
+    say("\n== stage 4: outcome values, the value heads of %s trained on its rollouts ==\n", p.model.c_str());
+    const json key = {{"backbone", checkpoint_identity(p.model)}, {"rollouts", file_identity(p.rollouts)},
+                      {"--outcome-epochs", o_.integer("outcome-epochs")},
+                      {"--outcome-steps", o_.has("outcome-steps") ? json(o_.integer("outcome-steps")) : json()},
+                      {"--outcome-batch-size", o_.integer("outcome-batch-size")},
+                      {"--outcome-lr", o_.number("outcome-lr")}};
+    if (up_to_date("outcome", key, run, checkpoint::RunDir(run.string()).checkpoints(), holds_checkpoint(run))) {
+      say("stage 4's outcome values done in an earlier run: %s\n", run.c_str());
+      return {kExitOk, run.string()};
+    }
+    restart_if_unsaved(run);
+    return train("outcome", outcome_line(o_, inputs_, run.string(), p.rollouts, holds_checkpoint(run) ? "auto" : p.model),
+                 run);
   }
 
   StageEnd dynamics(const Products& p) {

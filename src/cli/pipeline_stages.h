@@ -19,12 +19,19 @@ struct PipelineInputs {
   std::string prepared;            // the corpus, prepared into DIR/data
   std::string device;              // the config's
   std::vector<std::string> tasks;  // the evaluation's task sources
+  std::string rollout_tasks;       // stage 4's, with value_target outcome ("" otherwise)
 };
 
 // `o`: the pipeline's options. Paths are the stages' directories and inputs.
 CommandLine backbone_line(const ParsedOptions& o, const PipelineInputs& in, const std::string& run);
 CommandLine finetune_line(const ParsedOptions& o, const PipelineInputs& in, const std::string& run,
                           const std::string& resume);
+// Stage 4 with value_target outcome: the fine-tuned model's rollouts on the rollout
+// tasks, then the value heads trained on them.
+CommandLine rollouts_line(const ParsedOptions& o, const PipelineInputs& in, const std::string& model,
+                          const std::string& out);
+CommandLine outcome_line(const ParsedOptions& o, const PipelineInputs& in, const std::string& run,
+                         const std::string& rollouts, const std::string& resume);
 CommandLine distill_line(const ParsedOptions& o, const PipelineInputs& in, const std::string& model,
                          const std::string& out, int64_t samples);
 CommandLine assemble_line(const std::string& model, const std::string& dynamics, const std::string& out);

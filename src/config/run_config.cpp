@@ -96,6 +96,7 @@ const std::vector<Key>& keys() {
       plain<double>("top_p", Constraint::number(0.0, 1.0, /*lo_open=*/true), CRSM_FIELD(search.top_p)),
       plain<std::string>("data", Constraint::text(), CRSM_FIELD(inputs.data)),
       plain<std::string>("tasks", Constraint::text(), CRSM_FIELD(inputs.tasks)),
+      plain<std::string>("rollout_tasks", Constraint::text(), CRSM_FIELD(inputs.rollout_tasks)),
       plain<int64_t>("seed", Constraint::integer(0), CRSM_FIELD(seed)),
       plain<std::string>("device", Constraint::satisfying(is_device_name, "\"cpu\", \"cuda\" or \"cuda:N\""),
                          CRSM_FIELD(device)),
@@ -170,6 +171,7 @@ RunConfig load_run_config(const std::string& path) {
   };
   beside_file(c.inputs.data);
   beside_file(c.inputs.tasks);
+  beside_file(c.inputs.rollout_tasks);
   return c;
 }
 

@@ -56,6 +56,8 @@ struct SearchConfig {
 struct InputsConfig {
   std::string data;   // a text file or a prepared directory
   std::string tasks;  // an ARC task directory, a .json task or a .jsonl file of tasks
+  // Tasks with answers that stage 4 samples rollouts on when value_target is outcome.
+  std::string rollout_tasks;
 };
 
 struct RunConfig {

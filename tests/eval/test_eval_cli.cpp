@@ -171,30 +171,41 @@ TEST_F(EvalCli, DeliberativeGenerationStopsOnAPreemptionSignal) {
   EXPECT_NE(log.find(" of at most 100000 new tokens (printed above)"), std::string::npos) << log;
 }
 
+// With value_target outcome (as configs/arc_small.json), stage 4 goes on with rollouts
+// of the fine-tuned model on the rollout tasks and its value heads trained on them; the
+// dynamics are distilled from that model, which the evaluation searches with.
 TEST_F(EvalCli, APipelineRunsEveryStageUnderMpirunAndContinuesWhereItStopped) {
-  const auto r = run_command("timeout 280 " + mpirun(2) + crsm_train(pipeline_args("pipe", "")));
+  const std::string outcome = "--set value_target=outcome --rollout-tasks " + work->str("arc/train.jsonl") +
+                              " --rollout-max-tasks 20 --rollout-samples 2 --outcome-steps 2 ";
+  const auto r = run_command("timeout 280 " + mpirun(2) + crsm_train(pipeline_args("pipe", outcome)));
   ASSERT_EQ(r.status, 0) << r.output;
-  for (const char* said : {"== stage 1", "== stage 4", "== stage 2", "== stage 3", "$ crsm_train train", "$ crsm_train distill",
-                           "$ crsm_train assemble", "check-dynamics", "planning evaluation: 6 test outputs, planner dynamics",
-                           "sample: task", "pipeline: done"})
+  for (const std::string& said : std::vector<std::string>{"== stage 1", "== stage 4", "== stage 4: rollouts", "== stage 4: outcome values", "== stage 2",
+                           "== stage 3", "$ crsm_train train", "$ crsm_train rollouts", "--value-target outcome",
+                           "$ crsm_train distill", "$ crsm_train assemble --backbone " + work->str("pipe/outcome"),
+                           "check-dynamics", "planning evaluation: 6 test outputs, planner dynamics", "sample: task",
+                           "pipeline: done"})
     EXPECT_NE(r.output.find(said), std::string::npos) << said << "\n" << r.output;
   const auto state = nlohmann::json::parse(read_file(work->path() / "pipe" / "pipeline.json"));
-  for (const char* stage : {"backbone", "finetune", "dynamics", "model", "eval"}) EXPECT_TRUE(state["done"].contains(stage)) << stage;
+  for (const char* stage : {"backbone", "finetune", "rollouts", "outcome", "dynamics", "model", "eval"})
+    EXPECT_TRUE(state["done"].contains(stage)) << stage;
   const auto report = nlohmann::json::parse(read_file(work->path() / "pipe" / "eval" / "eval.json"));
   EXPECT_EQ(report["setup"]["planner"], "dynamics");
+  EXPECT_TRUE(report["modes"]["value@16"].contains("outcome_calibration"));
   EXPECT_TRUE(fs::exists(work->path() / "pipe" / "model" / "checkpoints"));
+  EXPECT_TRUE(fs::exists(work->path() / "pipe" / "rollouts" / "rollouts.h5"));
 
-  const auto again = run_command("timeout 120 " + crsm_train(pipeline_args("pipe", "--resume auto")));
+  const auto again = run_command("timeout 120 " + crsm_train(pipeline_args("pipe", outcome + "--resume auto")));
   ASSERT_EQ(again.status, 0) << again.output;
-  for (const char* said : {"stage 1 done in an earlier run", "stage 4 done in an earlier run", "stage 2 done in an earlier run",
-                           "stage 3 done in an earlier run", "evaluation done in an earlier run"})
+  for (const char* said : {"stage 1 done in an earlier run", "stage 4 done in an earlier run",
+                           "stage 4's rollouts done in an earlier run", "stage 4's outcome values done in an earlier run",
+                           "stage 2 done in an earlier run", "stage 3 done in an earlier run", "evaluation done in an earlier run"})
     EXPECT_NE(again.output.find(said), std::string::npos) << said << "\n" << again.output;
   EXPECT_EQ(again.output.find("$ crsm_train"), std::string::npos) << again.output;
 
   // Asked for other modes, the evaluation runs again (and only it), and says why.
-  const auto greedy = run_command("timeout 120 " + crsm_train(pipeline_args("pipe", "--resume auto --modes greedy")));
+  const auto greedy = run_command("timeout 120 " + crsm_train(pipeline_args("pipe", outcome + "--resume auto --modes greedy")));
   ASSERT_EQ(greedy.status, 0) << greedy.output;
-  EXPECT_NE(greedy.output.find("pipeline: eval: it ran with --modes greedy,mcts,mcts+inject, now greedy; running it again"),
+  EXPECT_NE(greedy.output.find("pipeline: eval: it ran with --modes greedy,vote,logprob,value,mcts,mcts+inject,pass, now greedy; running it again"),
             std::string::npos)
       << greedy.output;
   EXPECT_NE(greedy.output.find("$ crsm_train eval"), std::string::npos) << greedy.output;
@@ -203,7 +214,7 @@ TEST_F(EvalCli, APipelineRunsEveryStageUnderMpirunAndContinuesWhereItStopped) {
   EXPECT_EQ(rerun["setup"]["modes"], "greedy");
   // Its report gone, it is made again.
   fs::remove_all(work->path() / "pipe" / "eval");
-  const auto rebuilt = run_command("timeout 120 " + crsm_train(pipeline_args("pipe", "--resume auto --modes greedy")));
+  const auto rebuilt = run_command("timeout 120 " + crsm_train(pipeline_args("pipe", outcome + "--resume auto --modes greedy")));
   ASSERT_EQ(rebuilt.status, 0) << rebuilt.output;
   EXPECT_NE(rebuilt.output.find("eval.json is missing; running it again"), std::string::npos) << rebuilt.output;
   EXPECT_TRUE(fs::exists(work->path() / "pipe" / "eval" / "eval.json"));
