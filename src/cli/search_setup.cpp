@@ -11,6 +11,9 @@ std::vector<Option> with_search_flags(std::vector<Option> own) {
   std::vector<Option> search = {
       Option::for_key("simulations", "n_simulations", "leaf evaluations per search"),
       Option::for_key("c-puct", "c_puct", "exploration weight of PUCT"),
+      Option::for_key("normalize-q", "normalize_q",
+                      "rescale PUCT's Q to [0, 1] by the lowest and highest Q in the tree (MuZero's): values then "
+                      "weigh against the prior however close they are"),
       Option::for_key("root-choice", "root_choice",
                       "how a search picks its token among the root's children: the most visited, or the highest mean value"),
       Option::for_key("search-top-k", "top_k", "children expanded per search node, by policy"),

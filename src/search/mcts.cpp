@@ -21,6 +21,7 @@ SearchOptions SearchOptions::from(const SearchConfig& config) {
   o.top_k = config.top_k;
   o.leaf_batch = config.leaf_batch;
   o.root_choice = config.root_choice == "value" ? RootChoice::kValue : RootChoice::kVisits;
+  o.normalize_q = config.normalize_q;
   return o;
 }
 
@@ -185,7 +186,9 @@ class Tree {
 
   double puct(const Node& parent, const Node& child) const {
     const int32_t n = child.visits + child.pending;
-    const double q = n > 0 ? child.value_sum / n : 0.0;
+    double q = n > 0 ? child.value_sum / n : 0.0;
+    // Pending visits count as value 0, which may lie below the lowest Q seen.
+    if (options_.normalize_q && q_max_ > q_min_) q = std::clamp((q - q_min_) / (q_max_ - q_min_), 0.0, 1.0);
     const double parent_n = std::max(1, parent.visits + parent.pending);
     return q + options_.c_puct * child.prior * std::sqrt(parent_n) / (1.0 + n);
   }
@@ -281,6 +284,8 @@ class Tree {
       nodes_[n].pending -= 1;
       nodes_[n].visits += 1;
       nodes_[n].value_sum += value;
+      q_min_ = std::min(q_min_, q_of(nodes_[n]));
+      q_max_ = std::max(q_max_, q_of(nodes_[n]));
     }
   }
 
@@ -290,6 +295,7 @@ class Tree {
   std::vector<Node> nodes_;
   std::vector<at::Tensor> batch_values_;  // per network call: the per-layer values [n, L]
   int64_t depth_sum_ = 0;
+  double q_min_ = INFINITY, q_max_ = -INFINITY;  // over the backed-up nodes' Q
 };
 
 }  // namespace

@@ -3,7 +3,9 @@
 // Monte Carlo tree search over latent states (SPEC §9).
 //
 // Selection by PUCT, Q + c_puct * P * sqrt(N_parent) / (1 + N_child), visiting unvisited
-// children first (the most likely first); a leaf is expanded into the top_k actions of its
+// children first (the most likely first); with normalize_q, Q is rescaled to [0, 1] by the
+// lowest and highest Q of any node of the tree so far (MuZero's), so that values that
+// differ by hundredths are not drowned by the prior term; a leaf is expanded into the top_k actions of its
 // policy and valued by the consensus of its per-layer values (SPEC §3); values are backed
 // up unchanged (one agent: no sign flips). One iteration selects up to leaf_batch leaves,
 // each path holding a virtual loss (a pending visit of value 0) so that the next path
@@ -39,6 +41,7 @@ enum class RootChoice { kVisits, kValue };
 struct SearchOptions {
   double c_puct = 1.0;
   RootChoice root_choice = RootChoice::kVisits;
+  bool normalize_q = false;
   int64_t n_simulations = 50;   // leaf evaluations per search (the root's is extra)
   int64_t top_k = 16;           // children per expanded node
   int64_t leaf_batch = 16;      // leaves per network call

@@ -54,9 +54,11 @@ class ToyModel : public LatentModel {
 
 States toy_root() { return {torch::zeros({1, 1, 1}, torch::kDouble), {}}; }
 
-// PUCT at the root alone, sequentially: visits per action for the toy above.
+// PUCT at the root alone, sequentially: visits per action for the toy above. With
+// `normalize`, Q is rescaled by the lowest and highest Q in the tree: in the toy every
+// node's Q is its first action's value (the root's, a mean of those, lies between).
 std::vector<int64_t> reference_root_visits(const std::vector<double>& logits, const std::vector<double>& values,
-                                           int64_t top_k, int64_t simulations, double c_puct) {
+                                           int64_t top_k, int64_t simulations, double c_puct, bool normalize = false) {
   const auto probs = torch::softmax(torch::tensor(logits, torch::kDouble), 0);
   const auto [p, order] = probs.topk(top_k);
   std::vector<int64_t> visits(top_k, 0);
@@ -66,9 +68,11 @@ std::vector<int64_t> reference_root_visits(const std::vector<double>& logits, co
     for (int64_t i = 0; i < top_k && pick < 0; ++i)
       if (visits[i] == 0) pick = i;
     if (pick < 0) {
-      double best = -INFINITY;
+      double best = -INFINITY, lo = INFINITY, hi = -INFINITY;
+      for (int64_t i = 0; i < top_k; ++i) lo = std::min(lo, sums[i] / visits[i]), hi = std::max(hi, sums[i] / visits[i]);
       for (int64_t i = 0; i < top_k; ++i) {
-        const double u = sums[i] / visits[i] + c_puct * p[i].item<double>() * std::sqrt(double(s)) / (1.0 + visits[i]);
+        const double q = normalize && hi > lo ? (sums[i] / visits[i] - lo) / (hi - lo) : sums[i] / visits[i];
+        const double u = q + c_puct * p[i].item<double>() * std::sqrt(double(s)) / (1.0 + visits[i]);
         if (u > best) best = u, pick = i;
       }
     }
@@ -125,6 +129,21 @@ TEST(Mcts, TheRootChoiceByValueTakesTheHighestMeanValueWhereVisitsFollowThePrior
     EXPECT_EQ(c.visits, by_value.visits[i]);
     EXPECT_NEAR(c.q, kValues[i], 1e-12);
   }
+}
+
+TEST(Mcts, NormalizedQWeighsValuesThatDifferByHundredthsAgainstThePrior) {
+  // Values within 0.03 of each other: raw, the prior decides; rescaled to [0, 1], the best
+  // value's child takes most visits.
+  const std::vector<double> close = {0.50, 0.51, 0.53, 0.52, 0.0, 0.0};
+  ToyModel raw_toy(kLogits, close), normalized_toy(kLogits, close);
+  auto o = toy_options(200, 1);
+  const auto raw = run_search(raw_toy, toy_root(), o);
+  EXPECT_EQ(raw.visits, reference_root_visits(kLogits, close, 4, 200, 1.0));
+  EXPECT_EQ(raw.action, 0);
+  o.normalize_q = true;
+  const auto normalized = run_search(normalized_toy, toy_root(), o);
+  EXPECT_EQ(normalized.visits, reference_root_visits(kLogits, close, 4, 200, 1.0, /*normalize=*/true));
+  EXPECT_EQ(normalized.action, 2);
 }
 
 TEST(Mcts, UnvisitedChildrenComeFirstInPolicyOrder) {
