@@ -57,6 +57,7 @@ eval::EvalSetup make_setup(const ParsedOptions& o, const std::string& dir, const
                            model::Backbone model, const data::Tokenizer& tokenizer, const torch::Device& device) {
   eval::EvalSetup s;
   s.backbone = model;
+  s.value_target = config.model.value_target;
   s.tokenizer = &tokenizer;
   s.modes = eval::eval_modes(o.text("modes"), o.integer("samples"));
   // The dynamics model is loaded only when a mode searches.

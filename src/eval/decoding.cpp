@@ -93,18 +93,26 @@ ModeOutcome decode_item(search::Deliberator& decoder, const EvalSetup& setup, co
   const auto start = Clock::now();
   ModeOutcome outcome;
   AnswerTracker tracker(setup, item);
+  std::vector<double> values;             // of the state each token was chosen from
+  std::vector<Prediction> next_token;     // each value against its token, while the answer is right
   bool on_track = true;
   decoder.generate(prompt, max_new, /*seed=*/0, [&](const search::TokenStep& s) {
     if (setup.stop_requested && setup.stop_requested()) return search::StepVerdict::kStop;
+    values.push_back(consensus_of(s.values));
     if (on_track) {
       const bool right = tracker.size() < answer.size() && s.token == answer[tracker.size()];
-      outcome.calibration.push_back({consensus_of(s.values), right});
+      next_token.push_back({values.back(), right});
       on_track = right;
     }
     return tracker.take(s.token);
   });
   outcome.text = tracker.text();
   outcome.score = score_answer(item, outcome.text);
+  // The heads are judged against what they were trained to predict (SPEC §3).
+  if (setup.value_target == model::ValueTarget::kOutcome)
+    for (double v : values) outcome.calibration.push_back({v, outcome.score.exact});
+  else
+    outcome.calibration = std::move(next_token);
   outcome.stats = decoder.stats();
   // A search's transitions are backbone steps on exact states, dynamics steps otherwise;
   // each evaluates the value heads at the leaf it reaches.

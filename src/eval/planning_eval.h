@@ -62,6 +62,9 @@ int64_t apply_budget(std::vector<EvalMode>& modes, int64_t budget);
 
 struct EvalSetup {
   model::Backbone backbone{nullptr};
+  // What its value heads predict: the calibration of a decoded answer's values is against
+  // each token (next_token) or against whether the answer came out right (outcome).
+  model::ValueTarget value_target = model::ValueTarget::kNextToken;
   std::shared_ptr<search::LatentModel> planner;  // for the search modes (null without one)
   bool exact_planner = false;  // the planner's transitions are backbone steps (else dynamics steps)
   model::SamplingOptions sampling;  // of the sampling modes

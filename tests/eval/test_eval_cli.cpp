@@ -191,6 +191,11 @@ TEST_F(EvalCli, APipelineRunsEveryStageUnderMpirunAndContinuesWhereItStopped) {
   const auto report = nlohmann::json::parse(read_file(work->path() / "pipe" / "eval" / "eval.json"));
   EXPECT_EQ(report["setup"]["planner"], "dynamics");
   EXPECT_TRUE(report["modes"]["value@16"].contains("outcome_calibration"));
+  // Outcome values are judged against the answer's outcome, not against each token: a
+  // greedy answer that is never right leaves every token a miss.
+  const auto& greedy_mode = report["modes"]["greedy"];
+  EXPECT_GT(greedy_mode["calibration"]["tokens"].get<int>(), 0);
+  if (greedy_mode["items_exact"] == 0) EXPECT_EQ(greedy_mode["calibration"]["token_accuracy"], 0.0) << greedy_mode;
   EXPECT_TRUE(fs::exists(work->path() / "pipe" / "model" / "checkpoints"));
   EXPECT_TRUE(fs::exists(work->path() / "pipe" / "rollouts" / "rollouts.h5"));
 
