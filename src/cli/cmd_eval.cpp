@@ -81,6 +81,7 @@ eval::EvalSetup make_setup(const ParsedOptions& o, const std::string& dir, const
   s.describe = {{"model", dir},           {"tasks", o.texts("tasks")},       {"planner", planner.name},
                 {"modes", o.text("modes")}, {"n_simulations", s.search.n_simulations}, {"c_puct", s.search.c_puct},
                 {"root_choice", config.search.root_choice}, {"normalize_q", config.search.normalize_q},
+                {"reuse_subtree", config.search.reuse_subtree},
                 {"top_k", s.search.top_k}, {"leaf_batch", s.search.leaf_batch}, {"injection_rate", s.injection_rate},
                 {"max_prompt_tokens", s.max_prompt_tokens}, {"max_new_tokens", o.value("max-new-tokens")},
                 {"temperature", s.sampling.temperature}, {"budget", o.has("budget") ? o.value("budget") : nlohmann::json()}};

@@ -74,9 +74,10 @@ void print_stats(const search::DeliberationStats& s) {
   for (double n : s.injected_norm) norms += " " + std::to_string(s.injections ? n / s.injections : 0.0);
   std::fprintf(stderr, "  mean ||delta h|| injected per layer:%s\n", norms.empty() ? " none" : norms.c_str());
   const double rate = s.search_seconds > 0 ? s.simulations / s.search_seconds : 0;
-  std::fprintf(stderr, "  search: %lld searches, %lld simulations, %.0f simulations/s, max depth %lld, mean depth %.2f\n",
+  std::fprintf(stderr, "  search: %lld searches, %lld simulations, %.0f simulations/s, max depth %lld, mean depth %.2f, "
+               "%lld nodes reused\n",
                (long long)s.searches, (long long)s.simulations, rate, (long long)s.max_depth,
-               s.simulations ? s.depth_sum / s.simulations : 0.0);
+               s.simulations ? s.depth_sum / s.simulations : 0.0, (long long)s.reused_nodes);
 }
 
 // A token as text, with line ends and quotes visible.

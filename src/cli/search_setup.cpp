@@ -14,6 +14,9 @@ std::vector<Option> with_search_flags(std::vector<Option> own) {
       Option::for_key("normalize-q", "normalize_q",
                       "rescale PUCT's Q to [0, 1] by the lowest and highest Q in the tree (MuZero's): values then "
                       "weigh against the prior however close they are"),
+      Option::for_key("reuse-subtree", "reuse_subtree",
+                      "start each token's search from the subtree the previous token's search left under the token "
+                      "it chose (synchronous plans)"),
       Option::for_key("root-choice", "root_choice",
                       "how a search picks its token among the root's children: the most visited, or the highest mean value"),
       Option::for_key("search-top-k", "top_k", "children expanded per search node, by policy"),

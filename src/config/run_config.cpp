@@ -87,6 +87,7 @@ const std::vector<Key>& keys() {
       plain<double>("c_puct", Constraint::number(0.0, 1e6), CRSM_FIELD(search.c_puct)),
       plain<std::string>("root_choice", Constraint::word({"visits", "value"}), CRSM_FIELD(search.root_choice)),
       plain<bool>("normalize_q", Constraint::boolean(), CRSM_FIELD(search.normalize_q)),
+      plain<bool>("reuse_subtree", Constraint::boolean(), CRSM_FIELD(search.reuse_subtree)),
       plain<int64_t>("n_simulations", Constraint::integer(1, kMaxDim), CRSM_FIELD(search.n_simulations)),
       plain<int64_t>("top_k", Constraint::integer(1, kMaxVocab), CRSM_FIELD(search.top_k)),
       plain<int64_t>("leaf_batch", Constraint::integer(1, 4096), CRSM_FIELD(search.leaf_batch)),

@@ -42,6 +42,7 @@ struct SearchConfig {
   double c_puct = 1.0;
   std::string root_choice = "visits";  // visits | value: how a search picks its answer
   bool normalize_q = false;            // PUCT's Q rescaled by the tree's lowest and highest
+  bool reuse_subtree = false;          // a search starts from the previous one's chosen subtree
   int64_t n_simulations = 50;
   int64_t top_k = 16;            // children expanded per node, the most likely by policy
   int64_t leaf_batch = 16;       // leaves evaluated per batched network call (1: sequential)

@@ -24,6 +24,7 @@ void DeliberationStats::add_search(const SearchStats& s) {
   max_depth = std::max(max_depth, s.max_depth);
   depth_sum += s.mean_depth * static_cast<double>(s.simulations);
   nodes += s.nodes;
+  reused_nodes += s.reused_nodes;
   search_seconds += s.seconds;
   target_delta.resize(s.target_delta.size(), 0.0);
   for (size_t l = 0; l < s.target_delta.size(); ++l) target_delta[l] += s.target_delta[l];
@@ -46,6 +47,7 @@ void DeliberationStats::add(const DeliberationStats& o) {
   simulations += o.simulations;
   max_depth = std::max(max_depth, o.max_depth);
   nodes += o.nodes;
+  reused_nodes += o.reused_nodes;
   search_seconds += o.search_seconds;
   depth_sum += o.depth_sum;
   add_per_layer(target_delta, o.target_delta);
@@ -195,7 +197,8 @@ std::optional<Plan> Deliberator::plan_for(const model::ModelState& state, PlanBu
   const int64_t position = state.position;
   if (!planner_) return std::nullopt;
   if (!async_) {
-    auto result = run_search(*planner_, states_of(state), options_.search);
+    auto result = run_search(*planner_, states_of(state), options_.search, kept_.get());
+    kept_ = result.chosen_subtree;
     stats_.add_search(result.stats);
     return Plan{generation_, position, position, result.action, result.target, result.confidence,
                 std::move(result.stats)};
@@ -223,6 +226,7 @@ std::vector<int64_t> Deliberator::generate(const std::vector<int64_t>& prompt, i
                                            uint64_t seed, const StepObserver& observe) {
   torch::NoGradGuard no_grad;
   stats_ = {};
+  kept_.reset();
   generation_ += 1;
   PlanBuffer buffer(generation_, options_.max_lag);
   std::mt19937_64 rng(seed);

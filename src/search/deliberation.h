@@ -16,6 +16,8 @@
 //   by the time it answers. A buffer keyed by position applies each plan exactly at the
 //   step it was planned for; plans from another generation, planned further ahead than
 //   max_lag, or arriving after their position has passed are dropped and counted.
+// With the search's reuse_subtree, a sync search starts from the subtree the previous
+// position's search left under the token it chose (that token is always taken).
 // Positions count tokens consumed: the plan for position p chooses the p-th token.
 
 #include <cstdint>
@@ -58,6 +60,7 @@ struct DeliberationStats {
   std::map<int64_t, int64_t> lags;     // lag of each applied plan -> count
   std::vector<double> injected_norm;   // sum over injections of ||delta h_l||, per layer
   int64_t searches = 0, simulations = 0, max_depth = 0, nodes = 0;
+  int64_t reused_nodes = 0;  // over searches: nodes a search started with (reuse_subtree)
   double search_seconds = 0, depth_sum = 0;
   std::vector<double> target_delta;   // sum over searches of ||target_l - h_l||, per layer
 
@@ -71,7 +74,8 @@ struct DeliberationStats {
 template <typename A, typename S, base::if_is<S, DeliberationStats> = 0>
 void fields(A& a, S& s) {
   a(s.tokens, s.planned_tokens, s.injections, s.dropped_generation, s.dropped_lag, s.dropped_late, s.lags,
-    s.injected_norm, s.searches, s.simulations, s.max_depth, s.nodes, s.search_seconds, s.depth_sum, s.target_delta);
+    s.injected_norm, s.searches, s.simulations, s.max_depth, s.nodes, s.reused_nodes, s.search_seconds, s.depth_sum,
+    s.target_delta);
 }
 
 // The plans of one generation waiting for their position.
@@ -143,6 +147,8 @@ class Deliberator {
   std::shared_ptr<LatentModel> planner_;
   DeliberationOptions options_;
   std::unique_ptr<AsyncPlanner> async_;
+  // Sync plans with reuse_subtree: the last search's chosen subtree, the next one's tree.
+  std::shared_ptr<const Subtree> kept_;
   int64_t generation_ = 0;
   DeliberationStats stats_;
 };

@@ -22,12 +22,12 @@ SearchOptions SearchOptions::from(const SearchConfig& config) {
   o.leaf_batch = config.leaf_batch;
   o.root_choice = config.root_choice == "value" ? RootChoice::kValue : RootChoice::kVisits;
   o.normalize_q = config.normalize_q;
+  o.reuse_subtree = config.reuse_subtree;
   return o;
 }
 
-namespace {
-
-struct Node {
+// Outside the anonymous namespace: a Subtree holds them.
+struct MctsNode {
   int32_t parent = -1;
   int32_t first_child = -1;
   int32_t num_children = 0;
@@ -40,6 +40,15 @@ struct Node {
   bool evaluated = false;
   int32_t batch = -1, row = -1;  // where its per-layer values are in batch_values_
 };
+
+struct Subtree {
+  std::vector<MctsNode> nodes;  // nodes[0]: the chosen child, the next root
+  at::Tensor values;            // [evaluated nodes, L]: batch 0 of the next tree
+};
+
+namespace {
+
+using Node = MctsNode;
 
 at::Tensor row_tensor(const std::vector<int32_t>& rows, const at::Device& device) {
   return torch::tensor(std::vector<int64_t>(rows.begin(), rows.end()), torch::kLong).to(device);
@@ -121,11 +130,19 @@ int64_t pool_capacity(const States& root, const SearchOptions& o) {
 
 class Tree {
  public:
-  Tree(LatentModel& model, const States& root, const SearchOptions& options)
+  Tree(LatentModel& model, const States& root, const SearchOptions& options, const Subtree* reuse)
       : model_(model), options_(options), pool_(root, pool_capacity(root, options)) {
-    nodes_.emplace_back();
     const auto eval = model_.evaluate(root);
-    expand({0}, eval);
+    if (!reuse) {
+      nodes_.emplace_back();
+      expand({0}, eval);
+      return;
+    }
+    // The kept nodes keep their statistics and values; the root's values are its own now.
+    nodes_ = reuse->nodes;
+    batch_values_ = {reuse->values, eval.values};
+    nodes_[0].batch = 1;
+    nodes_[0].row = 0;
   }
 
   void run(SearchStats& stats) {
@@ -171,10 +188,37 @@ class Tree {
     stats.target_delta.assign(delta.data_ptr<double>(), delta.data_ptr<double>() + delta.numel());
     const auto conf = r.confidence.to(torch::kCPU, torch::kDouble).contiguous();
     stats.chosen_values.assign(conf.data_ptr<double>(), conf.data_ptr<double>() + conf.numel());
+    if (options_.reuse_subtree) r.chosen_subtree = subtree_under(best);
     return r;
   }
 
  private:
+  // The nodes under `top`, renumbered breadth first (so each node's children stay
+  // contiguous), depths from `top`, their values gathered into one batch.
+  std::shared_ptr<const Subtree> subtree_under(int32_t top) const {
+    auto sub = std::make_shared<Subtree>();
+    std::vector<int32_t> order = {top}, parent = {-1};  // old numbers; new numbers of the parents
+    std::vector<at::Tensor> values;
+    for (size_t i = 0; i < order.size(); ++i) {
+      Node n = nodes_[order[i]];
+      n.depth -= nodes_[top].depth;
+      n.parent = parent[i];
+      if (n.evaluated) {
+        values.push_back(batch_values_[n.batch][n.row]);
+        n.batch = 0;
+        n.row = static_cast<int32_t>(values.size() - 1);
+      }
+      if (n.num_children > 0) {
+        const int32_t first = n.first_child;
+        n.first_child = static_cast<int32_t>(order.size());
+        for (int32_t c = first; c < first + n.num_children; ++c) order.push_back(c), parent.push_back(static_cast<int32_t>(i));
+      }
+      sub->nodes.push_back(n);
+    }
+    sub->values = torch::stack(values);
+    return sub;
+  }
+
   static double q_of(const Node& n) { return n.visits > 0 ? n.value_sum / n.visits : 0.0; }
 
   // Whether `child` is a better answer than `best`, a child before it (so of no lower prior).
@@ -313,7 +357,7 @@ bool tree_fits(const SearchOptions& o, int64_t num_layers) {
          nodes <= static_cast<double>(std::numeric_limits<int32_t>::max());
 }
 
-SearchResult run_search(LatentModel& model, const States& root, const SearchOptions& options) {
+SearchResult run_search(LatentModel& model, const States& root, const SearchOptions& options, const Subtree* reuse) {
   if (root.size() != 1) throw std::invalid_argument("search: the root must be one state");
   if (!tree_fits(options, root.latents.size(1)))
     throw std::invalid_argument("search: a tree of n_simulations x top_k nodes would not fit tree_bytes");
@@ -324,8 +368,17 @@ SearchResult run_search(LatentModel& model, const States& root, const SearchOpti
   const auto start = std::chrono::steady_clock::now();
   c10::InferenceMode inference;  // no autograd bookkeeping: a third less per small op
   SearchStats stats;
+  // A kept subtree that could outgrow the tree's bounds with this search's nodes is dropped.
+  if (reuse) {
+    const double kept = static_cast<double>(reuse->nodes.size());
+    const double nodes = (static_cast<double>(options.n_simulations) + 1) * static_cast<double>(options.top_k) + 1 + kept;
+    if (tree_bytes_needed(options, root.latents.size(1)) + kept * 2.0 * sizeof(Node) > static_cast<double>(options.tree_bytes) ||
+        nodes > static_cast<double>(std::numeric_limits<int32_t>::max()))
+      reuse = nullptr;
+  }
+  stats.reused_nodes = reuse ? static_cast<int64_t>(reuse->nodes.size()) : 0;
   // Latents alone where the model steps without caches: states then join alike.
-  Tree tree(model, model.needs_caches() ? root : States{root.latents, {}}, options);
+  Tree tree(model, model.needs_caches() ? root : States{root.latents, {}}, options, reuse);
   tree.run(stats);
   auto result = tree.result(stats);
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

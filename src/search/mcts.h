@@ -20,11 +20,19 @@
 // n_simulations x top_k nodes could outgrow tree_bytes is refused. The root is always kept, the others least
 // recently used out first; an evicted state is rebuilt by replaying the transitions from
 // its nearest kept ancestor, one step at a time.
+//
+// Subtree reuse: a search returns the subtree under the child it chose (its nodes'
+// statistics and values, not their states). Given to the next search, whose root is the
+// state that child stands for, that subtree becomes its tree: the visits already spent
+// below the chosen token count, the new root is evaluated afresh, and every kept state is
+// replayed from the new root when a selection passes through it. A kept subtree that,
+// with this search's nodes, could outgrow tree_bytes is dropped.
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "config/run_config.h"
@@ -42,6 +50,9 @@ struct SearchOptions {
   double c_puct = 1.0;
   RootChoice root_choice = RootChoice::kVisits;
   bool normalize_q = false;
+  // Whether a search returns its chosen subtree (SearchResult::chosen_subtree); the
+  // deliberation loop then hands it to the next token's search.
+  bool reuse_subtree = false;
   int64_t n_simulations = 50;   // leaf evaluations per search (the root's is extra)
   int64_t top_k = 16;           // children per expanded node
   int64_t leaf_batch = 16;      // leaves per network call
@@ -71,6 +82,7 @@ struct RootChild {
 
 struct SearchStats {
   int64_t simulations = 0;
+  int64_t reused_nodes = 0;   // carried over from the previous search's chosen subtree
   int64_t network_calls = 0;  // batched steps that evaluated leaves
   int64_t replayed = 0;       // transitions recomputed for evicted states
   int64_t nodes = 0;          // nodes in the tree, expanded or not
@@ -83,6 +95,9 @@ struct SearchStats {
 
 };
 
+// The nodes under a search's chosen child, for the next search (opaque).
+struct Subtree;
+
 struct SearchResult {
   int64_t action = -1;               // the chosen child's (SearchOptions::root_choice)
   std::vector<int64_t> actions;      // the root's children, by prior, most likely first
@@ -90,10 +105,13 @@ struct SearchResult {
   at::Tensor confidence;             // [L]: the chosen child's per-layer values
   at::Tensor target;                 // [L, D]: the chosen child's latents
   SearchStats stats;
+  std::shared_ptr<const Subtree> chosen_subtree;  // for run_search's `reuse`
 };
 
 // root: one state (batch 1), with caches when the model needs them. The model's
-// networks should be in eval mode and gradients off.
-SearchResult run_search(LatentModel& model, const States& root, const SearchOptions& options);
+// networks should be in eval mode and gradients off. `reuse`: the previous search's
+// chosen_subtree, when `root` is the state its chosen child stands for.
+SearchResult run_search(LatentModel& model, const States& root, const SearchOptions& options,
+                        const Subtree* reuse = nullptr);
 
 }  // namespace crsm::search

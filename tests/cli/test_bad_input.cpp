@@ -648,6 +648,7 @@ TEST_F(BadInput, OutcomeValues) {
       {kTrain + "--set value_target=bogus", 2, "value_target"},
       {kTrain + "--set root_choice=most", 2, "root_choice"},
       {kTrain + "--set normalize_q=maybe", 2, "normalize_q"},
+      {kTrain + "--set reuse_subtree=1.5", 2, "reuse_subtree"},
       {outcome + "--resume {W}/run", 2, "value_target outcome needs --rollouts"},
       {kTrain + rollouts, 2, "--rollouts {W}/few_rollouts/rollouts.h5 is read with --value-target outcome only"},
       {outcome + rollouts + "--data {W}/data --resume {W}/run", 2,

@@ -169,6 +169,31 @@ TEST(Deliberation, SyncModeWithoutInjectionPicksTheSearchesTokens) {
   }
 }
 
+// With reuse_subtree, each token's search starts from the subtree the previous one left
+// under the token it chose: the same tokens as the searches run by hand that way.
+TEST(Deliberation, SyncModeWithReusedSubtreesPicksThoseSearchesTokens) {
+  auto b = tiny_backbone();
+  auto o = options(PlanTiming::kSync);
+  o.injection_rate = 0.0;
+  o.search.reuse_subtree = true;
+  Deliberator d(b, exact_planner(b), o);
+  const auto tokens = d.generate(kPrompt, 4, 0);
+  EXPECT_GT(d.stats().reused_nodes, 0);
+  torch::NoGradGuard no_grad;
+  model::ModelState state;
+  b->prefill(torch::tensor(kPrompt).unsqueeze(0), state);
+  ExactModel exact(b);
+  std::shared_ptr<const Subtree> kept;
+  for (int64_t t : tokens) {
+    auto r = run_search(exact, states_of(state), o.search, kept.get());
+    EXPECT_EQ(r.action, t);
+    kept = r.chosen_subtree;
+    b->step(torch::tensor({t}), state);
+  }
+  // A new generation starts without a kept subtree.
+  EXPECT_EQ(d.generate(kPrompt, 4, 0), tokens);
+}
+
 TEST(PlanBuffer, AppliesAPlanAtItsPositionAndDropsTheRest) {
   DeliberationStats s;
   PlanBuffer buffer(/*generation=*/2, /*max_lag=*/3);

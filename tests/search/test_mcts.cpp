@@ -243,6 +243,54 @@ TEST(Mcts, ExactSearchReproducesTheBackbonesOwnStep) {
   EXPECT_GT(r.stats.nodes, 24);
 }
 
+// The subtree under the chosen child carries its statistics into the next search, whose
+// root is that child's state: the visits below it count, the new simulations add to them.
+TEST(Mcts, AReusedSubtreeKeepsItsVisitsAndAddsTheNewSimulations) {
+  ToyModel toy(kLogits, kValues);
+  auto o = toy_options(40, 1);
+  o.reuse_subtree = true;
+  const auto first = run_search(toy, toy_root(), o);
+  ASSERT_TRUE(first.chosen_subtree);
+  const auto chosen = std::find(first.actions.begin(), first.actions.end(), first.action) - first.actions.begin();
+  const int64_t kept_visits = first.visits[static_cast<size_t>(chosen)];
+  ASSERT_GT(kept_visits, 1);
+  // The toy's state after the chosen action: its first action, kept by every later step.
+  const States next_root{torch::full({1, 1, 1}, static_cast<double>(first.action + 1), torch::kDouble), {}};
+  const auto second = run_search(toy, next_root, o, first.chosen_subtree.get());
+  EXPECT_GT(second.stats.reused_nodes, 0);
+  int64_t visits = 0;
+  for (int64_t v : second.visits) visits += v;
+  EXPECT_EQ(visits, kept_visits - 1 + 40);  // the kept root's own visit was its evaluation
+  const auto fresh = run_search(toy, next_root, o);
+  EXPECT_EQ(fresh.stats.reused_nodes, 0);
+  int64_t fresh_visits = 0;
+  for (int64_t v : fresh.visits) fresh_visits += v;
+  EXPECT_EQ(fresh_visits, 40);
+  EXPECT_GT(second.stats.nodes, fresh.stats.nodes);
+}
+
+// On exact steps the kept states are replayed from the new root: the chosen target is
+// still the backbone's own step.
+TEST(Mcts, AReusedSubtreeOnExactStepsStillReachesTheBackbonesOwnStates) {
+  torch::NoGradGuard no_grad;
+  RealModels m;
+  ExactModel exact(m.backbone);
+  SearchOptions o;
+  o.n_simulations = 30;
+  o.top_k = 4;
+  o.leaf_batch = 4;
+  o.reuse_subtree = true;
+  const auto first = run_search(exact, states_of(m.state), o);
+  auto state = m.state;
+  m.backbone->step(torch::tensor({first.action}, torch::kLong), state);
+  const auto second = run_search(exact, states_of(state), o, first.chosen_subtree.get());
+  EXPECT_GT(second.stats.reused_nodes, 0);
+  m.backbone->step(torch::tensor({second.action}, torch::kLong), state);
+  EXPECT_LE(testing::max_abs_diff(second.target, state.latents[0]), 1e-5);
+  const auto values = m.backbone->predict_from_states(state.latents).values[0];
+  EXPECT_LE(testing::max_abs_diff(second.confidence, values), 1e-5);
+}
+
 TEST(Mcts, DynamicsSearchStepsWithTheDynamicsModel) {
   torch::NoGradGuard no_grad;
   RealModels m;
