@@ -21,6 +21,7 @@
 // refuses a dynamics model distilled from another backbone). Outcome values leave the
 // backbone as it was (only the heads train), so the dynamics distilled after them are
 // the fine-tuned backbone's.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -76,6 +77,22 @@ json checkpoint_identity(const std::string& spec) {
 }
 
 json file_identity(const fs::path& file) { return {{"path", file.string()}, {"digest", checkpoint::sha256_file(file.string())}}; }
+
+// A task source by content: a file by its digest, a directory by the names and digests of
+// its files, in name order.
+json tasks_identity(const fs::path& source) {
+  if (!fs::is_directory(source)) return file_identity(source);
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(source))
+    if (entry.is_regular_file()) files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  checkpoint::Sha256 hash;
+  for (const auto& f : files) {
+    const std::string line = f.filename().string() + " " + checkpoint::sha256_file(f.string()) + "\n";
+    hash.update(line.data(), line.size());
+  }
+  return {{"path", source.string()}, {"digest", hash.hex_digest()}};
+}
 
 // "model A, now B; --modes x, now y": what differs between two stage keys.
 std::string describe_change(const json& was, const json& now) {
@@ -365,7 +382,7 @@ class Pipeline {
     const fs::path out = dir_ / "rollouts";
     const std::string master = (out / "rollouts.h5").string();
     say("\n== stage 4: rollouts of %s on %s ==\n", p.model.c_str(), inputs_.rollout_tasks.c_str());
-    const json key = {{"model", checkpoint_identity(p.model)}, {"tasks", inputs_.rollout_tasks},
+    const json key = {{"model", checkpoint_identity(p.model)}, {"tasks", tasks_identity(inputs_.rollout_tasks)},
                       {"--rollout-max-tasks", o_.integer("rollout-max-tasks")},
                       {"--rollout-samples", o_.integer("rollout-samples")}};
     std::error_code ec;

@@ -114,12 +114,14 @@ ModeOutcome decode_item(search::Deliberator& decoder, const EvalSetup& setup, co
   else
     outcome.calibration = std::move(next_token);
   outcome.stats = decoder.stats();
-  // A search's transitions are backbone steps on exact states, dynamics steps otherwise;
-  // each evaluates the value heads at the leaf it reaches.
+  // A search's transitions (one per simulation, and the replays of states it did not
+  // hold) are backbone steps on exact states, dynamics steps otherwise; each simulation
+  // evaluates the value heads at the leaf it reaches.
   const int64_t simulations = outcome.stats.simulations;
+  const int64_t transitions = simulations + outcome.stats.replayed;
   outcome.compute.prompt_steps = static_cast<int64_t>(prompt.size());
-  outcome.compute.answer_steps = outcome.stats.tokens + (setup.exact_planner ? simulations : 0);
-  outcome.compute.dynamics_steps = setup.exact_planner ? 0 : simulations;
+  outcome.compute.answer_steps = outcome.stats.tokens + (setup.exact_planner ? transitions : 0);
+  outcome.compute.dynamics_steps = setup.exact_planner ? 0 : transitions;
   outcome.compute.value_evals = simulations;
   outcome.seconds = seconds_since(start);
   return outcome;

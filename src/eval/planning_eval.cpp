@@ -206,6 +206,7 @@ json mode_report(size_t m, const Tasks& tasks, const std::vector<ItemResult>& re
                       {"mean_depth", search.simulations ? search.depth_sum / search.simulations : 0.0},
                       {"mean_nodes", searches ? static_cast<double>(search.nodes) / searches : 0.0},
                       {"mean_reused_nodes", searches ? static_cast<double>(search.reused_nodes) / searches : 0.0},
+                      {"replayed", search.replayed},
                       {"mean_target_delta", divided(search.target_delta, searches)},
                       {"injections", search.injections},
                       {"mean_injected_delta", divided(search.injected_norm, static_cast<double>(search.injections))}};

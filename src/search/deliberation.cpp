@@ -25,6 +25,7 @@ void DeliberationStats::add_search(const SearchStats& s) {
   depth_sum += s.mean_depth * static_cast<double>(s.simulations);
   nodes += s.nodes;
   reused_nodes += s.reused_nodes;
+  replayed += s.replayed;
   search_seconds += s.seconds;
   target_delta.resize(s.target_delta.size(), 0.0);
   for (size_t l = 0; l < s.target_delta.size(); ++l) target_delta[l] += s.target_delta[l];
@@ -48,6 +49,7 @@ void DeliberationStats::add(const DeliberationStats& o) {
   max_depth = std::max(max_depth, o.max_depth);
   nodes += o.nodes;
   reused_nodes += o.reused_nodes;
+  replayed += o.replayed;
   search_seconds += o.search_seconds;
   depth_sum += o.depth_sum;
   add_per_layer(target_delta, o.target_delta);
@@ -90,7 +92,9 @@ struct PlanRequest {
 Plan plan_ahead(LatentModel& model, const PlanRequest& request, int64_t lag, const SearchOptions& options) {
   auto e = model.evaluate(request.state);
   for (int64_t i = 0; i < lag; ++i) e = model.step(e.states, {e.logits[0].argmax().item<int64_t>()});
-  auto result = run_search(model, e.states, options);
+  auto sync_only = options;  // a plan ahead of the generator has no next search to hand a subtree to
+  sync_only.reuse_subtree = false;
+  auto result = run_search(model, e.states, sync_only);
   return {request.generation, request.captured_step, request.captured_step + lag, result.action,
           result.target, result.confidence, std::move(result.stats)};
 }

@@ -61,6 +61,7 @@ struct DeliberationStats {
   std::vector<double> injected_norm;   // sum over injections of ||delta h_l||, per layer
   int64_t searches = 0, simulations = 0, max_depth = 0, nodes = 0;
   int64_t reused_nodes = 0;  // over searches: nodes a search started with (reuse_subtree)
+  int64_t replayed = 0;      // over searches: transitions recomputed for states not held
   double search_seconds = 0, depth_sum = 0;
   std::vector<double> target_delta;   // sum over searches of ||target_l - h_l||, per layer
 
@@ -74,7 +75,7 @@ struct DeliberationStats {
 template <typename A, typename S, base::if_is<S, DeliberationStats> = 0>
 void fields(A& a, S& s) {
   a(s.tokens, s.planned_tokens, s.injections, s.dropped_generation, s.dropped_lag, s.dropped_late, s.lags,
-    s.injected_norm, s.searches, s.simulations, s.max_depth, s.nodes, s.reused_nodes, s.search_seconds, s.depth_sum,
+    s.injected_norm, s.searches, s.simulations, s.max_depth, s.nodes, s.reused_nodes, s.replayed, s.search_seconds, s.depth_sum,
     s.target_delta);
 }
 

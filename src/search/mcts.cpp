@@ -138,11 +138,17 @@ class Tree {
       expand({0}, eval);
       return;
     }
-    // The kept nodes keep their statistics and values; the root's values are its own now.
+    // The kept nodes keep their statistics and values; the root's values and its
+    // children's priors are its own now (the kept ones were predicted from its parent).
     nodes_ = reuse->nodes;
     batch_values_ = {reuse->values, eval.values};
     nodes_[0].batch = 1;
     nodes_[0].row = 0;
+    const auto probs = torch::softmax(eval.logits[0].to(torch::kFloat), -1).to(torch::kCPU).contiguous();
+    for (int32_t c = nodes_[0].first_child; c < nodes_[0].first_child + nodes_[0].num_children; ++c)
+      nodes_[c].prior = probs.data_ptr<float>()[nodes_[c].action];
+    for (const Node& n : nodes_)
+      if (n.visits > 0) q_min_ = std::min(q_min_, q_of(n)), q_max_ = std::max(q_max_, q_of(n));
   }
 
   void run(SearchStats& stats) {

@@ -24,9 +24,12 @@
 // Subtree reuse: a search returns the subtree under the child it chose (its nodes'
 // statistics and values, not their states). Given to the next search, whose root is the
 // state that child stands for, that subtree becomes its tree: the visits already spent
-// below the chosen token count, the new root is evaluated afresh, and every kept state is
-// replayed from the new root when a selection passes through it. A kept subtree that,
-// with this search's nodes, could outgrow tree_bytes is dropped.
+// below the chosen token count, the new root is evaluated afresh (its values, and its
+// children's priors), and every kept state is replayed from the new root when a selection
+// passes through it. Where the new root is not exactly the state the kept nodes were
+// searched from (a plan injected into it; the dynamics' prediction of it) their
+// statistics are an approximation, as in MuZero's reuse. A kept subtree that, with this
+// search's nodes, could outgrow tree_bytes is dropped.
 
 #include <ATen/core/Tensor.h>
 

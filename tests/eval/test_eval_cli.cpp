@@ -223,6 +223,23 @@ TEST_F(EvalCli, APipelineRunsEveryStageUnderMpirunAndContinuesWhereItStopped) {
   ASSERT_EQ(rebuilt.status, 0) << rebuilt.output;
   EXPECT_NE(rebuilt.output.find("eval.json is missing; running it again"), std::string::npos) << rebuilt.output;
   EXPECT_TRUE(fs::exists(work->path() / "pipe" / "eval" / "eval.json"));
+
+  // Rollout tasks changed in place: stage 4's rollouts run again, and so does every stage
+  // after them.
+  const std::string tasks = work->str("pipe_rollout_tasks.jsonl");
+  fs::copy_file(work->path() / "arc" / "train.jsonl", tasks);
+  const std::string moved = "--set value_target=outcome --rollout-tasks " + tasks +
+                            " --rollout-max-tasks 20 --rollout-samples 2 --outcome-steps 2 ";
+  ASSERT_EQ(run_command("timeout 120 " + crsm_train(pipeline_args("pipe", moved + "--resume auto"))).status, 0);
+  std::string lines = read_file(tasks);
+  std::rotate(lines.begin(), lines.begin() + static_cast<std::ptrdiff_t>(lines.find('\n') + 1), lines.end());
+  write_file(tasks, lines);
+  const auto changed = run_command("timeout 120 " + crsm_train(pipeline_args("pipe", moved + "--resume auto")));
+  ASSERT_EQ(changed.status, 0) << changed.output;
+  for (const char* said : {"pipeline: rollouts: it ran with tasks " , "whose files have changed since; running it again",
+                           "$ crsm_train rollouts", "pipeline: outcome: it ran with", "$ crsm_train distill", "$ crsm_train eval"})
+    EXPECT_NE(changed.output.find(said), std::string::npos) << said << "\n" << changed.output;
+  EXPECT_EQ(changed.output.find("--no-value-loss"), std::string::npos) << "stage 1 ran again:\n" << changed.output;
 }
 
 TEST_F(EvalCli, SkipFlagsReuseWhatIsThereAndSaySo) {

@@ -187,6 +187,8 @@ TEST(Beam, WidthOneOnExactStepsIsGreedyDecoding) {
   o.width = 3;
   const auto wide = beam_search(exact, states_of(state), o, rules);
   EXPECT_EQ(wide.tokens.size(), 12u);
+  // The root's caches are read, never written: the same search again finds the same.
+  EXPECT_EQ(beam_search(exact, states_of(state), o, rules).tokens, wide.tokens);
   EXPECT_LE(wide.transitions, 9 * 12);
 }
 
