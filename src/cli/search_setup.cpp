@@ -18,7 +18,8 @@ std::vector<Option> with_search_flags(std::vector<Option> own) {
                       "start each token's search from the subtree the previous token's search left under the token "
                       "it chose (synchronous plans)"),
       Option::for_key("root-choice", "root_choice",
-                      "how a search picks its token among the root's children: the most visited, or the highest mean value"),
+                      "how a search picks its token among the root's children: the most visited, the highest mean value, or "
+                      "sequential halving of the most likely ones by prior and value (Gumbel MuZero's, without noise)"),
       Option::for_key("search-top-k", "top_k", "children expanded per search node, by policy"),
       Option::for_key("leaf-batch", "leaf_batch", "leaves evaluated per batched network call (1: sequential MCTS)"),
       Option::for_key("injection-rate", "injection_rate", "alpha_l = injection_rate * sigmoid(conf_l) * delta_decay^lag"),

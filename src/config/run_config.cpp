@@ -85,7 +85,7 @@ const std::vector<Key>& keys() {
        [](const RunConfig& c) { return c.dynamics.hidden > 0 ? json(c.dynamics.hidden) : json("auto"); }},
       plain<int64_t>("dynamics_batch_size", Constraint::integer(1, kMaxDim), CRSM_FIELD(dynamics.batch_size)),
       plain<double>("c_puct", Constraint::number(0.0, 1e6), CRSM_FIELD(search.c_puct)),
-      plain<std::string>("root_choice", Constraint::word({"visits", "value"}), CRSM_FIELD(search.root_choice)),
+      plain<std::string>("root_choice", Constraint::word({"visits", "value", "halving"}), CRSM_FIELD(search.root_choice)),
       plain<bool>("normalize_q", Constraint::boolean(), CRSM_FIELD(search.normalize_q)),
       plain<bool>("reuse_subtree", Constraint::boolean(), CRSM_FIELD(search.reuse_subtree)),
       plain<int64_t>("n_simulations", Constraint::integer(1, kMaxDim), CRSM_FIELD(search.n_simulations)),

@@ -40,7 +40,7 @@ struct DynamicsConfig {
 // Search and deliberative generation (SPEC §9).
 struct SearchConfig {
   double c_puct = 1.0;
-  std::string root_choice = "visits";  // visits | value: how a search picks its answer
+  std::string root_choice = "visits";  // visits | value | halving: how a search picks its answer
   bool normalize_q = false;            // PUCT's Q rescaled by the tree's lowest and highest
   bool reuse_subtree = false;          // a search starts from the previous one's chosen subtree
   int64_t n_simulations = 50;

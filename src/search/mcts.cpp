@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <list>
+#include <optional>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -20,7 +21,9 @@ SearchOptions SearchOptions::from(const SearchConfig& config) {
   o.n_simulations = config.n_simulations;
   o.top_k = config.top_k;
   o.leaf_batch = config.leaf_batch;
-  o.root_choice = config.root_choice == "value" ? RootChoice::kValue : RootChoice::kVisits;
+  o.root_choice = config.root_choice == "value"     ? RootChoice::kValue
+                  : config.root_choice == "halving" ? RootChoice::kHalving
+                                                    : RootChoice::kVisits;
   o.normalize_q = config.normalize_q;
   o.reuse_subtree = config.reuse_subtree;
   return o;
@@ -121,6 +124,71 @@ class StatePool {
   std::unordered_map<int32_t, std::pair<int32_t, std::list<int32_t>::iterator>> map_;
 };
 
+double q_of(const Node& n) { return n.visits > 0 ? n.value_sum / n.visits : 0.0; }
+
+// Sequential halving at the root (RootChoice::kHalving): which child the next simulation
+// goes through, when the worse half leaves, and the answer.
+class SequentialHalving {
+ public:
+  // `children`: the root's, most likely first; the first min(size, simulations) compete.
+  SequentialHalving(std::vector<int32_t> children, int64_t simulations) : remaining_(std::move(children)) {
+    remaining_.resize(std::min<size_t>(remaining_.size(), static_cast<size_t>(std::max<int64_t>(1, simulations))));
+    const auto phases = static_cast<int64_t>(std::ceil(std::log2(static_cast<double>(remaining_.size()))));
+    per_phase_ = std::max<int64_t>(1, simulations / std::max<int64_t>(1, phases));
+    target_ = std::max<int64_t>(1, per_phase_ / static_cast<int64_t>(remaining_.size()));
+  }
+
+  // The remaining child with the fewest visits, pending ones counted (ties: the likelier).
+  int32_t next(const std::vector<Node>& nodes) const {
+    return *std::min_element(remaining_.begin(), remaining_.end(), [&](int32_t a, int32_t b) {
+      return nodes[a].visits + nodes[a].pending < nodes[b].visits + nodes[b].pending;
+    });
+  }
+
+  // Once every remaining child has the phase's visits, the better half stays.
+  void after_backup(const std::vector<Node>& nodes) {
+    const auto reached = [&](int32_t c) { return nodes[c].visits >= target_; };
+    while (remaining_.size() > 1 && std::all_of(remaining_.begin(), remaining_.end(), reached)) {
+      const auto s = scores(nodes);
+      std::vector<size_t> order(remaining_.size());
+      for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return s[a] > s[b]; });
+      std::vector<int32_t> kept;
+      for (size_t i = 0; i < (remaining_.size() + 1) / 2; ++i) kept.push_back(remaining_[order[i]]);
+      std::sort(kept.begin(), kept.end());  // back in prior order
+      remaining_ = std::move(kept);
+      target_ += std::max<int64_t>(1, per_phase_ / static_cast<int64_t>(remaining_.size()));
+    }
+  }
+
+  // The best remaining child by score among the visited ones (ties: the likelier).
+  int32_t best(const std::vector<Node>& nodes) const {
+    const auto s = scores(nodes);
+    int32_t best = -1;
+    double best_score = -INFINITY;
+    for (size_t i = 0; i < remaining_.size(); ++i)
+      if (nodes[remaining_[i]].visits > 0 && s[i] > best_score) best_score = s[i], best = remaining_[i];
+    return best;
+  }
+
+ private:
+  // log(prior) + (50 + most visits) * 0.1 * Q, Q rescaled to [0, 1] among the remaining.
+  std::vector<double> scores(const std::vector<Node>& nodes) const {
+    double lo = INFINITY, hi = -INFINITY;
+    int32_t most = 0;
+    for (int32_t c : remaining_) lo = std::min(lo, q_of(nodes[c])), hi = std::max(hi, q_of(nodes[c])), most = std::max(most, nodes[c].visits);
+    std::vector<double> s;
+    for (int32_t c : remaining_) {
+      const double q = hi > lo ? (q_of(nodes[c]) - lo) / (hi - lo) : 0.0;
+      s.push_back(std::log(std::max(static_cast<double>(nodes[c].prior), 1e-30)) + (50.0 + most) * 0.1 * q);
+    }
+    return s;
+  }
+
+  std::vector<int32_t> remaining_;
+  int64_t per_phase_ = 0, target_ = 0;
+};
+
 // Rows the pool needs: the root, the parents of a batch, one replayed state; no more than
 // the nodes a search can evaluate.
 int64_t pool_capacity(const States& root, const SearchOptions& o) {
@@ -136,19 +204,14 @@ class Tree {
     if (!reuse) {
       nodes_.emplace_back();
       expand({0}, eval);
-      return;
+    } else {
+      adopt(*reuse, eval);
     }
-    // The kept nodes keep their statistics and values; the root's values and its
-    // children's priors are its own now (the kept ones were predicted from its parent).
-    nodes_ = reuse->nodes;
-    batch_values_ = {reuse->values, eval.values};
-    nodes_[0].batch = 1;
-    nodes_[0].row = 0;
-    const auto probs = torch::softmax(eval.logits[0].to(torch::kFloat), -1).to(torch::kCPU).contiguous();
-    for (int32_t c = nodes_[0].first_child; c < nodes_[0].first_child + nodes_[0].num_children; ++c)
-      nodes_[c].prior = probs.data_ptr<float>()[nodes_[c].action];
-    for (const Node& n : nodes_)
-      if (n.visits > 0) q_min_ = std::min(q_min_, q_of(n)), q_max_ = std::max(q_max_, q_of(n));
+    if (options_.root_choice == RootChoice::kHalving) {
+      std::vector<int32_t> children;
+      for (int32_t c = nodes_[0].first_child; c < nodes_[0].first_child + nodes_[0].num_children; ++c) children.push_back(c);
+      halving_.emplace(std::move(children), options_.n_simulations);
+    }
   }
 
   void run(SearchStats& stats) {
@@ -168,6 +231,7 @@ class Tree {
       }
       stats.simulations += static_cast<int64_t>(leaves.size());
       stats.network_calls += 1;
+      if (halving_) halving_->after_backup(nodes_);
     }
     stats.nodes = static_cast<int64_t>(nodes_.size());
     stats.mean_depth = stats.simulations > 0 ? static_cast<double>(depth_sum_) / stats.simulations : 0;
@@ -184,6 +248,7 @@ class Tree {
       stats.root.push_back({child.action, child.prior, child.visits, q_of(child)});
       if (best < 0 || better_choice(child, nodes_[best])) best = c;
     }
+    if (halving_) best = halving_->best(nodes_);
     r.action = nodes_[best].action;
     if (!nodes_[best].evaluated) throw std::logic_error("search: the chosen child was never evaluated");
     r.confidence = batch_values_[nodes_[best].batch][nodes_[best].row];
@@ -199,6 +264,21 @@ class Tree {
   }
 
  private:
+  // A kept subtree as this tree, the new root evaluated as `eval`.
+  void adopt(const Subtree& reuse, const Expansion& eval) {
+    // The kept nodes keep their statistics and values; the root's values and its
+    // children's priors are its own now (the kept ones were predicted from its parent).
+    nodes_ = reuse.nodes;
+    batch_values_ = {reuse.values, eval.values};
+    nodes_[0].batch = 1;
+    nodes_[0].row = 0;
+    const auto probs = torch::softmax(eval.logits[0].to(torch::kFloat), -1).to(torch::kCPU).contiguous();
+    for (int32_t c = nodes_[0].first_child; c < nodes_[0].first_child + nodes_[0].num_children; ++c)
+      nodes_[c].prior = probs.data_ptr<float>()[nodes_[c].action];
+    for (const Node& n : nodes_)
+      if (n.visits > 0) q_min_ = std::min(q_min_, q_of(n)), q_max_ = std::max(q_max_, q_of(n));
+  }
+
   // The nodes under `top`, renumbered breadth first (so each node's children stay
   // contiguous), depths from `top`, their values gathered into one batch.
   std::shared_ptr<const Subtree> subtree_under(int32_t top) const {
@@ -225,11 +305,9 @@ class Tree {
     return sub;
   }
 
-  static double q_of(const Node& n) { return n.visits > 0 ? n.value_sum / n.visits : 0.0; }
-
   // Whether `child` is a better answer than `best`, a child before it (so of no lower prior).
   bool better_choice(const Node& child, const Node& best) const {
-    if (options_.root_choice == RootChoice::kVisits || child.visits == 0) return child.visits > best.visits;
+    if (options_.root_choice != RootChoice::kValue || child.visits == 0) return child.visits > best.visits;
     if (best.visits == 0) return true;
     return q_of(child) > q_of(best) || (q_of(child) == q_of(best) && child.visits > best.visits);
   }
@@ -244,6 +322,7 @@ class Tree {
   }
 
   int32_t select_child(int32_t node) const {
+    if (node == 0 && halving_) return halving_->next(nodes_);
     const Node& p = nodes_[node];
     int32_t best = -1;
     double best_score = -INFINITY;
@@ -346,6 +425,7 @@ class Tree {
   std::vector<at::Tensor> batch_values_;  // per network call: the per-layer values [n, L]
   int64_t depth_sum_ = 0;
   double q_min_ = INFINITY, q_max_ = -INFINITY;  // over the backed-up nodes' Q
+  std::optional<SequentialHalving> halving_;     // RootChoice::kHalving
 };
 
 }  // namespace

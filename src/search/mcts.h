@@ -46,8 +46,14 @@ namespace crsm::search {
 // How the search's answer is chosen among the root's children: the most visited (ties:
 // the higher prior), or the highest mean value Q among the visited ones (ties: the more
 // visited, then the higher prior). Visits follow PUCT, which spends them on priors as
-// much as on values; Q is what the values said.
-enum class RootChoice { kVisits, kValue };
+// much as on values; Q is what the values said. Or by sequential halving at the root
+// (Gumbel MuZero's, without the noise, so deterministic): the min(top_k, n_simulations)
+// most likely children share the simulations in ceil(log2 m) phases, each remaining child
+// getting equal visits in a phase, after which the better half stays by
+// log(prior) + sigma(Q), sigma(q) = (50 + the most visits of a child) * 0.1 * q with Q
+// rescaled to [0, 1] among them; the answer is the best remaining child by that score.
+// Below the root, PUCT selects either way.
+enum class RootChoice { kVisits, kValue, kHalving };
 
 struct SearchOptions {
   double c_puct = 1.0;

@@ -647,6 +647,7 @@ TEST_F(BadInput, OutcomeValues) {
       {kTrain + "--value-target bogus", 2, "--value-target bogus: expected"},
       {kTrain + "--set value_target=bogus", 2, "value_target"},
       {kTrain + "--set root_choice=most", 2, "root_choice"},
+      {kTrain + "--set root_choice=gumbel", 2, "root_choice"},
       {kTrain + "--set normalize_q=maybe", 2, "normalize_q"},
       {kTrain + "--set reuse_subtree=1.5", 2, "reuse_subtree"},
       {outcome + "--resume {W}/run", 2, "value_target outcome needs --rollouts"},

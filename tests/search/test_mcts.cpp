@@ -146,6 +146,64 @@ TEST(Mcts, NormalizedQWeighsValuesThatDifferByHundredthsAgainstThePrior) {
   EXPECT_EQ(normalized.action, 2);
 }
 
+// Sequential halving at the root, written out plainly for the toy (whose every node's Q is
+// its first action's value): visits per child and the answer.
+std::pair<std::vector<int64_t>, int64_t> reference_halving(const std::vector<double>& logits,
+                                                           const std::vector<double>& values, int64_t top_k,
+                                                           int64_t simulations) {
+  const auto probs = torch::softmax(torch::tensor(logits, torch::kDouble), 0);
+  std::vector<int64_t> remaining, visits(top_k, 0);
+  for (int64_t i = 0; i < std::min(top_k, simulations); ++i) remaining.push_back(i);
+  const auto phases = static_cast<int64_t>(std::ceil(std::log2(double(remaining.size()))));
+  const int64_t per_phase = std::max<int64_t>(1, simulations / std::max<int64_t>(1, phases));
+  int64_t target = std::max<int64_t>(1, per_phase / int64_t(remaining.size()));
+  const auto score = [&](const std::vector<int64_t>& among) {
+    double lo = INFINITY, hi = -INFINITY;
+    int64_t most = 0;
+    for (int64_t c : among) lo = std::min(lo, values[c]), hi = std::max(hi, values[c]), most = std::max(most, visits[c]);
+    std::vector<double> s;
+    for (int64_t c : among)
+      s.push_back(std::log(probs[c].item<double>()) + (50.0 + double(most)) * 0.1 * (hi > lo ? (values[c] - lo) / (hi - lo) : 0.0));
+    return s;
+  };
+  for (int64_t n = 0; n < simulations; ++n) {
+    int64_t pick = remaining[0];
+    for (int64_t c : remaining)
+      if (visits[c] < visits[pick]) pick = c;
+    visits[pick] += 1;
+    while (remaining.size() > 1 && std::all_of(remaining.begin(), remaining.end(), [&](int64_t c) { return visits[c] >= target; })) {
+      const auto s = score(remaining);
+      std::vector<size_t> order(remaining.size());
+      for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return s[a] > s[b]; });
+      std::vector<int64_t> kept;
+      for (size_t i = 0; i < (remaining.size() + 1) / 2; ++i) kept.push_back(remaining[order[i]]);
+      std::sort(kept.begin(), kept.end());
+      remaining = kept;
+      target += std::max<int64_t>(1, per_phase / int64_t(remaining.size()));
+    }
+  }
+  const auto s = score(remaining);
+  return {visits, remaining[std::max_element(s.begin(), s.end()) - s.begin()]};
+}
+
+TEST(Mcts, SequentialHalvingAtTheRootFollowsAPlainReference) {
+  for (int64_t simulations : {3, 8, 16, 50}) {
+    ToyModel toy(kLogits, kValues);
+    auto o = toy_options(simulations, 1);
+    o.root_choice = RootChoice::kHalving;
+    const auto r = run_search(toy, toy_root(), o);
+    const auto [visits, action] = reference_halving(kLogits, kValues, 4, simulations);
+    EXPECT_EQ(r.visits, visits) << simulations << " simulations";
+    EXPECT_EQ(r.action, action) << simulations << " simulations";
+  }
+  // With enough simulations the value decides: action 2 (0.90) over the likelier 0 (0.30).
+  ToyModel toy(kLogits, kValues);
+  auto o = toy_options(16, 4);  // batched leaves spread over the candidates alike
+  o.root_choice = RootChoice::kHalving;
+  EXPECT_EQ(run_search(toy, toy_root(), o).action, 2);
+}
+
 TEST(Mcts, UnvisitedChildrenComeFirstInPolicyOrder) {
   ToyModel toy(kLogits, kValues);
   const auto r = run_search(toy, toy_root(), toy_options(4, 1));
