@@ -240,15 +240,13 @@ class Tree {
   SearchResult result(SearchStats& stats) {
     SearchResult r;
     const Node& root = nodes_[0];
-    int32_t best = -1;
     for (int32_t c = root.first_child; c < root.first_child + root.num_children; ++c) {
       const Node& child = nodes_[c];
       r.actions.push_back(child.action);
       r.visits.push_back(child.visits);
       stats.root.push_back({child.action, child.prior, child.visits, q_of(child)});
-      if (best < 0 || better_choice(child, nodes_[best])) best = c;
     }
-    if (halving_) best = halving_->best(nodes_);
+    const int32_t best = chosen_child();
     r.action = nodes_[best].action;
     if (!nodes_[best].evaluated) throw std::logic_error("search: the chosen child was never evaluated");
     r.confidence = batch_values_[nodes_[best].batch][nodes_[best].row];
@@ -305,9 +303,19 @@ class Tree {
     return sub;
   }
 
+  // The root's child the search answers with (SearchOptions::root_choice).
+  int32_t chosen_child() const {
+    if (halving_) return halving_->best(nodes_);
+    const Node& root = nodes_[0];
+    int32_t best = root.first_child;
+    for (int32_t c = root.first_child + 1; c < root.first_child + root.num_children; ++c)
+      if (better_choice(nodes_[c], nodes_[best])) best = c;
+    return best;
+  }
+
   // Whether `child` is a better answer than `best`, a child before it (so of no lower prior).
   bool better_choice(const Node& child, const Node& best) const {
-    if (options_.root_choice != RootChoice::kValue || child.visits == 0) return child.visits > best.visits;
+    if (options_.root_choice == RootChoice::kVisits || child.visits == 0) return child.visits > best.visits;
     if (best.visits == 0) return true;
     return q_of(child) > q_of(best) || (q_of(child) == q_of(best) && child.visits > best.visits);
   }
